@@ -1,0 +1,399 @@
+// Package order is the domain of the service: an Order, its state machine and
+// the events each accepted transition produces. It imports nothing of ours and
+// no driver; adapters (HTTP, PostgreSQL, Kafka) depend on it, never the reverse.
+//
+// Guarantees: an Order only changes through Apply, every accepted transition
+// increments Version by exactly one (1 on Place) and yields exactly one Event
+// carrying the order's full state after the change.
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is the lifecycle state of an order.
+type Status string
+
+// The states of the order state machine. Refunded and Cancelled are terminal.
+const (
+	StatusPlaced    Status = "placed"
+	StatusPaid      Status = "paid"
+	StatusRefunded  Status = "refunded"
+	StatusCancelled Status = "cancelled"
+)
+
+// Statuses lists every status, in lifecycle order.
+var Statuses = []Status{StatusPlaced, StatusPaid, StatusRefunded, StatusCancelled}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPlaced, StatusPaid, StatusRefunded, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// Action is a request to move an order to another state.
+type Action string
+
+// The actions a client can request on an existing order.
+const (
+	ActionPay    Action = "pay"
+	ActionRefund Action = "refund"
+	ActionCancel Action = "cancel"
+)
+
+// EventType names what happened to an order. The values are the Avro enum
+// symbols of the event schema and the event_type header.
+type EventType string
+
+// One event type per transition.
+const (
+	EventPlaced    EventType = "PLACED"
+	EventPaid      EventType = "PAID"
+	EventRefunded  EventType = "REFUNDED"
+	EventCancelled EventType = "CANCELLED"
+)
+
+// transitions is the whole state machine: from a state, an action leads to a
+// new state and emits an event type. Anything absent is refused.
+var transitions = map[Status]map[Action]struct {
+	to    Status
+	event EventType
+}{
+	StatusPlaced: {
+		ActionPay:    {StatusPaid, EventPaid},
+		ActionCancel: {StatusCancelled, EventCancelled},
+	},
+	StatusPaid: {
+		ActionRefund: {StatusRefunded, EventRefunded},
+	},
+}
+
+// Limits on what a client may send. They keep rows, events and responses a
+// sane size; the HTTP layer also caps the body at 1 MiB.
+const (
+	MaxItems         = 100
+	MaxSKULength     = 64
+	MaxCustomerIDLen = 64
+	MaxTextLength    = 256 // payment reference and reasons
+)
+
+// Item is one line of an order. Prices are in minor units of the order's
+// currency (cents for EUR), so no floating point ever touches money.
+type Item struct {
+	SKU            string `json:"sku"`
+	Quantity       int32  `json:"quantity"`
+	UnitPriceMinor int64  `json:"unit_price_minor"`
+}
+
+// Order is the aggregate. Its zero value is not a valid order: use Place.
+type Order struct {
+	ID               uuid.UUID
+	CustomerID       string
+	Currency         string
+	Items            []Item
+	TotalMinor       int64
+	Status           Status
+	Version          int64
+	PaymentReference string // set by pay, if the client sent one
+	CancelReason     string // set by cancel, if the client sent one
+	RefundReason     string // set by refund, if the client sent one
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// Event is what one accepted transition produced: the order's full state after
+// it, so a consumer needs nothing else to apply it.
+type Event struct {
+	ID         uuid.UUID
+	Type       EventType
+	Order      Order
+	OccurredAt time.Time
+	Meta       Meta
+}
+
+// Meta is request context that travels with an event as Kafka headers.
+type Meta struct {
+	Traceparent   string // W3C trace context of the request that caused the event
+	CorrelationID string // the client's X-Correlation-ID, or one made up for the request
+}
+
+// Errors returned by this package and by every Store. Callers test them with
+// errors.Is; adapters map them to their protocol (HTTP 404, 409, 412, 422).
+var (
+	ErrNotFound            = errors.New("order not found")
+	ErrInvalidTransition   = errors.New("invalid transition")
+	ErrVersionMismatch     = errors.New("order version does not match")
+	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+)
+
+// FieldError says what is wrong with one field of a request.
+type FieldError struct {
+	Field  string `json:"field"`  // JSON path, e.g. items[2].quantity
+	Detail string `json:"detail"` // human-readable reason
+}
+
+// ValidationError is returned when a request is well-formed but its values are
+// not acceptable. It lists every problem found, not just the first.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Fields) == 1 {
+		return fmt.Sprintf("invalid order: %s: %s", e.Fields[0].Field, e.Fields[0].Detail)
+	}
+	return fmt.Sprintf("invalid order: %d invalid fields", len(e.Fields))
+}
+
+func (e *ValidationError) add(field, format string, args ...any) {
+	e.Fields = append(e.Fields, FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
+}
+
+// TransitionError is an ErrInvalidTransition with the details of the refusal.
+type TransitionError struct {
+	From   Status
+	Action Action
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("cannot %s an order that is %s", e.Action, e.From)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidTransition) true.
+func (e *TransitionError) Unwrap() error { return ErrInvalidTransition }
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// NewOrder is what a client asks for when placing an order.
+type NewOrder struct {
+	CustomerID string
+	Currency   string
+	Items      []Item
+}
+
+// Validate checks every field and returns a *ValidationError listing all
+// problems, or nil. It also rejects totals that do not fit in an int64.
+func (n NewOrder) Validate() error {
+	var ve ValidationError
+	switch {
+	case n.CustomerID == "":
+		ve.add("customer_id", "is required")
+	case len(n.CustomerID) > MaxCustomerIDLen:
+		ve.add("customer_id", "must be at most %d bytes", MaxCustomerIDLen)
+	}
+	switch {
+	case n.Currency == "":
+		ve.add("currency", "is required")
+	case !currencyRE.MatchString(n.Currency):
+		ve.add("currency", "must be three upper-case letters (ISO 4217), got %q", n.Currency)
+	}
+	switch {
+	case len(n.Items) == 0:
+		ve.add("items", "must contain at least one item")
+	case len(n.Items) > MaxItems:
+		ve.add("items", "must contain at most %d items, got %d", MaxItems, len(n.Items))
+	default:
+		for i, it := range n.Items {
+			p := fmt.Sprintf("items[%d]", i)
+			switch {
+			case it.SKU == "":
+				ve.add(p+".sku", "is required")
+			case len(it.SKU) > MaxSKULength:
+				ve.add(p+".sku", "must be at most %d bytes", MaxSKULength)
+			}
+			if it.Quantity <= 0 {
+				ve.add(p+".quantity", "must be a positive integer")
+			}
+			if it.UnitPriceMinor <= 0 {
+				ve.add(p+".unit_price_minor", "must be a positive integer")
+			}
+		}
+		if len(ve.Fields) == 0 {
+			if _, ok := total(n.Items); !ok {
+				ve.add("items", "order total overflows a 64-bit integer of minor units")
+			}
+		}
+	}
+	if len(ve.Fields) > 0 {
+		return &ve
+	}
+	return nil
+}
+
+// total sums quantity × unit price, reporting false on int64 overflow.
+func total(items []Item) (int64, bool) {
+	var sum int64
+	for _, it := range items {
+		q := int64(it.Quantity)
+		if it.UnitPriceMinor > math.MaxInt64/q {
+			return 0, false
+		}
+		line := q * it.UnitPriceMinor
+		if sum > math.MaxInt64-line {
+			return 0, false
+		}
+		sum += line
+	}
+	return sum, true
+}
+
+// Now returns the current time as the domain stores it: UTC, truncated to the
+// microsecond that PostgreSQL and Avro timestamp-micros keep, so what an API
+// returns on write equals what it returns on read.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// Place creates a new order at version 1 and its PLACED event. It returns a
+// *ValidationError if n is not acceptable.
+func Place(n NewOrder, now time.Time, meta Meta) (Order, Event, error) {
+	if err := n.Validate(); err != nil {
+		return Order{}, Event{}, err
+	}
+	sum, _ := total(n.Items)
+	o := Order{
+		ID:         newID(),
+		CustomerID: n.CustomerID,
+		Currency:   n.Currency,
+		Items:      append([]Item(nil), n.Items...),
+		TotalMinor: sum,
+		Status:     StatusPlaced,
+		Version:    1,
+		CreatedAt:  now,
+		UpdatedAt:  now,
+	}
+	return o, newEvent(EventPlaced, o, now, meta), nil
+}
+
+// Change is a requested transition with its optional details.
+type Change struct {
+	Action           Action
+	PaymentReference string // pay only
+	Reason           string // refund and cancel
+}
+
+// Validate checks the optional details of a change.
+func (c Change) Validate() error {
+	var ve ValidationError
+	switch c.Action {
+	case ActionPay, ActionRefund, ActionCancel:
+	default:
+		ve.add("action", "unknown action %q", c.Action)
+	}
+	if len(c.PaymentReference) > MaxTextLength {
+		ve.add("payment_reference", "must be at most %d bytes", MaxTextLength)
+	}
+	if c.PaymentReference != "" && c.Action != ActionPay {
+		ve.add("payment_reference", "is only accepted by pay")
+	}
+	if len(c.Reason) > MaxTextLength {
+		ve.add("reason", "must be at most %d bytes", MaxTextLength)
+	}
+	if c.Reason != "" && c.Action == ActionPay {
+		ve.add("reason", "is only accepted by refund and cancel")
+	}
+	if len(ve.Fields) > 0 {
+		return &ve
+	}
+	return nil
+}
+
+// Apply performs c on the order in place, incrementing its version, and returns
+// the resulting event. It returns a *TransitionError (errors.Is
+// ErrInvalidTransition) and leaves o untouched if the state machine refuses c,
+// or a *ValidationError if c's details are not acceptable.
+func (o *Order) Apply(c Change, now time.Time, meta Meta) (Event, error) {
+	if err := c.Validate(); err != nil {
+		return Event{}, err
+	}
+	t, ok := transitions[o.Status][c.Action]
+	if !ok {
+		return Event{}, &TransitionError{From: o.Status, Action: c.Action}
+	}
+	o.Status = t.to
+	o.Version++
+	o.UpdatedAt = now
+	switch c.Action {
+	case ActionPay:
+		o.PaymentReference = c.PaymentReference
+	case ActionCancel:
+		o.CancelReason = c.Reason
+	case ActionRefund:
+		o.RefundReason = c.Reason
+	}
+	return newEvent(t.event, *o, now, meta), nil
+}
+
+// CanApply reports whether the state machine allows action from status.
+func CanApply(from Status, a Action) bool {
+	_, ok := transitions[from][a]
+	return ok
+}
+
+func newEvent(t EventType, o Order, now time.Time, meta Meta) Event {
+	o.Items = append([]Item(nil), o.Items...)
+	return Event{ID: newID(), Type: t, Order: o, OccurredAt: now, Meta: meta}
+}
+
+// newID returns a UUIDv7: time-ordered, so order IDs sort by creation and
+// make a stable pagination cursor and a friendly B-tree key.
+func newID() uuid.UUID {
+	id, err := uuid.NewV7()
+	if err != nil { // only if the system's random source fails
+		panic(fmt.Sprintf("order: generate id: %v", err))
+	}
+	return id
+}
+
+// ListFilter selects orders for List. Zero values mean "any".
+type ListFilter struct {
+	CustomerID string
+	Status     Status
+	After      uuid.UUID // exclusive cursor: only orders with a greater ID
+	Limit      int       // 1..MaxListLimit, callers apply the default
+}
+
+// Listing limits.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 200
+)
+
+// Idempotency identifies a create request so a retry returns the first answer.
+type Idempotency struct {
+	Key         string // the client's Idempotency-Key header
+	Fingerprint []byte // hash of the request body; a different one is a conflict
+	Response    []byte // the response body to store for replays
+}
+
+// Store persists orders and, atomically with every change, the change's event
+// in the transactional outbox. Implementations must serialize concurrent
+// changes of one order (row lock or version check) before writing its event,
+// so one order's events are written in version order.
+type Store interface {
+	// Create stores a new order and its PLACED event in one transaction. With
+	// idem non-nil it also records the key: if the key exists with the same
+	// fingerprint, nothing is written and the stored response is returned with
+	// replayed=true; with another fingerprint it returns ErrIdempotencyConflict.
+	Create(ctx context.Context, o Order, ev Event, idem *Idempotency) (resp []byte, replayed bool, err error)
+
+	// Get returns the order, or ErrNotFound.
+	Get(ctx context.Context, id uuid.UUID) (Order, error)
+
+	// List returns orders matching f in ascending ID order, and whether more follow.
+	List(ctx context.Context, f ListFilter) (orders []Order, more bool, err error)
+
+	// Update locks the order, checks ifVersion (0 means any; otherwise
+	// ErrVersionMismatch if it differs), calls fn to change it, and stores the
+	// order and fn's event in one transaction. It returns ErrNotFound for an
+	// unknown order and fn's error unchanged (nothing is written then).
+	Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*Order) (Event, error)) (Order, error)
+}

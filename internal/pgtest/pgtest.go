@@ -1,0 +1,101 @@
+// Package pgtest gives each test its own real PostgreSQL database, migrated
+// and dropped when the test ends. There is no fake: a test that cannot reach
+// PostgreSQL fails and says how to provide one.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io/fs"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/pgdb"
+)
+
+// ServerURL is the server tests create their databases on: TEST_DATABASE_URL,
+// or the local default every development machine and CI has.
+func ServerURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// DB is one test's database.
+type DB struct {
+	Name string
+	URL  string // connection string of this database
+	Pool *pgxpool.Pool
+}
+
+// MustDB creates a fresh database, applies the migrations of fsys (nil for
+// none), and drops it (terminating stray connections) when tb ends.
+func MustDB(tb testing.TB, fsys fs.FS) *DB {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	server := ServerURL()
+	admin, err := pgx.Connect(ctx, server)
+	if err != nil {
+		tb.Fatalf("pgtest: PostgreSQL is required and did not answer at %s: %v\n"+
+			"start one (e.g. `pg_ctlcluster 15 main start`) or set TEST_DATABASE_URL", pgdb.Redact(server), err)
+	}
+	defer admin.Close(context.Background())
+
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "test_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("pgtest: create database: %v", err)
+	}
+	dbURL := replaceDatabase(tb, server, name)
+
+	db := &DB{Name: name, URL: dbURL}
+	tb.Cleanup(func() {
+		if db.Pool != nil {
+			db.Pool.Close()
+		}
+		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ccancel()
+		c, err := pgx.Connect(cctx, server)
+		if err != nil {
+			tb.Errorf("pgtest: drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(cctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			tb.Errorf("pgtest: drop %s: %v", name, err)
+		}
+	})
+
+	if fsys != nil {
+		if err := pgdb.Migrate(ctx, dbURL, fsys); err != nil {
+			tb.Fatalf("pgtest: migrate %s: %v", name, err)
+		}
+	}
+	pool, err := pgdb.Open(ctx, dbURL, 0)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	db.Pool = pool
+	return db
+}
+
+// replaceDatabase returns server's URL pointing at database name.
+func replaceDatabase(tb testing.TB, server, name string) string {
+	tb.Helper()
+	u, err := url.Parse(server)
+	if err != nil {
+		tb.Fatalf("pgtest: TEST_DATABASE_URL must be a postgres:// URL: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

@@ -1,0 +1,24 @@
+// Package migrations embeds the numbered SQL migrations of each database the
+// project owns. One runner (internal/pgdb.Migrate) applies them, for the
+// services at start-up, for `make migrate` and for every test database.
+package migrations
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed orders/*.sql
+var files embed.FS
+
+// Orders returns the migrations of order-api's database (orders, outbox,
+// idempotency keys).
+func Orders() fs.FS { return sub("orders") }
+
+func sub(dir string) fs.FS {
+	f, err := fs.Sub(files, dir)
+	if err != nil { // the directory is embedded above; this cannot fail
+		panic(err)
+	}
+	return f
+}
