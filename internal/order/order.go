@@ -397,3 +397,15 @@ type Store interface {
 	// unknown order and fn's error unchanged (nothing is written then).
 	Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*Order) (Event, error)) (Order, error)
 }
+
+// Outcome is what applying one event to a projection of orders did.
+type Outcome string
+
+// The outcomes of applying an event. Applying is idempotent: an event_id seen
+// before is a duplicate, and an event whose version is not newer than the
+// projection's is stale; neither changes the projection.
+const (
+	OutcomeApplied   Outcome = "applied"
+	OutcomeDuplicate Outcome = "duplicate"
+	OutcomeStale     Outcome = "stale"
+)

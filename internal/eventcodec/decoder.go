@@ -1,0 +1,186 @@
+package eventcodec
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hamba/avro/v2"
+
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/schemas"
+)
+
+// Errors of Decode that no retry can fix: the message belongs in a dead-letter
+// topic. Anything else Decode returns (the registry unreachable, answering
+// 5xx, timing out) is transient.
+var (
+	ErrNotFramed          = errors.New("not in the Confluent wire format")
+	ErrUnknownSchema      = errors.New("schema ID unknown to the registry")
+	ErrIncompatibleSchema = errors.New("writer schema cannot be resolved to the reader schema")
+	ErrUndecodable        = errors.New("bytes do not decode with the writer schema")
+	ErrInvalidEvent       = errors.New("decoded event is not a valid order event")
+)
+
+// Permanent reports whether err is one of the errors above.
+func Permanent(err error) bool {
+	for _, p := range []error{ErrNotFramed, ErrUnknownSchema, ErrIncompatibleSchema, ErrUndecodable, ErrInvalidEvent} {
+		if errors.Is(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// DecoderConfig configures a Decoder.
+type DecoderConfig struct {
+	URL        string        // Schema Registry base URL
+	HTTPClient *http.Client  // optional
+	Timeout    time.Duration // per registry call; default 5s
+}
+
+// Decoder reads Confluent-framed order events written with any schema the
+// registry knows that resolves to the newest schema in schemas/. Safe for
+// concurrent use; writer schemas are fetched once per ID.
+type Decoder struct {
+	reg    *registryClient
+	reader avro.Schema
+
+	mu       sync.RWMutex
+	resolved map[uint32]avro.Schema
+}
+
+// NewDecoder compiles the reader schema; it contacts the registry only when
+// it meets a schema ID for the first time.
+func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
+	reg, err := newRegistryClient(cfg.URL, cfg.HTTPClient, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	reader, err := parseSchema(schemas.Latest().Text)
+	if err != nil {
+		return nil, fmt.Errorf("parse reader schema: %w", err)
+	}
+	return &Decoder{reg: reg, reader: reader, resolved: map[uint32]avro.Schema{}}, nil
+}
+
+// Decode returns the event in value. Meta is left empty: trace and
+// correlation IDs travel in headers, not in the payload.
+func (d *Decoder) Decode(ctx context.Context, value []byte) (order.Event, error) {
+	if len(value) < 5 || value[0] != 0 {
+		return order.Event{}, fmt.Errorf("%w: %d bytes, first byte %s", ErrNotFramed, len(value), firstByte(value))
+	}
+	id := binary.BigEndian.Uint32(value[1:5])
+	schema, err := d.schema(ctx, id)
+	if err != nil {
+		return order.Event{}, err
+	}
+	var w wireEvent
+	r := avro.NewReader(nil, 0).Reset(value[5:])
+	r.ReadVal(schema, &w)
+	if r.Error != nil {
+		return order.Event{}, fmt.Errorf("%w: schema %d: %v", ErrUndecodable, id, r.Error)
+	}
+	if r.Peek(); r.Error == nil {
+		return order.Event{}, fmt.Errorf("%w: schema %d: trailing bytes after the record", ErrUndecodable, id)
+	}
+	return fromWire(w)
+}
+
+func firstByte(b []byte) string {
+	if len(b) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("0x%02x", b[0])
+}
+
+// schema returns the writer schema of id resolved against the reader.
+func (d *Decoder) schema(ctx context.Context, id uint32) (avro.Schema, error) {
+	d.mu.RLock()
+	s, ok := d.resolved[id]
+	d.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	var ans struct {
+		Schema     string `json:"schema"`
+		SchemaType string `json:"schemaType"`
+	}
+	err := d.reg.call(ctx, "GET", fmt.Sprintf("/schemas/ids/%d", id), nil, &ans)
+	var re *registryError
+	if errors.As(err, &re) && re.Status == http.StatusNotFound {
+		return nil, fmt.Errorf("%w: id %d: %v", ErrUnknownSchema, id, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch schema %d: %w", id, err)
+	}
+	if ans.SchemaType != "" && ans.SchemaType != "AVRO" {
+		return nil, fmt.Errorf("%w: id %d is a %s schema", ErrIncompatibleSchema, id, ans.SchemaType)
+	}
+	writer, err := parseSchema(ans.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("%w: id %d does not parse: %v", ErrIncompatibleSchema, id, err)
+	}
+	s, err = avro.NewSchemaCompatibility().Resolve(d.reader, writer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: id %d: %v", ErrIncompatibleSchema, id, err)
+	}
+	d.mu.Lock()
+	d.resolved[id] = s
+	d.mu.Unlock()
+	return s, nil
+}
+
+func fromWire(w wireEvent) (order.Event, error) {
+	invalid := func(format string, args ...any) (order.Event, error) {
+		return order.Event{}, fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
+	}
+	eventID, err := uuid.Parse(w.EventID)
+	if err != nil {
+		return invalid("event_id %q: %v", w.EventID, err)
+	}
+	orderID, err := uuid.Parse(w.OrderID)
+	if err != nil {
+		return invalid("order_id %q: %v", w.OrderID, err)
+	}
+	if w.Version < 1 {
+		return invalid("version %d < 1", w.Version)
+	}
+	typ := order.EventType(w.EventType)
+	switch typ {
+	case order.EventPlaced, order.EventPaid, order.EventRefunded, order.EventCancelled:
+	default:
+		return invalid("event_type %q", w.EventType)
+	}
+	status := statusFromSymbol(w.Status)
+	if !status.Valid() {
+		return invalid("status %q", w.Status)
+	}
+	items := make([]order.Item, len(w.Items))
+	for i, it := range w.Items {
+		items[i] = order.Item(it)
+	}
+	o := order.Order{
+		ID:               orderID,
+		CustomerID:       w.CustomerID,
+		Currency:         w.Currency,
+		Items:            items,
+		TotalMinor:       w.TotalMinor,
+		Status:           status,
+		Version:          w.Version,
+		PaymentReference: deref(w.PaymentReference),
+		CancelReason:     deref(w.CancelReason),
+		RefundReason:     deref(w.RefundReason),
+		CreatedAt:        w.CreatedAt.UTC(),
+		UpdatedAt:        w.UpdatedAt.UTC(),
+	}
+	if o.CustomerID == "" || len(o.Currency) != 3 || len(o.Items) == 0 {
+		return invalid("order %s lacks customer, currency or items", o.ID)
+	}
+	return order.Event{ID: eventID, Type: typ, Order: o, OccurredAt: w.OccurredAt.UTC()}, nil
+}

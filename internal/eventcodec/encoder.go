@@ -1,0 +1,157 @@
+// Package eventcodec turns order events into the bytes on the topic and back:
+// Avro binary bodies written with the newest schema in schemas/, framed in the
+// Confluent wire format (magic byte 0, 4-byte big-endian schema ID, body), with
+// schema IDs from a Confluent Schema Registry.
+//
+// The three parts sit where the flow needs them:
+//   - Encoder (no network) runs on the request path, inside the order's
+//     transaction, so the outbox row holds the exact body that will be
+//     published, and the request never waits on the registry.
+//   - Framer runs in the relay: it registers the schema (setting the subject's
+//     compatibility first) and caches the ID, so a registry outage only delays
+//     publishing.
+//   - Decoder runs in consumers: it fetches the writer's schema by the ID in
+//     the frame, resolves it against the newest reader schema and classifies
+//     what cannot be decoded as permanent (see Permanent).
+//
+// The registry is called with net/http rather than srclient: srclient v0.7.3
+// takes no context (a hung registry would hang the relay) and does not expose
+// the registry's error codes, which the decoder needs to tell "unknown schema"
+// (permanent) from "registry unreachable" (transient).
+package eventcodec
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/schemas"
+)
+
+// wireEvent is the Avro record, field for field with schemas/order_event.vN.avsc.
+type wireEvent struct {
+	EventID          string     `avro:"event_id"`
+	EventType        string     `avro:"event_type"`
+	OrderID          string     `avro:"order_id"`
+	Version          int64      `avro:"version"`
+	Status           string     `avro:"status"`
+	OccurredAt       time.Time  `avro:"occurred_at"`
+	CustomerID       string     `avro:"customer_id"`
+	Currency         string     `avro:"currency"`
+	Items            []wireItem `avro:"items"`
+	TotalMinor       int64      `avro:"total_minor"`
+	CreatedAt        time.Time  `avro:"created_at"`
+	UpdatedAt        time.Time  `avro:"updated_at"`
+	PaymentReference *string    `avro:"payment_reference"`
+	CancelReason     *string    `avro:"cancel_reason"`
+	RefundReason     *string    `avro:"refund_reason"`
+}
+
+type wireItem struct {
+	SKU            string `avro:"sku"`
+	Quantity       int32  `avro:"quantity"`
+	UnitPriceMinor int64  `avro:"unit_price_minor"`
+}
+
+// parseSchema parses one schema with a cache of its own: every version
+// shares the record's full name, which a shared cache would confuse.
+func parseSchema(text string) (avro.Schema, error) {
+	return avro.ParseWithCache(text, "", &avro.SchemaCache{})
+}
+
+// Encoder writes events as Avro binary with the newest schema. It is safe
+// for concurrent use.
+type Encoder struct {
+	schema  avro.Schema
+	version int
+}
+
+// NewEncoder compiles the newest schema in schemas/.
+func NewEncoder() (*Encoder, error) {
+	latest := schemas.Latest()
+	s, err := parseSchema(latest.Text)
+	if err != nil {
+		return nil, fmt.Errorf("parse schema v%d: %w", latest.Version, err)
+	}
+	return &Encoder{schema: s, version: latest.Version}, nil
+}
+
+// Encode returns the Avro body of ev (not framed) and the schemas/ version it
+// was written with.
+func (e *Encoder) Encode(ev order.Event) (payload []byte, schemaVersion int, err error) {
+	b, err := avro.Marshal(e.schema, toWire(ev))
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode %s event %s: %w", ev.Type, ev.ID, err)
+	}
+	return b, e.version, nil
+}
+
+func toWire(ev order.Event) *wireEvent {
+	o := ev.Order
+	items := make([]wireItem, len(o.Items))
+	for i, it := range o.Items {
+		items[i] = wireItem(it)
+	}
+	return &wireEvent{
+		EventID:          ev.ID.String(),
+		EventType:        string(ev.Type),
+		OrderID:          o.ID.String(),
+		Version:          o.Version,
+		Status:           statusSymbol(o.Status),
+		OccurredAt:       ev.OccurredAt.UTC(),
+		CustomerID:       o.CustomerID,
+		Currency:         o.Currency,
+		Items:            items,
+		TotalMinor:       o.TotalMinor,
+		CreatedAt:        o.CreatedAt.UTC(),
+		UpdatedAt:        o.UpdatedAt.UTC(),
+		PaymentReference: optional(o.PaymentReference),
+		CancelReason:     optional(o.CancelReason),
+		RefundReason:     optional(o.RefundReason),
+	}
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// Avro enum symbols are upper case; the domain's statuses are lower case.
+func statusSymbol(s order.Status) string {
+	switch s {
+	case order.StatusPlaced:
+		return "PLACED"
+	case order.StatusPaid:
+		return "PAID"
+	case order.StatusRefunded:
+		return "REFUNDED"
+	case order.StatusCancelled:
+		return "CANCELLED"
+	}
+	return string(s)
+}
+
+func statusFromSymbol(s string) order.Status {
+	switch s {
+	case "PLACED":
+		return order.StatusPlaced
+	case "PAID":
+		return order.StatusPaid
+	case "REFUNDED":
+		return order.StatusRefunded
+	case "CANCELLED":
+		return order.StatusCancelled
+	}
+	return order.Status(s)
+}

@@ -1,0 +1,559 @@
+// Package httpapi is order-api's HTTP interface: routing (chi), request
+// validation, RFC 9457 problem responses, Idempotency-Key, ETag/If-Match.
+// It maps domain errors to HTTP statuses and nothing else: every rule of the
+// order lives in internal/order and every byte stored in the order.Store.
+// A refused request writes nothing.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// MaxBodyBytes is the largest request body accepted (413 beyond).
+const MaxBodyBytes = 1 << 20
+
+// Check is one readiness check: /readyz is 200 only when every Func returns nil.
+type Check struct {
+	Name string
+	Func func(context.Context) error
+}
+
+// Config configures the API.
+type Config struct {
+	Logger *slog.Logger // default slog.Default()
+	Now    func() time.Time
+}
+
+type api struct {
+	store  order.Store
+	log    *slog.Logger
+	now    func() time.Time
+	checks []Check
+}
+
+// New returns the API's handler. It calls store and checks only: never the
+// Schema Registry or Kafka, so orders are taken while those are down.
+func New(cfg Config, store order.Store, checks ...Check) http.Handler {
+	a := &api{store: store, log: cfg.Logger, now: cfg.Now, checks: checks}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.now == nil {
+		a.now = order.Now
+	}
+	r := chi.NewRouter()
+	r.Use(a.requestMeta)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource", nil)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusMethodNotAllowed, typeMethod, "Method Not Allowed",
+			r.Method+" is not allowed on "+r.URL.Path, nil)
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", a.ready)
+	r.Post("/orders", a.place)
+	r.Get("/orders", a.list)
+	r.Get("/orders/{id}", a.get)
+	r.Post("/orders/{id}/pay", a.change(order.ActionPay))
+	r.Post("/orders/{id}/refund", a.change(order.ActionRefund))
+	r.Post("/orders/{id}/cancel", a.change(order.ActionCancel))
+	return r
+}
+
+// ---- request metadata and logging ----
+
+type metaKey struct{}
+
+var traceparentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// requestMeta fixes the request's correlation ID and trace context (taken
+// from the client when valid, made up otherwise), echoes the correlation ID
+// and logs one line per request.
+func (a *api) requestMeta(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		meta := order.Meta{CorrelationID: r.Header.Get("X-Correlation-ID"), Traceparent: r.Header.Get("traceparent")}
+		if meta.CorrelationID == "" || len(meta.CorrelationID) > 128 {
+			meta.CorrelationID = uuid.NewString()
+		}
+		if !validTraceparent(meta.Traceparent) {
+			meta.Traceparent = newTraceparent()
+		}
+		w.Header().Set("X-Correlation-ID", meta.CorrelationID)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), metaKey{}, meta)))
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
+			slog.String("method", r.Method), slog.String("route", route), slog.Int("status", sw.status),
+			slog.Duration("duration", time.Since(start)), slog.String("correlation_id", meta.CorrelationID))
+	})
+}
+
+func validTraceparent(s string) bool {
+	// Version ff is forbidden, and all-zero trace or parent IDs are invalid.
+	return traceparentRE.MatchString(s) && s[:2] != "ff" &&
+		s[3:35] != strings.Repeat("0", 32) && s[36:52] != strings.Repeat("0", 16)
+}
+
+func newTraceparent() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+}
+
+func metaFrom(ctx context.Context) order.Meta {
+	m, _ := ctx.Value(metaKey{}).(order.Meta)
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// ---- health ----
+
+func (a *api) ready(w http.ResponseWriter, r *http.Request) {
+	failed := map[string]string{}
+	for _, c := range a.checks {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		if err := c.Func(ctx); err != nil {
+			failed[c.Name] = err.Error()
+		}
+		cancel()
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// ---- orders ----
+
+type itemJSON struct {
+	SKU            *string `json:"sku"`
+	Quantity       *int32  `json:"quantity"`
+	UnitPriceMinor *int64  `json:"unit_price_minor"`
+}
+
+type placeRequest struct {
+	CustomerID *string    `json:"customer_id"`
+	Currency   *string    `json:"currency"`
+	Items      []itemJSON `json:"items"`
+}
+
+// orderJSON is the representation of an order in every response.
+type orderJSON struct {
+	ID               uuid.UUID    `json:"id"`
+	CustomerID       string       `json:"customer_id"`
+	Currency         string       `json:"currency"`
+	Items            []order.Item `json:"items"`
+	TotalMinor       int64        `json:"total_minor"`
+	Status           order.Status `json:"status"`
+	Version          int64        `json:"version"`
+	PaymentReference string       `json:"payment_reference,omitempty"`
+	CancelReason     string       `json:"cancel_reason,omitempty"`
+	RefundReason     string       `json:"refund_reason,omitempty"`
+	CreatedAt        time.Time    `json:"created_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+}
+
+func toJSON(o order.Order) orderJSON {
+	return orderJSON{
+		ID: o.ID, CustomerID: o.CustomerID, Currency: o.Currency, Items: o.Items, TotalMinor: o.TotalMinor,
+		Status: o.Status, Version: o.Version, PaymentReference: o.PaymentReference,
+		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+}
+
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+
+func (a *api) place(w http.ResponseWriter, r *http.Request) {
+	var req placeRequest
+	if !a.decode(w, r, &req, true) {
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if _, present := r.Header["Idempotency-Key"]; present && !idempotencyKeyRE.MatchString(key) {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			"Idempotency-Key must be 1 to 255 printable ASCII characters without spaces", nil)
+		return
+	}
+	n, fields := req.toNewOrder()
+	if len(fields) == 0 {
+		if err := n.Validate(); err != nil {
+			var ve *order.ValidationError
+			if !errors.As(err, &ve) {
+				a.internal(w, r, err)
+				return
+			}
+			fields = ve.Fields
+		}
+	}
+	if len(fields) > 0 {
+		writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+			"the order is not valid; see errors", fields)
+		return
+	}
+	o, ev, err := order.Place(n, a.now(), metaFrom(r.Context()))
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	body, err := json.Marshal(toJSON(o))
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	var idem *order.Idempotency
+	if key != "" {
+		// The fingerprint is of the decoded request, re-marshalled, so a
+		// retry that only formats the JSON differently is the same request.
+		canonical, _ := json.Marshal(n)
+		sum := sha256.Sum256(canonical)
+		idem = &order.Idempotency{Key: key, Fingerprint: sum[:], Response: body}
+	}
+	resp, replayed, err := a.store.Create(r.Context(), o, ev, idem)
+	switch {
+	case errors.Is(err, order.ErrIdempotencyConflict):
+		writeProblem(w, r, http.StatusUnprocessableEntity, typeIdempotency, "Unprocessable Content",
+			"Idempotency-Key was already used with a different request body", nil)
+		return
+	case err != nil:
+		a.internal(w, r, err)
+		return
+	}
+	if replayed {
+		var first orderJSON
+		if err := json.Unmarshal(resp, &first); err != nil {
+			a.internal(w, r, fmt.Errorf("stored idempotent response: %w", err))
+			return
+		}
+		body, o.ID, o.Version = resp, first.ID, first.Version
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", "/orders/"+o.ID.String())
+	w.Header().Set("ETag", etag(o.Version))
+	writeRaw(w, http.StatusCreated, body)
+}
+
+// toNewOrder turns the request into a domain request, listing the fields
+// that are missing (the domain validates the values).
+func (p placeRequest) toNewOrder() (order.NewOrder, []order.FieldError) {
+	var missing []order.FieldError
+	need := func(ok bool, field string) {
+		if !ok {
+			missing = append(missing, order.FieldError{Field: field, Detail: "is required"})
+		}
+	}
+	var n order.NewOrder
+	need(p.CustomerID != nil, "customer_id")
+	need(p.Currency != nil, "currency")
+	need(p.Items != nil, "items")
+	if p.CustomerID != nil {
+		n.CustomerID = *p.CustomerID
+	}
+	if p.Currency != nil {
+		n.Currency = *p.Currency
+	}
+	for i, it := range p.Items {
+		f := fmt.Sprintf("items[%d].", i)
+		need(it.SKU != nil, f+"sku")
+		need(it.Quantity != nil, f+"quantity")
+		need(it.UnitPriceMinor != nil, f+"unit_price_minor")
+		var item order.Item
+		if it.SKU != nil {
+			item.SKU = *it.SKU
+		}
+		if it.Quantity != nil {
+			item.Quantity = *it.Quantity
+		}
+		if it.UnitPriceMinor != nil {
+			item.UnitPriceMinor = *it.UnitPriceMinor
+		}
+		n.Items = append(n.Items, item)
+	}
+	return n, missing
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	o, err := a.store.Get(r.Context(), id)
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	tag := etag(o.Version)
+	w.Header().Set("ETag", tag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, tag)) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(o))
+}
+
+type listResponse struct {
+	Items      []orderJSON `json:"items"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
+	if f.Status != "" && !f.Status.Valid() {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			fmt.Sprintf("status must be one of placed, paid, refunded, cancelled; got %q", f.Status), nil)
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > order.MaxListLimit {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+				fmt.Sprintf("limit must be an integer from 1 to %d; got %q", order.MaxListLimit, s), nil)
+			return
+		}
+		f.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		after, err := decodeCursor(c)
+		if err != nil {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "cursor is not one this API returned", nil)
+			return
+		}
+		f.After = after
+	}
+	orders, more, err := a.store.List(r.Context(), f)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	resp := listResponse{Items: make([]orderJSON, len(orders))}
+	for i, o := range orders {
+		resp.Items[i] = toJSON(o)
+	}
+	if more && len(orders) > 0 {
+		resp.NextCursor = encodeCursor(orders[len(orders)-1].ID)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// The cursor is the last ID of the page, opaque to clients. IDs are UUIDv7,
+// so "after this ID" is stable however many orders arrive meanwhile.
+func encodeCursor(id uuid.UUID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+func decodeCursor(s string) (uuid.UUID, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return uuid.UUID{}, err
+	}
+	return uuid.FromBytes(b)
+}
+
+type changeRequest struct {
+	PaymentReference string `json:"payment_reference"`
+	Reason           string `json:"reason"`
+}
+
+func (a *api) change(action order.Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		var req changeRequest
+		if !a.decode(w, r, &req, false) {
+			return
+		}
+		ifVersion, ok := ifMatch(w, r)
+		if !ok {
+			return
+		}
+		c := order.Change{Action: action, PaymentReference: req.PaymentReference, Reason: req.Reason}
+		if err := c.Validate(); err != nil {
+			var ve *order.ValidationError
+			if errors.As(err, &ve) {
+				writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+					"the request is not valid; see errors", ve.Fields)
+				return
+			}
+			a.internal(w, r, err)
+			return
+		}
+		meta := metaFrom(r.Context())
+		o, err := a.store.Update(r.Context(), id, ifVersion, func(o *order.Order) (order.Event, error) {
+			return o.Apply(c, a.now(), meta)
+		})
+		if err != nil {
+			a.storeError(w, r, err)
+			return
+		}
+		w.Header().Set("ETag", etag(o.Version))
+		writeJSON(w, http.StatusOK, toJSON(o))
+	}
+}
+
+// ifMatch parses If-Match: absent → 0 (any version); "*" → 0 (the order
+// must exist, which Update checks); `"N"` or `W/"N"` → N.
+func ifMatch(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return 0, true
+	}
+	s := strings.TrimPrefix(h, "W/")
+	if len(s) >= 3 && s[0] == '"' && s[len(s)-1] == '"' {
+		if v, err := strconv.ParseInt(s[1:len(s)-1], 10, 64); err == nil && v > 0 {
+			return v, true
+		}
+	}
+	writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+		`If-Match must be an ETag this API returned, such as "3", or *`, nil)
+	return 0, false
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
+	raw := chi.URLParam(r, "id")
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			fmt.Sprintf("order id %q is not a UUID", raw), nil)
+		return uuid.UUID{}, false
+	}
+	return id, true
+}
+
+// decode reads a JSON body strictly: application/json only, at most
+// MaxBodyBytes, no unknown fields, one value. With required false an empty
+// body is accepted and leaves v as is.
+func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, typeTooLarge, "Content Too Large",
+			fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes), nil)
+		return false
+	}
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "could not read the request body", nil)
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if required {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "a JSON request body is required", nil)
+			return false
+		}
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+			"request body must be application/json", nil)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
+		return false
+	}
+	if dec.More() || dec.InputOffset() < int64(len(bytes.TrimRight(body, " \t\r\n"))) {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "unexpected data after the JSON value", nil)
+		return false
+	}
+	return true
+}
+
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be a %s, got %s", typ.Field, typ.Type, typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of input"
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+// storeError maps the domain errors of order.Store to statuses.
+func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	var te *order.TransitionError
+	var ve *order.ValidationError
+	switch {
+	case errors.Is(err, order.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no order with this id", nil)
+	case errors.As(err, &te):
+		writeProblem(w, r, http.StatusConflict, typeTransition, "Conflict", te.Error(), nil)
+	case errors.Is(err, order.ErrVersionMismatch):
+		writeProblem(w, r, http.StatusPreconditionFailed, typePrecondition, "Precondition Failed",
+			"the order has changed since the version in If-Match; GET it and retry", nil)
+	case errors.As(err, &ve):
+		writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+			"the request is not valid; see errors", ve.Fields)
+	default:
+		a.internal(w, r, err)
+	}
+}
+
+// internal answers 500 without details and logs the cause.
+func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		err = fmt.Errorf("%w (request context: %v)", err, r.Context().Err())
+	}
+	a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+		"correlation_id", metaFrom(r.Context()).CorrelationID, "error", err)
+	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
+		"the request could not be completed; it is safe to retry with the same Idempotency-Key", nil)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	_, _ = w.Write([]byte("\n"))
+}

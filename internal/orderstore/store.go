@@ -1,0 +1,262 @@
+// Package orderstore is the PostgreSQL implementation of order.Store. Every
+// accepted change writes the order row and its event's outbox row in one
+// transaction (the transactional outbox): both commit or neither does. A
+// change locks the order row before anything else, so concurrent changes of
+// one order are serialized and its outbox rows follow its versions.
+package orderstore
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// Encoder turns an event into the Avro body stored in the outbox, and names
+// the schemas/ version it used. eventcodec.Encoder implements it.
+type Encoder interface {
+	Encode(order.Event) (payload []byte, schemaVersion int, err error)
+}
+
+// Store keeps orders and their outbox in PostgreSQL.
+type Store struct {
+	pool  *pgxpool.Pool
+	enc   Encoder
+	topic string
+}
+
+var _ order.Store = (*Store)(nil)
+
+// New returns a Store writing events for topic.
+func New(pool *pgxpool.Pool, enc Encoder, topic string) *Store {
+	return &Store{pool: pool, enc: enc, topic: topic}
+}
+
+// Ping reports whether the database answers, for readiness checks.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+const insertOrderSQL = `
+INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
+                    payment_reference, cancel_reason, refund_reason, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+
+const insertIdempotencySQL = `
+INSERT INTO idempotency_keys (key, fingerprint, order_id, response) VALUES ($1, $2, $3, $4)
+ON CONFLICT (key) DO NOTHING`
+
+const selectIdempotencySQL = `SELECT fingerprint, response FROM idempotency_keys WHERE key = $1`
+
+// Create implements order.Store.
+func (s *Store) Create(ctx context.Context, o order.Order, ev order.Event, idem *order.Idempotency) (resp []byte, replayed bool, err error) {
+	outbox, err := s.outboxRow(ev)
+	if err != nil {
+		return nil, false, err
+	}
+	items, err := json.Marshal(o.Items)
+	if err != nil {
+		return nil, false, fmt.Errorf("create order: %w", err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("create order: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+
+	if _, err := tx.Exec(ctx, insertOrderSQL, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
+		o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
+		return nil, false, fmt.Errorf("create order: insert order: %w", err)
+	}
+	if idem != nil {
+		// ON CONFLICT DO NOTHING waits for a concurrent insert of the same key
+		// to commit or roll back, then reports whether ours went in.
+		tag, err := tx.Exec(ctx, insertIdempotencySQL, idem.Key, idem.Fingerprint, o.ID, idem.Response)
+		if err != nil {
+			return nil, false, fmt.Errorf("create order: insert idempotency key: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			var fp, stored []byte
+			if err := tx.QueryRow(ctx, selectIdempotencySQL, idem.Key).Scan(&fp, &stored); err != nil {
+				return nil, false, fmt.Errorf("create order: read idempotency key: %w", err)
+			}
+			if subtle.ConstantTimeCompare(fp, idem.Fingerprint) != 1 {
+				return nil, false, order.ErrIdempotencyConflict
+			}
+			return stored, true, nil // the deferred rollback discards our order
+		}
+	}
+	if err := insertOutbox(ctx, tx, outbox); err != nil {
+		return nil, false, fmt.Errorf("create order: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, false, fmt.Errorf("create order: commit: %w", err)
+	}
+	if idem != nil {
+		return idem.Response, false, nil
+	}
+	return nil, false, nil
+}
+
+const selectOrderSQL = `
+SELECT id, customer_id, currency, items, total_minor, status, version,
+       payment_reference, cancel_reason, refund_reason, created_at, updated_at
+FROM orders WHERE id = $1`
+
+// Get implements order.Store.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (order.Order, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, selectOrderSQL, id))
+	if err != nil {
+		return order.Order{}, fmt.Errorf("get order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+const listOrdersSQL = `
+SELECT id, customer_id, currency, items, total_minor, status, version,
+       payment_reference, cancel_reason, refund_reason, created_at, updated_at
+FROM orders
+WHERE ($1 = '' OR customer_id = $1)
+  AND ($2 = '' OR status = $2)
+  AND id > $3
+ORDER BY id
+LIMIT $4`
+
+// List implements order.Store. IDs are UUIDv7, so ID order is creation
+// order and the last ID seen is a stable cursor.
+func (s *Store) List(ctx context.Context, f order.ListFilter) ([]order.Order, bool, error) {
+	limit := f.Limit
+	if limit <= 0 || limit > order.MaxListLimit {
+		limit = order.DefaultListLimit
+	}
+	rows, err := s.pool.Query(ctx, listOrdersSQL, f.CustomerID, string(f.Status), f.After, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list orders: %w", err)
+	}
+	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("list orders: %w", err)
+	}
+	more := len(orders) > limit
+	if more {
+		orders = orders[:limit]
+	}
+	return orders, more, nil
+}
+
+const lockOrderSQL = selectOrderSQL + ` FOR UPDATE`
+
+const updateOrderSQL = `
+UPDATE orders SET status = $2, version = $3, payment_reference = $4, cancel_reason = $5,
+                  refund_reason = $6, updated_at = $7
+WHERE id = $1`
+
+// Update implements order.Store.
+func (s *Store) Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("update order %s: begin: %w", id, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+
+	// The row lock serializes changes of this order: a concurrent change
+	// waits here and then sees the version this one commits.
+	o, err := scanOrder(tx.QueryRow(ctx, lockOrderSQL, id))
+	if err != nil {
+		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
+	}
+	if ifVersion != 0 && o.Version != ifVersion {
+		return o, fmt.Errorf("update order %s: have version %d, want %d: %w", id, o.Version, ifVersion, order.ErrVersionMismatch)
+	}
+	ev, err := fn(&o)
+	if err != nil {
+		return o, err
+	}
+	row, err := s.outboxRow(ev)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if _, err := tx.Exec(ctx, updateOrderSQL, o.ID, o.Status, o.Version, o.PaymentReference,
+		o.CancelReason, o.RefundReason, o.UpdatedAt); err != nil {
+		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
+	}
+	if err := insertOutbox(ctx, tx, row); err != nil {
+		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return order.Order{}, fmt.Errorf("update order %s: commit: %w", id, err)
+	}
+	return o, nil
+}
+
+// outboxRow is one event ready for the outbox table.
+type outboxRow struct {
+	eventID       uuid.UUID
+	topic         string
+	key           []byte
+	payload       []byte
+	schemaVersion int
+	headers       []byte
+}
+
+// The headers of every event, as the design's contract names them.
+func (s *Store) outboxRow(ev order.Event) (outboxRow, error) {
+	payload, version, err := s.enc.Encode(ev)
+	if err != nil {
+		return outboxRow{}, err
+	}
+	headers, err := json.Marshal(map[string]string{
+		"event_id":       ev.ID.String(),
+		"event_type":     string(ev.Type),
+		"traceparent":    ev.Meta.Traceparent,
+		"correlation_id": ev.Meta.CorrelationID,
+	})
+	if err != nil {
+		return outboxRow{}, err
+	}
+	return outboxRow{
+		eventID:       ev.ID,
+		topic:         s.topic,
+		key:           []byte(ev.Order.ID.String()),
+		payload:       payload,
+		schemaVersion: version,
+		headers:       headers,
+	}, nil
+}
+
+const insertOutboxSQL = `
+INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
+VALUES ($1, $2, $3, $4, $5, $6)`
+
+func insertOutbox(ctx context.Context, tx pgx.Tx, r outboxRow) error {
+	if _, err := tx.Exec(ctx, insertOutboxSQL, r.eventID, r.topic, r.key, r.payload, r.schemaVersion, r.headers); err != nil {
+		return fmt.Errorf("insert outbox row: %w", err)
+	}
+	return nil
+}
+
+func scanOrder(row pgx.Row) (order.Order, error) {
+	var (
+		o     order.Order
+		items []byte
+	)
+	err := row.Scan(&o.ID, &o.CustomerID, &o.Currency, &items, &o.TotalMinor, &o.Status, &o.Version,
+		&o.PaymentReference, &o.CancelReason, &o.RefundReason, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return order.Order{}, order.ErrNotFound
+	}
+	if err != nil {
+		return order.Order{}, err
+	}
+	if err := json.Unmarshal(items, &o.Items); err != nil {
+		return order.Order{}, fmt.Errorf("items of order %s: %w", o.ID, err)
+	}
+	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	return o, nil
+}
+
