@@ -1,0 +1,173 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// localURL is where a developer's PostgreSQL usually answers.
+const localURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
+
+// errNoPostgres is the one line a user sees when no PostgreSQL can be had.
+var errNoPostgres = errors.New("PostgreSQL is required: set DATABASE_URL to a server, or install PostgreSQL 15+ so that initdb and pg_ctl are on PATH (apt-get install postgresql, brew install postgresql@16)")
+
+// EnsurePostgres finds a PostgreSQL server for the playground and returns the
+// URL of its "postgres" database and a function that undoes what it started:
+//  1. DATABASE_URL, when set, names the server; it is used as it is.
+//  2. Otherwise a server answering on 127.0.0.1:5432 as user postgres.
+//  3. Otherwise a throwaway cluster made with initdb and started with pg_ctl
+//     (from PATH, or /usr/lib/postgresql/*/bin) on a free port; stop shuts it
+//     down and deletes it.
+//
+// Failing all three, the error is one line saying how to get PostgreSQL.
+func EnsurePostgres(ctx context.Context, getenv func(string) string, logf func(format string, args ...any)) (dsn string, stop func() error, err error) {
+	noop := func() error { return nil }
+	if u := getenv("DATABASE_URL"); u != "" {
+		return u, noop, nil
+	}
+	switch err := probe(ctx, localURL); {
+	case err == nil:
+		logf("using the PostgreSQL server on 127.0.0.1:5432")
+		return strings.TrimSuffix(localURL, "&connect_timeout=3"), noop, nil
+	case !isRefused(err):
+		return "", nil, fmt.Errorf("a PostgreSQL server answers on 127.0.0.1:5432 but not as user postgres without a password (%v): set DATABASE_URL", err)
+	}
+	return startThrowaway(ctx, logf)
+}
+
+func probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	return c.Close(ctx)
+}
+
+// isRefused tells "nothing listens there" from "something listens but said no".
+func isRefused(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// findPGBin returns the directory holding initdb and pg_ctl.
+func findPGBin() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := exec.LookPath("pg_ctl"); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_ctl")) {
+			return d, nil
+		}
+	}
+	return "", errNoPostgres
+}
+
+func version(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode()&0o111 != 0
+}
+
+func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, func() error, error) {
+	bin, err := findPGBin()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "orders-pg-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	// PostgreSQL refuses to run as root: run it as the postgres system user.
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			cleanup()
+			return "", nil, errors.New("PostgreSQL cannot run as root and there is no postgres user to run it as: set DATABASE_URL")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	data := filepath.Join(dir, "data")
+	logf("no PostgreSQL found: starting a throwaway cluster in %s", dir)
+	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
+	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	stop := func() error {
+		// A fresh context: stop runs when the caller's has ended.
+		cmd := exec.Command(filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, err := cmd.CombinedOutput()
+		cleanup()
+		if err != nil {
+			return fmt.Errorf("pg_ctl stop: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := probe(ctx, url); err != nil {
+		_ = stop()
+		return "", nil, fmt.Errorf("throwaway PostgreSQL does not answer: %w", err)
+	}
+	logf("throwaway PostgreSQL on 127.0.0.1:%d (removed on exit)", port)
+	return url, stop, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
