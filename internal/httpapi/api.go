@@ -71,7 +71,9 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 		writeProblem(w, r, http.StatusMethodNotAllowed, typeMethod, "Method Not Allowed",
 			r.Method+" is not allowed on "+r.URL.Path, nil)
 	})
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	r.Get("/readyz", a.ready)
 	r.Post("/orders", a.place)
 	r.Get("/orders", a.list)

@@ -460,7 +460,11 @@ func TestListPaginatesWithoutGapsAndFilters(t *testing.T) {
 	if strings.Join(seen, ",") != strings.Join(ids, ",") {
 		t.Fatalf("pages gave %v, want %v", seen, ids)
 	}
-	var byCustomer struct{ Items []struct{ CustomerID string `json:"customer_id"` } }
+	var byCustomer struct {
+		Items []struct {
+			CustomerID string `json:"customer_id"`
+		}
+	}
 	_ = json.Unmarshal(e.do("GET", "/orders?customer_id=c-1", "").body, &byCustomer)
 	if len(byCustomer.Items) != 3 {
 		t.Errorf("customer c-1 has %d orders, want 3", len(byCustomer.Items))

@@ -259,4 +259,3 @@ func scanOrder(row pgx.Row) (order.Order, error) {
 	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
 	return o, nil
 }
-
