@@ -1,0 +1,465 @@
+// Package outbox relays the transactional outbox to Kafka.
+//
+// Guarantees (invariants 2 and 3 of the design):
+//   - At least once: a row is marked published only after the broker
+//     acknowledged it with acks=all. A crash between the two, or a produce
+//     that was applied but answered with an error, publishes it again, with
+//     the same event_id header.
+//   - Order: one relay publishes at a time (the holder of a PostgreSQL
+//     advisory lock on a dedicated connection); it publishes unpublished rows
+//     in outbox id order, and retries a failed batch before anything after it.
+//     Each Kafka write carries at most one record batch per partition, so a
+//     partition can never keep a later batch while an earlier one failed.
+//   - Liveness: a registry or broker outage only delays publishing; the relay
+//     backs off exponentially with jitter and resumes by itself. When the
+//     holder dies its connection closes, PostgreSQL frees the lock, and a
+//     standby takes over within LockRetryInterval.
+//
+// Two relays can briefly overlap only if the leader's lock connection is lost
+// while it is writing a batch; the consequence is duplicates, never loss, and
+// the leader stops publishing as soon as it notices.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+)
+
+// Framer frames an Avro body in the Confluent wire format for topic's value
+// subject. An error (registry unreachable) makes the relay retry later.
+type Framer interface {
+	Frame(ctx context.Context, topic string, schemaVersion int, payload []byte) ([]byte, error)
+}
+
+// DefaultLockKey is the advisory lock key of the relay; every replica of one
+// database must use the same key.
+const DefaultLockKey int64 = 0x6f7574626f78 // "outbox"
+
+// Config configures a Relay. Zero values take the defaults named.
+type Config struct {
+	// DatabaseURL opens the relay's dedicated connection, which holds the
+	// advisory lock and LISTENs for new rows. Required.
+	DatabaseURL string
+	// Pool runs the batch queries. Required.
+	Pool *pgxpool.Pool
+	// Brokers is the Kafka bootstrap list. Required.
+	Brokers []string
+	// Framer frames payloads with their registry schema ID. Required.
+	Framer Framer
+	// BatchSize is the most rows per Kafka write. Default 1000.
+	BatchSize int
+	// MaxBatchBytes caps the keys, values and headers of one write, so each
+	// partition's share fits in one record batch under the broker's 1 MiB
+	// limit. Default 900 KiB; a single larger row still goes alone.
+	MaxBatchBytes int
+	// PollInterval is how long the relay waits for a notification before
+	// looking anyway. Default 1s.
+	PollInterval time.Duration
+	// LockKey is the advisory lock key. Default DefaultLockKey.
+	LockKey int64
+	// LockRetryInterval is how often a standby tries to take the lock.
+	// Default 1s.
+	LockRetryInterval time.Duration
+	// Retention is how long published rows are kept. Default 24h.
+	Retention time.Duration
+	// PurgeInterval is how often the leader deletes rows past Retention.
+	// Default 1m.
+	PurgeInterval time.Duration
+	// BackoffMin and BackoffMax bound the delay between attempts of a failed
+	// step: it doubles from min to max, with jitter. Defaults 100ms, 10s.
+	BackoffMin, BackoffMax time.Duration
+	// WriteTimeout bounds one Kafka write. Default 10s.
+	WriteTimeout time.Duration
+	// Logger receives leadership changes, failures and purges. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1000
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 900 << 10
+	}
+	if c.LockKey == 0 {
+		c.LockKey = DefaultLockKey
+	}
+	def(&c.PollInterval, time.Second)
+	def(&c.LockRetryInterval, time.Second)
+	def(&c.Retention, 24*time.Hour)
+	def(&c.PurgeInterval, time.Minute)
+	def(&c.BackoffMin, 100*time.Millisecond)
+	def(&c.BackoffMax, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports what is missing or inconsistent, after defaults.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("outbox: DatabaseURL is required"))
+	}
+	if c.Pool == nil {
+		errs = append(errs, errors.New("outbox: Pool is required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("outbox: Brokers is required"))
+	}
+	if c.Framer == nil {
+		errs = append(errs, errors.New("outbox: Framer is required"))
+	}
+	if c.BatchSize < 1 || c.MaxBatchBytes < 1 {
+		errs = append(errs, errors.New("outbox: BatchSize and MaxBatchBytes must be positive"))
+	}
+	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, fmt.Errorf("outbox: backoff %s..%s: want 0 < min <= max", c.BackoffMin, c.BackoffMax))
+	}
+	return errors.Join(errs...)
+}
+
+// Relay publishes the outbox. Create it with New and call Run once.
+type Relay struct {
+	cfg    Config
+	log    *slog.Logger
+	writer *kafka.Writer
+	leader atomic.Bool
+}
+
+// New validates cfg and returns a Relay; it connects to nothing until Run.
+func New(cfg Config) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	w := &kafka.Writer{
+		Addr:                   kafka.TCP(cfg.Brokers...),
+		RequiredAcks:           kafka.RequireAll,
+		Balancer:               &kafka.Murmur2Balancer{Consistent: true},
+		BatchTimeout:           2 * time.Millisecond,
+		BatchSize:              cfg.BatchSize,
+		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
+		MaxAttempts:            1,                                  // the relay retries whole batches itself
+		WriteTimeout:           cfg.WriteTimeout,
+		AllowAutoTopicCreation: false,
+	}
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), writer: w}, nil
+}
+
+// IsLeader reports whether this relay holds the lock and publishes.
+func (r *Relay) IsLeader() bool { return r.leader.Load() }
+
+// Run contends for the lock and, while holding it, publishes. It returns nil
+// when ctx ends, after the batch in flight is finished or abandoned (never
+// marked unless acknowledged), with its connection and writer closed.
+func (r *Relay) Run(ctx context.Context) error {
+	defer r.writer.Close()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for {
+		if conn == nil || conn.IsClosed() {
+			c, err := pgx.Connect(ctx, r.cfg.DatabaseURL)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.log.Warn("relay cannot connect to the database", "error", err)
+			}
+			conn = c
+		}
+		if conn != nil {
+			var locked bool
+			err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.cfg.LockKey).Scan(&locked)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				r.log.Warn("relay cannot try the lock", "error", err)
+				conn.Close(context.Background())
+				conn = nil
+			case locked:
+				r.leader.Store(true)
+				r.log.Info("relay is the leader: publishing")
+				err := r.lead(ctx, conn)
+				r.leader.Store(false)
+				// Closing the connection releases the lock whatever state it is in.
+				conn.Close(context.Background())
+				conn = nil
+				if ctx.Err() != nil {
+					r.log.Info("relay stopped")
+					return nil
+				}
+				r.log.Warn("relay lost leadership", "error", err)
+			}
+		}
+		if !sleep(ctx, r.cfg.LockRetryInterval) {
+			return nil
+		}
+	}
+}
+
+// lead publishes until ctx ends or the lock connection fails.
+func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	var lastPurge time.Time
+	for {
+		// Drain: full batches mean more is waiting.
+		for {
+			n, err := r.publishBatch(ctx, conn)
+			if err != nil {
+				return err
+			}
+			if n < r.cfg.BatchSize {
+				break
+			}
+		}
+		if time.Since(lastPurge) >= r.cfg.PurgeInterval {
+			r.purge(ctx)
+			lastPurge = time.Now()
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil, wctx.Err() != nil: // notified, or the poll interval passed
+		default:
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}
+
+type row struct {
+	id            int64
+	topic         string
+	key           []byte
+	payload       []byte
+	schemaVersion int
+	headers       map[string]string
+}
+
+// The order of the headers on every message.
+var headerOrder = []string{"event_id", "event_type", "traceparent", "correlation_id"}
+
+const selectBatchSQL = `
+SELECT id, topic, message_key, payload, schema_version, headers
+FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`
+
+const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
+
+// publishBatch publishes the oldest unpublished rows and marks them, retrying
+// each step until it succeeds. It returns how many rows it published, or an
+// error when ctx ends or the lock connection is lost (leadership is gone).
+func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
+	var rows []row
+	if err := r.retry(ctx, conn, "read outbox", func() error {
+		var err error
+		rows, err = r.readBatch(ctx)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+
+	msgs := make([]kafka.Message, len(rows))
+	if err := r.retry(ctx, conn, "frame", func() error {
+		for i, rw := range rows {
+			if msgs[i].Value != nil {
+				continue // framed on an earlier attempt
+			}
+			v, err := r.cfg.Framer.Frame(ctx, rw.topic, rw.schemaVersion, rw.payload)
+			if err != nil {
+				return err
+			}
+			msgs[i] = message(rw, v)
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+
+	pending := msgs
+	if err := r.retry(ctx, conn, "write to Kafka", func() error {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout+time.Second)
+		defer cancel()
+		err := r.writer.WriteMessages(wctx, pending...)
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) && len(werrs) == len(pending) {
+			// Keep only what failed: the rest is acknowledged, and its
+			// partitions' order is kept because each partition got one batch.
+			var failed []kafka.Message
+			for i, e := range werrs {
+				if e != nil {
+					failed = append(failed, pending[i])
+				}
+			}
+			pending = failed
+		}
+		return err
+	}); err != nil {
+		return 0, err
+	}
+
+	ids := make([]int64, len(rows))
+	for i, rw := range rows {
+		ids[i] = rw.id
+	}
+	// Everything is acknowledged: mark it even if ctx ended meanwhile, so a
+	// clean shutdown leaves no duplicates behind.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
+	defer cancel()
+	if err := r.retry(mctx, conn, "mark published", func() error {
+		_, err := r.cfg.Pool.Exec(mctx, markSQL, ids)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	return len(rows), nil
+}
+
+func message(rw row, value []byte) kafka.Message {
+	m := kafka.Message{Topic: rw.topic, Key: rw.key, Value: value}
+	for _, k := range headerOrder {
+		if v, ok := rw.headers[k]; ok {
+			m.Headers = append(m.Headers, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	return m
+}
+
+func (r *Relay) readBatch(ctx context.Context) ([]row, error) {
+	rs, err := r.cfg.Pool.Query(ctx, selectBatchSQL, r.cfg.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var (
+		out   []row
+		bytes int
+	)
+	for rs.Next() {
+		var (
+			rw      row
+			headers []byte
+		)
+		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(headers, &rw.headers); err != nil {
+			return nil, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
+		}
+		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64
+		if len(out) > 0 && bytes+size > r.cfg.MaxBatchBytes {
+			break // the rest waits for the next batch, in order
+		}
+		bytes += size
+		out = append(out, rw)
+	}
+	return out, rs.Err()
+}
+
+const purgeSQL = `
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT 5000)`
+
+// purge deletes published rows past retention in chunks, so one purge never
+// holds a long transaction. Failures are logged and retried next interval.
+func (r *Relay) purge(ctx context.Context) {
+	total := int64(0)
+	for ctx.Err() == nil {
+		tag, err := r.cfg.Pool.Exec(ctx, purgeSQL, r.cfg.Retention)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("outbox purge failed", "error", err)
+			}
+			return
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			break
+		}
+	}
+	if total > 0 {
+		r.log.Info("outbox purged", "rows", total, "retention", r.cfg.Retention.String())
+	}
+}
+
+// retry runs step until it succeeds, backing off between attempts. Before each
+// new attempt it checks the lock connection: if it is gone, so is leadership,
+// and the step is abandoned (the next leader redoes it).
+func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := step()
+		if err == nil {
+			if attempt > 1 {
+				r.log.Info("relay recovered", "step", what, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := backoff(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
+		r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
+		if !sleep(ctx, d) {
+			return ctx.Err()
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		perr := conn.Ping(pctx)
+		cancel()
+		if perr != nil && ctx.Err() == nil {
+			return fmt.Errorf("lock connection lost during %s: %w", what, perr)
+		}
+	}
+}
+
+// backoff is the delay before attempt+1: min·2^(attempt-1) capped at max,
+// with jitter so replicas and restarts do not retry in lockstep.
+func backoff(min, max time.Duration, attempt int) time.Duration {
+	d := max
+	if attempt < 32 {
+		if e := min << (attempt - 1); e > 0 && e < max {
+			d = e
+		}
+	}
+	return min/2 + rand.N(d-min/2+1)
+}
+
+// sleep waits d or until ctx ends, reporting whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
