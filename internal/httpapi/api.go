@@ -535,11 +535,14 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // internal answers 500 without details and logs the cause.
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "correlation_id", metaFrom(r.Context()).CorrelationID, "error", err}
 	if r.Context().Err() != nil {
-		err = fmt.Errorf("%w (request context: %v)", err, r.Context().Err())
+		// The client went away (or the server is shutting down past its
+		// deadline): the transaction was rolled back, nothing is wrong here.
+		a.log.WarnContext(r.Context(), "request abandoned by the client; rolled back", attrs...)
+	} else {
+		a.log.ErrorContext(r.Context(), "request failed", attrs...)
 	}
-	a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
-		"correlation_id", metaFrom(r.Context()).CorrelationID, "error", err)
 	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
 		"the request could not be completed; it is safe to retry with the same Idempotency-Key", nil)
 }

@@ -1,0 +1,59 @@
+// Command order-api serves the orders HTTP API and, unless RELAY_ENABLED is
+// false, relays the transactional outbox to Kafka.
+//
+//	order-api            run the service (configuration from the environment)
+//	order-api migrate    apply the database migrations and exit
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ordersonkafka/orders/internal/config"
+	"github.com/ordersonkafka/orders/internal/logging"
+	"github.com/ordersonkafka/orders/internal/orderapi"
+	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "order-api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load[orderapi.Config](getenv)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) == 0:
+	case len(args) == 1 && args[0] == "migrate":
+		if err := pgdb.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Orders()); err != nil {
+			return err
+		}
+		fmt.Fprintln(stderr, "order-api: migrations applied to", pgdb.Redact(cfg.DatabaseURL))
+		return nil
+	default:
+		return fmt.Errorf("unknown arguments %q (usage: order-api [migrate])", args)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	return orderapi.Run(ctx, cfg, log)
+}

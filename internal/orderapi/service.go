@@ -1,0 +1,154 @@
+// Package orderapi assembles order-api from its parts — the PostgreSQL order
+// store, the HTTP API and the outbox relay — and runs them until its context
+// ends. It is the composition root: the adapters never import each other, and
+// cmd/order-api and cmd/playground both start the service through Run.
+//
+// Shutdown is graceful: when the context ends the listener closes, in-flight
+// requests finish (bounded by ShutdownTimeout), the relay returns after its
+// current batch, and only then is the database pool closed.
+package orderapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ordersonkafka/orders/internal/eventcodec"
+	"github.com/ordersonkafka/orders/internal/httpapi"
+	"github.com/ordersonkafka/orders/internal/orderstore"
+	"github.com/ordersonkafka/orders/internal/outbox"
+	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+// Service is a wired order-api, ready to Serve.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	handler http.Handler
+	relay   *outbox.Relay // nil when the relay is disabled
+}
+
+// New validates cfg, migrates the database if configured to, and wires the
+// service. It connects to PostgreSQL only: Kafka and the Schema Registry are
+// the relay's business, so the API starts and takes orders while they are down.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Migrate {
+		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Orders()); err != nil {
+			return nil, err
+		}
+	}
+	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, pool: pool}
+	if err := s.wire(); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) wire() error {
+	enc, err := eventcodec.NewEncoder()
+	if err != nil {
+		return err
+	}
+	store := orderstore.New(s.pool, enc, s.cfg.Topic)
+	s.handler = httpapi.New(httpapi.Config{Logger: s.log}, store,
+		httpapi.Check{Name: "database", Func: store.Ping})
+
+	if !s.cfg.RelayEnabled {
+		return nil
+	}
+	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL})
+	if err != nil {
+		return err
+	}
+	s.relay, err = outbox.New(outbox.Config{
+		DatabaseURL:       s.cfg.DatabaseURL,
+		Pool:              s.pool,
+		Brokers:           s.cfg.KafkaBrokers,
+		Framer:            framer,
+		BatchSize:         s.cfg.RelayBatchSize,
+		PollInterval:      s.cfg.RelayPollInterval,
+		LockRetryInterval: s.cfg.RelayLockRetryInterval,
+		Retention:         s.cfg.RelayRetention,
+		BackoffMin:        s.cfg.RelayBackoffMin,
+		BackoffMax:        s.cfg.RelayBackoffMax,
+		Logger:            s.log,
+	})
+	return err
+}
+
+// Relay returns the service's relay, or nil when RELAY_ENABLED is false.
+func (s *Service) Relay() *outbox.Relay { return s.relay }
+
+// Serve runs the HTTP API on ln and the relay until ctx ends or one of them
+// fails, then shuts both down gracefully and closes the database pool. It
+// returns nil after a shutdown caused by ctx.
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.pool.Close()
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	if s.relay != nil {
+		g.Go(func() error {
+			if err := s.relay.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("relay: %w", err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	s.log.Info("order-api stopped", "error", err)
+	return err
+}
+
+// Run listens on cfg.HTTPAddr and serves until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		s.pool.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	return s.Serve(ctx, ln)
+}
