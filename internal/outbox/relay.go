@@ -229,11 +229,11 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		// Drain: full batches mean more is waiting.
 		for {
-			n, err := r.publishBatch(ctx, conn)
+			more, err := r.publishBatch(ctx, conn)
 			if err != nil {
 				return err
 			}
-			if n < r.cfg.BatchSize {
+			if !more {
 				break
 			}
 		}
@@ -273,19 +273,20 @@ FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`
 const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
 
 // publishBatch publishes the oldest unpublished rows and marks them, retrying
-// each step until it succeeds. It returns how many rows it published, or an
-// error when ctx ends or the lock connection is lost (leadership is gone).
-func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
+// each step until it succeeds. It reports whether more rows are waiting (the
+// batch was full by count or by bytes), or returns an error when ctx ends or
+// the lock connection is lost (leadership is gone).
+func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (more bool, err error) {
 	var rows []row
 	if err := r.retry(ctx, conn, "read outbox", func() error {
 		var err error
-		rows, err = r.readBatch(ctx)
+		rows, more, err = r.readBatch(ctx)
 		return err
 	}); err != nil {
-		return 0, err
+		return false, err
 	}
 	if len(rows) == 0 {
-		return 0, nil
+		return false, nil
 	}
 
 	msgs := make([]kafka.Message, len(rows))
@@ -302,7 +303,7 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 		return nil
 	}); err != nil {
-		return 0, err
+		return false, err
 	}
 
 	pending := msgs
@@ -324,7 +325,7 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 		return err
 	}); err != nil {
-		return 0, err
+		return false, err
 	}
 
 	ids := make([]int64, len(rows))
@@ -339,9 +340,9 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
 		_, err := r.cfg.Pool.Exec(mctx, markSQL, ids)
 		return err
 	}); err != nil {
-		return 0, err
+		return false, err
 	}
-	return len(rows), nil
+	return more, nil
 }
 
 func message(rw row, value []byte) kafka.Message {
@@ -354,10 +355,12 @@ func message(rw row, value []byte) kafka.Message {
 	return m
 }
 
-func (r *Relay) readBatch(ctx context.Context) ([]row, error) {
+// readBatch returns the oldest unpublished rows, at most BatchSize of them
+// and MaxBatchBytes in all, and whether that limit left rows behind.
+func (r *Relay) readBatch(ctx context.Context) ([]row, bool, error) {
 	rs, err := r.cfg.Pool.Query(ctx, selectBatchSQL, r.cfg.BatchSize)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rs.Close()
 	var (
@@ -370,19 +373,19 @@ func (r *Relay) readBatch(ctx context.Context) ([]row, error) {
 			headers []byte
 		)
 		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if err := json.Unmarshal(headers, &rw.headers); err != nil {
-			return nil, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
+			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
 		}
 		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64
 		if len(out) > 0 && bytes+size > r.cfg.MaxBatchBytes {
-			break // the rest waits for the next batch, in order
+			return out, true, nil // the rest goes in the next batch, in order
 		}
 		bytes += size
 		out = append(out, rw)
 	}
-	return out, rs.Err()
+	return out, len(out) == r.cfg.BatchSize, rs.Err()
 }
 
 const purgeSQL = `

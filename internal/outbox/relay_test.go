@@ -399,3 +399,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestByteCappedBatchesDrainWithoutWaitingForThePoll: when MaxBatchBytes cuts
+// a batch short, the relay goes straight on with the rest instead of waiting
+// for a notification or the poll interval.
+func TestByteCappedBatchesDrainWithoutWaitingForThePoll(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.orders(12)
+	start := time.Now()
+	// About 3 rows fit in 1 KiB; with a 1-minute poll, only draining
+	// immediately can publish everything within the deadline.
+	h.relay(func(c *outbox.Config) { c.MaxBatchBytes = 1024; c.PollInterval = time.Minute })
+	h.waitAllPublished()
+	if elapsed := time.Since(start); elapsed > 30*time.Second {
+		t.Fatalf("took %s", elapsed)
+	}
+	_, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
