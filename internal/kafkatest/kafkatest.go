@@ -6,82 +6,18 @@ package kafkatest
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"sort"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/kafkalog"
 )
 
 // ReadAll returns every message topic holds now, ordered by partition then
 // offset.
 func ReadAll(ctx context.Context, broker, topic string) ([]kafka.Message, error) {
-	conn, err := kafka.DialContext(ctx, "tcp", broker)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", broker, err)
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("partitions of %s: %w", topic, err)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
-	var all []kafka.Message
-	for _, p := range parts {
-		msgs, err := readPartition(ctx, p, topic)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, msgs...)
-	}
-	return all, nil
-}
-
-func readPartition(ctx context.Context, p kafka.Partition, topic string) ([]kafka.Message, error) {
-	addr := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-	conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, p.ID)
-	if err != nil {
-		return nil, fmt.Errorf("dial leader of %s/%d: %w", topic, p.ID, err)
-	}
-	defer conn.Close()
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.ID, err)
-	}
-	var msgs []kafka.Message
-	for off := first; off < last; {
-		if _, err := conn.Seek(off, kafka.SeekAbsolute); err != nil {
-			return nil, fmt.Errorf("seek %s/%d@%d: %w", topic, p.ID, off, err)
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetReadDeadline(dl)
-		} else {
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		}
-		batch := conn.ReadBatch(1, 16<<20)
-		n := 0
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			m.Topic, m.Partition = topic, p.ID
-			msgs = append(msgs, m)
-			off = m.Offset + 1
-			n++
-		}
-		if err := batch.Close(); err != nil && !errors.Is(err, kafka.RequestTimedOut) {
-			return nil, fmt.Errorf("read %s/%d@%d: %w", topic, p.ID, off, err)
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("read %s/%d: no progress at offset %d of %d", topic, p.ID, off, last)
-		}
-	}
-	return msgs, nil
+	return kafkalog.ReadAll(ctx, broker, topic)
 }
 
 // WaitForCount polls topic until it holds at least n messages and returns them

@@ -265,7 +265,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Fatalf("Serve returned %v after a graceful shutdown", err)
 	}
 	var locks int
-	_ = s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").Scan(&locks)
+	_ = s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&locks)
 	if locks != 0 {
 		t.Fatalf("%d advisory locks held after shutdown", locks)
 	}
