@@ -8,12 +8,16 @@ import (
 	"io/fs"
 )
 
-//go:embed orders/*.sql
+//go:embed orders/*.sql projection/*.sql
 var files embed.FS
 
 // Orders returns the migrations of order-api's database (orders, outbox,
 // idempotency keys).
 func Orders() fs.FS { return sub("orders") }
+
+// Projection returns the migrations of order-consumer's database (the order
+// projection and the processed-events ledger).
+func Projection() fs.FS { return sub("projection") }
 
 func sub(dir string) fs.FS {
 	f, err := fs.Sub(files, dir)

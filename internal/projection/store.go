@@ -1,0 +1,340 @@
+// Package projection is order-consumer's PostgreSQL read model: one row per
+// order holding the state carried by the newest event applied to it, and a
+// ledger (processed_events) recording every event_id once.
+//
+// Guarantees: Apply is idempotent and order-safe. An event whose event_id is
+// already recorded is a duplicate and changes nothing but a delivery counter;
+// an event whose version is not newer than the order's projection is recorded
+// as stale and changes nothing else. A batch is applied in one transaction,
+// in slice order, in one network round trip; concurrent Apply calls touching
+// the same order are serialized (transaction-scoped advisory locks per
+// order), so the outcome each returns is the one recorded.
+package projection
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// Projection is an order as the projection holds it, with where it came from.
+type Projection struct {
+	Order       order.Order // the state carried by LastEventID
+	LastEventID uuid.UUID   // the newest event applied
+	LastEventAt time.Time   // when that event occurred in order-api
+	ProjectedAt time.Time   // when this database applied it
+}
+
+// Store is the projection in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool, whose database has migrations.Projection applied.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Ping reports whether the database answers, for readiness checks.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// lockNamespace is the first key of the two-key advisory locks taken per
+// order. Two-key locks live apart from single-bigint ones (goose's migration
+// lock), so the two cannot collide.
+const lockNamespace int32 = 0x70726f6a // "proj"
+
+// lockOrdersSQL serializes Apply calls touching the same order. Keys come
+// sorted, so two batches always lock in the same order and cannot deadlock; a
+// hash collision only serializes two unrelated orders.
+const lockOrdersSQL = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
+
+// applySQL applies a whole batch as one set-based statement. Every CTE sees
+// the same snapshot (taken after the locks above were granted), so the
+// in-batch order is computed rather than executed. The stored state is read
+// with correlated subqueries: they probe the primary keys once per event,
+// where a join would be planned as a hash join scanning both tables whole,
+// which grow with every batch.
+//   - marked: an event is a duplicate if the ledger has its event_id or an
+//     earlier element of the batch has the same event_id;
+//   - judged: a non-duplicate is applied if its version is newer than both the
+//     stored projection and every earlier non-duplicate of the same order in
+//     the batch (a running max), else stale;
+//   - bump/record: the ledger counts every delivery; a new event_id gets one
+//     row with its first occurrence's outcome and the number of times the
+//     batch carries it;
+//   - project: each order is upserted once, from its newest applied event,
+//     guarded by version so nothing ever moves a projection backwards.
+const applySQL = `
+WITH input AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[],
+                $13::timestamptz[], $14::timestamptz[], $15::timestamptz[])
+         WITH ORDINALITY AS e(event_id, event_type, order_id, version, status, customer_id, currency,
+                              items, total_minor, payment_reference, cancel_reason, refund_reason,
+                              created_at, updated_at, occurred_at, ord)
+),
+marked AS (
+    SELECT i.*,
+           (SELECT true FROM processed_events p WHERE p.event_id = i.event_id) IS NOT NULL AS is_known,
+           (SELECT o.version FROM order_projection o WHERE o.id = i.order_id) AS stored_version,
+           row_number() OVER (PARTITION BY i.event_id ORDER BY i.ord) = 1 AS is_first,
+           count(*) OVER (PARTITION BY i.event_id) AS copies
+    FROM input i
+),
+judged AS (
+    SELECT m.*,
+           is_first AND NOT is_known AND version > GREATEST(
+               coalesce(stored_version, 0),
+               coalesce(max(version) FILTER (WHERE is_first AND NOT is_known) OVER (
+                   PARTITION BY order_id ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+           ) AS applied
+    FROM marked m
+),
+bump AS (
+    UPDATE processed_events p SET deliveries = p.deliveries + j.copies
+    FROM judged j
+    WHERE j.is_first AND j.is_known AND p.event_id = j.event_id
+),
+record AS (
+    INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
+    SELECT event_id, order_id, version, event_type, CASE WHEN applied THEN 'applied' ELSE 'stale' END, copies
+    FROM judged
+    WHERE is_first AND NOT is_known
+    ON CONFLICT (event_id) DO UPDATE SET deliveries = processed_events.deliveries + EXCLUDED.deliveries
+),
+project AS (
+    INSERT INTO order_projection (id, status, version, customer_id, currency, items, total_minor,
+                                  payment_reference, cancel_reason, refund_reason, created_at, updated_at,
+                                  last_event_id, last_event_at)
+    SELECT DISTINCT ON (order_id)
+           order_id, status, version, customer_id, currency, items::jsonb, total_minor,
+           payment_reference, cancel_reason, refund_reason, created_at, updated_at,
+           event_id, occurred_at
+    FROM judged
+    WHERE applied
+    ORDER BY order_id, version DESC
+    ON CONFLICT (id) DO UPDATE SET
+        status = EXCLUDED.status, version = EXCLUDED.version, customer_id = EXCLUDED.customer_id,
+        currency = EXCLUDED.currency, items = EXCLUDED.items, total_minor = EXCLUDED.total_minor,
+        payment_reference = EXCLUDED.payment_reference, cancel_reason = EXCLUDED.cancel_reason,
+        refund_reason = EXCLUDED.refund_reason, created_at = EXCLUDED.created_at,
+        updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id,
+        last_event_at = EXCLUDED.last_event_at, projected_at = now()
+    WHERE order_projection.version < EXCLUDED.version
+)
+SELECT CASE WHEN applied THEN 'applied' WHEN is_first AND NOT is_known THEN 'stale' ELSE 'duplicate' END
+FROM judged
+ORDER BY ord`
+
+// Apply applies events in slice order, in one transaction, and returns one
+// outcome per event (same index). Events of one order must come in the order
+// they were produced (Kafka's per-partition order); events of different
+// orders may interleave freely.
+//
+// Error contract: on error nothing of the batch is stored (it may be retried
+// as a whole; if the commit was lost in transit, the retry finds the events
+// recorded and reports them as duplicates). IsPermanent(err) reports whether
+// some event's data can never be stored (retrying the same batch cannot
+// succeed; apply its events one by one to find it); any other error is
+// transient (database unreachable or restarting, timeouts, cancellation).
+func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	n := len(events)
+	var (
+		eventIDs   = make([][16]byte, n) // not uuid.UUID: its driver.Valuer costs a string round trip per element
+		types      = make([]string, n)
+		orderIDs   = make([][16]byte, n)
+		versions   = make([]int64, n)
+		statuses   = make([]string, n)
+		customers  = make([]string, n)
+		currencies = make([]string, n)
+		items      = make([]string, n)
+		totals     = make([]int64, n)
+		payRefs    = make([]string, n)
+		cancels    = make([]string, n)
+		refunds    = make([]string, n)
+		created    = make([]time.Time, n)
+		updated    = make([]time.Time, n)
+		occurred   = make([]time.Time, n)
+		locks      = make([]int32, 0, n)
+	)
+	for i, ev := range events {
+		o := ev.Order
+		it := o.Items
+		if it == nil {
+			it = []order.Item{} // "null" is not an item list
+		}
+		b, err := json.Marshal(it)
+		if err != nil {
+			return nil, fmt.Errorf("apply events: encode items of event %s: %w", ev.ID, err)
+		}
+		eventIDs[i], types[i], orderIDs[i], versions[i] = ev.ID, string(ev.Type), o.ID, o.Version
+		statuses[i], customers[i], currencies[i], items[i], totals[i] = string(o.Status), o.CustomerID, o.Currency, string(b), o.TotalMinor
+		payRefs[i], cancels[i], refunds[i] = o.PaymentReference, o.CancelReason, o.RefundReason
+		created[i], updated[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.OccurredAt
+		locks = append(locks, lockKey(o.ID))
+	}
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+
+	// Without BEGIN, the pipelined statements of a batch run in one implicit
+	// transaction that commits at its Sync: one round trip for the lot.
+	b := &pgx.Batch{}
+	b.Queue(lockOrdersSQL, lockNamespace, locks)
+	b.Queue(applySQL, eventIDs, types, orderIDs, versions, statuses, customers, currencies,
+		items, totals, payRefs, cancels, refunds, created, updated, occurred)
+	br := s.pool.SendBatch(ctx, b)
+	outcomes, err := readApply(br, n)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apply %d events: %w", n, err)
+	}
+	return outcomes, nil
+}
+
+func readApply(br pgx.BatchResults, n int) ([]order.Outcome, error) {
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("lock orders: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	outcomes := make([]order.Outcome, 0, n)
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		outcomes = append(outcomes, order.Outcome(o))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(outcomes) != n {
+		return nil, fmt.Errorf("got %d outcomes for %d events", len(outcomes), n)
+	}
+	return outcomes, nil
+}
+
+// lockKey folds an order ID into an advisory lock key. UUIDv7 IDs spread
+// their randomness over the last bytes, so those are folded in too.
+func lockKey(id uuid.UUID) int32 {
+	a := binary.BigEndian.Uint64(id[:8])
+	b := binary.BigEndian.Uint64(id[8:])
+	x := a ^ b
+	return int32(uint32(x) ^ uint32(x>>32))
+}
+
+const selectProjectionSQL = `
+SELECT id, status, version, customer_id, currency, items, total_minor,
+       payment_reference, cancel_reason, refund_reason, created_at, updated_at,
+       last_event_id, last_event_at, projected_at
+FROM order_projection WHERE id = $1`
+
+// Get returns the projection of order id, or an error wrapping
+// order.ErrNotFound if no event of it has been applied.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (Projection, error) {
+	var (
+		p      Projection
+		o      = &p.Order
+		status string
+		items  []byte
+	)
+	err := s.pool.QueryRow(ctx, selectProjectionSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
+		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
+		&o.CreatedAt, &o.UpdatedAt, &p.LastEventID, &p.LastEventAt, &p.ProjectedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
+	}
+	if err != nil {
+		return Projection{}, fmt.Errorf("get projection %s: %w", id, err)
+	}
+	o.Status = order.Status(status)
+	if err := json.Unmarshal(items, &o.Items); err != nil {
+		return Projection{}, fmt.Errorf("get projection %s: decode items: %w", id, err)
+	}
+	for _, t := range []*time.Time{&o.CreatedAt, &o.UpdatedAt, &p.LastEventAt, &p.ProjectedAt} {
+		*t = t.UTC()
+	}
+	return p, nil
+}
+
+// ProcessedEvent is the ledger's record of one event_id.
+type ProcessedEvent struct {
+	EventID    uuid.UUID
+	OrderID    uuid.UUID
+	Version    int64
+	Type       order.EventType
+	Outcome    order.Outcome // OutcomeApplied or OutcomeStale: what its first delivery did
+	AppliedAt  time.Time
+	Deliveries int // how many times it was delivered, the first included
+}
+
+// ErrNotProcessed is returned by Processed for an event_id never applied.
+var ErrNotProcessed = errors.New("event not processed")
+
+const selectProcessedSQL = `
+SELECT event_id, order_id, version, event_type, outcome, applied_at, deliveries
+FROM processed_events WHERE event_id = $1`
+
+// Processed returns the ledger's record of an event, or an error wrapping
+// ErrNotProcessed.
+func (s *Store) Processed(ctx context.Context, eventID uuid.UUID) (ProcessedEvent, error) {
+	var (
+		pe          ProcessedEvent
+		typ, result string
+	)
+	err := s.pool.QueryRow(ctx, selectProcessedSQL, eventID).Scan(&pe.EventID, &pe.OrderID, &pe.Version,
+		&typ, &result, &pe.AppliedAt, &pe.Deliveries)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ProcessedEvent{}, fmt.Errorf("get processed event %s: %w", eventID, ErrNotProcessed)
+	}
+	if err != nil {
+		return ProcessedEvent{}, fmt.Errorf("get processed event %s: %w", eventID, err)
+	}
+	pe.Type, pe.Outcome, pe.AppliedAt = order.EventType(typ), order.Outcome(result), pe.AppliedAt.UTC()
+	return pe, nil
+}
+
+// Reset empties the projection and the ledger, for a rebuild from the start
+// of the topic. Concurrent Apply calls wait for it (TRUNCATE's lock).
+func (s *Store) Reset(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `TRUNCATE order_projection, processed_events`); err != nil {
+		return fmt.Errorf("reset projection: %w", err)
+	}
+	return nil
+}
+
+// IsPermanent reports whether err is a data error that retrying cannot fix:
+// PostgreSQL SQLSTATE class 22 (data exception: a value out of range, too
+// long, malformed) or 23 (integrity constraint violation: a CHECK or NOT NULL
+// the event breaks). Everything else, including connection failures, server
+// shutdown (57P01), serialization failures and deadlocks (40001, 40P01),
+// timeouts and cancellation, is transient.
+func IsPermanent(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,183 @@
+// Package projectionapi is order-consumer's read API (:8082): GET
+// /orders/{id} from the projection, /healthz and /readyz. It only reads: what
+// it returns is what the consumer has applied, never anything newer, and an
+// order's ETag is its projected version, comparable with order-api's ETag for
+// the same order. Errors are RFC 9457 problem details like order-api's.
+package projectionapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/projection"
+)
+
+// Store reads the projection; *projection.Store implements it.
+type Store interface {
+	// Get returns the projection of order id, or an error wrapping
+	// order.ErrNotFound if none of its events has been applied.
+	Get(ctx context.Context, id uuid.UUID) (projection.Projection, error)
+}
+
+// Check is one readiness check: /readyz is 200 only when every Func returns
+// nil within CheckTimeout. For order-consumer: the database answers, and the
+// consumer is not stuck retrying a transient failure.
+type Check struct {
+	Name string
+	Func func(context.Context) error
+}
+
+// CheckTimeout bounds each /readyz check, so a hanging dependency makes the
+// probe answer 503 rather than time out.
+const CheckTimeout = 2 * time.Second
+
+// Config configures the API.
+type Config struct {
+	Logger *slog.Logger // default slog.Default()
+}
+
+type api struct {
+	store  Store
+	log    *slog.Logger
+	checks []Check
+}
+
+// New returns the API's handler.
+func New(cfg Config, store Store, checks ...Check) http.Handler {
+	a := &api{store: store, log: cfg.Logger, checks: checks}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	r := chi.NewRouter()
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusMethodNotAllowed, typeMethod, "Method Not Allowed",
+			r.Method+" is not allowed on "+r.URL.Path)
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", a.ready)
+	r.Get("/orders/{id}", a.get)
+	return r
+}
+
+// orderJSON is the projection of an order as the API shows it: order-api's
+// representation plus when the event occurred and when it was applied here.
+type orderJSON struct {
+	ID               uuid.UUID    `json:"id"`
+	Status           order.Status `json:"status"`
+	Version          int64        `json:"version"`
+	CustomerID       string       `json:"customer_id"`
+	Currency         string       `json:"currency"`
+	Items            []order.Item `json:"items"`
+	TotalMinor       int64        `json:"total_minor"`
+	PaymentReference string       `json:"payment_reference,omitempty"`
+	CancelReason     string       `json:"cancel_reason,omitempty"`
+	RefundReason     string       `json:"refund_reason,omitempty"`
+	CreatedAt        time.Time    `json:"created_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+	LastEventAt      time.Time    `json:"last_event_at"`
+	ProjectedAt      time.Time    `json:"projected_at"`
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	raw := chi.URLParam(r, "id")
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 { // uuid.Parse also takes urn: and {braced} forms
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			fmt.Sprintf("order id %q is not a UUID", raw))
+		return
+	}
+	p, err := a.store.Get(r.Context(), id)
+	if errors.Is(err, order.ErrNotFound) {
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found",
+			fmt.Sprintf("order %s is not in the projection", id))
+		return
+	}
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	o := p.Order
+	tag := `"` + strconv.FormatInt(o.Version, 10) + `"`
+	w.Header().Set("ETag", tag)
+	// The projection moves on as events arrive: caches must revalidate.
+	w.Header().Set("Cache-Control", "no-cache")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, tag)) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	items := o.Items
+	if items == nil {
+		items = []order.Item{}
+	}
+	writeJSON(w, http.StatusOK, orderJSON{
+		ID: o.ID, Status: o.Status, Version: o.Version, CustomerID: o.CustomerID, Currency: o.Currency,
+		Items: items, TotalMinor: o.TotalMinor, PaymentReference: o.PaymentReference,
+		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt,
+		UpdatedAt: o.UpdatedAt, LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt,
+	})
+}
+
+// ready runs the checks concurrently, so one hanging dependency costs
+// CheckTimeout rather than adding up, and names every one that failed.
+func (a *api) ready(w http.ResponseWriter, r *http.Request) {
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		failed = map[string]string{}
+	)
+	for _, c := range a.checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
+			defer cancel()
+			if err := c.Func(ctx); err != nil {
+				mu.Lock()
+				failed[c.Name] = err.Error()
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		a.log.WarnContext(r.Context(), "request abandoned by the client", "path", r.URL.Path, "error", err)
+	} else {
+		a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
+		"the projection could not be read; retry later")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
