@@ -1,0 +1,257 @@
+package orderconsumer_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/kafkatest"
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/pgtest"
+)
+
+// committed returns the group's committed offset of partition p (-1: none).
+func (s *stack) committed(p int) int64 {
+	s.t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(s.kafka.Brokers()...)}
+	resp, err := client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "order-projector",
+		Topics: map[string][]int{topic: {p}}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, po := range resp.Topics[topic] {
+		if po.Partition == p {
+			return po.CommittedOffset
+		}
+	}
+	return -1
+}
+
+// A consumer that applied a batch but could not commit it, then stopped:
+// the next one gets the batch again and changes nothing.
+func TestStoppedAfterApplyBeforeCommitRedeliveryChangesNothing(t *testing.T) {
+	s := newStack(t)
+	h := history(t)
+	s.produce(s.message(h[0]), s.message(h[1]), s.message(h[2]))
+	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: -1})
+	first := s.start()
+	s.waitVersion(h[0].Order.ID, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := fault.Wait(ctx, 1); err != nil {
+		t.Fatal("the consumer never tried to commit")
+	}
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	fault.Remove()
+	if got := s.committed(kafkatest.JavaPartition([]byte(h[0].Order.ID.String()), 6)); got > 0 {
+		t.Fatalf("offset %d committed despite the fault", got)
+	}
+	before := s.ledger()
+
+	second := s.start()
+	waitFor(t, "the redelivered batch", func() bool { return second.svc.Consumer().Stats().Duplicate == 3 })
+	if st := second.svc.Consumer().Stats(); st.Applied != 0 || st.Stale != 0 {
+		t.Fatalf("redelivery changed something: %+v", st)
+	}
+	if p, _ := s.projection(h[0].Order.ID); p.version != 3 || p.status != "refunded" {
+		t.Fatalf("projection %+v", p)
+	}
+	after := s.ledger()
+	for id, b := range before {
+		if after[id] != "applied/2" || b != "applied/1" {
+			t.Errorf("event %s: ledger %s → %s, want applied/1 → applied/2", id, b, after[id])
+		}
+	}
+	waitFor(t, "the commit", func() bool { return s.committed(kafkatest.JavaPartition([]byte(h[0].Order.ID.String()), 6)) == 3 })
+}
+
+// The database refusing connections for a while: nothing goes to the DLQ,
+// /readyz says not ready, and everything is applied once it is back.
+func TestDatabaseOutagePausesWithoutDeadLettering(t *testing.T) {
+	s := newStack(t)
+	c := s.start()
+	h := history(t)
+	s.produce(s.message(h[0]))
+	s.waitVersion(h[0].Order.ID, 1)
+
+	ctx := context.Background()
+	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS false")
+	mustAdmin(t, s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+s.db.Name+"' AND pid <> pg_backend_pid()")
+	s.produce(s.message(h[1]), s.message(h[2]))
+	waitFor(t, "the consumer to report the database", func() bool { return c.svc.Consumer().Ready() != nil })
+	if st, body := get(t, c.url+"/readyz"); st != 503 {
+		t.Errorf("/readyz during the outage: %d %v", st, body)
+	}
+	time.Sleep(300 * time.Millisecond) // several retries at 10–200 ms
+	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS true")
+	s.waitVersion(h[0].Order.ID, 3)
+	waitFor(t, "ready again", func() bool { return c.svc.Consumer().Ready() == nil })
+	if st, _ := get(t, c.url+"/readyz"); st != 200 {
+		t.Errorf("/readyz after the outage: %d", st)
+	}
+	if msgs, _ := kafkatest.ReadAll(ctx, s.kafka.Brokers()[0], dlqTopic); len(msgs) != 0 {
+		t.Fatalf("%d messages dead-lettered by a transient failure", len(msgs))
+	}
+	if st := c.svc.Consumer().Stats(); st.Retries == 0 || st.DeadLettered != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func mustAdmin(t *testing.T, s *stack, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// The DLQ topic failing: the poison message is not committed past, and
+// reaches the DLQ once the fault clears.
+func TestDLQFailureHoldsTheCommit(t *testing.T) {
+	s := newStack(t)
+	h := history(t)
+	key := []byte(h[0].Order.ID.String())
+	part := kafkatest.JavaPartition(key, 6)
+	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.NotEnoughReplicas, Count: -1})
+	s.produce(s.message(h[0]), kafka.Message{Key: key, Value: []byte("poison")}, s.message(h[1]))
+	c := s.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := fault.Wait(ctx, 3); err != nil {
+		t.Fatal("the consumer did not keep trying the DLQ")
+	}
+	if got := s.committed(part); got > 1 {
+		t.Fatalf("committed offset %d: past the poison message at 1 while its DLQ copy failed", got)
+	}
+	if c.svc.Consumer().Ready() == nil {
+		t.Error("ready while the DLQ is failing")
+	}
+	fault.Remove()
+	dead := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 1, 20*time.Second)
+	if len(dead) != 1 || string(dead[0].Value) != "poison" {
+		t.Fatalf("dead letters %v", dead)
+	}
+	waitFor(t, "the commit past the batch", func() bool { return s.committed(part) == 3 })
+	s.waitVersion(h[0].Order.ID, 2)
+}
+
+// Two instances share the partitions; one stops mid-stream; every event is
+// applied, none twice.
+func TestTwoInstancesOneStoppedMidStream(t *testing.T) {
+	s := newStack(t)
+	a := s.start()
+	b := s.start()
+	var all []order.Event
+	for i := 0; i < 40; i++ {
+		all = append(all, history(t)...)
+	}
+	var first, second []kafka.Message
+	for i, ev := range all {
+		if i < len(all)/2 {
+			first = append(first, s.message(ev))
+		} else {
+			second = append(second, s.message(ev))
+		}
+	}
+	s.produce(first...)
+	waitFor(t, "some progress", func() bool { return a.svc.Consumer().Stats().Applied+b.svc.Consumer().Stats().Applied > 0 })
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.produce(second...)
+	for _, ev := range all {
+		if ev.Type == order.EventRefunded {
+			s.waitVersion(ev.Order.ID, 3)
+		}
+	}
+	l := s.ledger()
+	if len(l) != len(all) {
+		t.Fatalf("%d ledger rows for %d events", len(l), len(all))
+	}
+	for _, ev := range all {
+		if got := l[ev.ID.String()]; got[:8] != "applied/" {
+			t.Errorf("event %s v%d: %s", ev.ID, ev.Order.Version, got)
+		}
+	}
+}
+
+// dlq replay puts dead letters back on the topic; a stale one is then ignored
+// by version. rebuild reproduces the same projection from the topic.
+func TestReplayAndRebuild(t *testing.T) {
+	s := newStack(t)
+	h := history(t)
+	// v2 lands in the DLQ (simulated by publishing it there as the consumer would).
+	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.kafka.Brokers(), Group: "order-projector"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	v2 := s.message(h[1])
+	v2.Topic, v2.Partition, v2.Offset, v2.Time = topic, kafkatest.JavaPartition(v2.Key, 6), 41, time.Now()
+	if err := pub.Publish(context.Background(), []deadletter.DeadLetter{{Msg: v2, Class: "transient.Example", Err: fmt.Errorf("registry was down")}}); err != nil {
+		t.Fatal(err)
+	}
+	c := s.start()
+	s.produce(s.message(h[0]), s.message(h[2])) // v1 and v3: a gap
+	s.waitVersion(h[0].Order.ID, 3)
+
+	res, err := deadletter.Replay(context.Background(), s.kafka.Brokers(), dlqTopic, deadletter.Filter{Key: string(v2.Key)})
+	if err != nil || res.Replayed != 1 || res.ByTopic[topic] != 1 {
+		t.Fatalf("replay: %+v %v", res, err)
+	}
+	waitFor(t, "the replayed event", func() bool { return c.svc.Consumer().Stats().Stale == 1 })
+	if l := s.ledger(); l[h[1].ID.String()] != "stale/1" {
+		t.Fatalf("replayed v2: %q, want stale/1", l[h[1].ID.String()])
+	}
+	msgs, _ := kafkatest.ReadAll(context.Background(), s.kafka.Brokers()[0], topic)
+	last := msgs[len(msgs)-1]
+	if from, _ := kafkatest.Header(last, deadletter.HeaderReplayedFrom); from != dlqTopic+fmt.Sprintf("/%d@0", kafkatest.JavaPartition(v2.Key, 6)) {
+		t.Errorf("replayed message: %s header %q", deadletter.HeaderReplayedFrom, from)
+	}
+	if id, _ := kafkatest.Header(last, "event_id"); id != h[1].ID.String() {
+		t.Errorf("replayed message lost its headers: %v", last.Headers)
+	}
+
+	before := snapshot(t, s)
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Read != 3 || rb.Applied != 2 || rb.Stale != 1 {
+		t.Errorf("rebuild result %+v, want 3 read, 2 applied, 1 stale", rb)
+	}
+	if after := snapshot(t, s); after != before {
+		t.Fatalf("rebuilt projection differs:\n%s\n%s", after, before)
+	}
+}
+
+// snapshot is the projection's business state (not projected_at).
+func snapshot(t *testing.T, s *stack) string {
+	t.Helper()
+	var out string
+	err := s.db.Pool.QueryRow(context.Background(), `
+SELECT coalesce(string_agg(format('%s %s %s %s %s %s', id, status, version, total_minor, last_event_id, updated_at), E'\n' ORDER BY id), '')
+FROM order_projection`).Scan(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+// Package orderconsumer assembles order-consumer — the projector (consumer
+// group), the projection database, the dead-letter publisher and the read
+// API — and runs it until its context ends. cmd/order-consumer and
+// cmd/playground start it through Run; the operator commands (dlq list,
+// dlq replay, rebuild) are here too, so they use the same configuration.
+package orderconsumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/eventcodec"
+	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/internal/projection"
+	"github.com/ordersonkafka/orders/internal/projectionapi"
+	"github.com/ordersonkafka/orders/internal/projector"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+// Classify is the one place failures are sorted: permanent reports whether
+// no retry can ever succeed (the message belongs in the DLQ), and class is
+// the stable name written to the DLQ's kafka_dlt-exception-fqcn header.
+// Everything not recognised here is transient.
+func Classify(err error) (permanent bool, class string) {
+	for _, c := range []struct {
+		err   error
+		class string
+	}{
+		{eventcodec.ErrNotFramed, "eventcodec.ErrNotFramed"},
+		{eventcodec.ErrUnknownSchema, "eventcodec.ErrUnknownSchema"},
+		{eventcodec.ErrIncompatibleSchema, "eventcodec.ErrIncompatibleSchema"},
+		{eventcodec.ErrUndecodable, "eventcodec.ErrUndecodable"},
+		{eventcodec.ErrInvalidEvent, "eventcodec.ErrInvalidEvent"},
+	} {
+		if errors.Is(err, c.err) {
+			return true, c.class
+		}
+	}
+	if projection.IsPermanent(err) {
+		return true, "projection.RejectedByDatabase"
+	}
+	return false, "transient"
+}
+
+func permanent(err error) bool { p, _ := Classify(err); return p }
+
+func class(err error) string { _, c := Classify(err); return c }
+
+// Service is a wired order-consumer, ready to Serve.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	pool     *pgxpool.Pool
+	dlq      *deadletter.Publisher
+	consumer *projector.Consumer
+	handler  http.Handler
+}
+
+// New validates cfg, migrates the projection database if configured to, and
+// wires the service. Kafka and the registry are contacted only by Serve, so
+// their absence shows as not ready, not as a failure to start.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Migrate {
+		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Projection()); err != nil {
+			return nil, err
+		}
+	}
+	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, pool: pool}
+	if err := s.wire(); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) wire() error {
+	store := projection.New(s.pool)
+	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: s.cfg.SchemaRegistryURL})
+	if err != nil {
+		return err
+	}
+	s.dlq, err = deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID})
+	if err != nil {
+		return err
+	}
+	s.consumer, err = projector.New(projector.Config{
+		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, GroupID: s.cfg.GroupID,
+		BatchSize: s.cfg.BatchSize, BatchLinger: s.cfg.BatchLinger,
+		BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax, ShutdownTimeout: s.cfg.ShutdownTimeout,
+		Decoder: dec, Projector: store, DeadLetters: s.dlq,
+		DecodePermanent: permanent, ApplyPermanent: permanent, ErrorClass: class,
+		Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.handler = projectionapi.New(projectionapi.Config{Logger: s.log}, store,
+		projectionapi.Check{Name: "database", Func: store.Ping},
+		projectionapi.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
+	return nil
+}
+
+// Consumer exposes the projector, for readiness and counters in tests.
+func (s *Service) Consumer() *projector.Consumer { return s.consumer }
+
+// Serve runs the read API on ln and the consumer until ctx ends or one
+// fails; the consumer finishes and commits its batch, in-flight requests
+// finish, then the pool closes. It returns nil after a shutdown caused by ctx.
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.pool.Close()
+	defer s.dlq.Close()
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s.log.Info("order-consumer listening", "addr", ln.Addr().String())
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { return s.consumer.Run(gctx) })
+	err := g.Wait()
+	s.log.Info("order-consumer stopped", "error", err)
+	return err
+}
+
+// Run listens on cfg.HTTPAddr and serves until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		s.pool.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Rebuild empties the projection and re-applies the whole topic; see
+// projector.Rebuild. Stop the consumers first.
+func Rebuild(ctx context.Context, cfg Config, log *slog.Logger) (projector.RebuildResult, error) {
+	if cfg.Migrate {
+		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Projection()); err != nil {
+			return projector.RebuildResult{}, err
+		}
+	}
+	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		return projector.RebuildResult{}, err
+	}
+	defer pool.Close()
+	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL})
+	if err != nil {
+		return projector.RebuildResult{}, err
+	}
+	return projector.Rebuild(ctx, projector.RebuildConfig{
+		Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, BatchSize: cfg.BatchSize, Decoder: dec,
+		Projection: projection.New(pool), DecodePermanent: permanent, ApplyPermanent: permanent, Logger: log,
+	})
+}

@@ -1,0 +1,419 @@
+// Package projector is order-consumer's engine: a Kafka consumer group that
+// applies order events to the projection, exactly once in effect.
+//
+// Each round it fetches a batch (FetchMessage, never ReadMessage), decodes
+// every message, applies the decoded events in one transaction, publishes the
+// messages that can never be applied to the dead-letter topic, and only then
+// commits the batch's offsets with one CommitMessages. So:
+//   - an offset is committed only after its effect, or its dead letter, is
+//     durable (invariant 5); a crash before the commit redelivers the batch,
+//     and applying is idempotent (invariant 4);
+//   - failures are classified in one place (classify): transient ones (the
+//     database, registry or broker unreachable) are retried with capped
+//     exponential backoff and jitter, no further messages are fetched
+//     meanwhile, Ready reports the failure, and nothing goes to the DLQ;
+//     permanent ones (not Confluent-framed, unknown schema ID, undecodable or
+//     unresolvable Avro, an invalid event, data the database rejects) go to
+//     the DLQ byte for byte (invariant 6);
+//   - events keep their partition's order: a batch is applied in fetch order.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// Decoder turns a message value into an event (eventcodec.Decoder).
+type Decoder interface {
+	Decode(ctx context.Context, value []byte) (order.Event, error)
+}
+
+// Projector applies a batch of events in one transaction, returning one
+// outcome per event (projection.Store).
+type Projector interface {
+	Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error)
+}
+
+// DeadLetters publishes messages that can never be applied (deadletter.Publisher).
+type DeadLetters interface {
+	Publish(ctx context.Context, dls []deadletter.DeadLetter) error
+}
+
+// Config configures a Consumer. Zero durations and sizes take the defaults.
+type Config struct {
+	Brokers     []string
+	Topic       string // default "order-events"
+	GroupID     string // default "order-projector"
+	BatchSize   int    // most messages per transaction and commit; default 500
+	BatchLinger time.Duration
+	// BackoffMin and BackoffMax bound retries of a failing dependency;
+	// defaults 100ms and 10s.
+	BackoffMin, BackoffMax time.Duration
+	// ShutdownTimeout bounds finishing the batch in hand once Run's context
+	// ends; default 20s. Past it the batch is left uncommitted (redelivered).
+	ShutdownTimeout time.Duration
+
+	Decoder     Decoder
+	Projector   Projector
+	DeadLetters DeadLetters
+	// DecodePermanent and ApplyPermanent classify errors of the decoder and
+	// the projector: true means no retry can succeed. Required.
+	DecodePermanent func(error) bool
+	ApplyPermanent  func(error) bool
+	// ErrorClass names an error for the DLQ's exception header; default "%T".
+	ErrorClass func(error) string
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = "order-events"
+	}
+	if c.GroupID == "" {
+		c.GroupID = "order-projector"
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchLinger == 0 {
+		c.BatchLinger = 20 * time.Millisecond
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = 100 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.ErrorClass == nil {
+		c.ErrorClass = func(err error) string { return fmt.Sprintf("%T", errors.Unwrap(err)) }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports what is missing.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("projector: Brokers is required"))
+	}
+	if c.Decoder == nil || c.Projector == nil || c.DeadLetters == nil {
+		errs = append(errs, errors.New("projector: Decoder, Projector and DeadLetters are required"))
+	}
+	if c.DecodePermanent == nil || c.ApplyPermanent == nil {
+		errs = append(errs, errors.New("projector: DecodePermanent and ApplyPermanent are required"))
+	}
+	if c.BatchSize < 0 || c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, errors.New("projector: BatchSize and backoff must be positive, min <= max"))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats counts what a consumer did since it started.
+type Stats struct {
+	Applied, Duplicate, Stale, DeadLettered, Retries, Batches int64
+}
+
+// Consumer runs the loop. Create it with New, call Run once.
+type Consumer struct {
+	cfg   Config
+	log   *slog.Logger
+	stats struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
+
+	mu       sync.Mutex
+	notReady error
+}
+
+// New validates cfg and returns a Consumer.
+func New(cfg Config) (*Consumer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", "projector")}, nil
+}
+
+// Ready returns nil while the consumer can make progress, or the failure it
+// is waiting out (database, registry or broker down).
+func (c *Consumer) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.notReady
+}
+
+func (c *Consumer) setReady(err error) {
+	c.mu.Lock()
+	c.notReady = err
+	c.mu.Unlock()
+}
+
+// Stats returns the counters.
+func (c *Consumer) Stats() Stats {
+	s := &c.stats
+	return Stats{s.applied.Load(), s.duplicate.Load(), s.stale.Load(), s.deadLettered.Load(), s.retries.Load(), s.batches.Load()}
+}
+
+// Run consumes until ctx ends. The batch in hand when ctx ends is finished
+// and committed (within ShutdownTimeout) before Run returns nil.
+func (c *Consumer) Run(ctx context.Context) error {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           c.cfg.Brokers,
+		GroupID:           c.cfg.GroupID,
+		Topic:             c.cfg.Topic,
+		StartOffset:       kafka.FirstOffset,
+		MinBytes:          1,
+		MaxBytes:          16 << 20,
+		MaxWait:           250 * time.Millisecond,
+		CommitInterval:    0, // synchronous commits, only when we call CommitMessages
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    time.Second,
+		QueueCapacity:     c.cfg.BatchSize,
+		Logger:            nil,
+		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug(fmt.Sprintf(f, a...)) }),
+	})
+	defer r.Close()
+	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
+	for {
+		batch, err := c.fetch(ctx, r)
+		if len(batch) > 0 {
+			// Finish the batch even if ctx ends now, within the shutdown bound.
+			bctx, cancel := c.batchContext(ctx)
+			err := c.process(bctx, r, batch)
+			cancel()
+			if err != nil {
+				c.log.Warn("batch abandoned; it will be redelivered", "messages", len(batch), "error", err)
+			}
+		}
+		if ctx.Err() != nil {
+			c.log.Info("consumer stopped", "stats", c.Stats())
+			return nil
+		}
+		if err != nil {
+			c.setReady(fmt.Errorf("kafka: %w", err))
+			c.stats.retries.Add(1)
+			c.log.Warn("fetch failed; retrying", "error", err)
+			if !sleep(ctx, c.cfg.BackoffMax/10) {
+				return nil
+			}
+		}
+	}
+}
+
+// batchContext outlives ctx by at most ShutdownTimeout once ctx ends.
+func (c *Consumer) batchContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(c.cfg.ShutdownTimeout, cancel)
+		context.AfterFunc(bctx, func() { t.Stop() })
+	})
+	return bctx, func() { stop(); cancel() }
+}
+
+// fetch blocks for the first message, then takes what arrives within
+// BatchLinger, up to BatchSize.
+func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []kafka.Message{m}
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.BatchLinger)
+	defer cancel()
+	for len(batch) < c.cfg.BatchSize {
+		m, err := r.FetchMessage(lctx)
+		if err != nil {
+			break // linger over (or ctx ended): process what we have
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// item is one message of a batch on its way through.
+type item struct {
+	msg  kafka.Message
+	ev   order.Event
+	dead *deadletter.DeadLetter
+}
+
+// process decodes, applies, dead-letters and commits one batch, retrying
+// transient failures until they pass or ctx ends.
+func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.Message) error {
+	items := make([]item, len(batch))
+	for i, m := range batch {
+		items[i].msg = m
+	}
+	if err := c.retry(ctx, "schema registry", func() error { return c.decode(ctx, items) }); err != nil {
+		return err
+	}
+	if err := c.retry(ctx, "database", func() error { return c.apply(ctx, items) }); err != nil {
+		return err
+	}
+	var dead []deadletter.DeadLetter
+	for _, it := range items {
+		if it.dead != nil {
+			dead = append(dead, *it.dead)
+		}
+	}
+	if len(dead) > 0 {
+		if err := c.retry(ctx, "dead-letter topic", func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
+			return err
+		}
+		c.stats.deadLettered.Add(int64(len(dead)))
+		for _, d := range dead {
+			c.log.Warn("message dead-lettered", "topic", d.Msg.Topic, "partition", d.Msg.Partition,
+				"offset", d.Msg.Offset, "class", d.Class, "error", d.Err)
+		}
+	}
+	if err := c.retry(ctx, "kafka commit", func() error { return r.CommitMessages(ctx, batch...) }); err != nil {
+		return err
+	}
+	c.stats.batches.Add(1)
+	c.setReady(nil)
+	return nil
+}
+
+// decode fills in each item's event, or its dead letter for permanent
+// failures. A transient failure (registry unreachable) returns an error and
+// the whole step is retried; items decoded already are kept.
+func (c *Consumer) decode(ctx context.Context, items []item) error {
+	for i := range items {
+		it := &items[i]
+		if it.dead != nil || it.ev.Order.Version != 0 {
+			continue
+		}
+		ev, err := c.cfg.Decoder.Decode(ctx, it.msg.Value)
+		if err != nil {
+			if c.cfg.DecodePermanent(err) {
+				it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
+				continue
+			}
+			return err
+		}
+		for _, h := range it.msg.Headers {
+			switch h.Key {
+			case "traceparent":
+				ev.Meta.Traceparent = string(h.Value)
+			case "correlation_id":
+				ev.Meta.CorrelationID = string(h.Value)
+			}
+		}
+		it.ev = ev
+	}
+	return nil
+}
+
+// apply applies the decoded events in one transaction. If the database
+// rejects the batch permanently, it applies them one by one to find the
+// offending events, which become dead letters; the others are applied.
+func (c *Consumer) apply(ctx context.Context, items []item) error {
+	var idx []int
+	var events []order.Event
+	for i, it := range items {
+		if it.dead == nil {
+			idx = append(idx, i)
+			events = append(events, it.ev)
+		}
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	outcomes, err := c.cfg.Projector.Apply(ctx, events)
+	if err == nil {
+		c.count(outcomes)
+		return nil
+	}
+	if !c.cfg.ApplyPermanent(err) {
+		return err
+	}
+	c.log.Warn("batch rejected by the database; applying one by one", "events", len(events), "error", err)
+	for _, i := range idx {
+		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev})
+		switch {
+		case err == nil:
+			c.count(outcomes)
+		case c.cfg.ApplyPermanent(err):
+			items[i].dead = &deadletter.DeadLetter{Msg: items[i].msg, Class: c.cfg.ErrorClass(err), Err: err}
+		default:
+			// Transient now: the retry redoes the batch; what was applied
+			// one by one is recognised as duplicate then.
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) count(outcomes []order.Outcome) {
+	for _, o := range outcomes {
+		switch o {
+		case order.OutcomeApplied:
+			c.stats.applied.Add(1)
+		case order.OutcomeDuplicate:
+			c.stats.duplicate.Add(1)
+		case order.OutcomeStale:
+			c.stats.stale.Add(1)
+		}
+	}
+}
+
+// retry runs step until it succeeds or ctx ends, backing off exponentially
+// with jitter, and reports the dependency as not ready while it fails.
+func (c *Consumer) retry(ctx context.Context, dependency string, step func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := step()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (while stopping: %v)", dependency, err, ctx.Err())
+		}
+		c.setReady(fmt.Errorf("%s: %w", dependency, err))
+		c.stats.retries.Add(1)
+		d := backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
+		c.log.Warn("transient failure; retrying", "dependency", dependency, "attempt", attempt, "backoff", d.String(), "error", err)
+		if !sleep(ctx, d) {
+			return fmt.Errorf("%s: %w", dependency, err)
+		}
+	}
+}
+
+// backoff is min·2^(attempt-1) capped at max, jittered into [d/2, d].
+func backoff(min, max time.Duration, attempt int) time.Duration {
+	d := max
+	if attempt < 32 {
+		if e := min << (attempt - 1); e > 0 && e < max {
+			d = e
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
