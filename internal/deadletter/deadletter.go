@@ -15,9 +15,10 @@
 //	kafka_dlt-exception-fqcn            UTF-8: our error class, e.g. "eventcodec.ErrUnknownSchema"
 //	kafka_dlt-exception-message         UTF-8: the error text
 //
-// It is keyed like the original (murmur2), so with the same partition count a
-// dead letter lands on the same partition number as its original, as Spring
-// does by default. Replay republishes to the original topic with the original
+// A dead letter goes to the same partition number as its original, as Spring
+// does by default, whatever partitioner the original producer used (kcat's
+// default is CRC32, not murmur2); if the DLQ has fewer partitions it falls
+// back to murmur2 of the key. Replay republishes to the original topic with the original
 // key, value and headers (the kafka_dlt-* ones dropped, so a second failure
 // gets fresh ones) and adds two headers of ours, Spring having no standard
 // for it: dlq_replayed_from ("<dlq topic>/<partition>@<offset>") and
@@ -88,7 +89,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	return &Publisher{
 		w: &kafka.Writer{
 			Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic,
-			RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{Consistent: true},
+			RequiredAcks: kafka.RequireAll, Balancer: samePartition{},
 			BatchTimeout: 2 * time.Millisecond, MaxAttempts: 1, WriteTimeout: cfg.WriteTimeout,
 		},
 		topic: cfg.Topic, group: cfg.Group,
@@ -138,5 +139,17 @@ func Message(dl DeadLetter, group string) kafka.Message {
 		kafka.Header{Key: HeaderExceptionClass, Value: []byte(dl.Class)},
 		kafka.Header{Key: HeaderExceptionMessage, Value: []byte(msg)},
 	)
-	return kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}
+	return kafka.Message{Partition: m.Partition, Key: m.Key, Value: m.Value, Headers: headers}
+}
+
+// samePartition keeps a dead letter on its original's partition number.
+type samePartition struct{}
+
+func (samePartition) Balance(msg kafka.Message, partitions ...int) int {
+	for _, p := range partitions {
+		if p == msg.Partition {
+			return p
+		}
+	}
+	return (&kafka.Murmur2Balancer{Consistent: true}).Balance(msg, partitions...)
 }

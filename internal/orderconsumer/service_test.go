@@ -351,3 +351,22 @@ func TestPoisonMessagesGoToTheDLQIntactAndTheRestIsApplied(t *testing.T) {
 		t.Fatalf("list: %v %+v", err, entries)
 	}
 }
+
+// A message produced with another partitioner (kcat's default is CRC32) is
+// dead-lettered on its own partition number, as Spring does.
+func TestDeadLetterKeepsTheOriginalPartition(t *testing.T) {
+	s := newStack(t)
+	key := []byte("some-order")
+	other := (kafkatest.JavaPartition(key, 6) + 1) % 6
+	w := &kafka.Writer{Addr: kafka.TCP(s.kafka.Brokers()...), Topic: topic, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond, Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return other })}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), kafka.Message{Key: key, Value: []byte("not avro")}); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	dead := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 1, 20*time.Second)
+	if dead[0].Partition != other {
+		t.Fatalf("dead letter on partition %d, original on %d", dead[0].Partition, other)
+	}
+}

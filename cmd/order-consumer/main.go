@@ -1,0 +1,131 @@
+// Command order-consumer applies order events to its projection database and
+// serves it on :8082. Its subcommands are the operator's tools:
+//
+//	order-consumer                          run the consumer and the read API
+//	order-consumer migrate                  apply the projection migrations and exit
+//	order-consumer dlq list [flags]         show what the dead-letter topic holds
+//	order-consumer dlq replay [flags]       republish dead letters to their original topic
+//	order-consumer rebuild                  rebuild the projection from the start of the topic
+//
+// Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
+// (inclusive, DLQ offsets), -key KEY; list also takes -json. replay needs a
+// selection, or -all to replay everything.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ordersonkafka/orders/internal/config"
+	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/logging"
+	"github.com/ordersonkafka/orders/internal/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "order-consumer:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: order-consumer [migrate | rebuild | dlq list [-json] [selection] | dlq replay (selection | -all)]"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load[orderconsumer.Config](getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) == 0:
+		return orderconsumer.Run(ctx, cfg, log)
+	case args[0] == "migrate" && len(args) == 1:
+		if err := pgdb.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Projection()); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "order-consumer: migrations applied to", pgdb.Redact(cfg.DatabaseURL))
+		return nil
+	case args[0] == "rebuild" && len(args) == 1:
+		res, err := orderconsumer.Rebuild(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rebuilt from %s: %d read, %d applied, %d duplicate, %d stale, %d skipped (undecodable, see the DLQ)\n",
+			cfg.Topic, res.Read, res.Applied, res.Duplicate, res.Stale, res.Skipped)
+		return nil
+	case args[0] == "dlq" && len(args) >= 2 && (args[1] == "list" || args[1] == "replay"):
+		return dlq(ctx, cfg, args[1], args[2:], stdout, stderr)
+	}
+	return errors.New(usage)
+}
+
+func dlq(ctx context.Context, cfg orderconsumer.Config, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	partition := fs.Int("partition", -1, "only this DLQ partition")
+	from := fs.Int64("from", -1, "only DLQ offsets >= this")
+	to := fs.Int64("to", -1, "only DLQ offsets <= this")
+	key := fs.String("key", "", "only messages with this key (an order ID)")
+	asJSON := fs.Bool("json", false, "print JSON (list)")
+	all := fs.Bool("all", false, "replay every dead letter (replay)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
+	}
+	var f deadletter.Filter
+	if *partition >= 0 {
+		f.Partition = partition
+	}
+	if *from >= 0 {
+		f.FromOffset = from
+	}
+	if *to >= 0 {
+		f.ToOffset = to
+	}
+	f.Key = *key
+	selected := f.Partition != nil || f.FromOffset != nil || f.ToOffset != nil || f.Key != ""
+
+	switch cmd {
+	case "list":
+		entries, err := deadletter.List(ctx, cfg.KafkaBrokers[0], cfg.DLQTopic, f)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return deadletter.WriteJSON(stdout, entries)
+		}
+		return deadletter.WriteTable(stdout, entries)
+	default: // replay
+		if !selected && !*all {
+			return errors.New("dlq replay needs a selection (-partition, -from, -to, -key) or -all")
+		}
+		res, err := deadletter.Replay(ctx, cfg.KafkaBrokers, cfg.DLQTopic, f)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(res)
+	}
+}

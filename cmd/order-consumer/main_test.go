@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/devstack"
+	"github.com/ordersonkafka/orders/internal/kafkatest"
+	"github.com/ordersonkafka/orders/internal/pgtest"
+)
+
+// The operator commands, as a user runs them: list in both formats, replay
+// refusing without a selection, replay by key.
+func TestDLQCommands(t *testing.T) {
+	k, err := devstack.StartKafka(devstack.KafkaConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	db := pgtest.MustDB(t, nil)
+	env := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL}
+	getenv := func(key string) string { return env[key] }
+	ctx := context.Background()
+
+	pub, _ := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector"})
+	defer pub.Close()
+	var dls []deadletter.DeadLetter
+	for i, key := range []string{"order-a", "order-b"} {
+		dls = append(dls, deadletter.DeadLetter{
+			Msg:   kafka.Message{Topic: "order-events", Partition: 2, Offset: int64(10 + i), Time: time.Now(), Key: []byte(key), Value: []byte("garbage-" + key)},
+			Class: "eventcodec.ErrNotFramed", Err: errorString("not in the Confluent wire format"),
+		})
+	}
+	if err := pub.Publish(ctx, dls); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"dlq", "list"}, getenv, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "order-a") || !strings.Contains(s, "order-events/2@10") || !strings.Contains(s, "eventcodec.ErrNotFramed") || !strings.Contains(s, "2 dead letters") {
+		t.Errorf("table:\n%s", s)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"dlq", "list", "-json", "-key", "order-b"}, getenv, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	var entries []deadletter.Entry
+	if err := json.Unmarshal(out.Bytes(), &entries); err != nil || len(entries) != 1 || entries[0].Key != "order-b" || entries[0].OriginalOffset != 11 {
+		t.Fatalf("json %s (%v)", out.String(), err)
+	}
+
+	if err := run(ctx, []string{"dlq", "replay"}, getenv, &out, &out); err == nil || !strings.Contains(err.Error(), "-all") {
+		t.Fatalf("replay without a selection: %v", err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"dlq", "replay", "-key", "order-a"}, getenv, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"replayed":1`) {
+		t.Errorf("replay output %s", out.String())
+	}
+	msgs := kafkatest.WaitForCount(t, k.Brokers()[0], "order-events", 1, 10*time.Second)
+	if len(msgs) != 1 || string(msgs[0].Value) != "garbage-order-a" || string(msgs[0].Key) != "order-a" {
+		t.Fatalf("replayed %v", msgs)
+	}
+	if err := run(ctx, []string{"dlq", "frobnicate"}, getenv, &out, &out); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("unknown subcommand: %v", err)
+	}
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
