@@ -34,7 +34,7 @@ const (
 )
 
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	db       *pgtest.DB
 	kafka    *devstack.Kafka
 	registry *devstack.RegistryServer
@@ -43,7 +43,7 @@ type stack struct {
 	writer   *kafka.Writer
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	s := &stack{t: t, db: pgtest.MustDB(t, migrations.Projection())}
 	var err error
@@ -127,7 +127,7 @@ func (s *stack) start(extra ...string) *instance {
 }
 
 // event makes the events of one order: placed, then paid, then refunded.
-func history(t *testing.T) []order.Event {
+func history(t testing.TB) []order.Event {
 	t.Helper()
 	o, placed, err := order.Place(order.NewOrder{CustomerID: "c", Currency: "EUR",
 		Items: []order.Item{{SKU: "s", Quantity: 1, UnitPriceMinor: 100}}}, order.Now(), order.Meta{})
@@ -202,7 +202,7 @@ func (s *stack) ledger() map[string]string {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {

@@ -1,0 +1,45 @@
+package orderconsumer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// BenchmarkConsume measures order-consumer draining a backlog of 100,000
+// events (50,000 orders, placed then paid) from the embedded broker: fetch,
+// decode through the registry, apply in batches, commit. Reported as events/s.
+func BenchmarkConsume(b *testing.B) {
+	const orders = 50_000
+	for range b.N {
+		b.StopTimer()
+		s := newStack(b)
+		batch := make([]kafka.Message, 0, 2000)
+		for range orders {
+			h := history(b)
+			batch = append(batch, s.message(h[0]), s.message(h[1]))
+			if len(batch) == cap(batch) {
+				s.produce(batch...)
+				batch = batch[:0]
+			}
+		}
+		s.produce(batch...)
+		b.StartTimer()
+		start := time.Now()
+		c := s.start() // default CONSUMER_BATCH_SIZE (500)
+		for c.svc.Consumer().Stats().Applied < 2*orders {
+			time.Sleep(5 * time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		_ = c.stop()
+		b.ReportMetric(2*orders/elapsed.Seconds(), "events/s")
+		var n int
+		_ = s.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM order_projection WHERE version = 2").Scan(&n)
+		if n != orders {
+			b.Fatalf("%d orders at version 2, want %d", n, orders)
+		}
+	}
+}
