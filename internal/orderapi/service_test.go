@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -323,45 +321,6 @@ func TestInvalidConfigurationIsRefusedWithTheVariableNamed(t *testing.T) {
 	err = cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "RELAY_BATCH_SIZE") || !strings.Contains(err.Error(), "LOG_LEVEL") {
 		t.Fatalf("Validate() = %v", err)
-	}
-}
-
-// TestREADMEDocumentsEveryVariable keeps the README's configuration table
-// true: every variable order-api reads, with its real default, and no other.
-func TestREADMEDocumentsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	section := string(readme)
-	start := strings.Index(section, "order-api reads only environment variables")
-	if start < 0 {
-		t.Fatal("README has no order-api configuration section")
-	}
-	section = section[start:]
-	if end := strings.Index(section[1:], "\n## "); end > 0 {
-		section = section[:end]
-	}
-	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| `([^`]*)` \\|")
-	documented := map[string]string{}
-	for _, m := range row.FindAllStringSubmatch(section, -1) {
-		documented[m[1]] = m[2]
-	}
-	vars, err := config.Vars[orderapi.Config]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range vars {
-		def, ok := documented[v.Name]
-		if !ok {
-			t.Errorf("README does not document %s", v.Name)
-		} else if def != v.Default {
-			t.Errorf("README says %s defaults to %q; the code says %q", v.Name, def, v.Default)
-		}
-		delete(documented, v.Name)
-	}
-	for name := range documented {
-		t.Errorf("README documents %s, which order-api does not read", name)
 	}
 }
 
