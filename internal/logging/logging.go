@@ -3,6 +3,7 @@
 package logging
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,4 +24,21 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+// Check reports what is wrong with the LOG_LEVEL and LOG_FORMAT settings,
+// naming the variables, for the services' Config.Validate.
+func Check(level, format string) error {
+	var errs []error
+	switch level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q must be debug, info, warn or error", level))
+	}
+	switch format {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q must be json or text", format))
+	}
+	return errors.Join(errs...)
 }

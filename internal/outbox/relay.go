@@ -26,13 +26,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/backoff"
 )
 
 // Framer frames an Avro body in the Confluent wire format for topic's value
@@ -214,7 +215,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.log.Warn("relay lost leadership", "error", err)
 			}
 		}
-		if !sleep(ctx, r.cfg.LockRetryInterval) {
+		if !backoff.Sleep(ctx, r.cfg.LockRetryInterval) {
 			return nil
 		}
 	}
@@ -429,9 +430,9 @@ func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step fun
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := backoff(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
+		d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
 		r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
-		if !sleep(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return ctx.Err()
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -440,29 +441,5 @@ func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step fun
 		if perr != nil && ctx.Err() == nil {
 			return fmt.Errorf("lock connection lost during %s: %w", what, perr)
 		}
-	}
-}
-
-// backoff is the delay before attempt+1: min·2^(attempt-1) capped at max,
-// with jitter so replicas and restarts do not retry in lockstep.
-func backoff(min, max time.Duration, attempt int) time.Duration {
-	d := max
-	if attempt < 32 {
-		if e := min << (attempt - 1); e > 0 && e < max {
-			d = e
-		}
-	}
-	return min/2 + rand.N(d-min/2+1)
-}
-
-// sleep waits d or until ctx ends, reporting whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

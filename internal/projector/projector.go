@@ -23,12 +23,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/backoff"
 
 	"github.com/ordersonkafka/orders/internal/deadletter"
 	"github.com/ordersonkafka/orders/internal/order"
@@ -211,7 +212,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.setReady(fmt.Errorf("kafka: %w", err))
 			c.stats.retries.Add(1)
 			c.log.Warn("fetch failed; retrying", "error", err)
-			if !sleep(ctx, c.cfg.BackoffMax/10) {
+			if !backoff.Sleep(ctx, c.cfg.BackoffMax/10) {
 				return nil
 			}
 		}
@@ -388,32 +389,10 @@ func (c *Consumer) retry(ctx context.Context, dependency string, step func() err
 		}
 		c.setReady(fmt.Errorf("%s: %w", dependency, err))
 		c.stats.retries.Add(1)
-		d := backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
+		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
 		c.log.Warn("transient failure; retrying", "dependency", dependency, "attempt", attempt, "backoff", d.String(), "error", err)
-		if !sleep(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return fmt.Errorf("%s: %w", dependency, err)
 		}
-	}
-}
-
-// backoff is min·2^(attempt-1) capped at max, jittered into [d/2, d].
-func backoff(min, max time.Duration, attempt int) time.Duration {
-	d := max
-	if attempt < 32 {
-		if e := min << (attempt - 1); e > 0 && e < max {
-			d = e
-		}
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
