@@ -255,3 +255,33 @@ FROM order_projection`).Scan(&out)
 	}
 	return out
 }
+
+// Shutdown finishes the batch in hand: the database is down while a batch is
+// retried, shutdown begins, the database returns within SHUTDOWN_TIMEOUT, and
+// the batch is applied and committed before the service stops.
+func TestShutdownFinishesAndCommitsTheBatchInHand(t *testing.T) {
+	s := newStack(t)
+	c := s.start("SHUTDOWN_TIMEOUT", "10s")
+	h := history(t)
+	s.produce(s.message(h[0]))
+	s.waitVersion(h[0].Order.ID, 1)
+
+	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS false")
+	mustAdmin(t, s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+s.db.Name+"' AND pid <> pg_backend_pid()")
+	s.produce(s.message(h[1]))
+	waitFor(t, "the batch to be retried", func() bool { return c.svc.Consumer().Ready() != nil })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.stop() }()
+	time.Sleep(300 * time.Millisecond) // shutdown under way, batch still failing
+	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS true")
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	// The service has stopped: nothing can change the projection any more,
+	// so waiting only rides out the test pool's own terminated connections.
+	s.waitVersion(h[0].Order.ID, 2)
+	if got := s.committed(kafkatest.JavaPartition([]byte(h[0].Order.ID.String()), 6)); got != 2 {
+		t.Fatalf("committed offset %d after shutdown, want 2", got)
+	}
+}
