@@ -44,12 +44,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Migrate {
-		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Orders()); err != nil {
-			return nil, err
-		}
-	}
-	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Orders())
 	if err != nil {
 		return nil, err
 	}

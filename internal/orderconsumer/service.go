@@ -72,12 +72,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Migrate {
-		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Projection()); err != nil {
-			return nil, err
-		}
-	}
-	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Projection())
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +159,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // Rebuild empties the projection and re-applies the whole topic; see
 // projector.Rebuild. Stop the consumers first.
 func Rebuild(ctx context.Context, cfg Config, log *slog.Logger) (projector.RebuildResult, error) {
-	if cfg.Migrate {
-		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Projection()); err != nil {
-			return projector.RebuildResult{}, err
-		}
-	}
-	pool, err := pgdb.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Projection())
 	if err != nil {
 		return projector.RebuildResult{}, err
 	}

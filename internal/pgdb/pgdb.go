@@ -108,3 +108,14 @@ func Redact(dsn string) string {
 	}
 	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
 }
+
+// OpenMigrated applies fsys's migrations when migrate is true, then opens a
+// pool: what a service does at start-up.
+func OpenMigrated(ctx context.Context, dsn string, maxConns int32, migrate bool, fsys fs.FS) (*pgxpool.Pool, error) {
+	if migrate {
+		if err := Migrate(ctx, dsn, fsys); err != nil {
+			return nil, err
+		}
+	}
+	return Open(ctx, dsn, maxConns)
+}
