@@ -1,5 +1,6 @@
 // Package logging builds the services' slog loggers: JSON lines by default
-// (for log shippers), text for humans at a terminal.
+// (for log shippers), text for humans at a terminal. Lines logged with a
+// context carry that context's trace_id, span_id and correlation_id.
 package logging
 
 import (
@@ -19,9 +20,9 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(contextHandler{slog.NewJSONHandler(w, opts)}), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(contextHandler{slog.NewTextHandler(w, opts)}), nil
 	}
 	return nil, fmt.Errorf("log format %q: want json or text", format)
 }

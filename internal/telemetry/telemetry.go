@@ -1,0 +1,137 @@
+// Package telemetry gives the services their OpenTelemetry tracer and their
+// Prometheus registry, and carries W3C trace context in and out of the
+// places that are neither HTTP nor Kafka client calls: the outbox row and a
+// consumed message's headers.
+//
+// Tracing is off by default and chosen by the standard variables: with
+// OTEL_TRACES_EXPORTER unset or "none" the tracer is a no-op, but trace
+// context still flows (the request's traceparent reaches the Kafka headers
+// and the consumer's log lines), so logs can be joined by trace_id without
+// any collector. "otlp" exports over OTLP/HTTP (OTEL_EXPORTER_OTLP_*),
+// "console" writes spans to stderr. Sampling follows OTEL_TRACES_SAMPLER,
+// the resource OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Tracing is a service's tracer provider and how to flush it.
+type Tracing struct {
+	Provider trace.TracerProvider
+	// Exporter is the exporter in use: "none", "otlp" or "console".
+	Exporter string
+	shutdown func(context.Context) error
+}
+
+// Shutdown flushes spans not yet exported; call it once, at exit.
+func (t Tracing) Shutdown(ctx context.Context) error {
+	if t.shutdown == nil {
+		return nil
+	}
+	return t.shutdown(ctx)
+}
+
+// NewTracing builds the tracer provider of service from the OTEL_* variables
+// read through getenv (see the package doc). An unknown exporter or protocol
+// is an error naming the variable.
+func NewTracing(ctx context.Context, service string, getenv func(string) string) (Tracing, error) {
+	off := Tracing{Provider: noop.NewTracerProvider(), Exporter: "none"}
+	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		return off, nil
+	}
+	var exp sdktrace.SpanExporter
+	name := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER"))
+	switch name {
+	case "", "none":
+		return off, nil
+	case "otlp":
+		proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+		if proto == "" {
+			proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+		}
+		if proto != "" && proto != "http/protobuf" {
+			return Tracing{}, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: only http/protobuf is built in (an OpenTelemetry Collector accepts it on :4318)", proto)
+		}
+		var err error
+		if exp, err = otlptracehttp.New(ctx); err != nil {
+			return Tracing{}, fmt.Errorf("OTLP trace exporter: %w", err)
+		}
+	case "console":
+		var err error
+		if exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stderr)); err != nil {
+			return Tracing{}, err
+		}
+	default:
+		return Tracing{}, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want none, otlp or console", name)
+	}
+	// The service name is the default; OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES override it (WithFromEnv comes last).
+	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName(service)), resource.WithFromEnv(), resource.WithTelemetrySDK())
+	if err != nil {
+		return Tracing{}, fmt.Errorf("trace resource: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	return Tracing{Provider: tp, Exporter: name, shutdown: tp.Shutdown}, nil
+}
+
+var w3c = propagation.TraceContext{}
+
+// Extract returns ctx carrying the remote span context of a W3C traceparent
+// (and tracestate); an invalid or empty traceparent leaves ctx as it is.
+func Extract(ctx context.Context, traceparent, tracestate string) context.Context {
+	c := propagation.MapCarrier{"traceparent": traceparent}
+	if tracestate != "" {
+		c["tracestate"] = tracestate
+	}
+	return w3c.Extract(ctx, c)
+}
+
+// Traceparent formats the span context in ctx as a W3C traceparent, or
+// returns "" when ctx has no valid one.
+func Traceparent(ctx context.Context) string {
+	c := propagation.MapCarrier{}
+	w3c.Inject(ctx, c)
+	return c["traceparent"]
+}
+
+// Config is what a service is given for its telemetry. The zero value means
+// tracing off and a fresh registry.
+type Config struct {
+	// Getenv reads the OTEL_* variables (see the package doc); nil: tracing off.
+	Getenv func(string) string
+	// TracerProvider, when set, is used instead of one built from Getenv,
+	// and the caller shuts it down (tests use an in-memory exporter).
+	TracerProvider trace.TracerProvider
+	// Registry receives the service's metrics; nil: NewRegistry().
+	Registry *prometheus.Registry
+}
+
+// Start returns the service's tracing and metrics registry as c describes.
+func (c Config) Start(ctx context.Context, service string) (Tracing, *prometheus.Registry, error) {
+	reg := c.Registry
+	if reg == nil {
+		reg = NewRegistry()
+	}
+	switch {
+	case c.TracerProvider != nil:
+		return Tracing{Provider: c.TracerProvider, Exporter: "caller's"}, reg, nil
+	case c.Getenv == nil:
+		return Tracing{Provider: noop.NewTracerProvider(), Exporter: "none"}, reg, nil
+	}
+	t, err := NewTracing(ctx, service, c.Getenv)
+	return t, reg, err
+}
