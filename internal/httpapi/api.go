@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,29 +25,48 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 )
 
 // MaxBodyBytes is the largest request body accepted (413 beyond).
 const MaxBodyBytes = 1 << 20
 
-// Check is one readiness check: /readyz is 200 only when every Func returns nil.
+// Check is one readiness check. /readyz lists every check's state and is
+// 200 only when every check that is not Optional returns nil. An Optional
+// check reports a dependency the API works without (the relay's Kafka and
+// registry: orders are taken while they are down), so it never takes the
+// instance out of a load balancer.
 type Check struct {
-	Name string
-	Func func(context.Context) error
+	Name     string
+	Func     func(context.Context) error
+	Optional bool
 }
 
 // Config configures the API.
 type Config struct {
 	Logger *slog.Logger // default slog.Default()
 	Now    func() time.Time
+	// Tracer starts each request's server span; default a no-op tracer,
+	// which still carries the client's trace context through to the events.
+	Tracer trace.Tracer
+	// Middleware runs around every route, first (metrics).
+	Middleware []func(http.Handler) http.Handler
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
 }
 
 type api struct {
 	store  order.Store
 	log    *slog.Logger
 	now    func() time.Time
+	tracer trace.Tracer
 	checks []Check
 }
 
@@ -62,7 +80,12 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 	if a.now == nil {
 		a.now = order.Now
 	}
+	a.tracer = cfg.Tracer
+	if a.tracer == nil {
+		a.tracer = noop.NewTracerProvider().Tracer("")
+	}
 	r := chi.NewRouter()
+	r.Use(cfg.Middleware...)
 	r.Use(a.requestMeta)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource", nil)
@@ -75,6 +98,9 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", a.ready)
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
+	}
 	r.Post("/orders", a.place)
 	r.Get("/orders", a.list)
 	r.Get("/orders/{id}", a.get)
@@ -88,41 +114,51 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 
 type metaKey struct{}
 
-var traceparentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
-
-// requestMeta fixes the request's correlation ID and trace context (taken
-// from the client when valid, made up otherwise), echoes the correlation ID
-// and logs one line per request.
+// requestMeta fixes the request's correlation ID (the client's
+// X-Correlation-ID when usable, made up otherwise) and trace context: a
+// server span, child of the client's traceparent when it sent a valid one.
+// The event written by the request carries that span's traceparent, so the
+// consumer's span continues the same trace. It echoes the correlation ID and
+// logs one line per request.
 func (a *api) requestMeta(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		meta := order.Meta{CorrelationID: r.Header.Get("X-Correlation-ID"), Traceparent: r.Header.Get("traceparent")}
+		meta := order.Meta{CorrelationID: r.Header.Get("X-Correlation-ID")}
 		if meta.CorrelationID == "" || len(meta.CorrelationID) > 128 {
 			meta.CorrelationID = uuid.NewString()
 		}
-		if !validTraceparent(meta.Traceparent) {
-			meta.Traceparent = newTraceparent()
+		ctx := telemetry.Extract(r.Context(), r.Header.Get("traceparent"), r.Header.Get("tracestate"))
+		ctx, span := a.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			// No client context and tracing off: make one up, so the event
+			// and the log lines still share a trace ID.
+			ctx = trace.ContextWithSpanContext(ctx, newSpanContext())
 		}
+		meta.Traceparent = telemetry.Traceparent(ctx)
+		ctx = logging.WithCorrelationID(ctx, meta.CorrelationID)
 		w.Header().Set("X-Correlation-ID", meta.CorrelationID)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), metaKey{}, meta)))
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, metaKey{}, meta)))
 		route := chi.RouteContext(r.Context()).RoutePattern()
-		a.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
+		span.SetName(r.Method + " " + route)
+		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
+			attribute.Int("http.response.status_code", sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+		a.log.LogAttrs(ctx, slog.LevelInfo, "http request",
 			slog.String("method", r.Method), slog.String("route", route), slog.Int("status", sw.status),
-			slog.Duration("duration", time.Since(start)), slog.String("correlation_id", meta.CorrelationID))
+			slog.Duration("duration", time.Since(start)))
 	})
 }
 
-func validTraceparent(s string) bool {
-	// Version ff is forbidden, and all-zero trace or parent IDs are invalid.
-	return traceparentRE.MatchString(s) && s[:2] != "ff" &&
-		s[3:35] != strings.Repeat("0", 32) && s[36:52] != strings.Repeat("0", 16)
-}
-
-func newTraceparent() string {
+func newSpanContext() trace.SpanContext {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
-	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+	return trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID(b[:16]), SpanID: trace.SpanID(b[16:]), TraceFlags: trace.FlagsSampled,
+	})
 }
 
 func metaFrom(ctx context.Context) order.Meta {
@@ -144,18 +180,23 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	failed := map[string]string{}
+	checks := map[string]string{}
 	for _, c := range a.checks {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		checks[c.Name] = "ok"
 		if err := c.Func(ctx); err != nil {
-			failed[c.Name] = err.Error()
+			checks[c.Name] = err.Error()
+			if !c.Optional {
+				failed[c.Name] = err.Error()
+			}
 		}
 		cancel()
 	}
 	if len(failed) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": checks})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
 // ---- orders ----
@@ -535,7 +576,7 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // internal answers 500 without details and logs the cause.
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "correlation_id", metaFrom(r.Context()).CorrelationID, "error", err}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "error", err}
 	if r.Context().Err() != nil {
 		// The client went away (or the server is shutting down past its
 		// deadline): the transaction was rolled back, nothing is wrong here.

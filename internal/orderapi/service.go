@@ -1,6 +1,7 @@
 // Package orderapi assembles order-api from its parts — the PostgreSQL order
-// store, the HTTP API and the outbox relay — and runs them until its context
-// ends. It is the composition root: the adapters never import each other, and
+// store, the HTTP API, the outbox relay and the notifier that wakes it, with
+// their metrics (served at /metrics) and tracing — and runs them until its
+// context ends. It is the composition root: the adapters never import each other, and
 // cmd/order-api and cmd/playground both start the service through Run.
 //
 // Shutdown is graceful: when the context ends the listener closes, in-flight
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersonkafka/orders/internal/eventcodec"
@@ -25,6 +27,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/orderstore"
 	"github.com/ordersonkafka/orders/internal/outbox"
 	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -35,22 +38,32 @@ type Service struct {
 	pool    *pgxpool.Pool
 	handler http.Handler
 	relay   *outbox.Relay // nil when the relay is disabled
+	notify  *outbox.Notifier
+	tracing telemetry.Tracing
+	reg     *prometheus.Registry
 }
 
 // New validates cfg, migrates the database if configured to, and wires the
-// service. It connects to PostgreSQL only: Kafka and the Schema Registry are
-// the relay's business, so the API starts and takes orders while they are down.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+// service with the telemetry tel describes. It connects to PostgreSQL only:
+// Kafka and the Schema Registry are the relay's business, so the API starts
+// and takes orders while they are down.
+func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tracing, reg, err := tel.Start(ctx, "order-api")
+	if err != nil {
 		return nil, err
 	}
 	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Orders())
 	if err != nil {
+		_ = tracing.Shutdown(ctx)
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, pool: pool}
+	s := &Service{cfg: cfg, log: log, pool: pool, tracing: tracing, reg: reg}
 	if err := s.wire(); err != nil {
 		pool.Close()
+		_ = tracing.Shutdown(ctx)
 		return nil, err
 	}
 	return s, nil
@@ -61,13 +74,28 @@ func (s *Service) wire() error {
 	if err != nil {
 		return err
 	}
-	store := orderstore.New(s.pool, enc, s.cfg.Topic)
-	s.handler = httpapi.New(httpapi.Config{Logger: s.log}, store,
-		httpapi.Check{Name: "database", Func: store.Ping})
-
-	if !s.cfg.RelayEnabled {
-		return nil
+	s.reg.MustRegister(outbox.NewBacklogCollector(s.pool))
+	var checks []httpapi.Check
+	if s.cfg.RelayEnabled {
+		if err := s.wireRelay(); err != nil {
+			return err
+		}
+		checks = append(checks, httpapi.Check{Name: "outbox_relay", Optional: true,
+			Func: func(context.Context) error { return s.relay.Health() }})
 	}
+	s.notify = outbox.NewNotifier(s.pool, s.relay, s.log)
+	store := orderstore.New(s.pool, enc, s.cfg.Topic, s.notify.Poke)
+	checks = append([]httpapi.Check{{Name: "database", Func: store.Ping}}, checks...)
+	s.handler = httpapi.New(httpapi.Config{
+		Logger:     s.log,
+		Tracer:     s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/httpapi"),
+		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
+		Metrics:    telemetry.MetricsHandler(s.reg),
+	}, store, checks...)
+	return nil
+}
+
+func (s *Service) wireRelay() error {
 	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL})
 	if err != nil {
 		return err
@@ -84,6 +112,7 @@ func (s *Service) wire() error {
 		BackoffMin:        s.cfg.RelayBackoffMin,
 		BackoffMax:        s.cfg.RelayBackoffMax,
 		Logger:            s.log,
+		Metrics:           outbox.NewMetrics(s.reg),
 	})
 	return err
 }
@@ -96,6 +125,13 @@ func (s *Service) Relay() *outbox.Relay { return s.relay }
 // returns nil after a shutdown caused by ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.pool.Close()
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.tracing.Shutdown(fctx); err != nil {
+			s.log.Warn("flush spans", "error", err)
+		}
+	}()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -106,7 +142,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil)
+		s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil, "traces", s.tracing.Exporter)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
@@ -121,6 +157,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		return nil
 	})
+	g.Go(func() error { return s.notify.Run(gctx) })
 	if s.relay != nil {
 		g.Go(func() error {
 			if err := s.relay.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -135,14 +172,15 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Run listens on cfg.HTTPAddr and serves until ctx ends.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, err := New(ctx, cfg, log)
+func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) error {
+	s, err := New(ctx, cfg, log, tel)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		s.pool.Close()
+		_ = s.tracing.Shutdown(ctx)
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	return s.Serve(ctx, ln)

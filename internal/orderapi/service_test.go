@@ -21,6 +21,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/kafkatest"
 	"github.com/ordersonkafka/orders/internal/orderapi"
 	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -74,7 +75,7 @@ func (s *stack) start(t *testing.T, extra ...string) *instance {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := orderapi.New(ctx, cfg, log)
+	svc, err := orderapi.New(ctx, cfg, log, telemetry.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 // Package orderstore is the PostgreSQL implementation of order.Store. Every
-// accepted change writes the order row and its event's outbox row in one
-// transaction (the transactional outbox): both commit or neither does. A
-// change locks the order row before anything else, so concurrent changes of
-// one order are serialized and its outbox rows follow its versions.
+// accepted change writes the order row and its event's outbox row atomically
+// (the transactional outbox): both commit or neither does. A place is one
+// statement; a change is a read and then one version-checked statement that
+// updates the row (taking its lock) and inserts the outbox row, so
+// concurrent changes of one order are serialized — the loser finds the
+// version moved and starts again — and its outbox rows follow its versions.
 package orderstore
 
 import (
@@ -27,16 +29,22 @@ type Encoder interface {
 
 // Store keeps orders and their outbox in PostgreSQL.
 type Store struct {
-	pool  *pgxpool.Pool
-	enc   Encoder
-	topic string
+	pool        *pgxpool.Pool
+	enc         Encoder
+	topic       string
+	afterCommit func()
 }
 
 var _ order.Store = (*Store)(nil)
 
-// New returns a Store writing events for topic.
-func New(pool *pgxpool.Pool, enc Encoder, topic string) *Store {
-	return &Store{pool: pool, enc: enc, topic: topic}
+// New returns a Store writing events for topic. afterCommit, if not nil, is
+// called after each commit that wrote outbox rows (to wake the relay); it
+// must not block.
+func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func()) *Store {
+	if afterCommit == nil {
+		afterCommit = func() {}
+	}
+	return &Store{pool: pool, enc: enc, topic: topic, afterCommit: afterCommit}
 }
 
 // Ping reports whether the database answers, for readiness checks.
@@ -46,6 +54,17 @@ const insertOrderSQL = `
 INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
                     payment_reference, cancel_reason, refund_reason, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+
+// placeSQL writes an order and its outbox row in one statement: a
+// data-modifying CTE runs whether or not the outer statement reads it.
+const placeSQL = `
+WITH o AS (
+    INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
+                        payment_reference, cancel_reason, refund_reason, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+)
+INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
+VALUES ($13, $14, $15, $16, $17, $18)`
 
 const insertIdempotencySQL = `
 INSERT INTO idempotency_keys (key, fingerprint, order_id, response) VALUES ($1, $2, $3, $4)
@@ -62,6 +81,16 @@ func (s *Store) Create(ctx context.Context, o order.Order, ev order.Event, idem 
 	items, err := json.Marshal(o.Items)
 	if err != nil {
 		return nil, false, fmt.Errorf("create order: %w", err)
+	}
+	if idem == nil {
+		// One statement, so one round trip and atomic without BEGIN/COMMIT.
+		if _, err := s.pool.Exec(ctx, placeSQL, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
+			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt,
+			outbox.eventID, outbox.topic, outbox.key, outbox.payload, outbox.schemaVersion, outbox.headers); err != nil {
+			return nil, false, fmt.Errorf("create order: %w", err)
+		}
+		s.afterCommit()
+		return nil, false, nil
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -97,6 +126,7 @@ func (s *Store) Create(ctx context.Context, o order.Order, ev order.Event, idem 
 	if err := tx.Commit(ctx); err != nil {
 		return nil, false, fmt.Errorf("create order: commit: %w", err)
 	}
+	s.afterCommit()
 	if idem != nil {
 		return idem.Response, false, nil
 	}
@@ -149,49 +179,62 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) ([]order.Order, bo
 	return orders, more, nil
 }
 
-const lockOrderSQL = selectOrderSQL + ` FOR UPDATE`
+// changeSQL applies a change only if the order is still at the version it
+// was read at, and inserts its outbox row in the same statement. The UPDATE
+// takes the row lock first, so a concurrent change of the same order waits,
+// then finds the version moved and changes nothing (0 rows): outbox rows of
+// one order are inserted in version order.
+const changeSQL = `
+WITH u AS (
+    UPDATE orders SET status = $3, version = $4, payment_reference = $5, cancel_reason = $6,
+                      refund_reason = $7, updated_at = $8
+    WHERE id = $1 AND version = $2
+    RETURNING id
+)
+INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
+SELECT $9::uuid, $10::text, $11::bytea, $12::bytea, $13::int, $14::jsonb FROM u`
 
-const updateOrderSQL = `
-UPDATE orders SET status = $2, version = $3, payment_reference = $4, cancel_reason = $5,
-                  refund_reason = $6, updated_at = $7
-WHERE id = $1`
+// maxChangeAttempts bounds the optimistic retries of one change. Each lost
+// race means another change of the same order committed meanwhile; after
+// that the change usually becomes an invalid transition (409) at once.
+const maxChangeAttempts = 16
 
-// Update implements order.Store.
+// Update implements order.Store. It reads the order, lets fn change it, and
+// writes the change with its outbox row in one version-checked statement (two
+// round trips in all, no explicit transaction); if another change of the
+// order committed in between, it starts again from the new version.
 func (s *Store) Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return order.Order{}, fmt.Errorf("update order %s: begin: %w", id, err)
+	for attempt := 1; ; attempt++ {
+		o, err := scanOrder(s.pool.QueryRow(ctx, selectOrderSQL, id))
+		if err != nil {
+			return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
+		}
+		if ifVersion != 0 && o.Version != ifVersion {
+			return o, fmt.Errorf("update order %s: have version %d, want %d: %w", id, o.Version, ifVersion, order.ErrVersionMismatch)
+		}
+		read := o.Version
+		ev, err := fn(&o)
+		if err != nil {
+			return o, err
+		}
+		row, err := s.outboxRow(ev)
+		if err != nil {
+			return order.Order{}, err
+		}
+		tag, err := s.pool.Exec(ctx, changeSQL, o.ID, read, o.Status, o.Version, o.PaymentReference,
+			o.CancelReason, o.RefundReason, o.UpdatedAt,
+			row.eventID, row.topic, row.key, row.payload, row.schemaVersion, row.headers)
+		if err != nil {
+			return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 1 {
+			s.afterCommit()
+			return o, nil
+		}
+		if attempt == maxChangeAttempts {
+			return order.Order{}, fmt.Errorf("update order %s: still changing concurrently after %d attempts", id, attempt)
+		}
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-
-	// The row lock serializes changes of this order: a concurrent change
-	// waits here and then sees the version this one commits.
-	o, err := scanOrder(tx.QueryRow(ctx, lockOrderSQL, id))
-	if err != nil {
-		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
-	}
-	if ifVersion != 0 && o.Version != ifVersion {
-		return o, fmt.Errorf("update order %s: have version %d, want %d: %w", id, o.Version, ifVersion, order.ErrVersionMismatch)
-	}
-	ev, err := fn(&o)
-	if err != nil {
-		return o, err
-	}
-	row, err := s.outboxRow(ev)
-	if err != nil {
-		return order.Order{}, err
-	}
-	if _, err := tx.Exec(ctx, updateOrderSQL, o.ID, o.Status, o.Version, o.PaymentReference,
-		o.CancelReason, o.RefundReason, o.UpdatedAt); err != nil {
-		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
-	}
-	if err := insertOutbox(ctx, tx, row); err != nil {
-		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return order.Order{}, fmt.Errorf("update order %s: commit: %w", id, err)
-	}
-	return o, nil
 }
 
 // outboxRow is one event ready for the outbox table.

@@ -31,6 +31,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/backoff"
@@ -83,6 +84,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Logger receives leadership changes, failures and purges. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the relay's measurements. Default: metrics kept on a
+	// registry of their own, which nobody scrapes.
+	Metrics *Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -109,6 +113,9 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 }
 
@@ -139,10 +146,31 @@ func (c Config) Validate() error {
 
 // Relay publishes the outbox. Create it with New and call Run once.
 type Relay struct {
-	cfg    Config
-	log    *slog.Logger
-	writer *kafka.Writer
-	leader atomic.Bool
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	writer  *kafka.Writer
+	leader  atomic.Bool
+	failing atomic.Pointer[error] // the step failing now, nil when none
+	wake    chan struct{}         // in-process wake-ups, see Wake
+}
+
+// Wake tells the relay that rows were committed, as a NOTIFY does, without
+// a round trip to PostgreSQL; it never blocks.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Health returns nil while the relay is publishing or standing by, or the
+// step it is retrying now ("write to Kafka: …", "frame: …" for the registry).
+func (r *Relay) Health() error {
+	if p := r.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // New validates cfg and returns a Relay; it connects to nothing until Run.
@@ -152,17 +180,21 @@ func New(cfg Config) (*Relay, error) {
 	}
 	cfg.setDefaults()
 	w := &kafka.Writer{
-		Addr:                   kafka.TCP(cfg.Brokers...),
-		RequiredAcks:           kafka.RequireAll,
-		Balancer:               &kafka.Murmur2Balancer{Consistent: true},
-		BatchTimeout:           2 * time.Millisecond,
+		Addr:         kafka.TCP(cfg.Brokers...),
+		RequiredAcks: kafka.RequireAll,
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
+		// Each WriteMessages call fills its partitions' batches under the
+		// partition's lock, so the timer cannot split a call: a tiny
+		// timeout only stops the writer from waiting for more messages
+		// that will not come (the relay writes synchronously, alone).
+		BatchTimeout:           time.Microsecond,
 		BatchSize:              cfg.BatchSize,
 		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
 		MaxAttempts:            1,                                  // the relay retries whole batches itself
 		WriteTimeout:           cfg.WriteTimeout,
 		AllowAutoTopicCreation: false,
 	}
-	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), writer: w}, nil
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), metrics: cfg.Metrics, writer: w, wake: make(chan struct{}, 1)}, nil
 }
 
 // IsLeader reports whether this relay holds the lock and publishes.
@@ -202,9 +234,12 @@ func (r *Relay) Run(ctx context.Context) error {
 				conn = nil
 			case locked:
 				r.leader.Store(true)
+				r.metrics.leader.Set(1)
 				r.log.Info("relay is the leader: publishing")
 				err := r.lead(ctx, conn)
 				r.leader.Store(false)
+				r.failing.Store(nil)
+				r.metrics.leader.Set(0)
 				// Closing the connection releases the lock whatever state it is in.
 				conn.Close(context.Background())
 				conn = nil
@@ -223,18 +258,32 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // lead publishes until ctx ends or the lock connection fails.
 func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
-	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// acked holds the ids Kafka acknowledged but not yet marked: the next
+	// read marks them in the same statement, saving a round trip and a
+	// commit per batch. Whatever is left when leading ends is marked here.
+	var acked []int64
+	defer func() {
+		if len(acked) > 0 {
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
+			defer cancel()
+			if _, err := r.cfg.Pool.Exec(mctx, markSQL, acked); err != nil {
+				r.log.Warn("could not mark published rows; they will be published again", "rows", len(acked), "error", err)
+			}
+		}
+	}()
 	var lastPurge time.Time
 	for {
-		// Drain: full batches mean more is waiting.
+		// Drain: read (marking the batch before) until nothing is left; rows
+		// committed while a batch was written are picked up at once.
 		for {
-			more, err := r.publishBatch(ctx, conn)
+			n, err := r.publishBatch(ctx, conn, &acked)
 			if err != nil {
 				return err
 			}
-			if !more {
+			if n == 0 {
 				break
 			}
 		}
@@ -242,13 +291,34 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			r.purge(ctx)
 			lastPurge = time.Now()
 		}
+		select {
+		case <-r.wake: // woken in process while draining: drain again
+			continue
+		default:
+		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		// A Wake ends the wait as a NOTIFY would: cancelling the wait leaves
+		// the connection usable (pgconn treats it as a timeout).
+		woken := make(chan struct{})
+		go func() {
+			select {
+			case <-r.wake:
+				close(woken)
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
 		_, err := conn.WaitForNotification(wctx)
 		cancel()
+		select {
+		case <-woken:
+			err = nil
+		default:
+		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case err == nil, wctx.Err() != nil: // notified, or the poll interval passed
+		case err == nil, wctx.Err() != nil: // notified (by NOTIFY or Wake), or the poll interval passed
 		default:
 			return fmt.Errorf("wait for notification: %w", err)
 		}
@@ -262,32 +332,41 @@ type row struct {
 	payload       []byte
 	schemaVersion int
 	headers       map[string]string
+	createdAt     time.Time
 }
 
 // The order of the headers on every message.
 var headerOrder = []string{"event_id", "event_type", "traceparent", "correlation_id"}
 
+// selectBatchSQL marks the previous batch ($2, acknowledged by Kafka) and
+// reads the next one in one statement. The outer SELECT sees the snapshot
+// from before the UPDATE, hence the explicit exclusion of $2.
 const selectBatchSQL = `
-SELECT id, topic, message_key, payload, schema_version, headers
-FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`
+WITH marked AS (
+    UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[])
+)
+SELECT id, topic, message_key, payload, schema_version, headers, created_at
+FROM outbox WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1`
 
 const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
 
-// publishBatch publishes the oldest unpublished rows and marks them, retrying
-// each step until it succeeds. It reports whether more rows are waiting (the
-// batch was full by count or by bytes), or returns an error when ctx ends or
-// the lock connection is lost (leadership is gone).
-func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (more bool, err error) {
+// publishBatch marks the rows in *acked as published, reads the oldest
+// unpublished rows and publishes them, retrying each step until it succeeds,
+// and leaves their ids in *acked for the next call to mark. It returns how
+// many rows it published (0: the outbox is drained), or an error when ctx
+// ends or the lock connection is lost (leadership is gone).
+func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64) (int, error) {
 	var rows []row
 	if err := r.retry(ctx, conn, "read outbox", func() error {
 		var err error
-		rows, more, err = r.readBatch(ctx)
+		rows, err = r.readBatch(ctx, *acked)
 		return err
 	}); err != nil {
-		return false, err
+		return 0, err
 	}
+	*acked = nil // marked by the read
 	if len(rows) == 0 {
-		return false, nil
+		return 0, nil
 	}
 
 	msgs := make([]kafka.Message, len(rows))
@@ -304,14 +383,18 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (more bool, er
 		}
 		return nil
 	}); err != nil {
-		return false, err
+		return 0, err
 	}
 
 	pending := msgs
 	if err := r.retry(ctx, conn, "write to Kafka", func() error {
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout+time.Second)
 		defer cancel()
+		start := time.Now()
 		err := r.writer.WriteMessages(wctx, pending...)
+		if err == nil {
+			r.metrics.write.Observe(time.Since(start).Seconds())
+		}
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == len(pending) {
 			// Keep only what failed: the rest is acknowledged, and its
@@ -326,24 +409,18 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (more bool, er
 		}
 		return err
 	}); err != nil {
-		return false, err
+		return 0, err
 	}
-
+	now := time.Now()
 	ids := make([]int64, len(rows))
 	for i, rw := range rows {
 		ids[i] = rw.id
+		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
 	}
-	// Everything is acknowledged: mark it even if ctx ended meanwhile, so a
-	// clean shutdown leaves no duplicates behind.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
-	defer cancel()
-	if err := r.retry(mctx, conn, "mark published", func() error {
-		_, err := r.cfg.Pool.Exec(mctx, markSQL, ids)
-		return err
-	}); err != nil {
-		return false, err
-	}
-	return more, nil
+	*acked = ids
+	r.metrics.published.Add(float64(len(rows)))
+	r.metrics.batchSize.Observe(float64(len(rows)))
+	return len(rows), nil
 }
 
 func message(rw row, value []byte) kafka.Message {
@@ -356,12 +433,15 @@ func message(rw row, value []byte) kafka.Message {
 	return m
 }
 
-// readBatch returns the oldest unpublished rows, at most BatchSize of them
-// and MaxBatchBytes in all, and whether that limit left rows behind.
-func (r *Relay) readBatch(ctx context.Context) ([]row, bool, error) {
-	rs, err := r.cfg.Pool.Query(ctx, selectBatchSQL, r.cfg.BatchSize)
+// readBatch marks acked as published and returns the oldest unpublished
+// rows, at most BatchSize of them and MaxBatchBytes in all.
+func (r *Relay) readBatch(ctx context.Context, acked []int64) ([]row, error) {
+	if acked == nil {
+		acked = []int64{}
+	}
+	rs, err := r.cfg.Pool.Query(ctx, selectBatchSQL, r.cfg.BatchSize, acked)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer rs.Close()
 	var (
@@ -373,20 +453,20 @@ func (r *Relay) readBatch(ctx context.Context) ([]row, bool, error) {
 			rw      row
 			headers []byte
 		)
-		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers); err != nil {
-			return nil, false, err
+		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
+			return nil, err
 		}
 		if err := json.Unmarshal(headers, &rw.headers); err != nil {
-			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
+			return nil, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
 		}
 		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64
 		if len(out) > 0 && bytes+size > r.cfg.MaxBatchBytes {
-			return out, true, nil // the rest goes in the next batch, in order
+			break // the rest goes in the next batch, in order
 		}
 		bytes += size
 		out = append(out, rw)
 	}
-	return out, len(out) == r.cfg.BatchSize, rs.Err()
+	return out, rs.Err()
 }
 
 const purgeSQL = `
@@ -423,13 +503,17 @@ func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step fun
 		err := step()
 		if err == nil {
 			if attempt > 1 {
+				r.failing.Store(nil)
 				r.log.Info("relay recovered", "step", what, "attempts", attempt)
 			}
 			return nil
 		}
+		failing := fmt.Errorf("%s: %w", what, err)
+		r.failing.Store(&failing)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		r.metrics.failures.WithLabelValues(what).Inc()
 		d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
 		r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
 		if !backoff.Sleep(ctx, d) {

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -60,7 +61,12 @@ func newHarness(t testing.TB, outageableRegistry bool) *harness {
 		h.regURL = s.URL
 	}
 	enc, _ := eventcodec.NewEncoder()
-	h.store = orderstore.New(h.db.Pool, enc, topic)
+	n := outbox.NewNotifier(h.db.Pool, nil, nil)
+	nctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(nctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	h.store = orderstore.New(h.db.Pool, enc, topic, n.Poke)
 	h.decoder, _ = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: h.regURL})
 	return h
 }
@@ -417,5 +423,38 @@ func TestByteCappedBatchesDrainWithoutWaitingForThePoll(t *testing.T) {
 	_, seen := h.check(n)
 	if len(seen) != n {
 		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
+
+// TestCommitsWakeTheRelay: with a poll interval far longer than the test,
+// a committed order reaches the topic only if the commit woke the relay —
+// by NOTIFY (the relay is in another process) or in process (the writer's
+// own relay leads, and no NOTIFY is sent).
+func TestCommitsWakeTheRelay(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in process: %v", local), func(t *testing.T) {
+			h := newHarness(t, false)
+			r, _ := h.relay(func(c *outbox.Config) { c.PollInterval = time.Hour })
+			waitFor(t, "leadership", r.IsLeader)
+			h.orders(1) // placed and paid; the harness's notifier: NOTIFY
+			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 2, 10*time.Second)
+			if local {
+				// A store whose notifier knows the leading relay: no NOTIFY.
+				n := outbox.NewNotifier(h.db.Pool, r, nil)
+				var pokes int
+				enc, _ := eventcodec.NewEncoder()
+				h.store = orderstore.New(h.db.Pool, enc, topic, func() { pokes++; n.Poke() })
+				// Nothing runs n: a NOTIFY would never be sent.
+				h.orders(1)
+				if pokes == 0 {
+					t.Fatal("the store never poked")
+				}
+			} else {
+				h.orders(1)
+			}
+			start := time.Now()
+			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 4, 10*time.Second)
+			t.Logf("published %s after the commit", time.Since(start))
+		})
 	}
 }
