@@ -34,7 +34,7 @@ type Config struct {
 	// BatchSize is the most messages applied in one transaction and one commit.
 	BatchSize int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	// BatchLinger is how long a batch waits for more messages once one arrived.
-	BatchLinger time.Duration `env:"CONSUMER_BATCH_LINGER" envDefault:"20ms"`
+	BatchLinger time.Duration `env:"CONSUMER_BATCH_LINGER" envDefault:"5ms"`
 	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
 	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
 	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`

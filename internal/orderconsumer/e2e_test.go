@@ -17,11 +17,18 @@ import (
 	"github.com/ordersonkafka/orders/internal/config"
 	"github.com/ordersonkafka/orders/internal/orderapi"
 	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
 // startOrderAPI runs a real order-api against the stack's Kafka and registry.
 func startOrderAPI(t *testing.T, s *stack) string {
+	t.Helper()
+	return startOrderAPIWith(t, s, telemetry.Config{})
+}
+
+// startOrderAPIWith is startOrderAPI with the given telemetry.
+func startOrderAPIWith(t *testing.T, s *stack, tel telemetry.Config) string {
 	t.Helper()
 	db := pgtest.MustDB(t, migrations.Orders())
 	env := map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0], "SCHEMA_REGISTRY_URL": s.registry.URL(),
@@ -31,7 +38,7 @@ func startOrderAPI(t *testing.T, s *stack) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := orderapi.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := orderapi.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tel)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package orderconsumer assembles order-consumer — the projector (consumer
 // group), the projection database, the dead-letter publisher and the read
-// API — and runs it until its context ends. cmd/order-consumer and
+// API, with their metrics (served at /metrics, consumer lag included) and
+// tracing — and runs it until its context ends. cmd/order-consumer and
 // cmd/playground start it through Run; the operator commands (dlq list,
 // dlq replay, rebuild) are here too, so they use the same configuration.
 package orderconsumer
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersonkafka/orders/internal/deadletter"
@@ -23,6 +25,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/projection"
 	"github.com/ordersonkafka/orders/internal/projectionapi"
 	"github.com/ordersonkafka/orders/internal/projector"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -63,22 +66,31 @@ type Service struct {
 	dlq      *deadletter.Publisher
 	consumer *projector.Consumer
 	handler  http.Handler
+	tracing  telemetry.Tracing
+	reg      *prometheus.Registry
 }
 
 // New validates cfg, migrates the projection database if configured to, and
-// wires the service. Kafka and the registry are contacted only by Serve, so
-// their absence shows as not ready, not as a failure to start.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+// wires the service with the telemetry tel describes. Kafka and the registry
+// are contacted only by Serve, so their absence shows as not ready, not as a
+// failure to start.
+func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tracing, reg, err := tel.Start(ctx, "order-consumer")
+	if err != nil {
 		return nil, err
 	}
 	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Projection())
 	if err != nil {
+		_ = tracing.Shutdown(ctx)
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, pool: pool}
+	s := &Service{cfg: cfg, log: log, pool: pool, tracing: tracing, reg: reg}
 	if err := s.wire(); err != nil {
 		pool.Close()
+		_ = tracing.Shutdown(ctx)
 		return nil, err
 	}
 	return s, nil
@@ -94,18 +106,26 @@ func (s *Service) wire() error {
 	if err != nil {
 		return err
 	}
+	versions := projectionapi.NewVersions()
 	s.consumer, err = projector.New(projector.Config{
 		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, GroupID: s.cfg.GroupID,
 		BatchSize: s.cfg.BatchSize, BatchLinger: s.cfg.BatchLinger,
 		BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax, ShutdownTimeout: s.cfg.ShutdownTimeout,
 		Decoder: dec, Projector: store, DeadLetters: s.dlq,
 		DecodePermanent: permanent, ApplyPermanent: permanent, ErrorClass: class,
-		Logger: s.log,
+		Logger: s.log, Metrics: projector.NewMetrics(s.reg), Committed: versions.Applied,
+		Tracer: s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/projector"),
 	})
 	if err != nil {
 		return err
 	}
-	s.handler = projectionapi.New(projectionapi.Config{Logger: s.log}, store,
+	s.reg.MustRegister(projector.NewLagCollector(s.cfg.KafkaBrokers, s.cfg.Topic, s.cfg.GroupID, s.log))
+	s.handler = projectionapi.New(projectionapi.Config{
+		Logger:     s.log,
+		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
+		Metrics:    telemetry.MetricsHandler(s.reg),
+		Versions:   versions,
+	}, store,
 		projectionapi.Check{Name: "database", Func: store.Ping},
 		projectionapi.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
 	return nil
@@ -120,11 +140,18 @@ func (s *Service) Consumer() *projector.Consumer { return s.consumer }
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.pool.Close()
 	defer s.dlq.Close()
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.tracing.Shutdown(fctx); err != nil {
+			s.log.Warn("flush spans", "error", err)
+		}
+	}()
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		s.log.Info("order-consumer listening", "addr", ln.Addr().String())
+		s.log.Info("order-consumer listening", "addr", ln.Addr().String(), "traces", s.tracing.Exporter)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
@@ -143,14 +170,16 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Run listens on cfg.HTTPAddr and serves until ctx ends.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, err := New(ctx, cfg, log)
+func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) error {
+	s, err := New(ctx, cfg, log, tel)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		s.pool.Close()
+		s.dlq.Close()
+		_ = s.tracing.Shutdown(ctx)
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	return s.Serve(ctx, ln)

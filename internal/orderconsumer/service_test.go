@@ -25,6 +25,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -96,10 +97,16 @@ func (s *stack) cfg(extra ...string) orderconsumer.Config {
 
 // start runs a real order-consumer, wired as cmd/order-consumer wires it.
 func (s *stack) start(extra ...string) *instance {
+	s.t.Helper()
+	return s.startWith(telemetry.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), extra...)
+}
+
+// startWith is start with the given telemetry and logger.
+func (s *stack) startWith(tel telemetry.Config, log *slog.Logger, extra ...string) *instance {
 	t := s.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := orderconsumer.New(ctx, s.cfg(extra...), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := orderconsumer.New(ctx, s.cfg(extra...), log, tel)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,21 +46,39 @@ const CheckTimeout = 2 * time.Second
 // Config configures the API.
 type Config struct {
 	Logger *slog.Logger // default slog.Default()
+	// Middleware runs around every route, first (metrics).
+	Middleware []func(http.Handler) http.Handler
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// Versions, when set, wakes requests waiting for a version (see
+	// Versions); without it they re-read every RecheckInterval.
+	Versions *Versions
 }
 
+// MaxWait caps the wait parameter of GET /orders/{id}.
+const MaxWait = 30 * time.Second
+
+// RecheckInterval is how often a waiting GET re-reads the database.
+const RecheckInterval = 100 * time.Millisecond
+
 type api struct {
-	store  Store
-	log    *slog.Logger
-	checks []Check
+	store    Store
+	log      *slog.Logger
+	checks   []Check
+	versions *Versions
 }
 
 // New returns the API's handler.
 func New(cfg Config, store Store, checks ...Check) http.Handler {
-	a := &api{store: store, log: cfg.Logger, checks: checks}
+	a := &api{store: store, log: cfg.Logger, checks: checks, versions: cfg.Versions}
+	if a.versions == nil {
+		a.versions = NewVersions()
+	}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
 	r := chi.NewRouter()
+	r.Use(cfg.Middleware...)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource")
 	})
@@ -72,6 +90,9 @@ func New(cfg Config, store Store, checks ...Check) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", a.ready)
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
+	}
 	r.Get("/orders/{id}", a.get)
 	return r
 }
@@ -103,7 +124,11 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("order id %q is not a UUID", raw))
 		return
 	}
-	p, err := a.store.Get(r.Context(), id)
+	minVersion, wait, ok := waitParams(w, r)
+	if !ok {
+		return
+	}
+	p, err := a.getAtLeast(r.Context(), id, minVersion, wait)
 	if errors.Is(err, order.ErrNotFound) {
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found",
 			fmt.Sprintf("order %s is not in the projection", id))
@@ -134,6 +159,67 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// waitParams reads min_version and wait: GET /orders/{id}?min_version=3&wait=5s
+// answers as soon as the projection is at version 3 or later, or after 5s
+// with whatever it has (the client compares versions; 404 if nothing yet).
+func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, bool) {
+	q := r.URL.Query()
+	var (
+		minVersion int64
+		wait       time.Duration
+		err        error
+	)
+	if v := q.Get("min_version"); v != "" {
+		if minVersion, err = strconv.ParseInt(v, 10, 64); err != nil || minVersion < 1 {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+				fmt.Sprintf("min_version %q is not a positive integer", v))
+			return 0, 0, false
+		}
+	}
+	if v := q.Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > MaxWait {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+				fmt.Sprintf("wait %q is not a duration between 0s and %s", v, MaxWait))
+			return 0, 0, false
+		}
+	}
+	if wait > 0 && minVersion == 0 {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "wait needs min_version")
+		return 0, 0, false
+	}
+	return minVersion, wait, true
+}
+
+// getAtLeast reads order id, waiting up to wait for version minVersion.
+func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wait time.Duration) (projection.Projection, error) {
+	if wait == 0 {
+		return a.store.Get(ctx, id)
+	}
+	// Register before reading, so an Applied between the read and the wait
+	// is not missed.
+	done, stop := a.versions.wait(id, minVersion)
+	defer stop()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	recheck := time.NewTicker(RecheckInterval)
+	defer recheck.Stop()
+	for {
+		p, err := a.store.Get(ctx, id)
+		if err != nil && !errors.Is(err, order.ErrNotFound) || err == nil && p.Order.Version >= minVersion {
+			return p, err
+		}
+		select {
+		case <-done:
+			return a.store.Get(ctx, id)
+		case <-deadline.C:
+			return p, err
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-recheck.C:
+		}
+	}
+}
+
 // ready runs the checks concurrently, so one hanging dependency costs
 // CheckTimeout rather than adding up, and names every one that failed.
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {
@@ -141,24 +227,27 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 		mu     sync.Mutex
 		wg     sync.WaitGroup
 		failed = map[string]string{}
+		checks = map[string]string{}
 	)
 	for _, c := range a.checks {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
 			defer cancel()
-			if err := c.Func(ctx); err != nil {
-				mu.Lock()
-				failed[c.Name] = err.Error()
-				mu.Unlock()
+			err := c.Func(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			checks[c.Name] = "ok"
+			if err != nil {
+				failed[c.Name], checks[c.Name] = err.Error(), err.Error()
 			}
 		})
 	}
 	wg.Wait()
 	if len(failed) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": checks})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {

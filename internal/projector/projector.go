@@ -27,12 +27,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ordersonkafka/orders/internal/backoff"
-
 	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 )
 
 // Decoder turns a message value into an event (eventcodec.Decoder).
@@ -76,6 +83,17 @@ type Config struct {
 	ErrorClass func(error) string
 
 	Logger *slog.Logger
+	// Metrics receives the consumer's measurements. Default: metrics kept
+	// on a registry of their own, which nobody scrapes.
+	Metrics *Metrics
+	// Committed, if set, is told each event's order ID and version once its
+	// batch is committed (the read API's waiting requests listen to it).
+	// It must not block.
+	Committed func(id uuid.UUID, version int64)
+	// Tracer starts one consumer span per message, child of the traceparent
+	// in its headers. Default: a no-op tracer (the trace context still
+	// reaches the log lines).
+	Tracer trace.Tracer
 }
 
 func (c *Config) setDefaults() {
@@ -89,7 +107,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 500
 	}
 	if c.BatchLinger == 0 {
-		c.BatchLinger = 20 * time.Millisecond
+		c.BatchLinger = 5 * time.Millisecond
 	}
 	if c.BackoffMin == 0 {
 		c.BackoffMin = 100 * time.Millisecond
@@ -105,6 +123,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 }
 
@@ -135,6 +159,7 @@ type Stats struct {
 type Consumer struct {
 	cfg   Config
 	log   *slog.Logger
+	m     *Metrics
 	stats struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
 
 	mu       sync.Mutex
@@ -147,7 +172,7 @@ func New(cfg Config) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", "projector")}, nil
+	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", "projector"), m: cfg.Metrics}, nil
 }
 
 // Ready returns nil while the consumer can make progress, or the failure it
@@ -211,6 +236,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if err != nil {
 			c.setReady(fmt.Errorf("kafka: %w", err))
 			c.stats.retries.Add(1)
+			c.m.retries.WithLabelValues("kafka fetch").Inc()
 			c.log.Warn("fetch failed; retrying", "error", err)
 			if !backoff.Sleep(ctx, c.cfg.BackoffMax/10) {
 				return nil
@@ -251,18 +277,24 @@ func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message,
 
 // item is one message of a batch on its way through.
 type item struct {
-	msg  kafka.Message
-	ev   order.Event
-	dead *deadletter.DeadLetter
+	msg     kafka.Message
+	ev      order.Event
+	dead    *deadletter.DeadLetter
+	outcome order.Outcome
+	ctx     context.Context // carries the message's span, for its log lines
+	span    trace.Span
 }
 
 // process decodes, applies, dead-letters and commits one batch, retrying
 // transient failures until they pass or ctx ends.
-func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.Message) error {
+func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.Message) (err error) {
+	start := time.Now()
 	items := make([]item, len(batch))
 	for i, m := range batch {
 		items[i].msg = m
+		items[i].ctx, items[i].span = c.startSpan(ctx, m, start)
 	}
+	defer func() { c.finish(items, start, err) }()
 	if err := c.retry(ctx, "schema registry", func() error { return c.decode(ctx, items) }); err != nil {
 		return err
 	}
@@ -280,9 +312,12 @@ func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.M
 			return err
 		}
 		c.stats.deadLettered.Add(int64(len(dead)))
-		for _, d := range dead {
-			c.log.Warn("message dead-lettered", "topic", d.Msg.Topic, "partition", d.Msg.Partition,
-				"offset", d.Msg.Offset, "class", d.Class, "error", d.Err)
+		for _, it := range items {
+			if d := it.dead; d != nil {
+				c.m.dlq.WithLabelValues(d.Class).Inc()
+				c.log.WarnContext(it.ctx, "message dead-lettered", "topic", d.Msg.Topic, "partition", d.Msg.Partition,
+					"offset", d.Msg.Offset, "class", d.Class, "error", d.Err)
+			}
 		}
 	}
 	if err := c.retry(ctx, "kafka commit", func() error { return r.CommitMessages(ctx, batch...) }); err != nil {
@@ -340,7 +375,9 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 	}
 	outcomes, err := c.cfg.Projector.Apply(ctx, events)
 	if err == nil {
-		c.count(outcomes)
+		for j, i := range idx {
+			items[i].outcome = outcomes[j]
+		}
 		return nil
 	}
 	if !c.cfg.ApplyPermanent(err) {
@@ -351,7 +388,7 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev})
 		switch {
 		case err == nil:
-			c.count(outcomes)
+			items[i].outcome = outcomes[0]
 		case c.cfg.ApplyPermanent(err):
 			items[i].dead = &deadletter.DeadLetter{Msg: items[i].msg, Class: c.cfg.ErrorClass(err), Err: err}
 		default:
@@ -363,16 +400,71 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 	return nil
 }
 
-func (c *Consumer) count(outcomes []order.Outcome) {
-	for _, o := range outcomes {
-		switch o {
-		case order.OutcomeApplied:
+// startSpan starts the message's consumer span, child of the traceparent
+// in its headers, and returns a context carrying it and the message's
+// correlation ID for its log lines.
+func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Time) (context.Context, trace.Span) {
+	var tp, corr string
+	for _, h := range m.Headers {
+		switch h.Key {
+		case "traceparent":
+			tp = string(h.Value)
+		case "correlation_id":
+			corr = string(h.Value)
+		}
+	}
+	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, tp, ""), corr)
+	return c.cfg.Tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", m.Topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.Int("messaging.destination.partition.id", m.Partition),
+			attribute.Int64("messaging.kafka.offset", m.Offset),
+			attribute.String("messaging.kafka.message.key", string(m.Key)),
+		))
+}
+
+// finish records what became of each message of a batch — counters, spans,
+// one debug line each — once the batch is committed (err nil) or abandoned.
+func (c *Consumer) finish(items []item, start time.Time, err error) {
+	now := time.Now()
+	if err == nil {
+		c.m.batch.Observe(now.Sub(start).Seconds())
+		c.m.size.Observe(float64(len(items)))
+	}
+	for _, it := range items {
+		if err != nil {
+			it.span.SetStatus(codes.Error, "batch abandoned; will be redelivered")
+			it.span.End()
+			continue
+		}
+		outcome := string(it.outcome)
+		switch {
+		case it.dead != nil:
+			outcome = "dead_lettered"
+			it.span.SetStatus(codes.Error, it.dead.Class)
+		case it.outcome == order.OutcomeApplied:
 			c.stats.applied.Add(1)
-		case order.OutcomeDuplicate:
+			c.m.e2e.Observe(now.Sub(it.ev.OccurredAt).Seconds())
+		case it.outcome == order.OutcomeDuplicate:
 			c.stats.duplicate.Add(1)
-		case order.OutcomeStale:
+		case it.outcome == order.OutcomeStale:
 			c.stats.stale.Add(1)
 		}
+		c.m.events.WithLabelValues(outcome).Inc()
+		if it.dead == nil {
+			if c.cfg.Committed != nil {
+				c.cfg.Committed(it.ev.Order.ID, it.ev.Order.Version)
+			}
+			it.span.SetAttributes(attribute.String("order.id", it.ev.Order.ID.String()),
+				attribute.Int64("order.version", it.ev.Order.Version), attribute.String("order.event_outcome", outcome))
+			c.log.DebugContext(it.ctx, "event processed", "outcome", outcome, "event_id", it.ev.ID.String(),
+				"event_type", string(it.ev.Type), "order_id", it.ev.Order.ID.String(), "version", it.ev.Order.Version,
+				"partition", it.msg.Partition, "offset", it.msg.Offset)
+		}
+		it.span.End()
 	}
 }
 
@@ -389,6 +481,7 @@ func (c *Consumer) retry(ctx context.Context, dependency string, step func() err
 		}
 		c.setReady(fmt.Errorf("%s: %w", dependency, err))
 		c.stats.retries.Add(1)
+		c.m.retries.WithLabelValues(dependency).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
 		c.log.Warn("transient failure; retrying", "dependency", dependency, "attempt", attempt, "backoff", d.String(), "error", err)
 		if !backoff.Sleep(ctx, d) {

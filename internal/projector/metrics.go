@@ -1,0 +1,150 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+)
+
+// Metrics are the consumer's Prometheus metrics. One Metrics serves one Consumer.
+type Metrics struct {
+	events  *prometheus.CounterVec
+	retries *prometheus.CounterVec
+	dlq     *prometheus.CounterVec
+	batch   prometheus.Histogram
+	size    prometheus.Histogram
+	e2e     prometheus.Histogram
+}
+
+var latencyBuckets = []float64{.001, .0025, .005, .01, .02, .03, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// NewMetrics registers the consumer's metrics on reg:
+//
+//	consumer_events_total{outcome}            events by outcome: applied, duplicate, stale, dead_lettered
+//	consumer_retries_total{dependency}        transient failures retried: database, schema registry, kafka fetch, kafka commit, dead-letter topic
+//	consumer_dlq_published_total{class}       messages published to the dead-letter topic, by error class
+//	consumer_batch_duration_seconds           a batch from fetched to committed (decode, apply, DLQ, commit)
+//	consumer_batch_size                       messages per batch
+//	consumer_end_to_end_latency_seconds       an applied event's occurred_at to its batch committed here
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_events_total",
+			Help: "Consumed messages by outcome: applied, duplicate, stale (older than the projection), dead_lettered."}, []string{"outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_retries_total",
+			Help: "Transient failures retried with backoff, by dependency."}, []string{"dependency"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_dlq_published_total",
+			Help: "Messages published to the dead-letter topic, by error class."}, []string{"class"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "consumer_batch_duration_seconds",
+			Help: "A batch from fetched to committed: decode, apply, dead letters, offset commit.", Buckets: latencyBuckets}),
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "consumer_batch_size",
+			Help: "Messages per batch.", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}}),
+		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "consumer_end_to_end_latency_seconds",
+			Help: "From an applied event's occurred_at (order-api's clock) to its batch being committed here.", Buckets: latencyBuckets}),
+	}
+	for _, o := range []string{"applied", "duplicate", "stale", "dead_lettered"} {
+		m.events.WithLabelValues(o) // export zeros, so rate() works from the first scrape
+	}
+	reg.MustRegister(m.events, m.retries, m.dlq, m.batch, m.size, m.e2e)
+	return m
+}
+
+// lagCollector asks the brokers at scrape time, so the lag keeps growing on
+// the dashboard while the consumer is stuck, which a lag computed from the
+// messages the consumer fetched could not show.
+type lagCollector struct {
+	client       *kafka.Client
+	topic, group string
+	lag          *prometheus.Desc
+	log          *slog.Logger
+}
+
+// NewLagCollector returns a collector of
+//
+//	consumer_lag{partition}    the partition's end offset minus group's committed offset
+//
+// for topic and group, read from the brokers on each scrape (bounded by 3 s;
+// on failure the metric is left out of that scrape and the cause logged at
+// debug). Before the group's first commit on a partition, the lag counts
+// from the partition's earliest offset.
+func NewLagCollector(brokers []string, topic, group string, log *slog.Logger) prometheus.Collector {
+	return &lagCollector{
+		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 3 * time.Second},
+		topic:  topic, group: group, log: log,
+		lag: prometheus.NewDesc("consumer_lag", "Messages in the partition not yet committed by the consumer group.",
+			[]string{"partition"}, prometheus.Labels{"topic": topic, "group": group}),
+	}
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.lag }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	lags, err := c.read(ctx)
+	if err != nil {
+		c.log.Debug("consumer lag not available", "error", err)
+		return
+	}
+	for p, lag := range lags {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag), strconv.Itoa(p))
+	}
+}
+
+func (c *lagCollector) read(ctx context.Context) (map[int]int64, error) {
+	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.topic}})
+	if err != nil {
+		return nil, err
+	}
+	var parts []int
+	for _, t := range md.Topics {
+		if t.Name == c.topic {
+			if t.Error != nil {
+				return nil, t.Error
+			}
+			for _, p := range t.Partitions {
+				parts = append(parts, p.ID)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("topic %s has no partitions", c.topic)
+	}
+	reqs := make([]kafka.OffsetRequest, 0, 2*len(parts))
+	for _, p := range parts {
+		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+	}
+	offs, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.topic: reqs}})
+	if err != nil {
+		return nil, err
+	}
+	committed, err := c.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.group, Topics: map[string][]int{c.topic: parts}})
+	if err != nil {
+		return nil, err
+	}
+	if committed.Error != nil {
+		return nil, committed.Error
+	}
+	done := map[int]int64{}
+	for _, p := range committed.Topics[c.topic] {
+		if p.Error == nil {
+			done[p.Partition] = p.CommittedOffset
+		}
+	}
+	lags := map[int]int64{}
+	for _, po := range offs.Topics[c.topic] {
+		if po.Error != nil {
+			continue
+		}
+		from, ok := done[po.Partition]
+		if !ok || from < po.FirstOffset {
+			from = po.FirstOffset
+		}
+		lags[po.Partition] = max(po.LastOffset-from, 0)
+	}
+	return lags, nil
+}
