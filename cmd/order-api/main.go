@@ -3,6 +3,8 @@
 //
 //	order-api            run the service (configuration from the environment)
 //	order-api migrate    apply the database migrations and exit
+//	order-api health     exit 0 if the running service's /readyz answers 200
+//	                     (the container health check: distroless has no curl)
 package main
 
 import (
@@ -14,9 +16,11 @@ import (
 	"syscall"
 
 	"github.com/ordersonkafka/orders/internal/config"
+	"github.com/ordersonkafka/orders/internal/healthcheck"
 	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/orderapi"
 	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -45,8 +49,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		fmt.Fprintln(stderr, "order-api: migrations applied to", pgdb.Redact(cfg.DatabaseURL))
 		return nil
+	case len(args) == 1 && args[0] == "health":
+		return healthcheck.Ready(ctx, cfg.HTTPAddr, stderr)
 	default:
-		return fmt.Errorf("unknown arguments %q (usage: order-api [migrate])", args)
+		return fmt.Errorf("unknown arguments %q (usage: order-api [migrate | health])", args)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -55,5 +61,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	return orderapi.Run(ctx, cfg, log)
+	return orderapi.Run(ctx, cfg, log, telemetry.Config{Getenv: getenv})
 }

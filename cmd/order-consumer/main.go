@@ -6,6 +6,7 @@
 //	order-consumer dlq list [flags]         show what the dead-letter topic holds
 //	order-consumer dlq replay [flags]       republish dead letters to their original topic
 //	order-consumer rebuild                  rebuild the projection from the start of the topic
+//	order-consumer health                   exit 0 if the running service's /readyz answers 200
 //
 // Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
 // (inclusive, DLQ offsets), -key KEY; list also takes -json. replay needs a
@@ -25,9 +26,11 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/config"
 	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/healthcheck"
 	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -40,7 +43,7 @@ func main() {
 	}
 }
 
-const usage = "usage: order-consumer [migrate | rebuild | dlq list [-json] [selection] | dlq replay (selection | -all)]"
+const usage = "usage: order-consumer [migrate | rebuild | health | dlq list [-json] [selection] | dlq replay (selection | -all)]"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load[orderconsumer.Config](getenv)
@@ -56,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch {
 	case len(args) == 0:
-		return orderconsumer.Run(ctx, cfg, log)
+		return orderconsumer.Run(ctx, cfg, log, telemetry.Config{Getenv: getenv})
 	case args[0] == "migrate" && len(args) == 1:
 		if err := pgdb.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
 			return err
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "rebuilt from %s: %d read, %d applied, %d duplicate, %d stale, %d skipped (undecodable, see the DLQ)\n",
 			cfg.Topic, res.Read, res.Applied, res.Duplicate, res.Stale, res.Skipped)
 		return nil
+	case args[0] == "health" && len(args) == 1:
+		return healthcheck.Ready(ctx, cfg.HTTPAddr, stdout)
 	case args[0] == "dlq" && len(args) >= 2 && (args[1] == "list" || args[1] == "replay"):
 		return dlq(ctx, cfg, args[1], args[2:], stdout, stderr)
 	}

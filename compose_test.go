@@ -1,0 +1,499 @@
+package orders_test
+
+// These tests keep docker-compose.yml and the Dockerfile true without a Docker
+// engine: the compose file is loaded and validated by compose-go (the library
+// `docker compose` itself uses), the Dockerfile is parsed by BuildKit's own
+// parser, and both are checked against what the services actually read.
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/ordersonkafka/orders/internal/config"
+	"github.com/ordersonkafka/orders/internal/orderapi"
+	"github.com/ordersonkafka/orders/internal/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/telemetry"
+)
+
+// loadCompose loads docker-compose.yml as `docker compose -p orders` would
+// from the repository root, with schema validation and consistency checks on.
+// The environment is empty, so nothing on the test machine can change what
+// the file means through interpolation.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	details := types.ConfigDetails{
+		WorkingDir:  wd,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(wd, "docker-compose.yml")}},
+		Environment: types.Mapping{},
+	}
+	p, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
+		o.SetProjectName("orders", true)
+	})
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, ok := p.Services[name]
+	if !ok {
+		t.Fatalf("docker-compose.yml has no service %q", name)
+	}
+	return s
+}
+
+func env(s types.ServiceConfig, key string) string {
+	if v := s.Environment[key]; v != nil {
+		return *v
+	}
+	return ""
+}
+
+func TestComposeServicesAndPorts(t *testing.T) {
+	p := loadCompose(t)
+	for _, name := range []string{"broker", "schema-registry", "control-center", "postgres", "topics", "order-api", "order-consumer"} {
+		service(t, p, name)
+	}
+	for name, port := range map[string]string{
+		"order-api":       "8080",
+		"order-consumer":  "8082",
+		"broker":          "9092",
+		"schema-registry": "8081",
+		"control-center":  "9021",
+		"postgres":        "5432",
+	} {
+		var published []string
+		for _, pc := range service(t, p, name).Ports {
+			published = append(published, pc.Published)
+			// Host port = container port everywhere, so the addresses in the
+			// README work both on the host and inside the network.
+			if pc.Published == port && pc.Target != parsePort(t, port) {
+				t.Errorf("%s publishes %s to container port %d", name, port, pc.Target)
+			}
+		}
+		if !slices.Contains(published, port) {
+			t.Errorf("%s does not publish host port %s (publishes %v)", name, port, published)
+		}
+	}
+}
+
+func parsePort(t *testing.T, s string) uint32 {
+	t.Helper()
+	var n uint32
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("port %q", s)
+		}
+		n = n*10 + uint32(c-'0')
+	}
+	return n
+}
+
+// The services are configured only through the environment; a variable they
+// do not read is a silent no-op that someone will one day rely on.
+func TestComposeGivesServicesOnlyVariablesTheyRead(t *testing.T) {
+	p := loadCompose(t)
+	apiVars, err := config.Vars[orderapi.Config]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumerVars, err := config.Vars[orderconsumer.Config]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, vars := range map[string][]config.Var{"order-api": apiVars, "order-consumer": consumerVars} {
+		read := map[string]bool{}
+		for _, v := range vars {
+			read[v.Name] = true
+		}
+		for _, v := range telemetry.Vars {
+			read[v] = true
+		}
+		s := service(t, p, name)
+		if len(s.Environment) == 0 {
+			t.Errorf("%s has no environment", name)
+		}
+		for k := range s.Environment {
+			if !read[k] {
+				t.Errorf("%s is given %s, which it does not read", name, k)
+			}
+		}
+	}
+}
+
+// The addresses the services are given must name services of this file, on
+// a port those services listen on: a typo here only shows at run time.
+func TestComposeAddressesPointAtServices(t *testing.T) {
+	p := loadCompose(t)
+	broker := service(t, p, "broker")
+	advertised := listenerAddrs(t, env(broker, "KAFKA_ADVERTISED_LISTENERS"))
+	checkBrokers := func(who, list string) {
+		t.Helper()
+		if list == "" {
+			t.Errorf("%s: no bootstrap servers", who)
+		}
+		for _, addr := range strings.Split(list, ",") {
+			host := hostOf(t, strings.TrimSpace(addr))
+			if host != "broker" {
+				t.Errorf("%s: bootstrap server %q is not the broker service", who, addr)
+			}
+			if !slices.Contains(advertised, strings.TrimSpace(addr)) {
+				t.Errorf("%s: bootstrap server %q is not one of the broker's advertised listeners %v", who, addr, advertised)
+			}
+		}
+	}
+	checkURL := func(who, raw, wantHost string) *url.URL {
+		t.Helper()
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			t.Errorf("%s: %q is not a URL (%v)", who, raw, err)
+			return &url.URL{}
+		}
+		if _, ok := p.Services[u.Hostname()]; !ok || u.Hostname() != wantHost {
+			t.Errorf("%s: %q does not point at the %s service", who, raw, wantHost)
+		}
+		return u
+	}
+	sr := service(t, p, "schema-registry")
+	srPort := listenPort(t, env(sr, "SCHEMA_REGISTRY_LISTENERS"))
+	checkRegistry := func(who, raw string) {
+		t.Helper()
+		if u := checkURL(who, raw, "schema-registry"); u.Port() != srPort {
+			t.Errorf("%s: %q: schema-registry listens on port %q", who, raw, srPort)
+		}
+	}
+
+	databases := map[string]string{"order-api": "orders", "order-consumer": "orders_projection"}
+	for name, db := range databases {
+		s := service(t, p, name)
+		checkBrokers(name+" KAFKA_BROKERS", env(s, "KAFKA_BROKERS"))
+		checkRegistry(name+" SCHEMA_REGISTRY_URL", env(s, "SCHEMA_REGISTRY_URL"))
+		u := checkURL(name+" DATABASE_URL", env(s, "DATABASE_URL"), "postgres")
+		if got := strings.TrimPrefix(u.Path, "/"); got != db {
+			t.Errorf("%s: DATABASE_URL names database %q, want %q", name, got, db)
+		}
+	}
+
+	cc := service(t, p, "control-center")
+	checkRegistry("control-center CONTROL_CENTER_SCHEMA_REGISTRY_URL", env(cc, "CONTROL_CENTER_SCHEMA_REGISTRY_URL"))
+	checkBrokers("control-center CONTROL_CENTER_BOOTSTRAP_SERVERS", env(cc, "CONTROL_CENTER_BOOTSTRAP_SERVERS"))
+	checkBrokers("schema-registry SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS", env(sr, "SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"))
+
+	// The databases named above are the ones the init script creates.
+	pg := service(t, p, "postgres")
+	var initDir string
+	for _, v := range pg.Volumes {
+		if v.Target == "/docker-entrypoint-initdb.d" {
+			initDir = v.Source
+		}
+	}
+	if initDir == "" {
+		t.Fatal("postgres mounts nothing on /docker-entrypoint-initdb.d")
+	}
+	scripts, _ := filepath.Glob(filepath.Join(initDir, "*.sql"))
+	if len(scripts) == 0 {
+		t.Fatalf("no *.sql init script in %s", initDir)
+	}
+	created := map[string]bool{}
+	createDB := regexp.MustCompile(`(?im)^\s*CREATE\s+DATABASE\s+"?([a-z0-9_]+)"?\s*;`)
+	for _, f := range scripts {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range createDB.FindAllStringSubmatch(string(b), -1) {
+			created[m[1]] = true
+		}
+	}
+	for _, db := range databases {
+		if !created[db] {
+			t.Errorf("the postgres init scripts in %s do not create database %s", initDir, db)
+		}
+	}
+}
+
+// listenerAddrs returns the host:port of each NAME://host:port listener.
+func listenerAddrs(t *testing.T, listeners string) []string {
+	t.Helper()
+	var addrs []string
+	for _, l := range strings.Split(listeners, ",") {
+		_, addr, ok := strings.Cut(strings.TrimSpace(l), "://")
+		if !ok {
+			t.Fatalf("listener %q", l)
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs
+}
+
+func hostOf(t *testing.T, addr string) string {
+	t.Helper()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Errorf("address %q: %v", addr, err)
+	}
+	return host
+}
+
+func listenPort(t *testing.T, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Port() == "" {
+		t.Fatalf("listener URL %q (%v)", rawURL, err)
+	}
+	return u.Port()
+}
+
+func TestComposeBrokerIsKRaft(t *testing.T) {
+	p := loadCompose(t)
+	b := service(t, p, "broker")
+	for k := range b.Environment {
+		if strings.Contains(strings.ToUpper(k), "ZOOKEEPER") {
+			t.Errorf("broker has ZooKeeper setting %s", k)
+		}
+	}
+	for _, name := range []string{"zookeeper", "zk"} {
+		if _, ok := p.Services[name]; ok {
+			t.Errorf("there is a %s service", name)
+		}
+	}
+	roles := strings.Split(env(b, "KAFKA_PROCESS_ROLES"), ",")
+	for i := range roles {
+		roles[i] = strings.TrimSpace(roles[i])
+	}
+	if !slices.Contains(roles, "controller") || !slices.Contains(roles, "broker") {
+		t.Errorf("KAFKA_PROCESS_ROLES=%q, want broker and controller in one process", env(b, "KAFKA_PROCESS_ROLES"))
+	}
+	if env(b, "CLUSTER_ID") == "" {
+		t.Error("broker has no CLUSTER_ID, so KRaft storage cannot be formatted")
+	}
+}
+
+func TestComposeTopicsAreCreated(t *testing.T) {
+	p := loadCompose(t)
+	topics := service(t, p, "topics")
+	script := strings.Join(append(slices.Clone([]string(topics.Entrypoint)), topics.Command...), " ")
+	// Each kafka-topics invocation is one sequence of words up to && or ;.
+	var calls [][]string
+	for _, part := range regexp.MustCompile(`&&|;|\|\||\n`).Split(script, -1) {
+		words := strings.Fields(part)
+		if i := slices.Index(words, "kafka-topics"); i >= 0 {
+			calls = append(calls, words[i:])
+		}
+	}
+	flag := func(words []string, name string) string {
+		if i := slices.Index(words, name); i >= 0 && i+1 < len(words) {
+			return words[i+1]
+		}
+		return ""
+	}
+	for _, topic := range []string{"order-events", "order-events.dlq"} {
+		found := false
+		for _, c := range calls {
+			if flag(c, "--topic") != topic {
+				continue
+			}
+			found = true
+			if !slices.Contains(c, "--create") || !slices.Contains(c, "--if-not-exists") {
+				t.Errorf("%s: %v does not --create --if-not-exists", topic, c)
+			}
+			if got := flag(c, "--partitions"); got != "6" {
+				t.Errorf("%s: --partitions %q, want 6", topic, got)
+			}
+			if got := flag(c, "--replication-factor"); got != "1" {
+				t.Errorf("%s: --replication-factor %q, want 1", topic, got)
+			}
+			if got := flag(c, "--bootstrap-server"); got != "broker:29092" {
+				t.Errorf("%s: --bootstrap-server %q, want broker:29092", topic, got)
+			}
+		}
+		if !found {
+			t.Errorf("topics does not create %s (script %q)", topic, script)
+		}
+	}
+	if b := service(t, p, "topics").DependsOn["broker"]; b.Condition != types.ServiceConditionHealthy {
+		t.Errorf("topics waits for broker %q, want %q", b.Condition, types.ServiceConditionHealthy)
+	}
+}
+
+// One `docker compose up` must start everything in order: the services start
+// only once their dependencies answer, and a service_healthy condition is
+// only satisfiable if the service has a health check.
+func TestComposeStartOrder(t *testing.T) {
+	p := loadCompose(t)
+	want := map[string]string{
+		"postgres":        types.ServiceConditionHealthy,
+		"broker":          types.ServiceConditionHealthy,
+		"schema-registry": types.ServiceConditionHealthy,
+		"topics":          types.ServiceConditionCompletedSuccessfully,
+	}
+	for _, name := range []string{"order-api", "order-consumer"} {
+		s := service(t, p, name)
+		for dep, cond := range want {
+			if got := s.DependsOn[dep]; got.Condition != cond {
+				t.Errorf("%s depends on %s with condition %q, want %q", name, dep, got.Condition, cond)
+			}
+		}
+	}
+	for name, s := range p.Services {
+		for dep, d := range s.DependsOn {
+			if d.Condition != types.ServiceConditionHealthy {
+				continue
+			}
+			hc := p.Services[dep].HealthCheck
+			if hc == nil || hc.Disable || len(hc.Test) == 0 {
+				t.Errorf("%s waits for %s to be healthy, but %s has no health check", name, dep, dep)
+			}
+		}
+	}
+}
+
+// The application containers run the distroless image: no shell, so the
+// health check and the entrypoint must be binaries the Dockerfile installs.
+func TestComposeApplicationContainers(t *testing.T) {
+	p := loadCompose(t)
+	installed := dockerfileBinaries(t)
+	for name, entrypoint := range map[string]string{"order-api": "", "order-consumer": "/usr/local/bin/order-consumer"} {
+		s := service(t, p, name)
+		if s.Build == nil {
+			t.Errorf("%s is not built from the Dockerfile", name)
+		}
+		if got := strings.Join(s.Entrypoint, " "); got != entrypoint {
+			t.Errorf("%s entrypoint %q, want %q", name, got, entrypoint)
+		}
+		bin := "/usr/local/bin/" + name
+		if !slices.Contains(installed, bin) {
+			t.Errorf("the Dockerfile does not install %s (installs %v)", bin, installed)
+		}
+		hc := s.HealthCheck
+		if hc == nil || !slices.Equal([]string(hc.Test), []string{"CMD", bin, "health"}) {
+			t.Errorf("%s health check %v, want [CMD %s health]", name, hc, bin)
+		}
+	}
+}
+
+func parseDockerfile(t *testing.T) []instructions.Stage {
+	t.Helper()
+	f, err := os.Open("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := parser.Parse(f)
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	stages, _, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	if len(stages) == 0 {
+		t.Fatal("Dockerfile has no stage")
+	}
+	return stages
+}
+
+// dockerfileBinaries returns the paths the final stage copies files to.
+func dockerfileBinaries(t *testing.T) []string {
+	t.Helper()
+	stages := parseDockerfile(t)
+	var paths []string
+	for _, c := range stages[len(stages)-1].Commands {
+		cp, ok := c.(*instructions.CopyCommand)
+		if !ok {
+			continue
+		}
+		for _, src := range cp.SourcePaths {
+			dst := cp.DestPath
+			if strings.HasSuffix(dst, "/") || len(cp.SourcePaths) > 1 {
+				dst = path.Join(dst, path.Base(src))
+			}
+			paths = append(paths, dst)
+		}
+	}
+	return paths
+}
+
+func TestDockerfile(t *testing.T) {
+	stages := parseDockerfile(t)
+	if len(stages) < 2 {
+		t.Fatalf("%d stage(s): want a build stage and a separate runtime stage", len(stages))
+	}
+	final := stages[len(stages)-1]
+	if base := final.BaseName; base != "scratch" && !strings.HasPrefix(base, "gcr.io/distroless/") {
+		t.Errorf("final stage is FROM %s, want distroless or scratch", base)
+	}
+
+	var user string
+	var entrypoint []string
+	for _, c := range final.Commands {
+		switch c := c.(type) {
+		case *instructions.UserCommand:
+			user = c.User
+		case *instructions.EntrypointCommand:
+			entrypoint = c.CmdLine
+		}
+	}
+	if name, _, _ := strings.Cut(user, ":"); name == "" || name == "root" || strings.Trim(name, "0") == "" {
+		t.Errorf("final stage runs as user %q, want a non-root user", user)
+	}
+	if !slices.Equal(entrypoint, []string{"/usr/local/bin/order-api"}) {
+		t.Errorf("ENTRYPOINT %q, want [/usr/local/bin/order-api]", entrypoint)
+	}
+
+	installed := dockerfileBinaries(t)
+	for _, bin := range []string{"order-api", "order-consumer"} {
+		if !slices.Contains(installed, "/usr/local/bin/"+bin) {
+			t.Errorf("final stage does not copy %s to /usr/local/bin (copies to %v)", bin, installed)
+		}
+	}
+
+	// The binaries must be static, or they will not run on an image without
+	// libc: every `go build` runs with CGO_ENABLED=0, set in the RUN line or
+	// by an ENV earlier in its stage.
+	builds := 0
+	for _, s := range stages[:len(stages)-1] {
+		cgoOff := false
+		for _, c := range s.Commands {
+			switch c := c.(type) {
+			case *instructions.EnvCommand:
+				for _, kv := range c.Env {
+					if kv.Key == "CGO_ENABLED" {
+						cgoOff = kv.Value == "0"
+					}
+				}
+			case *instructions.RunCommand:
+				line := strings.Join(c.CmdLine, " ")
+				if !strings.Contains(line, "go build") {
+					continue
+				}
+				builds++
+				if !cgoOff && !regexp.MustCompile(`(^|\s)CGO_ENABLED=0\s`).MatchString(line) {
+					t.Errorf("stage %q builds without CGO_ENABLED=0: %s", s.Name, line)
+				}
+			}
+		}
+	}
+	if builds == 0 {
+		t.Error("no stage runs go build")
+	}
+}
