@@ -1,9 +1,14 @@
-// Command playground runs the whole system in one process, without Docker:
-// an embedded Kafka-protocol broker (kfake) on :9092, a Confluent-compatible
-// Schema Registry on :8081, order-api on :8080 and order-consumer on :8082,
-// on a real PostgreSQL with a database for each service (see
-// devstack.EnsurePostgres for how one is found or started). `make run` starts
-// it; Ctrl-C stops everything and removes what it started.
+// Command playground runs the whole system without Docker: an embedded
+// Kafka-protocol broker (kfake) on :9092 and a Confluent-compatible Schema
+// Registry on :8081 in this process, and order-api on :8080 and
+// order-consumer on :8082 as two child processes of the same binary (so
+// each has its own memory and its own /metrics, as in production), on a real
+// PostgreSQL with a database for each service (see devstack.EnsurePostgres
+// for how one is found or started). `make run` starts it; Ctrl-C stops the
+// services gracefully, then everything else, and removes what it started.
+//
+// The OTEL_* and LOG_* variables of the environment reach both services, so
+// `OTEL_TRACES_EXPORTER=console make run` prints their spans.
 package main
 
 import (
@@ -13,8 +18,10 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -24,11 +31,19 @@ import (
 	"github.com/ordersonkafka/orders/internal/orderapi"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) == 3 && os.Args[1] == childArg {
+		if err := runService(ctx, os.Args[2], os.Getenv, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "playground %s: %v\n", os.Args[2], err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "playground:", err)
 		os.Exit(1)
@@ -94,24 +109,88 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		"DLQ_TOPIC":           dlqTopic,
 		"LOG_FORMAT":          "text",
 	}
-	apiCfg, err := config.Load[orderapi.Config](overlay(getenv, shared, map[string]string{"HTTP_ADDR": apiAddr, "DATABASE_URL": ordersURL}))
-	if err != nil {
+	services := map[string]map[string]string{
+		"order-api":      {"HTTP_ADDR": apiAddr, "DATABASE_URL": ordersURL},
+		"order-consumer": {"HTTP_ADDR": consumerAddr, "DATABASE_URL": projectionURL},
+	}
+	// Check both configurations here, so a bad variable fails before anything starts.
+	if _, err := config.Load[orderapi.Config](overlay(getenv, shared, services["order-api"])); err != nil {
 		return err
 	}
-	consumerCfg, err := config.Load[orderconsumer.Config](overlay(getenv, shared, map[string]string{"HTTP_ADDR": consumerAddr, "DATABASE_URL": projectionURL}))
-	if err != nil {
+	if _, err := config.Load[orderconsumer.Config](overlay(getenv, shared, services["order-consumer"])); err != nil {
 		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the playground's binary to start the services: %w", err)
 	}
 
 	banner(stdout, pgdb.Redact(ordersURL), pgdb.Redact(projectionURL))
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return orderapi.Run(gctx, apiCfg, log.With("service", "order-api")) })
-	g.Go(func() error { return orderconsumer.Run(gctx, consumerCfg, log.With("service", "order-consumer")) })
-	err = g.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
+	for name, env := range services {
+		g.Go(func() error { return startService(gctx, self, name, shared, env, stderr) })
 	}
-	return err
+	return g.Wait()
+}
+
+// childArg makes the binary run one service instead of the playground.
+const childArg = "-playground-service"
+
+// startService runs service name as a child process and waits for it. When
+// ctx ends it is sent SIGTERM (its graceful shutdown) and given
+// shutdownGrace before it is killed. It returns nil after such a shutdown.
+func startService(ctx context.Context, self, name string, shared, env map[string]string, stderr io.Writer) error {
+	cmd := exec.CommandContext(ctx, self, childArg, name)
+	cmd.Env = os.Environ()
+	for _, layer := range []map[string]string{shared, env} {
+		for k, v := range layer {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = shutdownGrace
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return nil // stopped by us (or by the same Ctrl-C): its exit status is its own business, logged by it
+	}
+	if err == nil {
+		err = errors.New("exited")
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// shutdownGrace is how long a service may take to stop after SIGTERM: its
+// own SHUTDOWN_TIMEOUT (20s by default) and a little more.
+const shutdownGrace = 25 * time.Second
+
+// runService is the child: one service, configured by the environment the
+// playground gave it, logging as text with its name.
+func runService(ctx context.Context, name string, getenv func(string) string, stderr io.Writer) error {
+	tel := telemetry.Config{Getenv: getenv}
+	switch name {
+	case "order-api":
+		cfg, err := config.Load[orderapi.Config](getenv)
+		if err != nil {
+			return err
+		}
+		log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+		if err != nil {
+			return err
+		}
+		return orderapi.Run(ctx, cfg, log.With("service", name), tel)
+	case "order-consumer":
+		cfg, err := config.Load[orderconsumer.Config](getenv)
+		if err != nil {
+			return err
+		}
+		log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+		if err != nil {
+			return err
+		}
+		return orderconsumer.Run(ctx, cfg, log.With("service", name), tel)
+	}
+	return fmt.Errorf("unknown service %q", name)
 }
 
 // overlay gives a service the playground's settings; anything else comes
