@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: run test check build migrate bench-go clean
+.PHONY: run test check build migrate bench bench-go clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080)
 run:
@@ -25,6 +25,13 @@ build:
 ## migrate: create and migrate order-api's database at DATABASE_URL
 migrate:
 	$(GO) run ./cmd/order-api migrate
+
+## bench: load the running playground (`make run` in another terminal) at 500 orders/s for 60s
+##        and print orders/s, HTTP and end-to-end latency percentiles and each service's peak RSS.
+##        Override with BENCH_ARGS, e.g. make bench BENCH_ARGS='-rate 250 -duration 30s -json'
+BENCH_ARGS ?= -rate 500 -concurrency 64 -duration 60s
+bench:
+	$(GO) run ./cmd/loadgen $(BENCH_ARGS)
 
 ## bench-go: the go test benchmarks (codec, relay drain, HTTP place order)
 bench-go:

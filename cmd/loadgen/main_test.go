@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/ordersonkafka/orders/internal/config"
+	"github.com/ordersonkafka/orders/internal/devstack"
+	"github.com/ordersonkafka/orders/internal/orderapi"
+	"github.com/ordersonkafka/orders/internal/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/telemetry"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+type stack struct {
+	api, consumer string
+	orders        *pgtest.DB
+}
+
+// startStack runs the real order-api and order-consumer in process, on
+// kfake and the in-repo registry, as the playground does.
+func startStack(t *testing.T) stack {
+	t.Helper()
+	k, err := devstack.StartKafka(devstack.KafkaConfig{Partitions: 6, Topics: []string{"order-events", "order-events.dlq"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	reg, err := devstack.StartRegistry("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	ordersDB := pgtest.MustDB(t, migrations.Orders())
+	projectionDB := pgtest.MustDB(t, migrations.Projection())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	env := func(db string) func(string) string {
+		m := map[string]string{"DATABASE_URL": db, "KAFKA_BROKERS": k.Brokers()[0], "SCHEMA_REGISTRY_URL": reg.URL()}
+		return func(key string) string { return m[key] }
+	}
+	serve := func(s interface {
+		Serve(context.Context, net.Listener) error
+	}) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = s.Serve(ctx, ln); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return "http://" + ln.Addr().String()
+	}
+	apiCfg, err := config.Load[orderapi.Config](env(ordersDB.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := orderapi.New(context.Background(), apiCfg, log, telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumerCfg, err := config.Load[orderconsumer.Config](env(projectionDB.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := orderconsumer.New(context.Background(), consumerCfg, log, telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stack{api: serve(api), consumer: serve(consumer), orders: ordersDB}
+}
+
+// TestReportMatchesWhatHappened runs loadgen against a real stack and checks
+// its JSON report against the database and against itself.
+func TestReportMatchesWhatHappened(t *testing.T) {
+	s := startStack(t)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-url", s.api, "-consumer-url", s.consumer,
+		"-concurrency", "4", "-duration", "2s", "-e2e-sample", "1", "-json"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("-json output is not one JSON object: %v\n%s", err, out.Bytes())
+	}
+	var placed int64
+	if err := s.orders.Pool.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&placed); err != nil {
+		t.Fatal(err)
+	}
+	if r.OrdersPlaced == 0 || r.OrdersPlaced != placed {
+		t.Errorf("report says %d orders placed, the database holds %d", r.OrdersPlaced, placed)
+	}
+	requests := 0
+	for op, st := range r.Statuses {
+		for code, n := range st {
+			if !strings.HasPrefix(code, "2") {
+				t.Errorf("%s answered %s ×%d", op, code, n)
+			}
+			requests += n
+		}
+	}
+	if requests != r.Requests || r.HTTP.Count != r.Requests || r.Requests < int(r.OrdersPlaced) {
+		t.Errorf("requests %d, statuses add up to %d, latency samples %d, orders %d", r.Requests, requests, r.HTTP.Count, r.OrdersPlaced)
+	}
+	for name, l := range map[string]latency{"http": r.HTTP, "end-to-end": r.EndToEnd} {
+		if l.Count == 0 || !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) {
+			t.Errorf("%s latency %+v: want samples with 0 < p50 <= p95 <= p99 <= max", name, l)
+		}
+	}
+	// Every change was sampled, and every one became visible at the consumer.
+	if r.EndToEnd.Count != r.Requests || r.E2EMissing != 0 {
+		t.Errorf("end-to-end samples %d (missing %d) for %d accepted changes", r.EndToEnd.Count, r.E2EMissing, r.Requests)
+	}
+	for _, svc := range []string{"order-api", "order-consumer"} {
+		if r.RSSMaxMiB[svc] <= 0 {
+			t.Errorf("no resident memory read for %s: %v %v", svc, r.RSSMaxMiB, r.RSSErrors)
+		}
+	}
+}
+
+// TestRateModeAndText: with -rate the report is text, names the mode, and
+// does not place more orders than the rate allows.
+func TestRateModeAndText(t *testing.T) {
+	s := startStack(t)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-url", s.api, "-consumer-url", s.consumer,
+		"-rate", "40", "-concurrency", "4", "-duration", "1s"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{"open loop at 40 orders/s", "orders placed", "HTTP latency", "end-to-end latency", "p99", "max RSS"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text report lacks %q:\n%s", want, text)
+		}
+	}
+	var placed int64
+	_ = s.orders.Pool.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&placed)
+	if placed == 0 || placed > 41 {
+		t.Errorf("%d orders placed at -rate 40 for 1s", placed)
+	}
+}
+
+func TestClearErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-url", "http://127.0.0.1:1", "-duration", "1s"}, "not reachable (is `make run` running?)"},
+		{[]string{"-concurrency", "0"}, "-concurrency must be at least 1"},
+		{[]string{"-e2e-sample", "2"}, "-e2e-sample must be within [0, 1]"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		err := run(context.Background(), c.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one containing %q", c.args, err, c.want)
+		}
+	}
+}
