@@ -50,9 +50,11 @@ const DefaultLockKey int64 = 0x6f7574626f78 // "outbox"
 // Config configures a Relay. Zero values take the defaults named.
 type Config struct {
 	// DatabaseURL opens the relay's dedicated connection, which holds the
-	// advisory lock and LISTENs for new rows. Required.
+	// advisory lock, LISTENs for new rows and reads, marks and purges the
+	// outbox (with synchronous_commit off: see lead). Required.
 	DatabaseURL string
-	// Pool runs the batch queries. Required.
+	// Pool writes the last marks when leading ends (the dedicated
+	// connection, which runs the batch queries, may be gone). Required.
 	Pool *pgxpool.Pool
 	// Brokers is the Kafka bootstrap list. Required.
 	Brokers []string
@@ -261,6 +263,14 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The relay's reads, marks and purges run on this connection, whose
+	// loss ends leadership anyway, and without waiting for the WAL flush:
+	// a mark lost in a crash only means the rows are published again
+	// (at least once), and a mark no longer queues behind the order
+	// commits' fsyncs on every batch.
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
 	// acked holds the ids Kafka acknowledged but not yet marked: the next
 	// read marks them in the same statement, saving a round trip and a
 	// commit per batch. Whatever is left when leading ends is marked here.
@@ -288,7 +298,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		if time.Since(lastPurge) >= r.cfg.PurgeInterval {
-			r.purge(ctx)
+			r.purge(ctx, conn)
 			lastPurge = time.Now()
 		}
 		select {
@@ -359,7 +369,7 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 	var rows []row
 	if err := r.retry(ctx, conn, "read outbox", func() error {
 		var err error
-		rows, err = r.readBatch(ctx, *acked)
+		rows, err = r.readBatch(ctx, conn, *acked)
 		return err
 	}); err != nil {
 		return 0, err
@@ -435,11 +445,11 @@ func message(rw row, value []byte) kafka.Message {
 
 // readBatch marks acked as published and returns the oldest unpublished
 // rows, at most BatchSize of them and MaxBatchBytes in all.
-func (r *Relay) readBatch(ctx context.Context, acked []int64) ([]row, error) {
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked []int64) ([]row, error) {
 	if acked == nil {
 		acked = []int64{}
 	}
-	rs, err := r.cfg.Pool.Query(ctx, selectBatchSQL, r.cfg.BatchSize, acked)
+	rs, err := conn.Query(ctx, selectBatchSQL, r.cfg.BatchSize, acked)
 	if err != nil {
 		return nil, err
 	}
@@ -475,10 +485,10 @@ DELETE FROM outbox WHERE id IN (
 
 // purge deletes published rows past retention in chunks, so one purge never
 // holds a long transaction. Failures are logged and retried next interval.
-func (r *Relay) purge(ctx context.Context) {
+func (r *Relay) purge(ctx context.Context, conn *pgx.Conn) {
 	total := int64(0)
 	for ctx.Err() == nil {
-		tag, err := r.cfg.Pool.Exec(ctx, purgeSQL, r.cfg.Retention)
+		tag, err := conn.Exec(ctx, purgeSQL, r.cfg.Retention)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("outbox purge failed", "error", err)
