@@ -236,6 +236,9 @@ Read the events (raw bytes; any Confluent Avro client decodes them with the regi
 Send a poison message, then see it in the dead-letter topic:
   echo 'not avro' | kcat -b localhost:9092 -t order-events -P -k some-order
   go run ./cmd/order-consumer dlq list
+Metrics, and a minute of load at 500 orders/s:
+  curl -s localhost:8080/metrics; curl -s localhost:8082/metrics
+  make bench
 
 Ctrl-C stops everything.
 `, topic, dlqTopic, partitions, topic, ordersDB, projectionDB)
