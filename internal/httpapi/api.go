@@ -141,7 +141,9 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, metaKey{}, meta)))
 		route := chi.RouteContext(r.Context()).RoutePattern()
-		span.SetName(r.Method + " " + route)
+		if route != "" { // unmatched requests keep the bare method as name
+			span.SetName(r.Method + " " + route)
+		}
 		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
 			attribute.Int("http.response.status_code", sw.status))
 		if sw.status >= 500 {
