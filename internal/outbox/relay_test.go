@@ -434,7 +434,11 @@ func TestCommitsWakeTheRelay(t *testing.T) {
 	for _, local := range []bool{false, true} {
 		t.Run(fmt.Sprintf("in process: %v", local), func(t *testing.T) {
 			h := newHarness(t, false)
-			r, _ := h.relay(func(c *outbox.Config) { c.PollInterval = time.Hour })
+			var logs syncBuffer
+			r, _ := h.relay(func(c *outbox.Config) {
+				c.PollInterval = time.Hour
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
 			waitFor(t, "leadership", r.IsLeader)
 			h.orders(1) // placed and paid; the harness's notifier: NOTIFY
 			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 2, 10*time.Second)
@@ -455,6 +459,29 @@ func TestCommitsWakeTheRelay(t *testing.T) {
 			start := time.Now()
 			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 4, 10*time.Second)
 			t.Logf("published %s after the commit", time.Since(start))
+			// Ending a wait early must leave the lock connection usable:
+			// leadership is never lost, so it is taken exactly once.
+			if n := strings.Count(logs.String(), "relay is the leader"); n != 1 || strings.Contains(logs.String(), "lost leadership") {
+				t.Errorf("leadership taken %d times:\n%s", n, logs.String())
+			}
 		})
 	}
+}
+
+// syncBuffer collects a relay's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
