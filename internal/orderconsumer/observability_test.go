@@ -187,11 +187,21 @@ func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 		return m[`outbox_backlog{}`] == 3 && m[`outbox_oldest_unpublished_age_seconds{}`] > 0 &&
 			m[`outbox_step_failures_total{step="write to Kafka"}`] > 0
 	})
+	// /readyz names the failing step but stays 200: orders are still taken.
+	st, body := get(t, api+"/readyz")
+	checks, _ := body["checks"].(map[string]any)
+	relay, _ := checks["outbox_relay"].(string)
+	if st != 200 || checks["database"] != "ok" || !strings.HasPrefix(relay, "write to Kafka: ") {
+		t.Errorf("/readyz while Kafka refuses: %d %v", st, body)
+	}
 	fault.Remove()
 	waitFor(t, "the backlog to drain", func() bool {
 		m := scrape(t, api)
 		return m[`outbox_backlog{}`] == 0 && m[`outbox_published_events_total{}`] == 3
 	})
+	if _, body := get(t, api+"/readyz"); body["checks"].(map[string]any)["outbox_relay"] != "ok" {
+		t.Errorf("/readyz after recovery: %v", body)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the services' concurrent loggers.
