@@ -24,6 +24,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/eventcodec"
 	"github.com/ordersonkafka/orders/internal/httpapi"
+	"github.com/ordersonkafka/orders/internal/httpserver"
 	"github.com/ordersonkafka/orders/internal/orderstore"
 	"github.com/ordersonkafka/orders/internal/outbox"
 	"github.com/ordersonkafka/orders/internal/pgdb"
@@ -125,13 +126,7 @@ func (s *Service) Relay() *outbox.Relay { return s.relay }
 // returns nil after a shutdown caused by ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.pool.Close()
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := s.tracing.Shutdown(fctx); err != nil {
-			s.log.Warn("flush spans", "error", err)
-		}
-	}()
+	defer s.tracing.Flush(ctx, s.log)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -141,22 +136,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil, "traces", s.tracing.Exporter)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			return fmt.Errorf("http shutdown: %w", err)
-		}
-		return nil
-	})
+	s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil, "traces", s.tracing.Exporter)
+	g.Go(func() error { return httpserver.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return s.notify.Run(gctx) })
 	if s.relay != nil {
 		g.Go(func() error {

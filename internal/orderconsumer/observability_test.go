@@ -345,3 +345,28 @@ func findSpan(t *testing.T, exp *tracetest.InMemoryExporter, kind trace.SpanKind
 	t.Fatalf("no %s span among %d", kind, len(exp.GetSpans()))
 	return tracetest.SpanStub{}
 }
+
+// TestShutdownAnswersWaitingReads: a GET waiting for a version when the
+// service stops is answered with what the projection holds (404 here), and
+// the shutdown completes cleanly instead of waiting the read out.
+func TestShutdownAnswersWaitingReads(t *testing.T) {
+	s := newStack(t)
+	c := s.start() // SHUTDOWN_TIMEOUT 2s, far shorter than the wait
+	status := make(chan int, 1)
+	go func() {
+		st, _ := get(t, c.url+"/orders/"+uuid.NewString()+"?min_version=1&wait=25s")
+		status <- st
+	}()
+	time.Sleep(200 * time.Millisecond) // let the read start waiting
+	if err := c.stop(); err != nil {
+		t.Fatalf("Serve after a shutdown with a waiting read: %v", err)
+	}
+	select {
+	case st := <-status:
+		if st != http.StatusNotFound {
+			t.Errorf("waiting read answered %d, want 404", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting read was not answered")
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/deadletter"
 	"github.com/ordersonkafka/orders/internal/eventcodec"
+	"github.com/ordersonkafka/orders/internal/httpserver"
 	"github.com/ordersonkafka/orders/internal/pgdb"
 	"github.com/ordersonkafka/orders/internal/projection"
 	"github.com/ordersonkafka/orders/internal/projectionapi"
@@ -66,6 +67,7 @@ type Service struct {
 	dlq      *deadletter.Publisher
 	consumer *projector.Consumer
 	handler  http.Handler
+	versions *projectionapi.Versions
 	tracing  telemetry.Tracing
 	reg      *prometheus.Registry
 }
@@ -106,14 +108,14 @@ func (s *Service) wire() error {
 	if err != nil {
 		return err
 	}
-	versions := projectionapi.NewVersions()
+	s.versions = projectionapi.NewVersions()
 	s.consumer, err = projector.New(projector.Config{
 		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, GroupID: s.cfg.GroupID,
 		BatchSize: s.cfg.BatchSize, BatchLinger: s.cfg.BatchLinger,
 		BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax, ShutdownTimeout: s.cfg.ShutdownTimeout,
 		Decoder: dec, Projector: store, DeadLetters: s.dlq,
 		DecodePermanent: permanent, ApplyPermanent: permanent, ErrorClass: class,
-		Logger: s.log, Metrics: projector.NewMetrics(s.reg), Committed: versions.Applied,
+		Logger: s.log, Metrics: projector.NewMetrics(s.reg), Committed: s.versions.Applied,
 		Tracer: s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/projector"),
 	})
 	if err != nil {
@@ -124,7 +126,7 @@ func (s *Service) wire() error {
 		Logger:     s.log,
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(s.reg),
-		Versions:   versions,
+		Versions:   s.versions,
 	}, store,
 		projectionapi.Check{Name: "database", Func: store.Ping},
 		projectionapi.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
@@ -140,29 +142,16 @@ func (s *Service) Consumer() *projector.Consumer { return s.consumer }
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.pool.Close()
 	defer s.dlq.Close()
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := s.tracing.Shutdown(fctx); err != nil {
-			s.log.Warn("flush spans", "error", err)
-		}
-	}()
+	defer s.tracing.Flush(ctx, s.log)
+	// No WriteTimeout: a GET waiting for a version may wait projectionapi.MaxWait.
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	// Requests waiting for a version answer with what they have at once,
+	// rather than holding the shutdown up to their wait.
+	srv.RegisterOnShutdown(s.versions.Close)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		s.log.Info("order-consumer listening", "addr", ln.Addr().String(), "traces", s.tracing.Exporter)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	s.log.Info("order-consumer listening", "addr", ln.Addr().String(), "traces", s.tracing.Exporter)
+	g.Go(func() error { return httpserver.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return s.consumer.Run(gctx) })
 	err := g.Wait()
 	s.log.Info("order-consumer stopped", "error", err)

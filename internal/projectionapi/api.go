@@ -211,6 +211,8 @@ func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wa
 		select {
 		case <-done:
 			return a.store.Get(ctx, id)
+		case <-a.versions.closed: // shutting down
+			return a.store.Get(ctx, id)
 		case <-deadline.C:
 			return p, err
 		case <-ctx.Done():

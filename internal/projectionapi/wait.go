@@ -16,6 +16,8 @@ import (
 type Versions struct {
 	mu      sync.Mutex
 	waiters map[uuid.UUID][]waiter
+	closed  chan struct{} // closed by Close
+	once    sync.Once
 }
 
 type waiter struct {
@@ -24,7 +26,13 @@ type waiter struct {
 }
 
 // NewVersions returns an empty Versions.
-func NewVersions() *Versions { return &Versions{waiters: map[uuid.UUID][]waiter{}} }
+func NewVersions() *Versions {
+	return &Versions{waiters: map[uuid.UUID][]waiter{}, closed: make(chan struct{})}
+}
+
+// Close ends every wait, now and later: the requests answer with what the
+// projection holds. The service calls it when shutting down.
+func (v *Versions) Close() { v.once.Do(func() { close(v.closed) }) }
 
 // Applied reports that order id's projection is at version, committed.
 func (v *Versions) Applied(id uuid.UUID, version int64) {

@@ -297,19 +297,25 @@ func (r *Registry) listSubjects(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (r *Registry) listVersions(w http.ResponseWriter, req *http.Request) {
-	subject := chi.URLParam(req, "subject")
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if out, ok := r.versionNumbers(w, chi.URLParam(req, "subject")); ok {
+		reply(w, out)
+	}
+}
+
+// versionNumbers lists subject's versions, or answers 40401. Caller holds mu.
+func (r *Registry) versionNumbers(w http.ResponseWriter, subject string) ([]int, bool) {
 	vs, ok := r.subjects[subject]
 	if !ok || len(vs) == 0 {
 		fail(w, 404, 40401, fmt.Sprintf("Subject '%s' not found.", subject))
-		return
+		return nil, false
 	}
 	out := make([]int, len(vs))
 	for i, v := range vs {
 		out[i] = v.version
 	}
-	reply(w, out)
+	return out, true
 }
 
 var errNoVersion = errors.New("version not found")
@@ -361,17 +367,10 @@ func (r *Registry) deleteSubject(w http.ResponseWriter, req *http.Request) {
 	subject := chi.URLParam(req, "subject")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	vs, ok := r.subjects[subject]
-	if !ok || len(vs) == 0 {
-		fail(w, 404, 40401, fmt.Sprintf("Subject '%s' not found.", subject))
-		return
+	if out, ok := r.versionNumbers(w, subject); ok {
+		delete(r.subjects, subject)
+		reply(w, out)
 	}
-	out := make([]int, len(vs))
-	for i, v := range vs {
-		out[i] = v.version
-	}
-	delete(r.subjects, subject)
-	reply(w, out)
 }
 
 type configRequest struct {

@@ -181,3 +181,32 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("lookup: %d %v", st, body)
 	}
 }
+
+// TestListAndDeleteVersions: GET /subjects/{s}/versions lists the version
+// numbers, DELETE /subjects/{s} answers the same list and removes the
+// subject, after which both answer 40401.
+func TestListAndDeleteVersions(t *testing.T) {
+	srv := newServer(t)
+	rest(t, "POST", srv.URL+"/subjects/s/versions", schemaBody(v1))
+	rest(t, "POST", srv.URL+"/subjects/s/versions", schemaBody(withDefault))
+	list := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	for _, c := range []struct{ method, path string }{{"GET", "/subjects/s/versions"}, {"DELETE", "/subjects/s"}} {
+		if st, body := list(c.method, c.path); st != 200 || body != "[1,2]" {
+			t.Errorf("%s %s: %d %s, want 200 [1,2]", c.method, c.path, st, body)
+		}
+	}
+	for _, c := range []struct{ method, path string }{{"GET", "/subjects/s/versions"}, {"DELETE", "/subjects/s"}} {
+		if st, body := rest(t, c.method, srv.URL+c.path, ""); st != 404 || body["error_code"] != float64(40401) {
+			t.Errorf("%s %s after delete: %d %v", c.method, c.path, st, body)
+		}
+	}
+}

@@ -16,8 +16,10 @@ import (
 	"context"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -43,6 +45,16 @@ func (t Tracing) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return t.shutdown(ctx)
+}
+
+// Flush exports the spans not yet exported, within 5 seconds, at a
+// service's exit; a failure is logged, as nothing else can be done then.
+func (t Tracing) Flush(ctx context.Context, log *slog.Logger) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(fctx); err != nil {
+		log.Warn("flush spans", "error", err)
+	}
 }
 
 // NewTracing builds the tracer provider of service from the OTEL_* variables
