@@ -138,7 +138,8 @@ const childArg = "-playground-service"
 
 // startService runs service name as a child process and waits for it. When
 // ctx ends it is sent SIGTERM (its graceful shutdown) and given
-// shutdownGrace before it is killed. It returns nil after such a shutdown.
+// shutdownGrace before it is killed. It returns nil after such a shutdown
+// if the service exited cleanly, and an error naming it otherwise.
 func startService(ctx context.Context, self, name string, shared, env map[string]string, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, self, childArg, name)
 	cmd.Env = os.Environ()
@@ -151,10 +152,14 @@ func startService(ctx context.Context, self, name string, shared, env map[string
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = shutdownGrace
 	err := cmd.Run()
-	if ctx.Err() != nil {
-		return nil // stopped by us (or by the same Ctrl-C): its exit status is its own business, logged by it
-	}
-	if err == nil {
+	switch {
+	case ctx.Err() != nil && (err == nil || errors.Is(err, ctx.Err())):
+		// Stopped by us (or by the same Ctrl-C) and exited 0: Wait reports
+		// a clean exit after Cancel as the context's error.
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s did not stop cleanly: %w", name, err)
+	case err == nil:
 		err = errors.New("exited")
 	}
 	return fmt.Errorf("%s: %w", name, err)

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ordersonkafka/orders/internal/devstack"
+	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+// TestMain lets the test binary stand in for the playground's binary when
+// startService runs it as a child.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == childArg {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runService(ctx, os.Args[2], os.Getenv, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServiceRunsAsAChildAndStopsCleanly: order-api started as a child
+// process serves real requests; when the playground's context ends it
+// shuts down gracefully, startService returns nil and the port is free.
+func TestServiceRunsAsAChildAndStopsCleanly(t *testing.T) {
+	k, err := devstack.StartKafka(devstack.KafkaConfig{Topics: []string{topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	reg, err := devstack.StartRegistry("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	db := pgtest.MustDB(t, migrations.Orders())
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	shared := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "SCHEMA_REGISTRY_URL": reg.URL(), "LOG_FORMAT": "text"}
+	env := map[string]string{"HTTP_ADDR": addr, "DATABASE_URL": db.URL}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs bytes.Buffer
+	result := make(chan error, 1)
+	go func() { result <- startService(ctx, self, "order-api", shared, env, &logs) }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the child never became ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Post("http://"+addr+"/orders", "application/json",
+		strings.NewReader(`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","quantity":1,"unit_price_minor":100}]}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("POST /orders to the child: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	cancel()
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("startService after the context ended: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the child did not stop")
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Error("the child's port still accepts connections after it stopped")
+	}
+}
+
+// TestAChildThatFailsIsReported: a service that exits on its own (here on
+// a configuration error) is an error naming it, before anyone stops it.
+func TestAChildThatFailsIsReported(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	err = startService(context.Background(), self, "order-consumer", nil,
+		map[string]string{"HTTP_ADDR": freeAddr(t), "CONSUMER_BATCH_SIZE": "0"}, &logs)
+	if err == nil || !strings.HasPrefix(err.Error(), "order-consumer: ") {
+		t.Fatalf("error %v, want one naming order-consumer", err)
+	}
+	if !strings.Contains(logs.String(), "CONSUMER_BATCH_SIZE") {
+		t.Errorf("the child's output does not say why: %q", logs.String())
+	}
+}
