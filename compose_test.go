@@ -497,3 +497,65 @@ func TestDockerfile(t *testing.T) {
 		t.Error("no stage runs go build")
 	}
 }
+
+// TestComposeServiceSettingsAreUsable loads order-api's and order-consumer's
+// compose environment through their own configuration, as they will at start,
+// and checks the result against the rest of the file: it validates, the HTTP
+// port is the published one, the database URL carries the postgres service's
+// port and credentials, and the topics they use are the ones `topics` creates.
+func TestComposeServiceSettingsAreUsable(t *testing.T) {
+	p := loadCompose(t)
+	pg := service(t, p, "postgres")
+	pgUser := env(pg, "POSTGRES_USER")
+	if pgUser == "" {
+		pgUser = "postgres" // the image's default
+	}
+	topicsScript := strings.Join(append(slices.Clone([]string(service(t, p, "topics").Entrypoint)), service(t, p, "topics").Command...), " ")
+	created := map[string]bool{}
+	for _, m := range regexp.MustCompile(`--topic\s+(\S+)`).FindAllStringSubmatch(topicsScript, -1) {
+		created[m[1]] = true
+	}
+
+	type settings struct {
+		httpAddr, databaseURL string
+		topics                []string
+		validate              func() error
+	}
+	load := map[string]func(getenv func(string) string) (settings, error){
+		"order-api": func(getenv func(string) string) (settings, error) {
+			c, err := config.Load[orderapi.Config](getenv)
+			return settings{c.HTTPAddr, c.DatabaseURL, []string{c.Topic}, c.Validate}, err
+		},
+		"order-consumer": func(getenv func(string) string) (settings, error) {
+			c, err := config.Load[orderconsumer.Config](getenv)
+			return settings{c.HTTPAddr, c.DatabaseURL, []string{c.Topic, c.DLQTopic}, c.Validate}, err
+		},
+	}
+	for name, port := range map[string]string{"order-api": "8080", "order-consumer": "8082"} {
+		s := service(t, p, name)
+		cfg, err := load[name](func(k string) string { return env(s, k) })
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if err := cfg.validate(); err != nil {
+			t.Errorf("%s: its compose settings do not validate: %v", name, err)
+		}
+		if _, p, _ := net.SplitHostPort(cfg.httpAddr); p != port {
+			t.Errorf("%s listens on %q, but compose publishes and health-checks port %s", name, cfg.httpAddr, port)
+		}
+		u, err := url.Parse(cfg.databaseURL)
+		if err != nil {
+			t.Fatalf("%s: DATABASE_URL: %v", name, err)
+		}
+		password, _ := u.User.Password()
+		if u.Port() != "5432" || u.User.Username() != pgUser || password != env(pg, "POSTGRES_PASSWORD") {
+			t.Errorf("%s: DATABASE_URL %q does not match the postgres service (port 5432, user %q, its POSTGRES_PASSWORD)", name, cfg.databaseURL, pgUser)
+		}
+		for _, topic := range cfg.topics {
+			if !created[topic] {
+				t.Errorf("%s uses topic %q, which `topics` does not create (it creates %v)", name, topic, created)
+			}
+		}
+	}
+}

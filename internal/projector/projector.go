@@ -218,6 +218,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	defer r.Close()
 	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
+	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
 		if len(batch) > 0 {
@@ -233,14 +234,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Info("consumer stopped", "stats", c.Stats())
 			return nil
 		}
-		if err != nil {
-			c.setReady(fmt.Errorf("kafka: %w", err))
-			c.stats.retries.Add(1)
-			c.m.retries.WithLabelValues("kafka fetch").Inc()
-			c.log.Warn("fetch failed; retrying", "error", err)
-			if !backoff.Sleep(ctx, c.cfg.BackoffMax/10) {
-				return nil
-			}
+		if err == nil {
+			fetchFailures = 0
+			continue
+		}
+		fetchFailures++
+		c.setReady(fmt.Errorf("kafka: %w", err))
+		c.stats.retries.Add(1)
+		c.m.retries.WithLabelValues("kafka fetch").Inc()
+		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
+		c.log.Warn("fetch failed; retrying", "attempt", fetchFailures, "backoff", d.String(), "error", err)
+		if !backoff.Sleep(ctx, d) {
+			return nil
 		}
 	}
 }

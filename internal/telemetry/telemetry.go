@@ -71,12 +71,14 @@ func NewTracing(ctx context.Context, service string, getenv func(string) string)
 	case "", "none":
 		return off, nil
 	case "otlp":
-		proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+		protoVar := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+		proto := getenv(protoVar)
 		if proto == "" {
-			proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+			protoVar = "OTEL_EXPORTER_OTLP_PROTOCOL"
+			proto = getenv(protoVar)
 		}
 		if proto != "" && proto != "http/protobuf" {
-			return Tracing{}, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: only http/protobuf is built in (an OpenTelemetry Collector accepts it on :4318)", proto)
+			return Tracing{}, fmt.Errorf("%s=%q: only http/protobuf is built in (an OpenTelemetry Collector accepts it on :4318)", protoVar, proto)
 		}
 		var err error
 		if exp, err = otlptracehttp.New(ctx); err != nil {

@@ -65,8 +65,9 @@ func TestTracingIsOffByDefaultAndRefusesWhatItCannotDo(t *testing.T) {
 		}
 	}
 	for m, want := range map[string]map[string]string{
-		"OTEL_TRACES_EXPORTER=\"jaeger\"":      {"OTEL_TRACES_EXPORTER": "jaeger"},
-		"OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\"": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+		"OTEL_TRACES_EXPORTER=\"jaeger\"":             {"OTEL_TRACES_EXPORTER": "jaeger"},
+		"OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\"":        {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"grpc\"": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
 	} {
 		_, err := telemetry.NewTracing(context.Background(), "x", env(want))
 		if err == nil || !strings.Contains(err.Error(), m) {
