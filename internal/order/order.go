@@ -391,10 +391,13 @@ type Store interface {
 	// List returns orders matching f in ascending ID order, and whether more follow.
 	List(ctx context.Context, f ListFilter) (orders []Order, more bool, err error)
 
-	// Update locks the order, checks ifVersion (0 means any; otherwise
+	// Update reads the order, checks ifVersion (0 means any; otherwise
 	// ErrVersionMismatch if it differs), calls fn to change it, and stores the
-	// order and fn's event in one transaction. It returns ErrNotFound for an
-	// unknown order and fn's error unchanged (nothing is written then).
+	// order and fn's event in one transaction, only if the order has not
+	// changed meanwhile; if it has, Update starts again from the new state, so
+	// fn may be called more than once and must have no effect besides its
+	// result. It returns ErrNotFound for an unknown order and fn's error
+	// unchanged (nothing is written then).
 	Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*Order) (Event, error)) (Order, error)
 }
 
