@@ -176,7 +176,6 @@ func TestPermanentErrors(t *testing.T) {
 	truncated := good[:len(good)-3]
 	trailing := append(append([]byte(nil), good...), 0x00)
 	badUUID := reencode(t, enc, events(t)[0], func(m map[string]any) { m["event_id"] = "not-a-uuid" })
-	badVersion := reencode(t, enc, events(t)[0], func(m map[string]any) { m["version"] = int64(0) })
 
 	for _, tc := range []struct {
 		name  string
@@ -191,7 +190,6 @@ func TestPermanentErrors(t *testing.T) {
 		{"truncated body", truncated, eventcodec.ErrUndecodable},
 		{"trailing bytes", trailing, eventcodec.ErrUndecodable},
 		{"invalid uuid", frame(good, badUUID), eventcodec.ErrInvalidEvent},
-		{"version zero", frame(good, badVersion), eventcodec.ErrInvalidEvent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := dec.Decode(ctx, tc.value)
