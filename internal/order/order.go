@@ -134,6 +134,10 @@ var (
 	ErrInvalidTransition   = errors.New("invalid transition")
 	ErrVersionMismatch     = errors.New("order version does not match")
 	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	// ErrUnavailable wraps a failure to reach the store (connection refused
+	// or lost, the server restarting, no connection free in time): nothing
+	// was changed, and the same request may succeed later.
+	ErrUnavailable = errors.New("order store unavailable")
 )
 
 // FieldError says what is wrong with one field of a request.
@@ -182,7 +186,8 @@ type NewOrder struct {
 }
 
 // Validate checks every field and returns a *ValidationError listing all
-// problems, or nil. It also rejects totals that do not fit in an int64.
+// problems, or nil. Text must be valid UTF-8 without NUL (ValidText). It also
+// rejects totals that do not fit in an int64.
 func (n NewOrder) Validate() error {
 	var ve ValidationError
 	switch {
@@ -190,6 +195,8 @@ func (n NewOrder) Validate() error {
 		ve.add("customer_id", "is required")
 	case len(n.CustomerID) > MaxCustomerIDLen:
 		ve.add("customer_id", "must be at most %d bytes", MaxCustomerIDLen)
+	case !ValidText(n.CustomerID):
+		ve.add("customer_id", textRule)
 	}
 	switch {
 	case n.Currency == "":
@@ -210,6 +217,8 @@ func (n NewOrder) Validate() error {
 				ve.add(p+".sku", "is required")
 			case len(it.SKU) > MaxSKULength:
 				ve.add(p+".sku", "must be at most %d bytes", MaxSKULength)
+			case !ValidText(it.SKU):
+				ve.add(p+".sku", textRule)
 			}
 			if it.Quantity <= 0 {
 				ve.add(p+".quantity", "must be a positive integer")
@@ -290,12 +299,16 @@ func (c Change) Validate() error {
 	}
 	if len(c.PaymentReference) > MaxTextLength {
 		ve.add("payment_reference", "must be at most %d bytes", MaxTextLength)
+	} else if !ValidText(c.PaymentReference) {
+		ve.add("payment_reference", textRule)
 	}
 	if c.PaymentReference != "" && c.Action != ActionPay {
 		ve.add("payment_reference", "is only accepted by pay")
 	}
 	if len(c.Reason) > MaxTextLength {
 		ve.add("reason", "must be at most %d bytes", MaxTextLength)
+	} else if !ValidText(c.Reason) {
+		ve.add("reason", textRule)
 	}
 	if c.Reason != "" && c.Action == ActionPay {
 		ve.add("reason", "is only accepted by refund and cancel")
@@ -406,9 +419,13 @@ type Outcome string
 
 // The outcomes of applying an event. Applying is idempotent: an event_id seen
 // before is a duplicate, and an event whose version is not newer than the
-// projection's is stale; neither changes the projection.
+// projection's is stale; neither changes the projection. An event that is
+// newer but does not follow the state the projection holds (RuleOutOfSequence)
+// is out of sequence: it changes nothing and is not recorded, so it can still
+// apply later, once what precedes it has.
 const (
-	OutcomeApplied   Outcome = "applied"
-	OutcomeDuplicate Outcome = "duplicate"
-	OutcomeStale     Outcome = "stale"
+	OutcomeApplied       Outcome = "applied"
+	OutcomeDuplicate     Outcome = "duplicate"
+	OutcomeStale         Outcome = "stale"
+	OutcomeOutOfSequence Outcome = "out_of_sequence"
 )

@@ -22,6 +22,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/deadletter"
 	"github.com/ordersonkafka/orders/internal/eventcodec"
 	"github.com/ordersonkafka/orders/internal/httpserver"
+	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/pgdb"
 	"github.com/ordersonkafka/orders/internal/projection"
 	"github.com/ordersonkafka/orders/internal/projectionapi"
@@ -48,6 +49,10 @@ func Classify(err error) (permanent bool, class string) {
 		if errors.Is(err, c.err) {
 			return true, c.class
 		}
+	}
+	var ee *order.EventError
+	if errors.As(err, &ee) {
+		return true, ee.Class()
 	}
 	if projection.IsPermanent(err) {
 		return true, "projection.RejectedByDatabase"

@@ -5,7 +5,10 @@
 // Guarantees: Apply is idempotent and order-safe. An event whose event_id is
 // already recorded is a duplicate and changes nothing but a delivery counter;
 // an event whose version is not newer than the order's projection is recorded
-// as stale and changes nothing else. A batch is applied in one transaction,
+// as stale and changes nothing else; an event that is newer but does not
+// follow the state held (order.RuleOutOfSequence) changes nothing and is not
+// recorded, and the caller dead-letters it. So the projection only ever holds
+// states the order's state machine went through, in order. A batch is applied in one transaction,
 // in slice order, in one network round trip; concurrent Apply calls touching
 // the same order are serialized (transaction-scoped advisory locks per
 // order), so the outcome each returns is the one recorded.
@@ -57,20 +60,36 @@ const lockNamespace int32 = 0x70726f6a // "proj"
 // hash collision only serializes two unrelated orders.
 const lockOrdersSQL = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
 
-// applySQL applies a whole batch as one set-based statement. Every CTE sees
+// applySQL applies a whole batch as one set-based statement, with the same
+// outcome as applying its events one at a time in slice order. Every CTE sees
 // the same snapshot (taken after the locks above were granted), so the
 // in-batch order is computed rather than executed. The stored state is read
-// with correlated subqueries: they probe the primary keys once per event,
-// where a join would be planned as a hash join scanning both tables whole,
-// which grow with every batch.
-//   - marked: an event is a duplicate if the ledger has its event_id or an
-//     earlier element of the batch has the same event_id;
-//   - judged: a non-duplicate is applied if its version is newer than both the
-//     stored projection and every earlier non-duplicate of the same order in
-//     the batch (a running max), else stale;
-//   - bump/record: the ledger counts every delivery; a new event_id gets one
-//     row with its first occurrence's outcome and the number of times the
-//     batch carries it;
+// with correlated subqueries in a materialized CTE: they probe the primary
+// keys once per event, where a join (or a lateral subquery, which the
+// planner turns into one) would be planned as a hash join scanning both
+// tables whole, which grow with every batch; MATERIALIZED keeps the later
+// CTEs, which read the results several times, from re-running the probes.
+// The judging CTEs carry only the narrow columns they judge by; the
+// projected state is joined back from input by position.
+//   - probed: whether the ledger knows the event_id (a duplicate), and the
+//     order's stored version and status;
+//   - step1..step5: an event applies only if it follows the state the order
+//     is in when it comes: its version is one more, and the status it follows
+//     ($16, from the domain's state machine; empty for PLACED, which follows
+//     no row) is the status held. Per order the applied events form a chain
+//     from the stored state: c1 is the first unknown event following the
+//     stored state, c2 the first after c1 following c1's, c3 the first after
+//     c2 following c2's. No order's history is longer than three events;
+//   - judged: held is the version the order is at when an event comes; an
+//     event not in the chain is stale if its version is not newer than held,
+//     and out of sequence otherwise (a PAID for an order never placed, a
+//     REFUNDED after a cancellation). Since held only grows, an event_id's
+//     deliveries in the batch are out of sequence up to a point, and from
+//     there applied or stale once, then duplicates (settled);
+//   - bump/record: the ledger counts every delivery of an event_id it knows;
+//     a new event_id applied or stale gets one row with that outcome and the
+//     deliveries from then on; one out of sequence gets none, so it can
+//     still apply once what precedes it has (a DLQ replay);
 //   - project: each order is upserted once, from its newest applied event,
 //     guarded by version so nothing ever moves a projection backwards.
 const applySQL = `
@@ -78,51 +97,76 @@ WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[],
                 $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[],
-                $13::timestamptz[], $14::timestamptz[], $15::timestamptz[])
+                $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::text[])
          WITH ORDINALITY AS e(event_id, event_type, order_id, version, status, customer_id, currency,
                               items, total_minor, payment_reference, cancel_reason, refund_reason,
-                              created_at, updated_at, occurred_at, ord)
+                              created_at, updated_at, occurred_at, follows, ord)
 ),
-marked AS (
-    SELECT i.*,
-           (SELECT true FROM processed_events p WHERE p.event_id = i.event_id) IS NOT NULL AS is_known,
-           (SELECT o.version FROM order_projection o WHERE o.id = i.order_id) AS stored_version,
+probed AS MATERIALIZED (
+    SELECT i.ord, i.event_id, i.event_type, i.order_id, i.version, i.status, i.follows,
            row_number() OVER (PARTITION BY i.event_id ORDER BY i.ord) = 1 AS is_first,
-           count(*) OVER (PARTITION BY i.event_id) AS copies
+           count(*) OVER (PARTITION BY i.event_id) AS copies,
+           (SELECT true FROM processed_events p WHERE p.event_id = i.event_id) IS NOT NULL AS known,
+           coalesce((SELECT o.version FROM order_projection o WHERE o.id = i.order_id), 0) AS stored_version,
+           coalesce((SELECT o.status FROM order_projection o WHERE o.id = i.order_id), '') AS stored_status
     FROM input i
 ),
+step1 AS (
+    SELECT p.*, min(ord) FILTER (WHERE NOT known AND version = stored_version + 1 AND follows = stored_status) OVER w AS c1
+    FROM probed p WINDOW w AS (PARTITION BY order_id)
+),
+step2 AS (
+    SELECT s.*, max(status) FILTER (WHERE ord = c1) OVER w AS st1
+    FROM step1 s WINDOW w AS (PARTITION BY order_id)
+),
+step3 AS (
+    SELECT s.*, min(ord) FILTER (WHERE NOT known AND ord > c1 AND version = stored_version + 2 AND follows = st1) OVER w AS c2
+    FROM step2 s WINDOW w AS (PARTITION BY order_id)
+),
+step4 AS (
+    SELECT s.*, max(status) FILTER (WHERE ord = c2) OVER w AS st2
+    FROM step3 s WINDOW w AS (PARTITION BY order_id)
+),
+step5 AS (
+    SELECT s.*, min(ord) FILTER (WHERE NOT known AND ord > c2 AND version = stored_version + 3 AND follows = st2) OVER w AS c3
+    FROM step4 s WINDOW w AS (PARTITION BY order_id)
+),
 judged AS (
-    SELECT m.*,
-           is_first AND NOT is_known AND version > GREATEST(
-               coalesce(stored_version, 0),
-               coalesce(max(version) FILTER (WHERE is_first AND NOT is_known) OVER (
-                   PARTITION BY order_id ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-           ) AS applied
-    FROM marked m
+    SELECT s.*, applied, NOT known AND (applied OR version <= held) AS recorded
+    FROM step5 s,
+         LATERAL (SELECT coalesce(ord = c1 OR ord = c2 OR ord = c3, false) AS applied) a,
+         LATERAL (SELECT CASE WHEN c3 < ord THEN stored_version + 3 WHEN c2 < ord THEN stored_version + 2
+                              WHEN c1 < ord THEN stored_version + 1 ELSE stored_version END AS held) h
+),
+settled AS (
+    SELECT j.*,
+           min(ord) FILTER (WHERE recorded) OVER w AS first_recorded,
+           count(*) FILTER (WHERE recorded) OVER w AS deliveries
+    FROM judged j WINDOW w AS (PARTITION BY event_id)
 ),
 bump AS (
-    UPDATE processed_events p SET deliveries = p.deliveries + j.copies
-    FROM judged j
-    WHERE j.is_first AND j.is_known AND p.event_id = j.event_id
+    UPDATE processed_events p SET deliveries = p.deliveries + s.copies
+    FROM settled s
+    WHERE s.known AND s.is_first AND p.event_id = s.event_id
 ),
 record AS (
     INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
-    SELECT event_id, order_id, version, event_type, CASE WHEN applied THEN 'applied' ELSE 'stale' END, copies
-    FROM judged
-    WHERE is_first AND NOT is_known
+    SELECT event_id, order_id, version, event_type, CASE WHEN applied THEN 'applied' ELSE 'stale' END, deliveries
+    FROM settled
+    WHERE ord = first_recorded
     ON CONFLICT (event_id) DO UPDATE SET deliveries = processed_events.deliveries + EXCLUDED.deliveries
 ),
 project AS (
     INSERT INTO order_projection (id, status, version, customer_id, currency, items, total_minor,
                                   payment_reference, cancel_reason, refund_reason, created_at, updated_at,
                                   last_event_id, last_event_at)
-    SELECT DISTINCT ON (order_id)
-           order_id, status, version, customer_id, currency, items::jsonb, total_minor,
-           payment_reference, cancel_reason, refund_reason, created_at, updated_at,
-           event_id, occurred_at
-    FROM judged
-    WHERE applied
-    ORDER BY order_id, version DESC
+    SELECT DISTINCT ON (i.order_id)
+           i.order_id, i.status, i.version, i.customer_id, i.currency, i.items::jsonb, i.total_minor,
+           i.payment_reference, i.cancel_reason, i.refund_reason, i.created_at, i.updated_at,
+           i.event_id, i.occurred_at
+    FROM settled s JOIN input i ON i.ord = s.ord
+    WHERE s.applied
+    ORDER BY i.order_id, i.version DESC
     ON CONFLICT (id) DO UPDATE SET
         status = EXCLUDED.status, version = EXCLUDED.version, customer_id = EXCLUDED.customer_id,
         currency = EXCLUDED.currency, items = EXCLUDED.items, total_minor = EXCLUDED.total_minor,
@@ -132,14 +176,19 @@ project AS (
         last_event_at = EXCLUDED.last_event_at, projected_at = now()
     WHERE order_projection.version < EXCLUDED.version
 )
-SELECT CASE WHEN applied THEN 'applied' WHEN is_first AND NOT is_known THEN 'stale' ELSE 'duplicate' END
-FROM judged
+SELECT CASE WHEN known OR ord > first_recorded THEN 'duplicate'
+            WHEN NOT recorded THEN 'out_of_sequence'
+            WHEN applied THEN 'applied'
+            ELSE 'stale' END
+FROM settled
 ORDER BY ord`
 
 // Apply applies events in slice order, in one transaction, and returns one
-// outcome per event (same index). Events of one order must come in the order
-// they were produced (Kafka's per-partition order); events of different
-// orders may interleave freely.
+// outcome per event (same index): applied, duplicate, stale, or out of
+// sequence (not applied, not recorded: the caller dead-letters it). Events of
+// one order must come in the order they were produced (Kafka's per-partition
+// order); events of different orders may interleave freely. The events must
+// have passed order.CheckEvent: Apply trusts their status and version.
 //
 // Error contract: on error nothing of the batch is stored (it may be retried
 // as a whole; if the commit was lost in transit, the retry finds the events
@@ -168,6 +217,7 @@ func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcom
 		created    = make([]time.Time, n)
 		updated    = make([]time.Time, n)
 		occurred   = make([]time.Time, n)
+		follows    = make([]string, n)
 		locks      = make([]int32, 0, n)
 	)
 	for i, ev := range events {
@@ -184,6 +234,9 @@ func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcom
 		statuses[i], customers[i], currencies[i], items[i], totals[i] = string(o.Status), o.CustomerID, o.Currency, string(b), o.TotalMinor
 		payRefs[i], cancels[i], refunds[i] = o.PaymentReference, o.CancelReason, o.RefundReason
 		created[i], updated[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.OccurredAt
+		if prev, ok := ev.Type.Follows(); ok {
+			follows[i] = string(prev)
+		}
 		locks = append(locks, lockKey(o.ID))
 	}
 	slices.Sort(locks)
@@ -194,7 +247,7 @@ func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcom
 	b := &pgx.Batch{}
 	b.Queue(lockOrdersSQL, lockNamespace, locks)
 	b.Queue(applySQL, eventIDs, types, orderIDs, versions, statuses, customers, currencies,
-		items, totals, payRefs, cancels, refunds, created, updated, occurred)
+		items, totals, payRefs, cancels, refunds, created, updated, occurred, follows)
 	br := s.pool.SendBatch(ctx, b)
 	outcomes, err := readApply(br, n)
 	if cerr := br.Close(); err == nil && cerr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -101,14 +102,34 @@ func ledger(t *testing.T, db *pgtest.DB) map[uuid.UUID]string {
 	return m
 }
 
+// cancelled is the CANCELLED event of placed's order, at version 2.
+func cancelled(t *testing.T, placed order.Event) order.Event {
+	t.Helper()
+	o := placed.Order
+	ev, err := o.Apply(order.Change{Action: order.ActionCancel, Reason: "no"}, t0.Add(time.Minute), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// reissued is ev under a new event_id: the same transition written twice,
+// as a buggy producer would.
+func reissued(ev order.Event) order.Event {
+	ev.ID = uuid.Must(uuid.NewV7())
+	return ev
+}
+
 func TestApplyAcrossBatches(t *testing.T) {
 	t.Parallel()
 	ev := history(t)
 	v1, v2, v3 := ev[0], ev[1], ev[2]
+	v1again, v2again := reissued(v1), reissued(v2)
 	const (
 		A = order.OutcomeApplied
 		D = order.OutcomeDuplicate
 		S = order.OutcomeStale
+		O = order.OutcomeOutOfSequence
 	)
 	tests := []struct {
 		name       string
@@ -132,25 +153,39 @@ func TestApplyAcrossBatches(t *testing.T) {
 			wantLedger: map[uuid.UUID]string{v1.ID: "applied/2", v2.ID: "applied/2"},
 		},
 		{
-			name:       "a gap: v3 before v2 ends with v3 and v2 recorded stale",
+			name:       "a gap: v3 before v2 is out of sequence, changes nothing and is not recorded",
 			batches:    [][]order.Event{{v1}, {v3}, {v2}},
-			want:       [][]order.Outcome{{A}, {A}, {S}},
-			final:      v3,
-			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "stale/1", v3.ID: "applied/1"},
-		},
-		{
-			name:       "a later event first: the placing event arriving after is stale",
-			batches:    [][]order.Event{{v2}, {v1}},
-			want:       [][]order.Outcome{{A}, {S}},
+			want:       [][]order.Outcome{{A}, {O}, {A}},
 			final:      v2,
-			wantLedger: map[uuid.UUID]string{v1.ID: "stale/1", v2.ID: "applied/1"},
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1"},
 		},
 		{
-			name:       "a stale event redelivered stays stale and is counted",
-			batches:    [][]order.Event{{v3}, {v2}, {v2}},
-			want:       [][]order.Outcome{{A}, {S}, {D}},
+			name:       "an out-of-sequence event applies once what precedes it has (a DLQ replay)",
+			batches:    [][]order.Event{{v1}, {v3}, {v2}, {v3}},
+			want:       [][]order.Outcome{{A}, {O}, {A}, {A}},
 			final:      v3,
-			wantLedger: map[uuid.UUID]string{v2.ID: "stale/2", v3.ID: "applied/1"},
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1", v3.ID: "applied/1"},
+		},
+		{
+			name:       "a PAID for an order never placed is out of sequence",
+			batches:    [][]order.Event{{v2}, {v1}},
+			want:       [][]order.Outcome{{O}, {A}},
+			final:      v1,
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1"},
+		},
+		{
+			name:       "a placing event under a new id after the order moved on is stale",
+			batches:    [][]order.Event{{v1, v2}, {v1again}},
+			want:       [][]order.Outcome{{A, A}, {S}},
+			final:      v2,
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1", v1again.ID: "stale/1"},
+		},
+		{
+			name:       "another event at a version already held is stale, and redelivered a duplicate",
+			batches:    [][]order.Event{{v1, v2, v3}, {v2again}, {v2again}},
+			want:       [][]order.Outcome{{A, A, A}, {S}, {D}},
+			final:      v3,
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1", v3.ID: "applied/1", v2again.ID: "stale/2"},
 		},
 	}
 	for _, tc := range tests {
@@ -173,10 +208,12 @@ func TestApplyAcrossBatches(t *testing.T) {
 func TestApplyWithinOneBatchFollowsSliceOrder(t *testing.T) {
 	t.Parallel()
 	a, b := history(t), history(t)
+	cancelA, a2again := cancelled(t, a[0]), reissued(a[1])
 	const (
 		A = order.OutcomeApplied
 		D = order.OutcomeDuplicate
 		S = order.OutcomeStale
+		O = order.OutcomeOutOfSequence
 	)
 	tests := []struct {
 		name       string
@@ -186,11 +223,32 @@ func TestApplyWithinOneBatchFollowsSliceOrder(t *testing.T) {
 		wantLedger map[uuid.UUID]string
 	}{
 		{
-			name:       "v3 then v2: v2 is stale",
+			name:       "v3 then v2: v3 is out of sequence, v2 applies",
 			batch:      []order.Event{a[0], a[2], a[1]},
-			want:       []order.Outcome{A, A, S},
+			want:       []order.Outcome{A, O, A},
+			final:      []order.Event{a[1]},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a[1].ID: "applied/1"},
+		},
+		{
+			name:       "v2, v1, v2 under a new id: the first v2 is out of sequence, the second applies",
+			batch:      []order.Event{a[1], a[0], a2again},
+			want:       []order.Outcome{O, A, A},
+			final:      []order.Event{a2again},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a2again.ID: "applied/1"},
+		},
+		{
+			name:       "cancelled then refunded: a refund cannot follow a cancellation",
+			batch:      []order.Event{a[0], cancelA, a[2]},
+			want:       []order.Outcome{A, A, O},
+			final:      []order.Event{cancelA},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", cancelA.ID: "applied/1"},
+		},
+		{
+			name:       "paid and cancelled at version 2: the second is stale",
+			batch:      []order.Event{a[0], a[1], cancelA, a[2]},
+			want:       []order.Outcome{A, A, S, A},
 			final:      []order.Event{a[2]},
-			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a[1].ID: "stale/1", a[2].ID: "applied/1"},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a[1].ID: "applied/1", cancelA.ID: "stale/1", a[2].ID: "applied/1"},
 		},
 		{
 			name:       "v1, v2, v3 in order: all applied, the last wins",
@@ -207,20 +265,23 @@ func TestApplyWithinOneBatchFollowsSliceOrder(t *testing.T) {
 			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/2"},
 		},
 		{
-			name:       "a duplicate of a newer event does not make an older one stale twice",
-			batch:      []order.Event{a[1], a[1], a[0], a[2], a[2]},
-			want:       []order.Outcome{A, D, S, A, D},
+			name:       "duplicates in a batch are counted once applied",
+			batch:      []order.Event{a[0], a[1], a[1], a[0], a[2], a[2]},
+			want:       []order.Outcome{A, A, D, D, A, D},
 			final:      []order.Event{a[2]},
-			wantLedger: map[uuid.UUID]string{a[0].ID: "stale/1", a[1].ID: "applied/2", a[2].ID: "applied/2"},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/2", a[1].ID: "applied/2", a[2].ID: "applied/2"},
 		},
 		{
+			// b[2] comes before the b[1] it follows, then again after it: the
+			// first delivery is out of sequence, the second applies, as one at
+			// a time they would.
 			name:  "two orders interleaved are judged independently",
-			batch: []order.Event{a[0], b[0], b[2], a[1], b[1], a[0]},
-			want:  []order.Outcome{A, A, A, A, S, D},
+			batch: []order.Event{a[0], b[0], b[2], a[1], b[1], a[0], b[2]},
+			want:  []order.Outcome{A, A, O, A, A, D, A},
 			final: []order.Event{a[1], b[2]},
 			wantLedger: map[uuid.UUID]string{
 				a[0].ID: "applied/2", a[1].ID: "applied/1",
-				b[0].ID: "applied/1", b[1].ID: "stale/1", b[2].ID: "applied/1",
+				b[0].ID: "applied/1", b[1].ID: "applied/1", b[2].ID: "applied/1",
 			},
 		},
 	}
@@ -289,9 +350,10 @@ func TestGet(t *testing.T) {
 		}
 	})
 	t.Run("an applied order carries its event's state and times", func(t *testing.T) {
-		ev := history(t)[1]
+		h := history(t)
+		ev := h[1]
 		before := time.Now()
-		mustApply(t, s, ev)
+		mustApply(t, s, h[0], ev)
 		wantState(t, s, ev)
 		p, err := s.Get(ctx, ev.Order.ID)
 		if err != nil {
@@ -522,5 +584,52 @@ func TestConcurrentApplyOfTheSameBatch(t *testing.T) {
 		if rec != fmt.Sprintf("applied/%d", callers) {
 			t.Errorf("event %s: %s, want applied/%d", id, rec, callers)
 		}
+	}
+}
+
+// Applying a batch judges every event as applying them one at a time, in
+// slice order, would: same outcomes, same ledger, same projection. Batches
+// are random mixes of in-order, out-of-order, redelivered and reissued
+// events of a few orders.
+func TestApplyBatchEqualsOneAtATime(t *testing.T) {
+	t.Parallel()
+	batched, dbA := newStore(t)
+	single, dbB := newStore(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(8, 2026))
+	for round := range 40 {
+		var pool []order.Event
+		for range 3 {
+			h := history(t)
+			pool = append(pool, h...)
+			pool = append(pool, cancelled(t, h[0]), reissued(h[1]))
+		}
+		batch := make([]order.Event, 12)
+		for i := range batch {
+			batch[i] = pool[rng.IntN(len(pool))]
+		}
+		got, err := batched.Apply(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ev := range batch {
+			one, err := single.Apply(ctx, []order.Event{ev})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[i] != one[0] {
+				t.Fatalf("round %d, event %d (%s v%d): batch says %s, one at a time %s", round, i, ev.Type, ev.Order.Version, got[i], one[0])
+			}
+		}
+		for _, ev := range pool {
+			a, errA := batched.Get(ctx, ev.Order.ID)
+			b, errB := single.Get(ctx, ev.Order.ID)
+			if (errA == nil) != (errB == nil) || !reflect.DeepEqual(a.Order, b.Order) || a.LastEventID != b.LastEventID {
+				t.Fatalf("round %d: order %s differs:\n batch %+v %v\nsingle %+v %v", round, ev.Order.ID, a.Order, errA, b.Order, errB)
+			}
+		}
+	}
+	if a, b := ledger(t, dbA), ledger(t, dbB); !reflect.DeepEqual(a, b) {
+		t.Fatalf("ledgers differ:\n batch %v\nsingle %v", a, b)
 	}
 }

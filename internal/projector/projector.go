@@ -155,6 +155,11 @@ type Stats struct {
 	Applied, Duplicate, Stale, DeadLettered, Retries, Batches int64
 }
 
+// MaxObservedLag bounds what consumer_end_to_end_latency_seconds observes:
+// an applied event that occurred longer ago (a DLQ replay, a backlog of more
+// than a week) or in the future (a producer's clock ahead) is not observed.
+const MaxObservedLag = 7 * 24 * time.Hour
+
 // Consumer runs the loop. Create it with New, call Run once.
 type Consumer struct {
 	cfg   Config
@@ -343,6 +348,10 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 			continue
 		}
 		ev, err := c.cfg.Decoder.Decode(ctx, it.msg.Value)
+		if err == nil {
+			// Only an event the API could have written is applied.
+			err = order.CheckEvent(ev, it.msg.Key, time.Now())
+		}
 		if err != nil {
 			if c.cfg.DecodePermanent(err) {
 				it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
@@ -350,14 +359,7 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 			}
 			return err
 		}
-		for _, h := range it.msg.Headers {
-			switch h.Key {
-			case "traceparent":
-				ev.Meta.Traceparent = string(h.Value)
-			case "correlation_id":
-				ev.Meta.CorrelationID = string(h.Value)
-			}
-		}
+		ev.Meta.Traceparent, ev.Meta.CorrelationID = traceHeaders(it.msg)
 		it.ev = ev
 	}
 	return nil
@@ -381,7 +383,7 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 	outcomes, err := c.cfg.Projector.Apply(ctx, events)
 	if err == nil {
 		for j, i := range idx {
-			items[i].outcome = outcomes[j]
+			c.settle(&items[i], outcomes[j])
 		}
 		return nil
 	}
@@ -393,7 +395,7 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev})
 		switch {
 		case err == nil:
-			items[i].outcome = outcomes[0]
+			c.settle(&items[i], outcomes[0])
 		case c.cfg.ApplyPermanent(err):
 			items[i].dead = &deadletter.DeadLetter{Msg: items[i].msg, Class: c.cfg.ErrorClass(err), Err: err}
 		default:
@@ -405,20 +407,53 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 	return nil
 }
 
+// settle records what applying did to it; an event out of sequence (it does
+// not follow the state the projection holds) becomes a dead letter, from
+// which a replay applies it once what precedes it has.
+func (c *Consumer) settle(it *item, outcome order.Outcome) {
+	it.outcome = outcome
+	if outcome != order.OutcomeOutOfSequence {
+		return
+	}
+	o := it.ev.Order
+	prev, _ := it.ev.Type.Follows()
+	detail := fmt.Sprintf("a %s event at version %d follows %s at version %d, which the projection of order %s does not hold",
+		it.ev.Type, o.Version, prev, o.Version-1, o.ID)
+	err := &order.EventError{Rule: order.RuleOutOfSequence, Detail: detail}
+	it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
+}
+
+// Header values longer than this are ignored: a W3C traceparent is 55 bytes,
+// and order-api makes up a correlation ID past 128.
+const maxTraceHeader = 256
+
+// traceHeaders returns the message's traceparent and correlation_id
+// headers, each only if it is short, valid UTF-8 text.
+func traceHeaders(m kafka.Message) (traceparent, correlationID string) {
+	for _, h := range m.Headers {
+		if len(h.Value) > maxTraceHeader || !order.ValidText(string(h.Value)) {
+			continue
+		}
+		switch h.Key {
+		case "traceparent":
+			traceparent = string(h.Value)
+		case "correlation_id":
+			correlationID = string(h.Value)
+		}
+	}
+	return traceparent, correlationID
+}
+
 // startSpan starts the message's consumer span, child of the traceparent
 // in its headers, and returns a context carrying it and the message's
 // correlation ID for its log lines.
 func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Time) (context.Context, trace.Span) {
-	var tp, corr string
-	for _, h := range m.Headers {
-		switch h.Key {
-		case "traceparent":
-			tp = string(h.Value)
-		case "correlation_id":
-			corr = string(h.Value)
-		}
-	}
+	tp, corr := traceHeaders(m)
 	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, tp, ""), corr)
+	key := string(m.Key)
+	if len(m.Key) > 64 || !order.ValidText(key) {
+		key = order.Quote(key, 64) // an order ID is 36 bytes; anything else is shown, not stored whole
+	}
 	return c.cfg.Tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
@@ -427,7 +462,7 @@ func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Ti
 			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
 			attribute.Int("messaging.destination.partition.id", m.Partition),
 			attribute.Int64("messaging.kafka.offset", m.Offset),
-			attribute.String("messaging.kafka.message.key", string(m.Key)),
+			attribute.String("messaging.kafka.message.key", key),
 		))
 }
 
@@ -452,7 +487,11 @@ func (c *Consumer) finish(items []item, start time.Time, err error) {
 			it.span.SetStatus(codes.Error, it.dead.Class)
 		case it.outcome == order.OutcomeApplied:
 			c.stats.applied.Add(1)
-			c.m.e2e.Observe(now.Sub(it.ev.OccurredAt).Seconds())
+			// A lag outside [0, MaxObservedLag] says more about a clock, a
+			// replay or a rebuild than about the pipeline: not observed.
+			if lag := now.Sub(it.ev.OccurredAt); lag >= 0 && lag <= MaxObservedLag {
+				c.m.e2e.Observe(lag.Seconds())
+			}
 		case it.outcome == order.OutcomeDuplicate:
 			c.stats.duplicate.Add(1)
 		case it.outcome == order.OutcomeStale:

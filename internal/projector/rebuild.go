@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -102,6 +103,8 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 				res.Duplicate++
 			case order.OutcomeStale:
 				res.Stale++
+			case order.OutcomeOutOfSequence:
+				res.Skipped++
 			}
 		}
 		events = events[:0]
@@ -120,7 +123,11 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		err := c.retry(ctx, "schema registry", func() error {
 			var err error
 			ev, err = cfg.Decoder.Decode(ctx, m.Value)
+			if err == nil {
+				err = order.CheckEvent(ev, m.Key, time.Now())
+			}
 			if err != nil && cfg.DecodePermanent(err) {
+				ev = order.Event{}
 				return nil
 			}
 			return err
