@@ -9,8 +9,11 @@
 //	order-consumer health                   exit 0 if the running service's /readyz answers 200
 //
 // Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
-// (inclusive, DLQ offsets), -key KEY; list also takes -json. replay needs a
-// selection, or -all to replay everything.
+// (inclusive offsets in DLQ partition N, so they need -partition), -key KEY;
+// list also takes -json. replay needs a selection, or -all to replay
+// everything; it skips letters replayed before unless -force, and letters
+// cut to fit the DLQ. An invalid selection (a partition the DLQ does not
+// have, a negative offset, from after to) is refused, nothing replayed.
 package main
 
 import (
@@ -43,7 +46,7 @@ func main() {
 	}
 }
 
-const usage = "usage: order-consumer [migrate | rebuild | health | dlq list [-json] [selection] | dlq replay (selection | -all)]"
+const usage = "usage: order-consumer [migrate | rebuild | health | dlq list [-json] [selection] | dlq replay (selection | -all) [-force]]"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load[orderconsumer.Config](getenv)
@@ -88,34 +91,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func dlq(ctx context.Context, cfg orderconsumer.Config, cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	partition := fs.Int("partition", -1, "only this DLQ partition")
-	from := fs.Int64("from", -1, "only DLQ offsets >= this")
-	to := fs.Int64("to", -1, "only DLQ offsets <= this")
+	partition := fs.Int("partition", 0, "only this DLQ partition")
+	from := fs.Int64("from", 0, "only DLQ offsets >= this (in -partition)")
+	to := fs.Int64("to", 0, "only DLQ offsets <= this (in -partition)")
 	key := fs.String("key", "", "only messages with this key (an order ID)")
 	asJSON := fs.Bool("json", false, "print JSON (list)")
 	all := fs.Bool("all", false, "replay every dead letter (replay)")
+	force := fs.Bool("force", false, "replay letters replayed before too (replay)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
 	}
+	// A flag given is part of the selection whatever its value: a negative
+	// partition is refused, never read as "every partition".
 	var f deadletter.Filter
-	if *partition >= 0 {
-		f.Partition = partition
-	}
-	if *from >= 0 {
-		f.FromOffset = from
-	}
-	if *to >= 0 {
-		f.ToOffset = to
-	}
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "partition":
+			f.Partition = partition
+		case "from":
+			f.FromOffset = from
+		case "to":
+			f.ToOffset = to
+		}
+	})
 	f.Key = *key
 	selected := f.Partition != nil || f.FromOffset != nil || f.ToOffset != nil || f.Key != ""
 
 	switch cmd {
 	case "list":
-		entries, err := deadletter.List(ctx, cfg.KafkaBrokers[0], cfg.DLQTopic, f)
+		if *all || *force {
+			return errors.New("dlq list takes no -all or -force")
+		}
+		entries, err := orderconsumer.ListDLQ(ctx, cfg, f)
 		if err != nil {
 			return err
 		}
@@ -127,7 +137,10 @@ func dlq(ctx context.Context, cfg orderconsumer.Config, cmd string, args []strin
 		if !selected && !*all {
 			return errors.New("dlq replay needs a selection (-partition, -from, -to, -key) or -all")
 		}
-		res, err := deadletter.Replay(ctx, cfg.KafkaBrokers, cfg.DLQTopic, f)
+		if selected && *all {
+			return errors.New("dlq replay takes a selection or -all, not both")
+		}
+		res, err := orderconsumer.ReplayDLQ(ctx, cfg, f, *force)
 		if err != nil {
 			return err
 		}

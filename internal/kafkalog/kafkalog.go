@@ -1,34 +1,90 @@
 // Package kafkalog reads what a topic holds, partition by partition, from its
 // first offset to the end offsets at the time of the call, without a consumer
 // group: nothing is committed and nothing waits for new messages. Operator
-// commands (dlq list, dlq replay) and tests read topics through it.
+// commands (dlq list, dlq replay, rebuild), the dead-letter publisher and
+// tests read topics through it.
+//
+// It reads with kafka-go's protocol-level client, which keeps what kafka-go's
+// Reader and Conn lose: a null key or value is nil in the messages it
+// returns, an empty one is a non-nil empty slice. A dead letter and its
+// replay need that distinction to be byte for byte.
 package kafkalog
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 )
 
-// Partitions returns the partitions of topic, sorted by ID.
-func Partitions(ctx context.Context, broker, topic string) ([]kafka.Partition, error) {
-	conn, err := kafka.DialContext(ctx, "tcp", broker)
+// MaxFetchBytes bounds one fetch; a record batch larger than this is still
+// returned whole by the broker.
+const MaxFetchBytes = 16 << 20
+
+// Client returns a client for brokers whose calls time out after timeout.
+func Client(brokers []string, timeout time.Duration) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout}
+}
+
+// Partitions returns the partition IDs of topic, sorted, or an error if the
+// topic does not exist.
+func Partitions(ctx context.Context, c *kafka.Client, topic string) ([]int, error) {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", broker, err)
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
 	}
-	defer conn.Close()
-	parts, err := conn.ReadPartitions(topic)
+	if len(md.Topics) != 1 {
+		return nil, fmt.Errorf("metadata of %s: %d topics in the answer", topic, len(md.Topics))
+	}
+	if err := md.Topics[0].Error; err != nil {
+		return nil, fmt.Errorf("topic %s: %w", topic, err)
+	}
+	ids := make([]int, 0, len(md.Topics[0].Partitions))
+	for _, p := range md.Topics[0].Partitions {
+		ids = append(ids, p.ID)
+	}
+	sort.Ints(ids)
+	return ids, nil
+}
+
+// Bounds is where a partition starts and ends: its first offset (after
+// retention and deletions) and the offset the next message will get.
+type Bounds struct {
+	Partition   int
+	First, Next int64
+}
+
+// Offsets returns the bounds of every partition of topic, by partition.
+func Offsets(ctx context.Context, c *kafka.Client, topic string) ([]Bounds, error) {
+	parts, err := Partitions(ctx, c, topic)
 	if err != nil {
-		return nil, fmt.Errorf("partitions of %s: %w", topic, err)
+		return nil, err
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
-	return parts, nil
+	reqs := make([]kafka.OffsetRequest, 0, 2*len(parts))
+	for _, p := range parts {
+		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+	}
+	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	out := make([]Bounds, 0, len(parts))
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		out = append(out, Bounds{Partition: po.Partition, First: po.FirstOffset, Next: po.LastOffset})
+	}
+	if len(out) != len(parts) {
+		return nil, fmt.Errorf("offsets of %s: %d partitions answered of %d", topic, len(out), len(parts))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out, nil
 }
 
 // ReadAll returns every message topic holds now, by partition then offset.
@@ -44,59 +100,85 @@ func ReadAll(ctx context.Context, broker, topic string) ([]kafka.Message, error)
 // Each calls fn for every message topic holds now, by partition then offset,
 // and stops at fn's first error.
 func Each(ctx context.Context, broker, topic string, fn func(kafka.Message) error) error {
-	parts, err := Partitions(ctx, broker, topic)
+	c := Client([]string{broker}, 10*time.Second)
+	bounds, err := Offsets(ctx, c, topic)
 	if err != nil {
 		return err
 	}
-	for _, p := range parts {
-		if err := eachInPartition(ctx, p, topic, fn); err != nil {
+	for _, b := range bounds {
+		if err := Range(ctx, c, topic, b.Partition, b.First, b.Next, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func eachInPartition(ctx context.Context, p kafka.Partition, topic string, fn func(kafka.Message) error) error {
-	addr := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-	conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, p.ID)
-	if err != nil {
-		return fmt.Errorf("dial leader of %s/%d: %w", topic, p.ID, err)
-	}
-	defer conn.Close()
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return fmt.Errorf("offsets of %s/%d: %w", topic, p.ID, err)
-	}
-	for off := first; off < last; {
-		if _, err := conn.Seek(off, kafka.SeekAbsolute); err != nil {
-			return fmt.Errorf("seek %s/%d@%d: %w", topic, p.ID, off, err)
+// Range calls fn for each message of topic's partition from offset from up
+// to (not including) to, in offset order, and stops at fn's first error.
+// Offsets the partition no longer holds are skipped.
+func Range(ctx context.Context, c *kafka.Client, topic string, partition int, from, to int64, fn func(kafka.Message) error) error {
+	for off := from; off < to; {
+		resp, err := c.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: partition, Offset: off,
+			MinBytes: 1, MaxBytes: MaxFetchBytes, MaxWait: 100 * time.Millisecond})
+		if err != nil {
+			return fmt.Errorf("read %s/%d@%d: %w", topic, partition, off, err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-			deadline = dl
+		if errors.Is(resp.Error, kafka.OffsetOutOfRange) && resp.LogStartOffset > off {
+			off = resp.LogStartOffset // deleted meanwhile (retention)
+			continue
 		}
-		_ = conn.SetReadDeadline(deadline)
-		batch := conn.ReadBatch(1, 16<<20)
-		n := 0
-		for off < last {
-			m, err := batch.ReadMessage()
-			if err != nil {
+		if resp.Error != nil {
+			return fmt.Errorf("read %s/%d@%d: %w", topic, partition, off, resp.Error)
+		}
+		start := off
+		for off < to {
+			r, err := resp.Records.ReadRecord()
+			if errors.Is(err, io.EOF) {
 				break
 			}
-			m.Topic, m.Partition = topic, p.ID
-			off = m.Offset + 1
-			n++
+			if err != nil {
+				return fmt.Errorf("read %s/%d@%d: %w", topic, partition, off, err)
+			}
+			if r.Offset < off {
+				continue // a batch may start before the offset asked for
+			}
+			if r.Offset >= to {
+				off = to
+				break
+			}
+			m, err := message(topic, partition, r)
+			if err != nil {
+				return fmt.Errorf("read %s/%d@%d: %w", topic, partition, r.Offset, err)
+			}
+			off = r.Offset + 1
 			if err := fn(m); err != nil {
-				batch.Close()
 				return err
 			}
 		}
-		if err := batch.Close(); err != nil && !errors.Is(err, kafka.RequestTimedOut) {
-			return fmt.Errorf("read %s/%d@%d: %w", topic, p.ID, off, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("read %s/%d: no progress at offset %d of %d", topic, p.ID, off, last)
+		if off == start {
+			if resp.HighWatermark <= off {
+				return nil // the partition ends before to (truncated meanwhile)
+			}
+			return fmt.Errorf("read %s/%d: no progress at offset %d of %d", topic, partition, off, to)
 		}
 	}
 	return nil
+}
+
+// message copies r out of the fetch buffer, keeping null apart from empty.
+func message(topic string, partition int, r *kafka.Record) (kafka.Message, error) {
+	key, err := protocol.ReadAll(r.Key)
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	value, err := protocol.ReadAll(r.Value)
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	headers := make([]kafka.Header, len(r.Headers))
+	for i, h := range r.Headers {
+		headers[i] = kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)}
+	}
+	return kafka.Message{Topic: topic, Partition: partition, Offset: r.Offset, Key: key, Value: value,
+		Headers: headers, Time: r.Time.UTC()}, nil
 }

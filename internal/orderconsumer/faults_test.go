@@ -212,7 +212,7 @@ func TestReplayAndRebuild(t *testing.T) {
 	s.waitVersion(h[0].Order.ID, 1)
 	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 2, 20*time.Second) // v3 follows v2, which is not there
 
-	res, err := deadletter.Replay(context.Background(), s.kafka.Brokers(), dlqTopic, deadletter.Filter{Key: string(v2.Key)})
+	res, err := orderconsumer.ReplayDLQ(context.Background(), s.cfg(), deadletter.Filter{Key: string(v2.Key)}, false)
 	if err != nil || res.Replayed != 2 || res.ByTopic[topic] != 2 {
 		t.Fatalf("replay: %+v %v", res, err)
 	}

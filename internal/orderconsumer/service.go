@@ -109,7 +109,7 @@ func (s *Service) wire() error {
 	if err != nil {
 		return err
 	}
-	s.dlq, err = deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID})
+	s.dlq, err = deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID, Logger: s.log})
 	if err != nil {
 		return err
 	}

@@ -365,7 +365,7 @@ func TestPoisonMessagesGoToTheDLQIntactAndTheRestIsApplied(t *testing.T) {
 
 	// dlq list shows them; dlq replay puts them back, and they go to the DLQ
 	// again (still poison), while a replayed good event would be judged by version.
-	entries, err := deadletter.List(context.Background(), s.kafka.Brokers()[0], dlqTopic, deadletter.Filter{})
+	entries, err := deadletter.List(context.Background(), s.kafka.Brokers(), dlqTopic, deadletter.Filter{})
 	if err != nil || len(entries) != len(poison) || entries[2].ErrorClass != "eventcodec.ErrUnknownSchema" || entries[2].OriginalOffset != 3 {
 		t.Fatalf("list: %v %+v", err, entries)
 	}

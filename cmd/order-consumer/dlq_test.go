@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/devstack"
+	"github.com/ordersonkafka/orders/internal/kafkatest"
+	"github.com/ordersonkafka/orders/internal/pgtest"
+)
+
+// Findings 8 and 9: `dlq replay -partition -5 -from 1` replayed every
+// partition, and `dlq replay -all` run twice replayed everything twice. A
+// selection that cannot mean what it says is refused with nothing written,
+// and a letter replayed once is skipped unless -force.
+func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
+	k, err := devstack.StartKafka(devstack.KafkaConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	db := pgtest.MustDB(t, nil)
+	env := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL}
+	getenv := func(key string) string { return env[key] }
+	ctx := context.Background()
+
+	pub, _ := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector"})
+	defer pub.Close()
+	var dls []deadletter.DeadLetter
+	for i, p := range []int{1, 1, 4} {
+		dls = append(dls, deadletter.DeadLetter{
+			Msg:   kafka.Message{Topic: "order-events", Partition: p, Offset: int64(i), Time: time.Now(), Key: []byte("k"), Value: []byte{byte('a' + i)}},
+			Class: "eventcodec.ErrNotFramed", Err: errorString("not framed"),
+		})
+	}
+	if err := pub.Publish(ctx, dls); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, args := range [][]string{
+		{"-partition", "-5", "-from", "1"},
+		{"-partition", "6"},
+		{"-partition", "1", "-from", "2", "-to", "1"},
+		{"-from", "1"},
+		{"-partition", "1", "-to", "-1"},
+		{"-all", "-key", "k"},
+	} {
+		for _, cmd := range []string{"replay", "list"} {
+			if cmd == "list" && args[0] == "-all" {
+				continue
+			}
+			err := run(ctx, append([]string{"dlq", cmd}, args...), getenv, &out, &out)
+			if err == nil {
+				t.Errorf("dlq %s %s: accepted", cmd, strings.Join(args, " "))
+			}
+		}
+	}
+	if msgs, _ := kafkatest.ReadAll(ctx, k.Brokers()[0], "order-events"); len(msgs) != 0 {
+		t.Fatalf("refused selections replayed %d messages", len(msgs))
+	}
+
+	replayAll := func(extra ...string) map[string]any {
+		t.Helper()
+		out.Reset()
+		if err := run(ctx, append([]string{"dlq", "replay", "-all"}, extra...), getenv, &out, &out); err != nil {
+			t.Fatal(err)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("output %q: %v", out.String(), err)
+		}
+		return res
+	}
+	if res := replayAll(); res["replayed"] != 3.0 {
+		t.Fatalf("first replay -all: %v", res)
+	}
+	if res := replayAll(); res["replayed"] != 0.0 || res["skipped_already_replayed"] != 3.0 {
+		t.Fatalf("second replay -all: %v", res)
+	}
+	msgs, _ := kafkatest.ReadAll(ctx, k.Brokers()[0], "order-events")
+	if len(msgs) != 3 {
+		t.Fatalf("two replays of 3 letters put %d messages back", len(msgs))
+	}
+	for i, m := range msgs {
+		if want := dls[i].Msg.Partition; m.Partition != want {
+			t.Errorf("letter %d replayed to partition %d, original %d", i, m.Partition, want)
+		}
+	}
+	if res := replayAll("-force"); res["replayed"] != 3.0 {
+		t.Fatalf("replay -all -force: %v", res)
+	}
+	// A selection of one partition replays only it.
+	out.Reset()
+	if err := run(ctx, []string{"dlq", "replay", "-partition", "4", "-force"}, getenv, &out, &out); err != nil || !strings.Contains(out.String(), `"replayed":1`) {
+		t.Fatalf("replay -partition 4: %v %s", err, out.String())
+	}
+}
