@@ -5,7 +5,7 @@
 //	order-consumer migrate                  apply the projection migrations and exit
 //	order-consumer dlq list [flags]         show what the dead-letter topic holds
 //	order-consumer dlq replay [flags]       republish dead letters to their original topic
-//	order-consumer rebuild                  rebuild the projection from the start of the topic
+//	order-consumer rebuild [-allow-partial] rebuild the projection from the start of the topic
 //	order-consumer health                   exit 0 if the running service's /readyz answers 200
 //
 // Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,6 +34,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/pgdb"
+	"github.com/ordersonkafka/orders/internal/projector"
 	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
@@ -46,7 +48,7 @@ func main() {
 	}
 }
 
-const usage = "usage: order-consumer [migrate | rebuild | health | dlq list [-json] [selection] | dlq replay (selection | -all) [-force]]"
+const usage = "usage: order-consumer [migrate | rebuild [-allow-partial] | health | dlq list [-json] [selection] | dlq replay (selection | -all) [-force]]"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load[orderconsumer.Config](getenv)
@@ -72,20 +74,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprintln(stdout, "order-consumer: migrations applied to", pgdb.Redact(cfg.DatabaseURL))
 		return nil
-	case args[0] == "rebuild" && len(args) == 1:
-		res, err := orderconsumer.Rebuild(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "rebuilt from %s: %d read, %d applied, %d duplicate, %d stale, %d skipped (undecodable, see the DLQ)\n",
-			cfg.Topic, res.Read, res.Applied, res.Duplicate, res.Stale, res.Skipped)
-		return nil
+	case args[0] == "rebuild":
+		return rebuild(ctx, cfg, log, args[1:], stdout, stderr)
 	case args[0] == "health" && len(args) == 1:
 		return healthcheck.Ready(ctx, cfg.HTTPAddr, stdout)
 	case args[0] == "dlq" && len(args) >= 2 && (args[1] == "list" || args[1] == "replay"):
 		return dlq(ctx, cfg, args[1], args[2:], stdout, stderr)
 	}
 	return errors.New(usage)
+}
+
+func rebuild(ctx context.Context, cfg orderconsumer.Config, log *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	allowPartial := fs.Bool("allow-partial", false, "rebuild even if the topic lost events the projection was built from")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
+	}
+	res, err := orderconsumer.Rebuild(ctx, cfg, log, *allowPartial)
+	var partial *projector.PartialTopicError
+	if errors.As(err, &partial) {
+		return fmt.Errorf("%w; the projection is unchanged. To rebuild anyway, without those orders, run `order-consumer rebuild -allow-partial`", err)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; the projection is unchanged", err)
+	}
+	for _, b := range res.Partial {
+		fmt.Fprintf(stdout, "partial: partition %d starts at offset %d; orders whose events were before it are not in the projection\n", b.Partition, b.First)
+	}
+	fmt.Fprintf(stdout, "rebuilt from %s: %d read, %d applied, %d duplicate, %d stale, %d skipped (undecodable, invalid or out of sequence: see the DLQ)\n",
+		cfg.Topic, res.Read, res.Applied, res.Duplicate, res.Stale, res.Skipped)
+	return nil
 }
 
 func dlq(ctx context.Context, cfg orderconsumer.Config, cmd string, args []string, stdout, stderr io.Writer) error {

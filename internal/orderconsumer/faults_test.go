@@ -233,7 +233,7 @@ func TestReplayAndRebuild(t *testing.T) {
 	if err := c.stop(); err != nil {
 		t.Fatal(err)
 	}
-	rb, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil)
+	rb, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

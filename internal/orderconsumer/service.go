@@ -179,20 +179,50 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 	return s.Serve(ctx, ln)
 }
 
-// Rebuild empties the projection and re-applies the whole topic; see
-// projector.Rebuild. Stop the consumers first.
-func Rebuild(ctx context.Context, cfg Config, log *slog.Logger) (projector.RebuildResult, error) {
+// Rebuild builds the projection again from the whole topic, beside the live
+// one, and moves it in once complete; see projector.Rebuild. It refuses a
+// topic that no longer holds every event the projection was built from
+// unless allowPartial. Stop the consumers first.
+func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial bool) (projector.RebuildResult, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Projection())
 	if err != nil {
 		return projector.RebuildResult{}, err
 	}
 	defer pool.Close()
+	origin, err := projection.New(pool).Origin(ctx, cfg.Topic)
+	if err != nil {
+		return projector.RebuildResult{}, err
+	}
 	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL})
 	if err != nil {
 		return projector.RebuildResult{}, err
 	}
+	var rb *projection.Rebuild
+	defer func() {
+		if rb != nil {
+			rb.Close(ctx)
+		}
+	}()
 	return projector.Rebuild(ctx, projector.RebuildConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, BatchSize: cfg.BatchSize, Decoder: dec,
-		Projection: projection.New(pool), DecodePermanent: permanent, ApplyPermanent: permanent, Logger: log,
+		DecodePermanent: permanent, ApplyPermanent: permanent, Logger: log,
+		Origin: origin, AllowPartial: allowPartial,
+		Begin: func(ctx context.Context) (projector.RebuildTarget, error) {
+			rb, err = projection.BeginRebuild(ctx, pool, cfg.DatabaseURL, migrations.Projection())
+			if err != nil {
+				return nil, err
+			}
+			return rebuildTarget{rb}, nil
+		},
 	})
+}
+
+// rebuildTarget applies into a projection.Rebuild's tables.
+type rebuildTarget struct{ *projection.Rebuild }
+
+func (t rebuildTarget) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
+	return t.Store.Apply(ctx, events)
 }

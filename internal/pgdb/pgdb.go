@@ -22,9 +22,17 @@ import (
 // Open returns a pool for dsn after checking that the server answers.
 // maxConns <= 0 keeps pgxpool's default (the larger of 4 and the CPU count).
 func Open(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, error) {
+	return open(ctx, dsn, maxConns, "")
+}
+
+// open is Open with search_path set to schema, unless it is empty.
+func open(ctx context.Context, dsn string, maxConns int32, schema string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
@@ -46,9 +54,17 @@ func Open(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, error
 // dsn. A PostgreSQL session lock makes concurrent callers (several replicas
 // starting at once) take turns.
 func Migrate(ctx context.Context, dsn string, fsys fs.FS) error {
+	return migrate(ctx, dsn, fsys, "")
+}
+
+// migrate is Migrate with search_path set to schema, unless it is empty.
+func migrate(ctx context.Context, dsn string, fsys fs.FS, schema string) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("parse database url: %w", err)
+	}
+	if schema != "" {
+		cfg.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()

@@ -63,7 +63,7 @@ func BenchmarkApply(b *testing.B) {
 			var elapsed time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				if err := s.Reset(ctx); err != nil {
+				if _, err := db.Pool.Exec(ctx, `TRUNCATE order_projection, processed_events`); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()

@@ -365,15 +365,6 @@ func (s *Store) Processed(ctx context.Context, eventID uuid.UUID) (ProcessedEven
 	return pe, nil
 }
 
-// Reset empties the projection and the ledger, for a rebuild from the start
-// of the topic. Concurrent Apply calls wait for it (TRUNCATE's lock).
-func (s *Store) Reset(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, `TRUNCATE order_projection, processed_events`); err != nil {
-		return fmt.Errorf("reset projection: %w", err)
-	}
-	return nil
-}
-
 // IsPermanent reports whether err is a data error that retrying cannot fix:
 // PostgreSQL SQLSTATE class 22 (data exception: a value out of range, too
 // long, malformed) or 23 (integrity constraint violation: a CHECK or NOT NULL

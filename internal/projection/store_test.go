@@ -365,28 +365,49 @@ func TestGet(t *testing.T) {
 	})
 }
 
-func TestReset(t *testing.T) {
+// A rebuild fills tables beside the live ones; the live projection serves
+// unchanged until Commit moves the new tables in, with the names, indexes
+// and constraints the migrations gave them, and records the origin.
+func TestRebuildSwapsInWholeTables(t *testing.T) {
 	t.Parallel()
 	s, db := newStore(t)
 	ctx := context.Background()
-	ev := history(t)
-	mustApply(t, s, ev...)
+	old, fresh := history(t), history(t)
+	mustApply(t, s, old...)
 
-	if err := s.Reset(ctx); err != nil {
+	rb, err := projection.BeginRebuild(ctx, db.Pool, db.URL, migrations.Projection())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, ev[0].Order.ID); !errors.Is(err, order.ErrNotFound) {
-		t.Errorf("after Reset Get err = %v, want order.ErrNotFound", err)
+	defer rb.Close(ctx)
+	if _, err := projection.BeginRebuild(ctx, db.Pool, db.URL, migrations.Projection()); err == nil {
+		t.Fatal("a second rebuild began while one runs")
 	}
-	if l := ledger(t, db); len(l) != 0 {
-		t.Errorf("after Reset the ledger holds %v", l)
+	if got, err := rb.Store.Apply(ctx, fresh); err != nil || got[2] != order.OutcomeApplied {
+		t.Fatalf("apply into the rebuild: %v %v", got, err)
 	}
-	// A rebuild replays the topic from the start and reaches the same state.
-	want := []order.Outcome{order.OutcomeApplied, order.OutcomeApplied, order.OutcomeApplied}
-	if got := mustApply(t, s, ev...); !reflect.DeepEqual(got, want) {
-		t.Errorf("replay after Reset: %v, want %v", got, want)
+	wantState(t, s, old[2])
+	if _, err := s.Get(ctx, fresh[0].Order.ID); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("the live projection sees the rebuild before Commit: %v", err)
 	}
-	wantState(t, s, ev[2])
+	if err := rb.Commit(ctx, "order-events", map[int]int64{0: 0, 3: 42}); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, s, fresh[2])
+	if _, err := s.Get(ctx, old[0].Order.ID); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("the old projection survived Commit: %v", err)
+	}
+	if l := ledger(t, db); len(l) != 3 || l[fresh[0].ID] != "applied/1" {
+		t.Errorf("ledger after Commit: %v", l)
+	}
+	var indexes int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()
+		AND indexname IN ('order_projection_pkey', 'processed_events_pkey', 'processed_events_order_id')`).Scan(&indexes); err != nil || indexes != 3 {
+		t.Errorf("the migrations' index names after Commit: %d of 3 (%v)", indexes, err)
+	}
+	if origin, err := s.Origin(ctx, "order-events"); err != nil || len(origin) != 2 || origin[3] != 42 {
+		t.Errorf("origin %v %v", origin, err)
+	}
 }
 
 func TestApplyErrorsAreClassified(t *testing.T) {
