@@ -14,9 +14,12 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/kafkalog"
 	"github.com/ordersonkafka/orders/internal/kafkatest"
+	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 	"github.com/ordersonkafka/orders/schemas"
 )
 
@@ -288,4 +291,52 @@ func TestEmptyAndNullValuesStayWhatTheyWere(t *testing.T) {
 func replay(t *testing.T, s *stack, f deadletter.Filter) (deadletter.ReplayResult, error) {
 	t.Helper()
 	return orderconsumer.ReplayDLQ(context.Background(), s.cfg(), f, false)
+}
+
+// Finding 17: with ORDER_EVENTS_TOPIC misspelled the consumer stayed ready
+// and logged nothing (kafka-go's errors went to debug). It is not ready,
+// naming the topic, and says so at warn; once the topic exists it consumes.
+func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
+	s := newStack(t)
+	logs := &syncBuffer{}
+	log, err := logging.New(logs, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const misspelled = "order-evnts"
+	c := s.startWith(telemetry.Config{}, log, "ORDER_EVENTS_TOPIC", misspelled)
+	waitFor(t, "/readyz 503 naming the topic", func() bool {
+		st, body := get(t, c.url+"/readyz")
+		failed, _ := body["failed"].(map[string]any)
+		reason, _ := failed["consumer"].(string)
+		return st == 503 && strings.Contains(reason, misspelled)
+	})
+	warned := false
+	for _, l := range logs.lines() {
+		if l["level"] == "WARN" && strings.Contains(fmt.Sprint(l), misspelled) {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning names %s in the log", misspelled)
+	}
+	// Created later (a deploy order mistake), the topic is consumed.
+	resp, err := kafkalog.Client(s.kafka.Brokers(), 5*time.Second).CreateTopics(context.Background(),
+		&kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: misspelled, NumPartitions: 2, ReplicationFactor: 1}}})
+	if err == nil {
+		err = resp.Errors[misspelled]
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := history(t)
+	m := s.message(h[0])
+	m.Topic = misspelled
+	w := &kafka.Writer{Addr: kafka.TCP(s.kafka.Brokers()...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	s.waitVersion(h[0].Order.ID, 1)
+	waitFor(t, "ready", func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 }

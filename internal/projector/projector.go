@@ -37,6 +37,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/backoff"
 	"github.com/ordersonkafka/orders/internal/deadletter"
+	"github.com/ordersonkafka/orders/internal/kafkalog"
 	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/telemetry"
@@ -71,6 +72,10 @@ type Config struct {
 	// ShutdownTimeout bounds finishing the batch in hand once Run's context
 	// ends; default 20s. Past it the batch is left uncommitted (redelivered).
 	ShutdownTimeout time.Duration
+	// TopicCheckInterval is how often the consumer checks that its topic
+	// exists; default 10s. A group on a topic that does not exist gets no
+	// partitions and no error from kafka-go, so nothing else would tell.
+	TopicCheckInterval time.Duration
 
 	Decoder     Decoder
 	Projector   Projector
@@ -117,6 +122,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.TopicCheckInterval == 0 {
+		c.TopicCheckInterval = 10 * time.Second
 	}
 	if c.ErrorClass == nil {
 		c.ErrorClass = func(err error) string { return fmt.Sprintf("%T", errors.Unwrap(err)) }
@@ -169,6 +177,10 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	notReady error
+	topicErr error // the topic does not exist, or cannot be checked
+
+	logMu    sync.Mutex
+	lastLogs map[string]time.Time // kafka-go's error lines, for rate limiting
 }
 
 // New validates cfg and returns a Consumer.
@@ -185,7 +197,10 @@ func New(cfg Config) (*Consumer, error) {
 func (c *Consumer) Ready() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.notReady
+	if c.notReady != nil {
+		return c.notReady
+	}
+	return c.topicErr
 }
 
 func (c *Consumer) setReady(err error) {
@@ -218,11 +233,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 		ReadBackoffMin:    50 * time.Millisecond,
 		ReadBackoffMax:    time.Second,
 		QueueCapacity:     c.cfg.BatchSize,
-		Logger:            nil,
-		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug(fmt.Sprintf(f, a...)) }),
+		// A topic created after start (or given partitions) is picked up by
+		// a rebalance rather than waited on for ever.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 5 * time.Second,
+		Logger:                 nil,
+		ErrorLogger:            kafka.LoggerFunc(c.kafkaError),
 	})
 	defer r.Close()
 	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
+	watch, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); c.watchTopic(watch) }()
+	defer func() { stopWatch(); <-watched }()
 	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
@@ -252,6 +275,63 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
+	}
+}
+
+// watchTopic checks the topic's metadata until ctx ends, reporting the
+// consumer not ready (and logging at warn, naming the topic) while the topic
+// does not exist or cannot be checked.
+func (c *Consumer) watchTopic(ctx context.Context) {
+	client := kafkalog.Client(c.cfg.Brokers, 5*time.Second)
+	var last error
+	for {
+		_, err := kafkalog.Partitions(ctx, client, c.cfg.Topic)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, kafka.UnknownTopicOrPartition) {
+				err = fmt.Errorf("topic %q does not exist (check ORDER_EVENTS_TOPIC): %w", c.cfg.Topic, err)
+			} else {
+				err = fmt.Errorf("cannot check topic %q: %w", c.cfg.Topic, err)
+			}
+		}
+		switch {
+		case err != nil && (last == nil || err.Error() != last.Error()):
+			c.log.Warn("not consuming: the topic is missing", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "error", err)
+		case err == nil && last != nil:
+			c.log.Info("topic found; consuming", "topic", c.cfg.Topic)
+		}
+		last = err
+		c.mu.Lock()
+		c.topicErr = err
+		c.mu.Unlock()
+		wait := c.cfg.TopicCheckInterval
+		if err != nil {
+			wait = min(wait, time.Second) // notice the topic soon once it is created
+		}
+		if !backoff.Sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// kafkaError logs what kafka-go reports (a group that cannot join, a leader
+// that cannot be reached) at warn, each distinct line at most once a minute.
+func (c *Consumer) kafkaError(format string, args ...any) {
+	line, now := fmt.Sprintf(format, args...), time.Now()
+	c.logMu.Lock()
+	if c.lastLogs == nil || len(c.lastLogs) > 1000 {
+		c.lastLogs = map[string]time.Time{}
+	}
+	last, seen := c.lastLogs[line]
+	quiet := seen && now.Sub(last) < time.Minute
+	if !quiet {
+		c.lastLogs[line] = now
+	}
+	c.logMu.Unlock()
+	if !quiet {
+		c.log.Warn("kafka client", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "error", line)
 	}
 }
 
