@@ -35,6 +35,12 @@ type Config struct {
 	BatchSize int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	// BatchLinger is how long a batch waits for more messages once one arrived.
 	BatchLinger time.Duration `env:"CONSUMER_BATCH_LINGER" envDefault:"5ms"`
+	// LedgerRetention is how long processed_events keeps an event_id. It
+	// must exceed the topic's retention plus the longest consumer outage:
+	// a redelivery of an event whose row is gone is judged by version alone
+	// (it changes nothing, but is recorded as a new, stale event).
+	LedgerRetention time.Duration `env:"LEDGER_RETENTION" envDefault:"168h"`
+
 	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
 	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
 	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`

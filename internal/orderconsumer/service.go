@@ -158,6 +158,13 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("order-consumer listening", "addr", ln.Addr().String(), "traces", s.tracing.Exporter)
 	g.Go(func() error { return httpserver.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return s.consumer.Run(gctx) })
+	g.Go(func() error {
+		store := projection.New(s.pool)
+		return pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.log,
+			Step: func(ctx context.Context, limit int) (int64, error) {
+				return store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
+			}}.Run(gctx)
+	})
 	err := g.Wait()
 	s.log.Info("order-consumer stopped", "error", err)
 	return err

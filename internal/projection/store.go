@@ -382,3 +382,22 @@ func IsPermanent(err error) bool {
 	}
 	return false
 }
+
+// purgeLedgerSQL deletes up to $2 ledger rows older than $1, oldest first,
+// skipping rows another purge holds.
+const purgeLedgerSQL = `
+DELETE FROM processed_events WHERE event_id IN (
+    SELECT event_id FROM processed_events WHERE applied_at < now() - $1::interval
+    ORDER BY applied_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
+
+// PurgeLedger deletes at most limit ledger rows recorded more than retention
+// ago and returns how many it deleted. A redelivery of a purged event is
+// then judged by version alone: it changes nothing (its version is not newer
+// than what it produced) and is recorded as a new, stale event.
+func (s *Store) PurgeLedger(ctx context.Context, retention time.Duration, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, purgeLedgerSQL, retention, limit)
+	if err != nil {
+		return 0, fmt.Errorf("purge ledger: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
