@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: run test check build migrate bench bench-go clean
+.PHONY: run test check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080)
 run:
@@ -32,6 +32,17 @@ migrate:
 BENCH_ARGS ?= -rate 500 -concurrency 64 -duration 60s
 bench:
 	$(GO) run ./cmd/loadgen $(BENCH_ARGS)
+
+## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora).
+##       A failing input is saved under the package's testdata/fuzz/ and replayed by make test.
+FUZZTIME ?= 1m
+FUZZ_TARGETS := ./internal/eventcodec:FuzzDecodeEvent ./internal/deadletter:FuzzDeadLetterHeaders
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "==> $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 ## bench-go: the go test benchmarks (codec, relay drain, HTTP place order)
 bench-go:
