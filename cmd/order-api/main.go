@@ -38,6 +38,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	switch {
 	case len(args) == 0:
 	case len(args) == 1 && args[0] == "migrate":
@@ -53,9 +56,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return healthcheck.Ready(ctx, cfg.HTTPAddr, stderr)
 	default:
 		return fmt.Errorf("unknown arguments %q (usage: order-api [migrate | health])", args)
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
 	}
 	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -66,5 +67,29 @@ func TestHealthUsesHTTPAddr(t *testing.T) {
 	bad := run(context.Background(), []string{"health"}, func(k string) string { return map[string]string{"HTTP_ADDR": ":1"}[k] }, &out)
 	if ok != nil || bad == nil {
 		t.Errorf("health against the server: %v; against nothing: %v", ok, bad)
+	}
+}
+
+// Finding 18: a DATABASE_URL naming no database was migrated into the
+// database PostgreSQL falls back to, the one named like the user. Here that
+// is a database made for the test, so a migration shows there; the service,
+// and its migrate command, refuse before touching it.
+func TestRunRefusesADatabaseURLThatNamesNoDatabase(t *testing.T) {
+	for _, args := range [][]string{nil, {"migrate"}} {
+		t.Run(strings.Join(append([]string{"order-api"}, args...), " "), func(t *testing.T) {
+			db, dsn := pgtest.MustUserNamedDB(t)
+			env := map[string]string{"DATABASE_URL": dsn, "HTTP_ADDR": "127.0.0.1:0", "RELAY_ENABLED": "false"}
+			// Bounds a regression in which the service starts and serves.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var logs bytes.Buffer
+			err := run(ctx, args, func(k string) string { return env[k] }, &logs)
+			if want := "DATABASE_URL="; err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("run = %v, want an error with %q; logs:\n%s", err, want, logs.String())
+			}
+			if tables := db.Tables(t); len(tables) > 0 {
+				t.Errorf("the database named like the user was migrated: %v", tables)
+			}
+		})
 	}
 }

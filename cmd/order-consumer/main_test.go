@@ -101,3 +101,27 @@ func TestHealthUsesHTTPAddr(t *testing.T) {
 		t.Errorf("health against the server: %v; against nothing: %v", ok, bad)
 	}
 }
+
+// Finding 18: a DATABASE_URL naming no database was migrated into the
+// database PostgreSQL falls back to, the one named like the user. Here that
+// is a database made for the test, so a migration shows there; the service
+// and each command that opens the database refuse before touching it.
+func TestRunRefusesADatabaseURLThatNamesNoDatabase(t *testing.T) {
+	for _, args := range [][]string{nil, {"migrate"}, {"rebuild"}, {"dlq", "list"}} {
+		t.Run(strings.Join(append([]string{"order-consumer"}, args...), " "), func(t *testing.T) {
+			db, dsn := pgtest.MustUserNamedDB(t)
+			env := map[string]string{"DATABASE_URL": dsn, "HTTP_ADDR": "127.0.0.1:0"}
+			// Bounds a regression in which the service starts and serves.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			err := run(ctx, args, func(k string) string { return env[k] }, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), "DATABASE_URL=") || !strings.Contains(err.Error(), "names no database") {
+				t.Errorf("run = %v, want it to name DATABASE_URL; output:\n%s", err, out.String())
+			}
+			if tables := db.Tables(t); len(tables) > 0 {
+				t.Errorf("the database named like the user was migrated: %v", tables)
+			}
+		})
+	}
+}

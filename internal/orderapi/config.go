@@ -2,9 +2,9 @@ package orderapi
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
+	"github.com/ordersonkafka/orders/internal/config"
 	"github.com/ordersonkafka/orders/internal/logging"
 )
 
@@ -52,32 +52,26 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 }
 
-// Validate reports every unusable setting at once.
+// Validate reports every unusable setting at once, each message starting
+// with the variable and the value given (a database password never shown).
+// The relay's settings, Kafka's and the registry's are checked even when
+// RELAY_ENABLED is false: a typo should not wait for the day the relay is
+// switched on, and their defaults are valid, so an API-only replica that
+// leaves them unset is never refused for them.
 func (c Config) Validate() error {
-	var errs []error
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("DATABASE_URL is empty"))
-	}
-	if c.Topic == "" {
-		errs = append(errs, errors.New("ORDER_EVENTS_TOPIC is empty"))
-	}
-	if c.RelayEnabled {
-		if len(c.KafkaBrokers) == 0 {
-			errs = append(errs, errors.New("KAFKA_BROKERS is empty"))
-		}
-		if c.SchemaRegistryURL == "" {
-			errs = append(errs, errors.New("SCHEMA_REGISTRY_URL is empty"))
-		}
-		if c.RelayBatchSize < 1 {
-			errs = append(errs, fmt.Errorf("RELAY_BATCH_SIZE=%d must be at least 1", c.RelayBatchSize))
-		}
-		if c.RelayBackoffMin <= 0 || c.RelayBackoffMax < c.RelayBackoffMin {
-			errs = append(errs, fmt.Errorf("RELAY_BACKOFF_MIN=%s and RELAY_BACKOFF_MAX=%s must satisfy 0 < min <= max", c.RelayBackoffMin, c.RelayBackoffMax))
-		}
-	}
-	if c.ShutdownTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT=%s must be positive", c.ShutdownTimeout))
-	}
-	errs = append(errs, logging.Check(c.LogLevel, c.LogFormat))
-	return errors.Join(errs...)
+	return errors.Join(
+		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
+		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
+		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
+		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
+		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
+		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
+		config.AtLeast("RELAY_BATCH_SIZE", c.RelayBatchSize, 1, ""),
+		config.Positive("RELAY_POLL_INTERVAL", c.RelayPollInterval),
+		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
+		config.Positive("RELAY_RETENTION", c.RelayRetention),
+		config.Backoff("RELAY_BACKOFF_MIN", c.RelayBackoffMin, "RELAY_BACKOFF_MAX", c.RelayBackoffMax),
+		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
+		logging.Check(c.LogLevel, c.LogFormat),
+	)
 }

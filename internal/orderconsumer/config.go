@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ordersonkafka/orders/internal/config"
 	"github.com/ordersonkafka/orders/internal/logging"
 )
 
@@ -15,7 +16,7 @@ type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
 	// DatabaseURL is order-consumer's own database (projection, processed events).
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orders_projection?sslmode=disable"`
-	// DatabaseMaxConns caps the connection pool.
+	// DatabaseMaxConns caps the connection pool (0: pgxpool's default, max(4, CPUs)).
 	DatabaseMaxConns int32 `env:"DATABASE_MAX_CONNS" envDefault:"8"`
 	// Migrate applies pending migrations at start-up.
 	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
@@ -28,12 +29,19 @@ type Config struct {
 	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 	// DLQTopic receives the messages that can never be applied.
 	DLQTopic string `env:"DLQ_TOPIC" envDefault:"order-events.dlq"`
-	// GroupID is the consumer group; instances with the same one share the partitions.
+	// GroupID is the consumer group; instances with the same one share the
+	// partitions. It must follow Kafka's rule for topic names (1 to 249 of
+	// a-z, A-Z, 0-9, '.', '_', '-'): Kafka itself takes any string, but the
+	// group is also a DLQ header, a metric label and a log field.
 	GroupID string `env:"CONSUMER_GROUP" envDefault:"order-projector"`
 
-	// BatchSize is the most messages applied in one transaction and one commit.
+	// BatchSize is the most messages applied in one transaction and one
+	// commit, 1 to 10000 (maxBatchSize): a batch is held in memory and in
+	// one transaction, and past that size a larger one saves next to nothing.
 	BatchSize int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
-	// BatchLinger is how long a batch waits for more messages once one arrived.
+	// BatchLinger is how long a batch waits for more messages once one
+	// arrived. It must be positive: the projector reads 0 as its 5ms
+	// default, not as "no wait"; a tiny value such as 1ms barely waits.
 	BatchLinger time.Duration `env:"CONSUMER_BATCH_LINGER" envDefault:"5ms"`
 	// LedgerRetention is how long processed_events keeps an event_id. It
 	// must exceed the topic's retention plus the longest consumer outage:
@@ -53,32 +61,31 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 }
 
-// Validate reports every unusable setting at once.
+// maxBatchSize bounds CONSUMER_BATCH_SIZE.
+const maxBatchSize = 10000
+
+// Validate reports every unusable setting at once, each message starting
+// with the variable and the value given (a database password never shown).
 func (c Config) Validate() error {
-	var errs []error
-	for name, v := range map[string]string{
-		"DATABASE_URL": c.DatabaseURL, "SCHEMA_REGISTRY_URL": c.SchemaRegistryURL,
-		"ORDER_EVENTS_TOPIC": c.Topic, "DLQ_TOPIC": c.DLQTopic, "CONSUMER_GROUP": c.GroupID,
-	} {
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s is empty", name))
-		}
-	}
-	if len(c.KafkaBrokers) == 0 {
-		errs = append(errs, errors.New("KAFKA_BROKERS is empty"))
+	errs := []error{
+		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
+		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
+		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
+		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
+		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
+		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
+		config.KafkaName("DLQ_TOPIC", "topic", c.DLQTopic),
+		config.KafkaName("CONSUMER_GROUP", "consumer group", c.GroupID),
+		config.AtLeast("CONSUMER_BATCH_SIZE", c.BatchSize, 1, ""),
+		config.AtMost("CONSUMER_BATCH_SIZE", c.BatchSize, maxBatchSize),
+		config.Positive("CONSUMER_BATCH_LINGER", c.BatchLinger),
+		config.Positive("LEDGER_RETENTION", c.LedgerRetention),
+		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
+		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
+		logging.Check(c.LogLevel, c.LogFormat),
 	}
 	if c.Topic != "" && c.Topic == c.DLQTopic {
-		errs = append(errs, errors.New("DLQ_TOPIC must differ from ORDER_EVENTS_TOPIC"))
+		errs = append(errs, fmt.Errorf("DLQ_TOPIC=%q must differ from ORDER_EVENTS_TOPIC", c.DLQTopic))
 	}
-	if c.BatchSize < 1 {
-		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE=%d must be at least 1", c.BatchSize))
-	}
-	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
-		errs = append(errs, fmt.Errorf("CONSUMER_BACKOFF_MIN=%s and CONSUMER_BACKOFF_MAX=%s must satisfy 0 < min <= max", c.BackoffMin, c.BackoffMax))
-	}
-	if c.ShutdownTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT=%s must be positive", c.ShutdownTimeout))
-	}
-	errs = append(errs, logging.Check(c.LogLevel, c.LogFormat))
 	return errors.Join(errs...)
 }

@@ -52,13 +52,22 @@ func open(ctx context.Context, dsn string, maxConns int32, schema string) (*pgxp
 
 // Migrate applies every migration of fsys not yet applied to the database at
 // dsn. A PostgreSQL session lock makes concurrent callers (several replicas
-// starting at once) take turns.
+// starting at once) take turns. It refuses a dsn that names no database (see
+// DatabaseName) rather than migrate whichever one the server falls back to,
+// usually the maintenance database "postgres".
 func Migrate(ctx context.Context, dsn string, fsys fs.FS) error {
 	return migrate(ctx, dsn, fsys, "")
 }
 
 // migrate is Migrate with search_path set to schema, unless it is empty.
 func migrate(ctx context.Context, dsn string, fsys fs.FS, schema string) error {
+	name, err := DatabaseName(dsn)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", err)
+	}
+	if name == "" {
+		return fmt.Errorf("migrate %s: the database url names no database; refusing to migrate the server's default one", Redact(dsn))
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("parse database url: %w", err)

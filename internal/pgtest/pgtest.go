@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -98,4 +99,56 @@ func replaceDatabase(tb testing.TB, server, name string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// MustUserNamedDB returns a fresh, empty database and a connection URL that
+// names no database but whose user, a role made for the test, has the
+// database's name and owns it: PostgreSQL connects such a URL to it. Tests
+// that a service refuses a DATABASE_URL naming no database look there for
+// what a refused migration would have created.
+func MustUserNamedDB(tb testing.TB) (*DB, string) {
+	tb.Helper()
+	tb.Setenv("PGDATABASE", "") // pgx would prefer it to the user name
+	db := MustDB(tb, nil)
+	ctx := context.Background()
+	role := pgx.Identifier{db.Name}.Sanitize()
+	if _, err := db.Pool.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		// Before pgtest drops the database: the role owns it.
+		conn, err := pgx.Connect(ctx, ServerURL())
+		if err != nil {
+			tb.Errorf("drop role %s: %v", role, err)
+			return
+		}
+		defer conn.Close(ctx)
+		for _, q := range []string{"DROP DATABASE IF EXISTS " + role + " WITH (FORCE)", "DROP ROLE " + role} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				tb.Errorf("%s: %v", q, err)
+			}
+		}
+	})
+	if _, err := db.Pool.Exec(ctx, "ALTER DATABASE "+role+" OWNER TO "+role); err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(ServerURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db, "postgres://" + db.Name + "@" + cfg.Host + ":" + strconv.Itoa(int(cfg.Port)) + "?sslmode=disable"
+}
+
+// Tables returns the names of the tables in db's public schema, sorted.
+func (db *DB) Tables(tb testing.TB) []string {
+	tb.Helper()
+	rows, err := db.Pool.Query(context.Background(), "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tables
 }
