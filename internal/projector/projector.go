@@ -218,6 +218,38 @@ func (c *Consumer) Stats() Stats {
 // Run consumes until ctx ends. The batch in hand when ctx ends is finished
 // and committed (within ShutdownTimeout) before Run returns nil.
 func (c *Consumer) Run(ctx context.Context) error {
+	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
+	watch, stopWatch := context.WithCancel(ctx)
+	appeared := make(chan struct{}, 1)
+	watched := make(chan struct{})
+	go func() { defer close(watched); c.watchTopic(watch, appeared) }()
+	defer func() { stopWatch(); <-watched }()
+	for {
+		// A group that joined while its topic did not exist holds no
+		// partitions until it rebalances: when the topic appears, the
+		// reader is made anew, and its group joins again. (kafka-go's own
+		// WatchPartitionChanges races with the reader it belongs to.)
+		rctx, restart := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-appeared:
+				c.log.Info("topic appeared; joining the group again", "topic", c.cfg.Topic)
+				restart()
+			case <-rctx.Done():
+			}
+		}()
+		c.consume(rctx)
+		restart()
+		if ctx.Err() != nil {
+			c.log.Info("consumer stopped", "stats", c.Stats())
+			return nil
+		}
+	}
+}
+
+// consume runs one reader, fetching and processing batches until ctx ends;
+// the batch in hand then is finished and committed (within ShutdownTimeout).
+func (c *Consumer) consume(ctx context.Context) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           c.cfg.Brokers,
 		GroupID:           c.cfg.GroupID,
@@ -233,19 +265,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		ReadBackoffMin:    50 * time.Millisecond,
 		ReadBackoffMax:    time.Second,
 		QueueCapacity:     c.cfg.BatchSize,
-		// A topic created after start (or given partitions) is picked up by
-		// a rebalance rather than waited on for ever.
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 5 * time.Second,
-		Logger:                 nil,
-		ErrorLogger:            kafka.LoggerFunc(c.kafkaError),
+		Logger:            nil,
+		ErrorLogger:       kafka.LoggerFunc(c.kafkaError),
 	})
 	defer r.Close()
-	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
-	watch, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() { defer close(watched); c.watchTopic(watch) }()
-	defer func() { stopWatch(); <-watched }()
 	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
@@ -259,8 +282,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}
 		if ctx.Err() != nil {
-			c.log.Info("consumer stopped", "stats", c.Stats())
-			return nil
+			return
 		}
 		if err == nil {
 			fetchFailures = 0
@@ -273,15 +295,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
 		c.log.Warn("fetch failed; retrying", "attempt", fetchFailures, "backoff", d.String(), "error", err)
 		if !backoff.Sleep(ctx, d) {
-			return nil
+			return
 		}
 	}
 }
 
 // watchTopic checks the topic's metadata until ctx ends, reporting the
 // consumer not ready (and logging at warn, naming the topic) while the topic
-// does not exist or cannot be checked.
-func (c *Consumer) watchTopic(ctx context.Context) {
+// does not exist or cannot be checked, and signalling appeared when it
+// exists again after it did not.
+func (c *Consumer) watchTopic(ctx context.Context, appeared chan<- struct{}) {
 	client := kafkalog.Client(c.cfg.Brokers, 5*time.Second)
 	var last error
 	for {
@@ -301,6 +324,12 @@ func (c *Consumer) watchTopic(ctx context.Context) {
 			c.log.Warn("not consuming: the topic is missing", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "error", err)
 		case err == nil && last != nil:
 			c.log.Info("topic found; consuming", "topic", c.cfg.Topic)
+			if errors.Is(last, kafka.UnknownTopicOrPartition) {
+				select {
+				case appeared <- struct{}{}:
+				default:
+				}
+			}
 		}
 		last = err
 		c.mu.Lock()
