@@ -74,6 +74,7 @@ var services = []service{
 			{"CONSUMER_BATCH_SIZE": "10000", "LEDGER_RETENTION": "1h"},
 		},
 		invalid: []invalid{
+			{"no waiting read allowed", map[string]string{"HTTP_MAX_WAITING_READS": "0"}, []string{"HTTP_MAX_WAITING_READS"}},
 			{"a negative linger", map[string]string{"CONSUMER_BATCH_LINGER": "-5ms"}, []string{"CONSUMER_BATCH_LINGER"}},
 			{"a linger of 0, which would mean 5ms", map[string]string{"CONSUMER_BATCH_LINGER": "0s"}, []string{"CONSUMER_BATCH_LINGER"}},
 			{"a negative ledger retention", map[string]string{"LEDGER_RETENTION": "-168h"}, []string{"LEDGER_RETENTION"}},

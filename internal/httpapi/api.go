@@ -3,6 +3,11 @@
 // It maps domain errors to HTTP statuses and nothing else: every rule of the
 // order lives in internal/order and every byte stored in the order.Store.
 // A refused request writes nothing.
+//
+// What arrives is checked before it is used: a path or query that is not text
+// is 400, a body must be identity-encoded UTF-8 application/json whose keys
+// are exactly the documented names, each at most once, and an unreachable
+// store is 503 with Retry-After, never a 500.
 package httpapi
 
 import (
@@ -18,12 +23,16 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -32,11 +41,17 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/logging"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/problem"
 	"github.com/ordersonkafka/orders/internal/telemetry"
 )
 
 // MaxBodyBytes is the largest request body accepted (413 beyond).
 const MaxBodyBytes = 1 << 20
+
+// RetryAfter is the Retry-After of a 503 when the store is unavailable:
+// long enough for a pool to reconnect after a restart or a failover step,
+// short enough that a blip costs a client little.
+const RetryAfter = 2 * time.Second
 
 // Check is one readiness check. /readyz lists every check's state and is
 // 200 only when every check that is not Optional returns nil. An Optional
@@ -87,13 +102,12 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 	r := chi.NewRouter()
 	r.Use(cfg.Middleware...)
 	r.Use(a.requestMeta)
+	r.Use(problem.ValidText)
+	r.Use(middleware.GetHead) // HEAD on every GET route, answered as GET without the body
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource", nil)
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusMethodNotAllowed, typeMethod, "Method Not Allowed",
-			r.Method+" is not allowed on "+r.URL.Path, nil)
-	})
+	r.MethodNotAllowed(problem.MethodNotAllowed)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -114,21 +128,32 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 
 type metaKey struct{}
 
+// correlationIDRE is what a client's X-Correlation-ID must be to be used:
+// printable ASCII without spaces, so the value echoed, logged, stored in the
+// outbox and sent as a Kafka header is the same bytes everywhere.
+var correlationIDRE = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
 // requestMeta fixes the request's correlation ID (the client's
 // X-Correlation-ID when usable, made up otherwise) and trace context: a
 // server span, child of the client's traceparent when it sent a valid one.
 // The event written by the request carries that span's traceparent, so the
 // consumer's span continues the same trace. It echoes the correlation ID and
-// logs one line per request.
+// logs one line per request. Spans and logs name the method as
+// telemetry.Method does, so made-up methods are not new span names.
 func (a *api) requestMeta(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		meta := order.Meta{CorrelationID: r.Header.Get("X-Correlation-ID")}
-		if meta.CorrelationID == "" || len(meta.CorrelationID) > 128 {
+		if !correlationIDRE.MatchString(meta.CorrelationID) {
 			meta.CorrelationID = uuid.NewString()
 		}
+		method := telemetry.Method(r.Method)
+		spanMethod := method
+		if method == telemetry.OtherMethod {
+			spanMethod = "HTTP" // OpenTelemetry's span name for a method it does not know
+		}
 		ctx := telemetry.Extract(r.Context(), r.Header.Get("traceparent"), r.Header.Get("tracestate"))
-		ctx, span := a.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span := a.tracer.Start(ctx, spanMethod, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		if !trace.SpanContextFromContext(ctx).IsValid() {
 			// No client context and tracing off: make one up, so the event
@@ -142,16 +167,23 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, metaKey{}, meta)))
 		route := chi.RouteContext(r.Context()).RoutePattern()
 		if route != "" { // unmatched requests keep the bare method as name
-			span.SetName(r.Method + " " + route)
+			span.SetName(spanMethod + " " + route)
 		}
-		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
+		span.SetAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route),
 			attribute.Int("http.response.status_code", sw.status))
+		attrs := []slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", sw.status),
+			slog.Duration("duration", time.Since(start))}
+		if method == telemetry.OtherMethod {
+			// The method itself is a token (net/http refuses anything else),
+			// kept on this request's span and log line only, and cut.
+			original := order.Quote(r.Method, 32)
+			span.SetAttributes(attribute.String("http.request.method_original", original))
+			attrs = append(attrs, slog.String("method_original", original))
+		}
 		if sw.status >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(sw.status))
 		}
-		a.log.LogAttrs(ctx, slog.LevelInfo, "http request",
-			slog.String("method", r.Method), slog.String("route", route), slog.Int("status", sw.status),
-			slog.Duration("duration", time.Since(start)))
+		a.log.LogAttrs(ctx, slog.LevelInfo, "http request", attrs...)
 	})
 }
 
@@ -295,7 +327,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 			"Idempotency-Key was already used with a different request body", nil)
 		return
 	case err != nil:
-		a.internal(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	if replayed {
@@ -380,14 +412,14 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
 	if f.Status != "" && !f.Status.Valid() {
 		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-			fmt.Sprintf("status must be one of placed, paid, refunded, cancelled; got %q", f.Status), nil)
+			"status must be one of placed, paid, refunded, cancelled; got "+order.Quote(string(f.Status), 32), nil)
 		return
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > order.MaxListLimit {
 			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-				fmt.Sprintf("limit must be an integer from 1 to %d; got %q", order.MaxListLimit, s), nil)
+				fmt.Sprintf("limit must be an integer from 1 to %d; got %s", order.MaxListLimit, order.Quote(s, 32)), nil)
 			return
 		}
 		f.Limit = n
@@ -402,7 +434,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	}
 	orders, more, err := a.store.List(r.Context(), f)
 	if err != nil {
-		a.internal(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	resp := listResponse{Items: make([]orderJSON, len(orders))}
@@ -442,7 +474,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 		if !a.decode(w, r, &req, false) {
 			return
 		}
-		ifVersion, ok := ifMatch(w, r)
+		match, ok := ifMatch(w, r)
 		if !ok {
 			return
 		}
@@ -458,7 +490,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 			return
 		}
 		meta := metaFrom(r.Context())
-		o, err := a.store.Update(r.Context(), id, ifVersion, func(o *order.Order) (order.Event, error) {
+		o, err := a.store.Update(r.Context(), id, match, func(o *order.Order) (order.Event, error) {
 			return o.Apply(c, a.now(), meta)
 		})
 		if err != nil {
@@ -470,38 +502,89 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 	}
 }
 
-// ifMatch parses If-Match: absent → 0 (any version); "*" → 0 (the order
-// must exist, which Update checks); `"N"` or `W/"N"` → N.
-func ifMatch(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	h := strings.TrimSpace(r.Header.Get("If-Match"))
+// ifMatch reads If-Match (RFC 9110 §13.1.1). Absent (or empty) and "*"
+// match any version: nil (Update still requires the order to exist).
+// Otherwise it is a list of entity-tags, each compared strongly with the
+// order's ETag, `"<version>"`: a weak tag (W/"1") never matches, nor does an
+// opaque tag that is not a version as this API writes it ("01", "+1"); the
+// list matches if any member does. A field that is not such a list is 400.
+func ifMatch(w http.ResponseWriter, r *http.Request) (order.VersionMatch, bool) {
+	h := strings.TrimSpace(strings.Join(r.Header.Values("If-Match"), ","))
 	if h == "" || h == "*" {
-		return 0, true
+		return nil, true
 	}
-	s := strings.TrimPrefix(h, "W/")
-	if len(s) >= 3 && s[0] == '"' && s[len(s)-1] == '"' {
-		if v, err := strconv.ParseInt(s[1:len(s)-1], 10, 64); err == nil && v > 0 {
-			return v, true
-		}
+	versions, ok := parseIfMatch(h)
+	if !ok {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			`If-Match must be * or a list of entity-tags, such as "3" or "3", "4"`, nil)
+		return nil, false
 	}
-	writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-		`If-Match must be an ETag this API returned, such as "3", or *`, nil)
-	return 0, false
+	return func(v int64) bool { return slices.Contains(versions, v) }, true
 }
 
+// parseIfMatch parses 1#entity-tag and returns the versions named by its
+// strong tags; ok is false if h is not a list of entity-tags.
+func parseIfMatch(h string) (versions []int64, ok bool) {
+	tags := 0
+	for i := 0; i < len(h); {
+		switch h[i] {
+		case ' ', '\t', ',': // OWS and empty list elements
+			i++
+			continue
+		}
+		weak := strings.HasPrefix(h[i:], `W/`)
+		if weak {
+			i += 2
+		}
+		if i >= len(h) || h[i] != '"' {
+			return nil, false
+		}
+		end := i + 1
+		for end < len(h) && h[end] != '"' {
+			if c := h[end]; c < 0x21 || c == 0x7f { // etagc: %x21 / %x23-7E / obs-text
+				return nil, false
+			}
+			end++
+		}
+		if end >= len(h) {
+			return nil, false
+		}
+		opaque := h[i+1 : end]
+		i = end + 1
+		for i < len(h) && (h[i] == ' ' || h[i] == '\t') {
+			i++
+		}
+		if i < len(h) && h[i] != ',' {
+			return nil, false
+		}
+		tags++
+		if v, err := strconv.ParseInt(opaque, 10, 64); !weak && err == nil && v > 0 && strconv.FormatInt(v, 10) == opaque {
+			versions = append(versions, v)
+		}
+	}
+	return versions, tags > 0
+}
+
+// pathID reads the {id} of the route. The detail does not repeat the id:
+// the problem's instance already carries the path.
 func pathID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil || len(raw) != 36 {
 		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-			fmt.Sprintf("order id %q is not a UUID", raw), nil)
+			"the order id in the path is not a UUID", nil)
 		return uuid.UUID{}, false
 	}
 	return id, true
 }
 
-// decode reads a JSON body strictly: application/json only, at most
-// MaxBodyBytes, no unknown fields, one value. With required false an empty
-// body is accepted and leaves v as is.
+// decode reads a JSON body strictly: at most MaxBodyBytes (413), without a
+// content coding (415), application/json in UTF-8 (415 for another media
+// type or charset), valid UTF-8 bytes (400: encoding/json would silently turn
+// them into U+FFFD), one JSON value whose objects repeat no key and whose
+// keys are exactly the JSON names of v's fields (400: encoding/json lets the
+// last of two keys win and matches names case-insensitively). With required
+// false an empty body is accepted and leaves v as is.
 func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
@@ -521,10 +604,31 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required boo
 		}
 		return true
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if !identityEncoded(r.Header) {
+		// RFC 9110 §15.5.16: 415 for a content coding we do not decode,
+		// saying in Accept-Encoding which one we do.
+		w.Header().Set("Accept-Encoding", "identity")
+		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+			"request body must not be content-encoded (Content-Encoding: identity or none)", nil)
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
 			"request body must be application/json", nil)
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+			"request body must be application/json in UTF-8; charset "+order.Quote(cs, 32)+" is not supported", nil)
+		return false
+	}
+	if !utf8.Valid(body) {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "request body is not valid UTF-8", nil)
+		return false
+	}
+	if err := strictJSON(body, reflect.TypeOf(v)); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -533,27 +637,178 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required boo
 		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
 		return false
 	}
-	if dec.More() || dec.InputOffset() < int64(len(bytes.TrimRight(body, " \t\r\n"))) {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "unexpected data after the JSON value", nil)
-		return false
+	return true
+}
+
+// identityEncoded reports whether the body carries no content coding.
+func identityEncoded(h http.Header) bool {
+	for _, v := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return false
+			}
+		}
 	}
 	return true
 }
 
+// maxJSONDepth bounds how deeply a body may nest: the requests nest three
+// levels, and strictJSON recurses once per level.
+const maxJSONDepth = 16
+
+// jsonError is a refusal by strictJSON, worded for the client.
+type jsonError struct{ msg string }
+
+func (e *jsonError) Error() string { return e.msg }
+
+// strictJSON checks that body is exactly one JSON value, that no object in it
+// has the same key twice, and that each key of an object decoded into a
+// struct of t is exactly one of that struct's JSON names. Where the body's
+// shape differs from t (an array for an object), it only checks keys are not
+// repeated, and leaves the type error to the decoder, which words it.
+func strictJSON(body []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // numbers are not parsed here: 1e999 is the decoder's to refuse
+	if err := walkJSON(dec, t, "", 0); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &jsonError{"unexpected data after the JSON value"}
+	}
+	return nil
+}
+
+func walkJSON(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth == maxJSONDepth {
+		return &jsonError{fmt.Sprintf("JSON nested more than %d levels deep", maxJSONDepth)}
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch delim {
+	case '{':
+		var fields map[string]reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t)
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			where := "the request body"
+			if path != "" {
+				where = path
+			}
+			if seen[key] {
+				return &jsonError{fmt.Sprintf("key %s appears more than once in %s", order.Quote(key, 64), where)}
+			}
+			seen[key] = true
+			var next reflect.Type
+			if fields != nil {
+				if next, ok = fields[key]; !ok {
+					return &jsonError{fmt.Sprintf("unknown field %s in %s (names are case-sensitive)", order.Quote(key, 64), where)}
+				}
+			}
+			if err := walkJSON(dec, next, joinPath(path, key), depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := walkJSON(dec, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// jsonFields maps the JSON names of struct t's fields to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	return fields
+}
+
+// describeJSONError words a decoding error in JSON's terms: never a Go type.
 func describeJSONError(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var strict *jsonError
 	switch {
+	case errors.As(err, &strict):
+		return strict.msg
 	case errors.As(err, &syn):
 		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q must be a %s, got %s", typ.Field, typ.Type, typ.Value)
+		what := "the request body"
+		if typ.Field != "" {
+			what = "field " + order.Quote(typ.Field, 64)
+		}
+		return fmt.Sprintf("%s must be %s, got %s", what, jsonType(typ.Type), typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: unexpected end of input"
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
 		return strings.TrimPrefix(err.Error(), "json: ")
 	}
-	return "malformed JSON: " + err.Error()
+	return "malformed JSON"
+}
+
+// jsonType names what a value of Go type t is in JSON.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		bits := t.Bits()
+		return fmt.Sprintf("an integer from %d to %d", int64(-1)<<(bits-1), int64(1)<<(bits-1)-1)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "another JSON type"
 }
 
 // storeError maps the domain errors of order.Store to statuses.
@@ -561,6 +816,10 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	var te *order.TransitionError
 	var ve *order.ValidationError
 	switch {
+	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
+		a.log.WarnContext(r.Context(), "order store unavailable", "method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err)
+		problem.Unavailable(w, r, RetryAfter, problem.TypeUnavailable,
+			"the order store cannot be reached right now; retry after the Retry-After delay (POST /orders with the same Idempotency-Key)")
 	case errors.Is(err, order.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no order with this id", nil)
 	case errors.As(err, &te):
@@ -578,7 +837,7 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // internal answers 500 without details and logs the cause.
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "error", err}
+	attrs := []any{"method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err}
 	if r.Context().Err() != nil {
 		// The client went away (or the server is shutting down past its
 		// deadline): the transaction was rolled back, nothing is wrong here.

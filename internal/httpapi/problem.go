@@ -13,6 +13,5 @@ const (
 	typeTransition   = problem.TypeTransition
 	typePrecondition = problem.TypePrecondition
 	typeIdempotency  = problem.TypeIdempotency
-	typeMethod       = problem.TypeMethod
 	typeInternal     = problem.TypeInternal
 )

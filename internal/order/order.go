@@ -387,11 +387,21 @@ type Idempotency struct {
 	Response    []byte // the response body to store for replays
 }
 
+// VersionMatch is the precondition of an Update (an If-Match): it reports
+// whether a change may apply to the order at version. A nil VersionMatch
+// matches every version (no If-Match, or If-Match: *).
+type VersionMatch func(version int64) bool
+
 // Store persists orders and, atomically with every change, the change's event
 // in the transactional outbox. Implementations must serialize concurrent
 // changes of one order (row lock or version check) before writing its event,
 // so one order's events are written in version order.
 type Store interface {
+	// Every method returns an error wrapping ErrUnavailable when the store
+	// could not be reached or used (nothing was written, unless a commit's
+	// reply was lost), and gives up waiting for it after a bound of the
+	// implementation's choosing.
+	//
 	// Create stores a new order and its PLACED event in one transaction. With
 	// idem non-nil it also records the key: if the key exists with the same
 	// fingerprint, nothing is written and the stored response is returned with
@@ -404,14 +414,15 @@ type Store interface {
 	// List returns orders matching f in ascending ID order, and whether more follow.
 	List(ctx context.Context, f ListFilter) (orders []Order, more bool, err error)
 
-	// Update reads the order, checks ifVersion (0 means any; otherwise
-	// ErrVersionMismatch if it differs), calls fn to change it, and stores the
-	// order and fn's event in one transaction, only if the order has not
-	// changed meanwhile; if it has, Update starts again from the new state, so
-	// fn may be called more than once and must have no effect besides its
+	// Update reads the order, checks match (nil matches any version;
+	// otherwise ErrVersionMismatch if match refuses the order's version),
+	// calls fn to change it, and stores the order and fn's event in one
+	// transaction, only if the order has not changed meanwhile; if it has,
+	// Update starts again from the new state (checking match again), so fn
+	// may be called more than once and must have no effect besides its
 	// result. It returns ErrNotFound for an unknown order and fn's error
 	// unchanged (nothing is written then).
-	Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*Order) (Event, error)) (Order, error)
+	Update(ctx context.Context, id uuid.UUID, match VersionMatch, fn func(*Order) (Event, error)) (Order, error)
 }
 
 // Outcome is what applying one event to a projection of orders did.

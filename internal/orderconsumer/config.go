@@ -14,6 +14,10 @@ import (
 type Config struct {
 	// HTTPAddr is where the read API, /healthz and /readyz listen.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
+	// MaxWaitingReads caps the reads of the read API waiting for a version
+	// (?min_version=&wait=) at once; one more is answered 503 with
+	// Retry-After at once. Each holds a goroutine and re-reads the database.
+	MaxWaitingReads int `env:"HTTP_MAX_WAITING_READS" envDefault:"256"`
 	// DatabaseURL is order-consumer's own database (projection, processed events).
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orders_projection?sslmode=disable"`
 	// DatabaseMaxConns caps the connection pool (0: pgxpool's default, max(4, CPUs)).
@@ -69,6 +73,7 @@ const maxBatchSize = 10000
 func (c Config) Validate() error {
 	errs := []error{
 		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
+		config.AtLeast("HTTP_MAX_WAITING_READS", c.MaxWaitingReads, 1, ""),
 		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
 		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),

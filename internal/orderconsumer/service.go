@@ -132,6 +132,7 @@ func (s *Service) wire() error {
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(s.reg),
 		Versions:   s.versions,
+		MaxWaiting: s.cfg.MaxWaitingReads,
 	}, store,
 		projectionapi.Check{Name: "database", Func: store.Ping},
 		projectionapi.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})

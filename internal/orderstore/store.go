@@ -5,6 +5,10 @@
 // updates the row (taking its lock) and inserts the outbox row, so
 // concurrent changes of one order are serialized — the loser finds the
 // version moved and starts again — and its outbox rows follow its versions.
+//
+// Each call waits for the database at most pgdb.CallTimeout, and a failure
+// to reach or use it is reported as order.ErrUnavailable (the driver's error
+// kept in the chain), never mistaken for a refusal of the data.
 package orderstore
 
 import (
@@ -13,12 +17,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/pgdb"
 )
 
 // Encoder turns an event into the Avro body stored in the outbox, and names
@@ -33,6 +39,7 @@ type Store struct {
 	enc         Encoder
 	topic       string
 	afterCommit func()
+	timeout     time.Duration
 }
 
 var _ order.Store = (*Store)(nil)
@@ -44,7 +51,23 @@ func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func()) *Sto
 	if afterCommit == nil {
 		afterCommit = func() {}
 	}
-	return &Store{pool: pool, enc: enc, topic: topic, afterCommit: afterCommit}
+	return &Store{pool: pool, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout}
+}
+
+// bound limits how long one call waits for the database (pgdb.CallTimeout).
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// classify wraps err with order.ErrUnavailable when it says the database
+// could not be reached or used; ctx is the caller's context, unbounded.
+// Both errors stay in the chain: callers test for ErrUnavailable, logs
+// show the driver's cause.
+func classify(ctx context.Context, err error) error {
+	if pgdb.Unavailable(ctx, err) {
+		return fmt.Errorf("%w: %w", order.ErrUnavailable, err)
+	}
+	return err
 }
 
 // Ping reports whether the database answers, for readiness checks.
@@ -74,6 +97,13 @@ const selectIdempotencySQL = `SELECT fingerprint, response FROM idempotency_keys
 
 // Create implements order.Store.
 func (s *Store) Create(ctx context.Context, o order.Order, ev order.Event, idem *order.Idempotency) (resp []byte, replayed bool, err error) {
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	resp, replayed, err = s.create(bctx, o, ev, idem)
+	return resp, replayed, classify(ctx, err)
+}
+
+func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem *order.Idempotency) (resp []byte, replayed bool, err error) {
 	outbox, err := s.outboxRow(ev)
 	if err != nil {
 		return nil, false, err
@@ -140,9 +170,11 @@ FROM orders WHERE id = $1`
 
 // Get implements order.Store.
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (order.Order, error) {
-	o, err := scanOrder(s.pool.QueryRow(ctx, selectOrderSQL, id))
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	o, err := scanOrder(s.pool.QueryRow(bctx, selectOrderSQL, id))
 	if err != nil {
-		return order.Order{}, fmt.Errorf("get order %s: %w", id, err)
+		return order.Order{}, fmt.Errorf("get order %s: %w", id, classify(ctx, err))
 	}
 	return o, nil
 }
@@ -164,13 +196,15 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) ([]order.Order, bo
 	if limit <= 0 || limit > order.MaxListLimit {
 		limit = order.DefaultListLimit
 	}
-	rows, err := s.pool.Query(ctx, listOrdersSQL, f.CustomerID, string(f.Status), f.After, limit+1)
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(bctx, listOrdersSQL, f.CustomerID, string(f.Status), f.After, limit+1)
 	if err != nil {
-		return nil, false, fmt.Errorf("list orders: %w", err)
+		return nil, false, fmt.Errorf("list orders: %w", classify(ctx, err))
 	}
 	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.Order, error) { return scanOrder(r) })
 	if err != nil {
-		return nil, false, fmt.Errorf("list orders: %w", err)
+		return nil, false, fmt.Errorf("list orders: %w", classify(ctx, err))
 	}
 	more := len(orders) > limit
 	if more {
@@ -202,15 +236,27 @@ const maxChangeAttempts = 16
 // Update implements order.Store. It reads the order, lets fn change it, and
 // writes the change with its outbox row in one version-checked statement (two
 // round trips in all, no explicit transaction); if another change of the
-// order committed in between, it starts again from the new version.
-func (s *Store) Update(ctx context.Context, id uuid.UUID, ifVersion int64, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
+// order committed in between, it starts again from the new version. The
+// whole call, retries included, waits for the database at most
+// pgdb.CallTimeout.
+func (s *Store) Update(ctx context.Context, id uuid.UUID, match order.VersionMatch, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	o, err := s.update(bctx, id, match, fn)
+	if err != nil {
+		return o, classify(ctx, err)
+	}
+	return o, nil
+}
+
+func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMatch, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
 	for attempt := 1; ; attempt++ {
 		o, err := scanOrder(s.pool.QueryRow(ctx, selectOrderSQL, id))
 		if err != nil {
 			return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
 		}
-		if ifVersion != 0 && o.Version != ifVersion {
-			return o, fmt.Errorf("update order %s: have version %d, want %d: %w", id, o.Version, ifVersion, order.ErrVersionMismatch)
+		if match != nil && !match(o.Version) {
+			return o, fmt.Errorf("update order %s: version %d does not match If-Match: %w", id, o.Version, order.ErrVersionMismatch)
 		}
 		read := o.Version
 		ev, err := fn(&o)

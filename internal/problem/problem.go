@@ -1,11 +1,21 @@
 // Package problem writes RFC 9457 problem details (application/problem+json),
 // the error body of both services' HTTP APIs, with one set of problem type
-// URIs so a client handles both the same way.
+// URIs so a client handles both the same way, and the refusals both APIs make
+// the same way (405 with Allow, a query or path that is not text, 503 with
+// Retry-After).
+//
+// A problem body echoes what the client sent at most once and bounded:
+// instance is the request's path, escaped and cut at MaxInstance bytes, and
+// details quote client input cut (order.Quote).
 package problem
 
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/ordersonkafka/orders/internal/order"
 )
@@ -33,6 +43,20 @@ const (
 	TypeIdempotency  = "/problems/idempotency-key-reused"
 	TypeMethod       = "/problems/method-not-allowed"
 	TypeInternal     = "/problems/internal"
+	// TypeUnavailable: a dependency (the database) could not be reached or
+	// used in time; nothing was changed, retry after Retry-After.
+	TypeUnavailable = "/problems/unavailable"
+	// TypeTooManyWaiting: the read API already holds as many waiting reads
+	// (?wait=) as it is configured to; retry after Retry-After, or read
+	// without waiting.
+	TypeTooManyWaiting = "/problems/too-many-waiting-reads"
+)
+
+// Bounds on what a problem body carries, so that no request, however long
+// its path, makes a large error response.
+const (
+	MaxInstance = 256  // bytes of the escaped path in instance
+	MaxDetail   = 1024 // bytes of detail, and of each errors[].detail
 )
 
 // Write sends a problem response for r.
@@ -40,7 +64,50 @@ func Write(w http.ResponseWriter, r *http.Request, status int, typ, title, detai
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
+	if len(fields) > 0 {
+		clipped := make([]order.FieldError, len(fields))
+		for i, f := range fields {
+			clipped[i] = order.FieldError{Field: clip(f.Field, MaxDetail), Detail: clip(f.Detail, MaxDetail)}
+		}
+		fields = clipped
+	}
 	_ = json.NewEncoder(w).Encode(Details{
-		Type: typ, Title: title, Status: status, Detail: detail, Instance: r.URL.Path, Errors: fields,
+		Type: typ, Title: title, Status: status, Detail: clip(detail, MaxDetail), Instance: Instance(r), Errors: fields,
 	})
+}
+
+// Unavailable sends a 503 problem of type typ with Retry-After set to
+// retryAfter in whole seconds (at least 1).
+func Unavailable(w http.ResponseWriter, r *http.Request, retryAfter time.Duration, typ, detail string) {
+	secs := int64((retryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+	Write(w, r, http.StatusServiceUnavailable, typ, "Service Unavailable", detail, nil)
+}
+
+// Instance is r's path as a problem's instance: percent-escaped, so a URI
+// reference whatever bytes the client sent, and cut at MaxInstance bytes
+// (never inside an escape).
+func Instance(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if len(p) <= MaxInstance {
+		return p
+	}
+	cut := MaxInstance
+	if i := strings.LastIndexByte(p[cut-2:cut], '%'); i >= 0 {
+		cut -= 2 - i
+	}
+	return p[:cut]
+}
+
+// clip cuts s, which we wrote but which may quote client input, to at most
+// max bytes on a rune boundary, marked with "…".
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/pgdb"
 )
 
 // Projection is an order as the projection holds it, with where it came from.
@@ -301,7 +302,9 @@ SELECT id, status, version, customer_id, currency, items, total_minor,
 FROM order_projection WHERE id = $1`
 
 // Get returns the projection of order id, or an error wrapping
-// order.ErrNotFound if no event of it has been applied.
+// order.ErrNotFound if no event of it has been applied, or one wrapping
+// order.ErrUnavailable (and the driver's cause) if the database could not be
+// reached or used within pgdb.CallTimeout.
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (Projection, error) {
 	var (
 		p      Projection
@@ -309,11 +312,18 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (Projection, error) {
 		status string
 		items  []byte
 	)
-	err := s.pool.QueryRow(ctx, selectProjectionSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
+	// Bounded, so a read API request never waits on a pool that cannot
+	// connect for longer than a client would.
+	bctx, cancel := context.WithTimeout(ctx, pgdb.CallTimeout)
+	defer cancel()
+	err := s.pool.QueryRow(bctx, selectProjectionSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
 		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
 		&o.CreatedAt, &o.UpdatedAt, &p.LastEventID, &p.LastEventAt, &p.ProjectedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
+	}
+	if pgdb.Unavailable(ctx, err) {
+		return Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, err)
 	}
 	if err != nil {
 		return Projection{}, fmt.Errorf("get projection %s: %w", id, err)

@@ -2,7 +2,12 @@
 // /orders/{id} from the projection, /healthz and /readyz. It only reads: what
 // it returns is what the consumer has applied, never anything newer, and an
 // order's ETag is its projected version, comparable with order-api's ETag for
-// the same order. Errors are RFC 9457 problem details like order-api's.
+// the same order. Errors are RFC 9457 problem details like order-api's, and
+// so are its refusals: a path or query that is not text is 400, a 405 says
+// Allow, HEAD is GET without the body, and a database it cannot reach is 503
+// with Retry-After. At most Config.MaxWaiting reads wait for a version at
+// once; beyond that a read that would wait is refused with 503 at once, so a
+// flood of them costs one read each, not a request held for up to MaxWait.
 package projectionapi
 
 import (
@@ -18,16 +23,21 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/problem"
 	"github.com/ordersonkafka/orders/internal/projection"
+	"github.com/ordersonkafka/orders/internal/telemetry"
 )
 
 // Store reads the projection; *projection.Store implements it.
 type Store interface {
 	// Get returns the projection of order id, or an error wrapping
-	// order.ErrNotFound if none of its events has been applied.
+	// order.ErrNotFound if none of its events has been applied, or one
+	// wrapping order.ErrUnavailable if the database could not be reached or
+	// used (in bounded time).
 	Get(ctx context.Context, id uuid.UUID) (projection.Projection, error)
 }
 
@@ -53,7 +63,25 @@ type Config struct {
 	// Versions, when set, wakes requests waiting for a version (see
 	// Versions); without it they re-read every RecheckInterval.
 	Versions *Versions
+	// MaxWaiting caps the reads waiting for a version at once (each holds a
+	// goroutine, timers, and re-reads the database every RecheckInterval);
+	// a waiting read beyond it is answered 503 with Retry-After at once.
+	// Zero (or less) means DefaultMaxWaiting.
+	MaxWaiting int
 }
+
+// DefaultMaxWaiting is MaxWaiting when Config leaves it zero.
+const DefaultMaxWaiting = 256
+
+// RetryAfter is the Retry-After of a 503 when the database is unavailable.
+const RetryAfter = 2 * time.Second
+
+// WaitRetryAfter is the Retry-After of a 503 refusing a waiting read: a
+// waiting read ends within MaxWait, most much sooner.
+const WaitRetryAfter = time.Second
+
+// errTooManyWaiting refuses a waiting read beyond MaxWaiting.
+var errTooManyWaiting = errors.New("too many reads waiting for a version")
 
 // MaxWait caps the wait parameter of GET /orders/{id}.
 const MaxWait = 30 * time.Second
@@ -66,6 +94,7 @@ type api struct {
 	log      *slog.Logger
 	checks   []Check
 	versions *Versions
+	waiting  chan struct{} // one token per waiting read, MaxWaiting in all
 }
 
 // New returns the API's handler.
@@ -77,15 +106,19 @@ func New(cfg Config, store Store, checks ...Check) http.Handler {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	maxWaiting := cfg.MaxWaiting
+	if maxWaiting <= 0 {
+		maxWaiting = DefaultMaxWaiting
+	}
+	a.waiting = make(chan struct{}, maxWaiting)
 	r := chi.NewRouter()
 	r.Use(cfg.Middleware...)
+	r.Use(problem.ValidText)
+	r.Use(middleware.GetHead) // HEAD on every GET route, answered as GET without the body
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource")
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusMethodNotAllowed, typeMethod, "Method Not Allowed",
-			r.Method+" is not allowed on "+r.URL.Path)
-	})
+	r.MethodNotAllowed(problem.MethodNotAllowed)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -120,8 +153,9 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil || len(raw) != 36 { // uuid.Parse also takes urn: and {braced} forms
+		// The id is not repeated: the problem's instance carries the path.
 		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-			fmt.Sprintf("order id %q is not a UUID", raw))
+			"the order id in the path is not a UUID")
 		return
 	}
 	minVersion, wait, ok := waitParams(w, r)
@@ -129,12 +163,21 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := a.getAtLeast(r.Context(), id, minVersion, wait)
-	if errors.Is(err, order.ErrNotFound) {
+	switch {
+	case errors.Is(err, order.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found",
 			fmt.Sprintf("order %s is not in the projection", id))
 		return
-	}
-	if err != nil {
+	case errors.Is(err, errTooManyWaiting):
+		problem.Unavailable(w, r, WaitRetryAfter, problem.TypeTooManyWaiting,
+			"too many reads are waiting for a version; retry after the Retry-After delay, or read without wait")
+		return
+	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
+		a.log.WarnContext(r.Context(), "projection unavailable", "path", problem.Instance(r), "error", err)
+		problem.Unavailable(w, r, RetryAfter, problem.TypeUnavailable,
+			"the projection cannot be read right now; retry after the Retry-After delay")
+		return
+	case err != nil:
 		a.internal(w, r, err)
 		return
 	}
@@ -172,14 +215,14 @@ func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, b
 	if v := q.Get("min_version"); v != "" {
 		if minVersion, err = strconv.ParseInt(v, 10, 64); err != nil || minVersion < 1 {
 			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-				fmt.Sprintf("min_version %q is not a positive integer", v))
+				fmt.Sprintf("min_version %s is not a positive integer", order.Quote(v, 32)))
 			return 0, 0, false
 		}
 	}
 	if v := q.Get("wait"); v != "" {
 		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > MaxWait {
 			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-				fmt.Sprintf("wait %q is not a duration between 0s and %s", v, MaxWait))
+				fmt.Sprintf("wait %s is not a duration between 0s and %s", order.Quote(v, 32), MaxWait))
 			return 0, 0, false
 		}
 	}
@@ -190,13 +233,22 @@ func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, b
 	return minVersion, wait, true
 }
 
-// getAtLeast reads order id, waiting up to wait for version minVersion.
+// getAtLeast reads order id, waiting up to wait for version minVersion. A
+// read that has to wait takes one of MaxWaiting tokens first, or returns
+// errTooManyWaiting.
 func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wait time.Duration) (projection.Projection, error) {
-	if wait == 0 {
-		return a.store.Get(ctx, id)
+	p, err := a.store.Get(ctx, id)
+	if wait == 0 || err != nil && !errors.Is(err, order.ErrNotFound) || err == nil && p.Order.Version >= minVersion {
+		return p, err
 	}
-	// Register before reading, so an Applied between the read and the wait
-	// is not missed.
+	select {
+	case a.waiting <- struct{}{}:
+		defer func() { <-a.waiting }()
+	default:
+		return projection.Projection{}, errTooManyWaiting
+	}
+	// Register before reading again, so an Applied between the read and
+	// the wait is not missed.
 	done, stop := a.versions.wait(id, minVersion)
 	defer stop()
 	deadline := time.NewTimer(wait)
@@ -254,9 +306,9 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
-		a.log.WarnContext(r.Context(), "request abandoned by the client", "path", r.URL.Path, "error", err)
+		a.log.WarnContext(r.Context(), "request abandoned by the client", "path", problem.Instance(r), "error", err)
 	} else {
-		a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		a.log.ErrorContext(r.Context(), "request failed", "method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err)
 	}
 	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
 		"the projection could not be read; retry later")

@@ -148,7 +148,7 @@ func TestProblems(t *testing.T) {
 		status             int
 		typ, detail        string
 	}{
-		{"a malformed id is 400", http.MethodGet, "/orders/not-a-uuid", 400, "/problems/malformed-request", `order id "not-a-uuid" is not a UUID`},
+		{"a malformed id is 400", http.MethodGet, "/orders/not-a-uuid", 400, "/problems/malformed-request", "the order id in the path is not a UUID"},
 		{"a braced id is 400", http.MethodGet, "/orders/{" + unknown.String() + "}", 400, "/problems/malformed-request", "is not a UUID"},
 		{"an order never applied is 404", http.MethodGet, "/orders/" + unknown.String(), 404, "/problems/not-found", "order " + unknown.String() + " is not in the projection"},
 		{"an unknown path is 404", http.MethodGet, "/nowhere", 404, "/problems/not-found", "no such resource"},

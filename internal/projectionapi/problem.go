@@ -10,7 +10,6 @@ import (
 const (
 	typeMalformed = problem.TypeMalformed
 	typeNotFound  = problem.TypeNotFound
-	typeMethod    = problem.TypeMethod
 	typeInternal  = problem.TypeInternal
 )
 

@@ -54,10 +54,28 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	return m
 }
 
+// OtherMethod stands for every method Method does not know, as
+// OpenTelemetry's semantic conventions name it.
+const OtherMethod = "_OTHER"
+
+// Method returns m if it is one of the methods of RFC 9110 or PATCH, and
+// OtherMethod otherwise. A client may send any token as a method; as a
+// label, span name or log field each one would be a new series or value, so
+// metrics, traces and logs use Method(r.Method), never r.Method.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return OtherMethod
+}
+
 // Middleware instruments a chi router (install it with Use, first): the
 // route label is the matched pattern (/orders/{id}/pay), never the raw path,
 // so order IDs do not become label values; requests that match no route
-// are "unmatched".
+// are "unmatched"; the method label is Method(r.Method), so made-up methods
+// are all "_OTHER".
 func (m *HTTPMetrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -72,7 +90,7 @@ func (m *HTTPMetrics) Middleware(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.duration.WithLabelValues(r.Method, route, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		m.duration.WithLabelValues(Method(r.Method), route, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
 	})
 }
 
