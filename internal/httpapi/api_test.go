@@ -33,7 +33,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := orderstore.New(db.Pool, enc, "order-events", nil)
+	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: log}, store, httpapi.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)

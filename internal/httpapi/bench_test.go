@@ -22,7 +22,7 @@ import (
 func BenchmarkPlaceOrder(b *testing.B) {
 	db := pgtest.MustDB(b, migrations.Orders())
 	enc, _ := eventcodec.NewEncoder()
-	store := orderstore.New(db.Pool, enc, "order-events", nil)
+	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
 	h := httpapi.New(httpapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, store)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

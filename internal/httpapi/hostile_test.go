@@ -363,7 +363,7 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := orderstore.New(db.Pool, enc, "order-events", nil)
+	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
 	reg := telemetry.NewRegistry()
 	var logs syncBuffer
 	spans := tracetest.NewInMemoryExporter()

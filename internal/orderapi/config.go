@@ -28,6 +28,11 @@ type Config struct {
 	// Topic receives the order events; its value subject is <Topic>-value.
 	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 
+	// IdempotencyKeyTTL is how long an Idempotency-Key is honoured: a retry
+	// with the key within it replays the first answer; past it the key is
+	// purged, and using it again places a new order.
+	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
+
 	// RelayEnabled runs the outbox relay in this process. Turn it off to run
 	// API-only replicas; at most one relay publishes at a time anyway.
 	RelayEnabled bool `env:"RELAY_ENABLED" envDefault:"true"`
@@ -67,6 +72,7 @@ func (c Config) Validate() error {
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		config.AtLeast("RELAY_BATCH_SIZE", c.RelayBatchSize, 1, ""),
+		config.Positive("IDEMPOTENCY_KEY_TTL", c.IdempotencyKeyTTL),
 		config.Positive("RELAY_POLL_INTERVAL", c.RelayPollInterval),
 		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
 		config.Positive("RELAY_RETENTION", c.RelayRetention),

@@ -38,6 +38,7 @@ type Service struct {
 	log     *slog.Logger
 	pool    *pgxpool.Pool
 	handler http.Handler
+	store   *orderstore.Store
 	relay   *outbox.Relay // nil when the relay is disabled
 	notify  *outbox.Notifier
 	tracing telemetry.Tracing
@@ -85,14 +86,14 @@ func (s *Service) wire() error {
 			Func: func(context.Context) error { return s.relay.Health() }})
 	}
 	s.notify = outbox.NewNotifier(s.pool, s.relay, s.log)
-	store := orderstore.New(s.pool, enc, s.cfg.Topic, s.notify.Poke)
-	checks = append([]httpapi.Check{{Name: "database", Func: store.Ping}}, checks...)
+	s.store = orderstore.New(s.pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
+	checks = append([]httpapi.Check{{Name: "database", Func: s.store.Ping}}, checks...)
 	s.handler = httpapi.New(httpapi.Config{
 		Logger:     s.log,
 		Tracer:     s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/httpapi"),
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(s.reg),
-	}, store, checks...)
+	}, s.store, checks...)
 	return nil
 }
 
@@ -139,6 +140,10 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil, "traces", s.tracing.Exporter)
 	g.Go(func() error { return httpserver.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return s.notify.Run(gctx) })
+	g.Go(func() error {
+		return pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000, Logger: s.log,
+			Step: s.store.PurgeIdempotencyKeys}.Run(gctx)
+	})
 	if s.relay != nil {
 		g.Go(func() error {
 			if err := s.relay.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {

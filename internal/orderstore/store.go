@@ -40,18 +40,27 @@ type Store struct {
 	topic       string
 	afterCommit func()
 	timeout     time.Duration
+	idemTTL     time.Duration
 }
 
 var _ order.Store = (*Store)(nil)
 
+// DefaultIdempotencyKeyTTL is how long an Idempotency-Key is honoured when
+// New is given 0.
+const DefaultIdempotencyKeyTTL = 24 * time.Hour
+
 // New returns a Store writing events for topic. afterCommit, if not nil, is
 // called after each commit that wrote outbox rows (to wake the relay); it
-// must not block.
-func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func()) *Store {
+// must not block. An Idempotency-Key is honoured for idemTTL
+// (DefaultIdempotencyKeyTTL if 0): past it, the same key places a new order.
+func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func(), idemTTL time.Duration) *Store {
 	if afterCommit == nil {
 		afterCommit = func() {}
 	}
-	return &Store{pool: pool, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout}
+	if idemTTL <= 0 {
+		idemTTL = DefaultIdempotencyKeyTTL
+	}
+	return &Store{pool: pool, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout, idemTTL: idemTTL}
 }
 
 // bound limits how long one call waits for the database (pgdb.CallTimeout).
@@ -89,9 +98,14 @@ WITH o AS (
 INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
 VALUES ($13, $14, $15, $16, $17, $18)`
 
+// insertIdempotencySQL records a key, or takes over one recorded more than
+// the TTL ($5) ago, which is no longer honoured (the purge may not have
+// reached it yet). A key recorded within the TTL is left as it is: 0 rows.
 const insertIdempotencySQL = `
 INSERT INTO idempotency_keys (key, fingerprint, order_id, response) VALUES ($1, $2, $3, $4)
-ON CONFLICT (key) DO NOTHING`
+ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, order_id = EXCLUDED.order_id,
+    response = EXCLUDED.response, created_at = now()
+WHERE idempotency_keys.created_at < now() - $5::interval`
 
 const selectIdempotencySQL = `SELECT fingerprint, response FROM idempotency_keys WHERE key = $1`
 
@@ -133,9 +147,10 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 		return nil, false, fmt.Errorf("create order: insert order: %w", err)
 	}
 	if idem != nil {
-		// ON CONFLICT DO NOTHING waits for a concurrent insert of the same key
-		// to commit or roll back, then reports whether ours went in.
-		tag, err := tx.Exec(ctx, insertIdempotencySQL, idem.Key, idem.Fingerprint, o.ID, idem.Response)
+		// ON CONFLICT waits for a concurrent insert of the same key to commit
+		// or roll back, then reports whether ours went in (or took over an
+		// expired one).
+		tag, err := tx.Exec(ctx, insertIdempotencySQL, idem.Key, idem.Fingerprint, o.ID, idem.Response, s.idemTTL)
 		if err != nil {
 			return nil, false, fmt.Errorf("create order: insert idempotency key: %w", err)
 		}
@@ -347,4 +362,22 @@ func scanOrder(row pgx.Row) (order.Order, error) {
 	}
 	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
 	return o, nil
+}
+
+// purgeIdempotencySQL deletes up to $2 keys recorded more than $1 ago,
+// oldest first, skipping rows another purge (another replica) holds.
+const purgeIdempotencySQL = `
+DELETE FROM idempotency_keys WHERE key IN (
+    SELECT key FROM idempotency_keys WHERE created_at < now() - $1::interval
+    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
+
+// PurgeIdempotencyKeys deletes at most limit keys past the TTL and returns
+// how many it deleted. A key past the TTL is not honoured even before it is
+// purged.
+func (s *Store) PurgeIdempotencyKeys(ctx context.Context, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, purgeIdempotencySQL, s.idemTTL, limit)
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

@@ -66,7 +66,7 @@ func newHarness(t testing.TB, outageableRegistry bool) *harness {
 	done := make(chan struct{})
 	go func() { _ = n.Run(nctx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.store = orderstore.New(h.db.Pool, enc, topic, n.Poke)
+	h.store = orderstore.New(h.db.Pool, enc, topic, n.Poke, 0)
 	h.decoder, _ = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: h.regURL})
 	return h
 }
@@ -447,7 +447,7 @@ func TestCommitsWakeTheRelay(t *testing.T) {
 				n := outbox.NewNotifier(h.db.Pool, r, nil)
 				var pokes int
 				enc, _ := eventcodec.NewEncoder()
-				h.store = orderstore.New(h.db.Pool, enc, topic, func() { pokes++; n.Poke() })
+				h.store = orderstore.New(h.db.Pool, enc, topic, func() { pokes++; n.Poke() }, 0)
 				// Nothing runs n: a NOTIFY would never be sent.
 				h.orders(1)
 				if pokes == 0 {
