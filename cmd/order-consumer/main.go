@@ -95,8 +95,11 @@ func rebuild(ctx context.Context, cfg orderconsumer.Config, log *slog.Logger, ar
 		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
 	}
 	res, err := orderconsumer.Rebuild(ctx, cfg, log, *allowPartial)
-	var partial *projector.PartialTopicError
-	if errors.As(err, &partial) {
+	var (
+		partial *projector.PartialTopicError
+		loss    *projector.LossError
+	)
+	if errors.As(err, &partial) || errors.As(err, &loss) {
 		return fmt.Errorf("%w; the projection is unchanged. To rebuild anyway, without those orders, run `order-consumer rebuild -allow-partial`", err)
 	}
 	if err != nil {

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ordersonkafka/orders/internal/devstack"
 	"github.com/ordersonkafka/orders/internal/kafkatest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
@@ -152,5 +154,50 @@ func TestAFailedRebuildLeavesTheProjectionAsItWas(t *testing.T) {
 	}
 	if after := snapshot(t, s); after != before {
 		t.Fatalf("rebuilt projection differs:\n%s\n%s", after, before)
+	}
+}
+
+// A new cluster starts its offsets at 0 again, so the offset check passes;
+// the rebuilt projection would lack every order of the old cluster (the
+// playground, restarted, is such a cluster). It is refused before the swap.
+func TestRebuildFromANewClusterIsRefused(t *testing.T) {
+	s := newStack(t)
+	c := s.start()
+	old := history(t)
+	s.produce(s.message(old[0]), s.message(old[1]))
+	s.waitVersion(old[0].Order.ID, 2)
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := devstack.StartKafka(devstack.KafkaConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	cfg := s.cfg("KAFKA_BROKERS", fresh.Brokers()[0])
+	w := &kafka.Writer{Addr: kafka.TCP(fresh.Brokers()...), Topic: topic, RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Murmur2Balancer{Consistent: true}, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	other := history(t)
+	if err := w.WriteMessages(context.Background(), s.message(other[0])); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, s)
+	_, err = orderconsumer.Rebuild(context.Background(), cfg, nil, false)
+	var loss *projector.LossError
+	if !errors.As(err, &loss) || loss.Missing != 1 || len(loss.Examples) != 1 || loss.Examples[0] != old[0].Order.ID.String() {
+		t.Fatalf("rebuild from a new cluster: %v", err)
+	}
+	if after := snapshot(t, s); after != before {
+		t.Fatal("a refused rebuild changed the projection")
+	}
+	if _, err := orderconsumer.Rebuild(context.Background(), cfg, nil, true); err != nil {
+		t.Fatalf("rebuild -allow-partial: %v", err)
+	}
+	if _, ok := s.projection(old[0].Order.ID); ok {
+		t.Error("the old cluster's order survived a partial rebuild")
+	}
+	if p, ok := s.projection(other[0].Order.ID); !ok || p.version != 1 {
+		t.Errorf("the new cluster's order: %+v %v", p, ok)
 	}
 }

@@ -234,3 +234,11 @@ type rebuildTarget struct{ *projection.Rebuild }
 func (t rebuildTarget) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
 	return t.Store.Apply(ctx, events)
 }
+
+func (t rebuildTarget) Loss(ctx context.Context) (missing, behind int64, examples []string, err error) {
+	l, err := t.Rebuild.Loss(ctx)
+	for _, id := range l.Examples {
+		examples = append(examples, id.String())
+	}
+	return l.Missing, l.Behind, examples, err
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -89,6 +90,33 @@ func BeginRebuild(ctx context.Context, live *pgxpool.Pool, dsn string, fsys fs.F
 	}
 	r.Store = New(r.scratch)
 	return r, nil
+}
+
+// Loss is what moving a rebuild in would lose: orders the live projection
+// holds that the rebuilt one does not, and orders it holds at a newer
+// version. Examples names a few of them.
+type Loss struct {
+	Missing, Behind int64
+	Examples        []uuid.UUID
+}
+
+const lossSQL = `
+SELECT
+    (SELECT count(*) FROM order_projection l
+     WHERE NOT EXISTS (SELECT FROM %[1]s.order_projection r WHERE r.id = l.id)),
+    (SELECT count(*) FROM order_projection l JOIN %[1]s.order_projection r ON r.id = l.id
+     WHERE r.version < l.version),
+    ARRAY(SELECT l.id FROM order_projection l LEFT JOIN %[1]s.order_projection r ON r.id = l.id
+          WHERE r.id IS NULL OR r.version < l.version ORDER BY l.id LIMIT 5)`
+
+// Loss compares the rebuilt projection with the live one.
+func (r *Rebuild) Loss(ctx context.Context) (Loss, error) {
+	var l Loss
+	err := r.live.QueryRow(ctx, fmt.Sprintf(lossSQL, pgx.Identifier{rebuildSchema}.Sanitize())).Scan(&l.Missing, &l.Behind, &l.Examples)
+	if err != nil {
+		return Loss{}, fmt.Errorf("compare the rebuilt projection: %w", err)
+	}
+	return l, nil
 }
 
 // Commit replaces the live projection and ledger by the rebuilt ones, and

@@ -21,6 +21,10 @@ import (
 // built from.
 type RebuildTarget interface {
 	Projector
+	// Loss says what moving the rebuilt projection in would lose: orders
+	// the live one holds and the rebuilt one does not, or holds at an older
+	// version.
+	Loss(ctx context.Context) (missing, behind int64, examples []string, err error)
 	Commit(ctx context.Context, topic string, origin map[int]int64) error
 }
 
@@ -72,12 +76,31 @@ func (e *PartialTopicError) Error() string {
 		"a rebuild would drop the orders whose events are gone", e.Topic, strings.Join(parts, ", "))
 }
 
+// LossError is a refusal to move in a rebuilt projection that lacks orders
+// the live one holds, or holds them at an older version: the topic does not
+// hold all their events (a new cluster, a topic recreated, events deleted).
+type LossError struct {
+	Topic           string
+	Missing, Behind int64
+	Examples        []string
+}
+
+func (e *LossError) Error() string {
+	return fmt.Sprintf("the projection rebuilt from %s lacks %d orders the live one holds and has %d at an older version (e.g. %s): "+
+		"the topic does not hold all their events (a new cluster, the topic recreated, events deleted)",
+		e.Topic, e.Missing, e.Behind, strings.Join(e.Examples, ", "))
+}
+
 // Rebuild applies the whole topic, from the start of every partition to its
 // end when Rebuild reaches it, with no consumer group, to a new projection
 // (cfg.Begin), and moves it in place of the live one only once every message
 // was read. It first checks that every partition still starts at the offset
 // the live projection was built from (cfg.Origin) and refuses with a
-// *PartialTopicError otherwise, touching nothing, unless cfg.AllowPartial.
+// *PartialTopicError otherwise, touching nothing; and before moving the new
+// projection in, that it holds every order the live one does at its version
+// or later, refusing with a *LossError otherwise (offsets alone cannot tell
+// a new cluster, whose offsets start at 0 again). cfg.AllowPartial skips
+// both checks.
 // Messages are decoded, checked and applied exactly as the live consumer
 // does; those that can never be applied are skipped and counted (the live
 // consumer dead-lettered them); transient failures are retried.
@@ -150,6 +173,15 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		if first, ok := origin[a.Partition]; ok && a.First > first {
 			return res, fmt.Errorf("rebuild: partition %d lost offsets %d to %d while being read (retention): not moved in; run it again",
 				a.Partition, first, a.First-1)
+		}
+	}
+	if !cfg.AllowPartial {
+		missing, behind, examples, err := target.Loss(ctx)
+		if err != nil {
+			return res, fmt.Errorf("rebuild: %w", err)
+		}
+		if missing > 0 || behind > 0 {
+			return res, &LossError{Topic: topic, Missing: missing, Behind: behind, Examples: examples}
 		}
 	}
 	if err := target.Commit(ctx, topic, origin); err != nil {
