@@ -121,7 +121,7 @@ func CheckEvent(ev Event, key []byte, now time.Time) error {
 	fail := func(rule EventRule, format string, args ...any) error {
 		return &EventError{Rule: rule, Detail: fmt.Sprintf(format, args...)}
 	}
-	if string(key) != o.ID.String() {
+	if !isKeyOf(key, o.ID) {
 		return fail(RuleKeyMismatch, "message key %s is not order_id %s", Quote(string(key), 64), o.ID)
 	}
 	want := ev.Type.Status()
@@ -184,6 +184,24 @@ func CheckEvent(ev Event, key []byte, now time.Time) error {
 			o.CreatedAt.Format(time.RFC3339Nano), o.UpdatedAt.Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// isKeyOf reports whether key is id in its canonical text form (lower-case
+// hex, 8-4-4-4-12), as the outbox writes it; without allocating.
+func isKeyOf(key []byte, id uuid.UUID) bool {
+	if len(key) != 36 {
+		return false
+	}
+	parsed, err := uuid.ParseBytes(key)
+	if err != nil || parsed != id {
+		return false
+	}
+	for _, c := range key {
+		if 'A' <= c && c <= 'F' {
+			return false
+		}
+	}
+	return true
 }
 
 const textRule = "must be valid UTF-8 without NUL characters"

@@ -142,3 +142,16 @@ func TestQuoteCutsLongInputOnARuneBoundary(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+func BenchmarkCheckEvent(b *testing.B) {
+	o, placed, _ := order.Place(order.NewOrder{CustomerID: "c-1", Currency: "EUR",
+		Items: []order.Item{{SKU: "A", Quantity: 2, UnitPriceMinor: 150}, {SKU: "B", Quantity: 1, UnitPriceMinor: 99}}}, order.Now(), order.Meta{})
+	key := []byte(o.ID.String())
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := order.CheckEvent(placed, key, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

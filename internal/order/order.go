@@ -211,20 +211,21 @@ func (n NewOrder) Validate() error {
 		ve.add("items", "must contain at most %d items, got %d", MaxItems, len(n.Items))
 	default:
 		for i, it := range n.Items {
-			p := fmt.Sprintf("items[%d]", i)
+			// The field's path is only formatted for a field at fault.
+			field := func(name string) string { return fmt.Sprintf("items[%d].%s", i, name) }
 			switch {
 			case it.SKU == "":
-				ve.add(p+".sku", "is required")
+				ve.add(field("sku"), "is required")
 			case len(it.SKU) > MaxSKULength:
-				ve.add(p+".sku", "must be at most %d bytes", MaxSKULength)
+				ve.add(field("sku"), "must be at most %d bytes", MaxSKULength)
 			case !ValidText(it.SKU):
-				ve.add(p+".sku", textRule)
+				ve.add(field("sku"), textRule)
 			}
 			if it.Quantity <= 0 {
-				ve.add(p+".quantity", "must be a positive integer")
+				ve.add(field("quantity"), "must be a positive integer")
 			}
 			if it.UnitPriceMinor <= 0 {
-				ve.add(p+".unit_price_minor", "must be a positive integer")
+				ve.add(field("unit_price_minor"), "must be a positive integer")
 			}
 		}
 		if len(ve.Fields) == 0 {
