@@ -104,13 +104,19 @@ WITH input AS (
                               created_at, updated_at, occurred_at, follows, ord)
 ),
 probed AS MATERIALIZED (
-    SELECT i.ord, i.event_id, i.event_type, i.order_id, i.version, i.status, i.follows,
-           row_number() OVER (PARTITION BY i.event_id ORDER BY i.ord) = 1 AS is_first,
-           count(*) OVER (PARTITION BY i.event_id) AS copies,
-           (SELECT true FROM processed_events p WHERE p.event_id = i.event_id) IS NOT NULL AS known,
-           coalesce((SELECT o.version FROM order_projection o WHERE o.id = i.order_id), 0) AS stored_version,
-           coalesce((SELECT o.status FROM order_projection o WHERE o.id = i.order_id), '') AS stored_status
-    FROM input i
+    SELECT k.*, coalesce(o.version, 0) AS stored_version, coalesce(o.status, '') AS stored_status
+    FROM (
+        SELECT i.ord, i.event_id, i.event_type, i.order_id, i.version, i.status, i.follows,
+               row_number() OVER (PARTITION BY i.event_id ORDER BY i.ord) = 1 AS is_first,
+               count(*) OVER (PARTITION BY i.event_id) AS copies,
+               (SELECT true FROM processed_events p WHERE p.event_id = i.event_id) IS NOT NULL AS known
+        FROM input i
+        OFFSET 0 -- a fence: known is probed once per event, not once per use
+    ) k
+    -- One probe per event not known (a known one is a duplicate whatever the
+    -- order holds); OFFSET 0 keeps it a probe, not a join.
+    LEFT JOIN LATERAL (SELECT o.version, o.status FROM order_projection o
+                       WHERE o.id = k.order_id AND NOT k.known OFFSET 0) o ON true
 ),
 step1 AS (
     SELECT p.*, min(ord) FILTER (WHERE NOT known AND version = stored_version + 1 AND follows = stored_status) OVER w AS c1
