@@ -12,6 +12,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ordersonkafka/orders/internal/deadletter"
 	"github.com/ordersonkafka/orders/internal/kafkalog"
@@ -360,4 +363,35 @@ func TestReplayingTheDLQAgainSkipsWhatWasReplayed(t *testing.T) {
 	if msgs, _ := kafkatest.ReadAll(context.Background(), s.kafka.Brokers()[0], dlqTopic); len(msgs) != 6 {
 		t.Errorf("after two replays the DLQ holds %d letters, want 6 (not 8)", len(msgs))
 	}
+}
+
+// The same finding's other half: a group that cannot join (here the broker
+// refuses it) makes the consumer not ready, saying why, and ready again once
+// it has joined, even with no message to consume.
+func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
+	s := newStack(t)
+	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.JoinGroup}, Err: kerr.GroupAuthorizationFailed, Count: -1})
+	logs := &syncBuffer{}
+	log, err := logging.New(logs, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.startWith(telemetry.Config{}, log)
+	waitFor(t, "/readyz 503 naming kafka", func() bool {
+		st, body := get(t, c.url+"/readyz")
+		failed, _ := body["failed"].(map[string]any)
+		reason, _ := failed["consumer"].(string)
+		return st == 503 && strings.Contains(reason, "kafka") && strings.Contains(strings.ToLower(reason), "authorization")
+	})
+	warned := false
+	for _, l := range logs.lines() {
+		if l["level"] == "WARN" && strings.Contains(strings.ToLower(fmt.Sprint(l)), "authorization") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Error("no warning says why the group cannot join")
+	}
+	fault.Remove()
+	waitFor(t, "ready once the group joined", func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 }

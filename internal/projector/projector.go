@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,7 +177,8 @@ type Consumer struct {
 	stats struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
 
 	mu       sync.Mutex
-	notReady error
+	notReady error // the step of a batch being retried
+	fetchErr error // fetching failed (the group cannot join, the broker is down)
 	topicErr error // the topic does not exist, or cannot be checked
 
 	logMu    sync.Mutex
@@ -197,10 +199,19 @@ func New(cfg Config) (*Consumer, error) {
 func (c *Consumer) Ready() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.notReady != nil {
+	switch {
+	case c.notReady != nil:
 		return c.notReady
+	case c.fetchErr != nil:
+		return c.fetchErr
 	}
 	return c.topicErr
+}
+
+func (c *Consumer) setFetchErr(err error) {
+	c.mu.Lock()
+	c.fetchErr = err
+	c.mu.Unlock()
 }
 
 func (c *Consumer) setReady(err error) {
@@ -265,8 +276,13 @@ func (c *Consumer) consume(ctx context.Context) {
 		ReadBackoffMin:    50 * time.Millisecond,
 		ReadBackoffMax:    time.Second,
 		QueueCapacity:     c.cfg.BatchSize,
-		Logger:            nil,
-		ErrorLogger:       kafka.LoggerFunc(c.kafkaError),
+		// A group that failed to join tries again after this; kafka-go's
+		// default is 5s, which BackoffMax of 10s keeps.
+		JoinGroupBackoff: min(c.cfg.BackoffMax, 5*time.Second),
+		// Its info lines say when the group has joined: fetching can
+		// proceed, even if no message comes to prove it.
+		Logger:      kafka.LoggerFunc(c.kafkaInfo),
+		ErrorLogger: kafka.LoggerFunc(c.kafkaError),
 	})
 	defer r.Close()
 	fetchFailures := 0
@@ -286,10 +302,11 @@ func (c *Consumer) consume(ctx context.Context) {
 		}
 		if err == nil {
 			fetchFailures = 0
+			c.setFetchErr(nil)
 			continue
 		}
 		fetchFailures++
-		c.setReady(fmt.Errorf("kafka: %w", err))
+		c.setFetchErr(fmt.Errorf("kafka: %w", err))
 		c.stats.retries.Add(1)
 		c.m.retries.WithLabelValues("kafka fetch").Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
@@ -342,6 +359,14 @@ func (c *Consumer) watchTopic(ctx context.Context, appeared chan<- struct{}) {
 		if !backoff.Sleep(ctx, wait) {
 			return
 		}
+	}
+}
+
+// kafkaInfo watches kafka-go's info lines for the group joining, which ends
+// a fetch failure (the group could not join) without a message to show it.
+func (c *Consumer) kafkaInfo(format string, args ...any) {
+	if strings.HasPrefix(format, "joined group") {
+		c.setFetchErr(nil)
 	}
 }
 
