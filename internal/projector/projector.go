@@ -2,20 +2,26 @@
 // applies order events to the projection, exactly once in effect.
 //
 // Each round it fetches a batch (FetchMessage, never ReadMessage), decodes
-// every message, applies the decoded events in one transaction, publishes the
-// messages that can never be applied to the dead-letter topic, and only then
-// commits the batch's offsets with one CommitMessages. So:
+// every message and checks it is an event the API could have written
+// (order.CheckEvent, with the message key), applies the valid events in one
+// transaction, publishes the messages that can never be applied to the
+// dead-letter topic, and only then commits the batch's offsets with one
+// CommitMessages. So:
 //   - an offset is committed only after its effect, or its dead letter, is
 //     durable (invariant 5); a crash before the commit redelivers the batch,
 //     and applying is idempotent (invariant 4);
-//   - failures are classified in one place (classify): transient ones (the
+//   - failures are sorted by the caller's classifier (Config.DecodePermanent,
+//     ApplyPermanent, ErrorClass: orderconsumer.Classify): transient ones (the
 //     database, registry or broker unreachable) are retried with capped
 //     exponential backoff and jitter, no further messages are fetched
 //     meanwhile, Ready reports the failure, and nothing goes to the DLQ;
 //     permanent ones (not Confluent-framed, unknown schema ID, undecodable or
-//     unresolvable Avro, an invalid event, data the database rejects) go to
-//     the DLQ byte for byte (invariant 6);
-//   - events keep their partition's order: a batch is applied in fetch order.
+//     unresolvable Avro, an event that breaks a rule of order.CheckEvent or
+//     comes out of sequence, data the database rejects) go to the DLQ byte
+//     for byte (invariant 6);
+//   - events keep their partition's order: a batch is applied in fetch order;
+//   - what arrives is bounded: the decoder checks every claimed length,
+//     header values used for tracing are length-checked text.
 package projector
 
 import (
