@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -223,35 +222,6 @@ func TestBodiesThatAreNotUTF8AreRefused(t *testing.T) {
 	})
 }
 
-func mustAdmin(t *testing.T, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-// stopDatabase makes db refuse connections and ends the ones it has, as a
-// restart or failover does; the returned func lets it accept them again.
-func stopDatabase(t *testing.T, db *pgtest.DB) (restart func()) {
-	t.Helper()
-	mustAdmin(t, "ALTER DATABASE "+db.Name+" ALLOW_CONNECTIONS false")
-	mustAdmin(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+db.Name+"' AND pid <> pg_backend_pid()")
-	restarted := false
-	restart = func() {
-		if !restarted {
-			restarted = true
-			mustAdmin(t, "ALTER DATABASE "+db.Name+" ALLOW_CONNECTIONS true")
-		}
-	}
-	t.Cleanup(restart)
-	return restart
-}
-
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -270,7 +240,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestDatabaseUnavailableIs503WithRetryAfter(t *testing.T) {
 	e := newEnv(t)
 	id := e.place()["id"].(string)
-	restart := stopDatabase(t, e.db)
+	restart := e.db.Stop(t)
 
 	requests := []struct{ name, method, path, body string }{
 		{"get", "GET", "/orders/" + id, ""},

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -16,7 +15,6 @@ import (
 	"github.com/ordersonkafka/orders/internal/kafkatest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/orderconsumer"
-	"github.com/ordersonkafka/orders/internal/pgtest"
 )
 
 // committed returns the group's committed offset of partition p (-1: none).
@@ -86,15 +84,14 @@ func TestDatabaseOutagePausesWithoutDeadLettering(t *testing.T) {
 	s.waitVersion(h[0].Order.ID, 1)
 
 	ctx := context.Background()
-	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS false")
-	mustAdmin(t, s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+s.db.Name+"' AND pid <> pg_backend_pid()")
+	restart := s.db.Stop(t)
 	s.produce(s.message(h[1]), s.message(h[2]))
 	waitFor(t, "the consumer to report the database", func() bool { return c.svc.Consumer().Ready() != nil })
 	if st, body := get(t, c.url+"/readyz"); st != 503 {
 		t.Errorf("/readyz during the outage: %d %v", st, body)
 	}
 	time.Sleep(300 * time.Millisecond) // several retries at 10–200 ms
-	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS true")
+	restart()
 	s.waitVersion(h[0].Order.ID, 3)
 	waitFor(t, "ready again", func() bool { return c.svc.Consumer().Ready() == nil })
 	if st, _ := get(t, c.url+"/readyz"); st != 200 {
@@ -105,18 +102,6 @@ func TestDatabaseOutagePausesWithoutDeadLettering(t *testing.T) {
 	}
 	if st := c.svc.Consumer().Stats(); st.Retries == 0 || st.DeadLettered != 0 {
 		t.Fatalf("stats %+v", st)
-	}
-}
-
-func mustAdmin(t *testing.T, s *stack, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
 	}
 }
 
@@ -269,15 +254,14 @@ func TestShutdownFinishesAndCommitsTheBatchInHand(t *testing.T) {
 	s.produce(s.message(h[0]))
 	s.waitVersion(h[0].Order.ID, 1)
 
-	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS false")
-	mustAdmin(t, s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+s.db.Name+"' AND pid <> pg_backend_pid()")
+	restart := s.db.Stop(t)
 	s.produce(s.message(h[1]))
 	waitFor(t, "the batch to be retried", func() bool { return c.svc.Consumer().Ready() != nil })
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.stop() }()
 	time.Sleep(300 * time.Millisecond) // shutdown under way, batch still failing
-	mustAdmin(t, s, "ALTER DATABASE "+s.db.Name+" ALLOW_CONNECTIONS true")
+	restart()
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,4 +152,32 @@ func (db *DB) Tables(tb testing.TB) []string {
 		tb.Fatal(err)
 	}
 	return tables
+}
+
+// Admin runs sql on the server's administrative database (ServerURL).
+func Admin(tb testing.TB, sql string) {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, ServerURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// Stop makes db refuse new connections and ends the ones it has, as a
+// server restart or a failover does. The returned func lets it accept
+// connections again; it runs at the test's end if not called before.
+func (db *DB) Stop(tb testing.TB) (restart func()) {
+	tb.Helper()
+	name := pgx.Identifier{db.Name}.Sanitize()
+	Admin(tb, "ALTER DATABASE "+name+" ALLOW_CONNECTIONS false")
+	Admin(tb, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+db.Name+"' AND pid <> pg_backend_pid()")
+	var once sync.Once
+	restart = func() { once.Do(func() { Admin(tb, "ALTER DATABASE "+name+" ALLOW_CONNECTIONS true") }) }
+	tb.Cleanup(restart)
+	return restart
 }

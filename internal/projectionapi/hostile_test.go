@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/pgtest"
@@ -51,18 +50,6 @@ func TestReadParametersThatAreNotTextAreBadRequests(t *testing.T) {
 	}
 }
 
-func mustAdmin(t *testing.T, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -94,16 +81,7 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	s := server{Server: srv, db: db, store: store}
 	path := "/orders/" + placedAndPaid(t, s).Order.ID.String()
 
-	mustAdmin(t, "ALTER DATABASE "+db.Name+" ALLOW_CONNECTIONS false")
-	restarted := false
-	restart := func() {
-		if !restarted {
-			restarted = true
-			mustAdmin(t, "ALTER DATABASE "+db.Name+" ALLOW_CONNECTIONS true")
-		}
-	}
-	t.Cleanup(restart)
-	mustAdmin(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+db.Name+"' AND pid <> pg_backend_pid()")
+	restart := db.Stop(t)
 
 	for i := range 6 { // more reads than the pool has (dead) connections
 		q := ""
