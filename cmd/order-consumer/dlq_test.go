@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +22,8 @@ import (
 // selection that cannot mean what it says is refused with nothing written,
 // and a letter replayed once is skipped unless -force.
 func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
-	k, err := devstack.StartKafka(devstack.KafkaConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	db := pgtest.MustDB(t, nil)
-	env := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL}
-	getenv := func(key string) string { return env[key] }
+	k, getenv := operatorEnv(t, nil)
 	ctx := context.Background()
-
-	pub, _ := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector"})
-	defer pub.Close()
 	var dls []deadletter.DeadLetter
 	for i, p := range []int{1, 1, 4} {
 		dls = append(dls, deadletter.DeadLetter{
@@ -40,9 +31,7 @@ func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
 			Class: "eventcodec.ErrNotFramed", Err: errorString("not framed"),
 		})
 	}
-	if err := pub.Publish(ctx, dls); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, k, dls)
 	var out bytes.Buffer
 	for _, args := range [][]string{
 		{"-partition", "-5", "-from", "1"},
@@ -100,5 +89,33 @@ func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
 	out.Reset()
 	if err := run(ctx, []string{"dlq", "replay", "-partition", "4", "-force"}, getenv, &out, &out); err != nil || !strings.Contains(out.String(), `"replayed":1`) {
 		t.Fatalf("replay -partition 4: %v %s", err, out.String())
+	}
+}
+
+// operatorEnv is what an operator's commands run against: a broker with the
+// topics, and the projection database (migrated by fsys, if not nil), as
+// the environment the commands read.
+func operatorEnv(t *testing.T, fsys fs.FS) (*devstack.Kafka, func(string) string) {
+	t.Helper()
+	k, err := devstack.StartKafka(devstack.KafkaConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	db := pgtest.MustDB(t, fsys)
+	env := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL}
+	return k, func(key string) string { return env[key] }
+}
+
+// publish dead-letters dls as the consumer would.
+func publish(t *testing.T, k *devstack.Kafka, dls []deadletter.DeadLetter) {
+	t.Helper()
+	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.Publish(context.Background(), dls); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/deadletter"
-	"github.com/ordersonkafka/orders/internal/devstack"
 	"github.com/ordersonkafka/orders/internal/kafkatest"
 	"github.com/ordersonkafka/orders/internal/pgtest"
 )
@@ -22,18 +21,8 @@ import (
 // The operator commands, as a user runs them: list in both formats, replay
 // refusing without a selection, replay by key.
 func TestDLQCommands(t *testing.T) {
-	k, err := devstack.StartKafka(devstack.KafkaConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	db := pgtest.MustDB(t, nil)
-	env := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL}
-	getenv := func(key string) string { return env[key] }
+	k, getenv := operatorEnv(t, nil)
 	ctx := context.Background()
-
-	pub, _ := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector"})
-	defer pub.Close()
 	var dls []deadletter.DeadLetter
 	for i, key := range []string{"order-a", "order-b"} {
 		dls = append(dls, deadletter.DeadLetter{
@@ -41,9 +30,7 @@ func TestDLQCommands(t *testing.T) {
 			Class: "eventcodec.ErrNotFramed", Err: errorString("not in the Confluent wire format"),
 		})
 	}
-	if err := pub.Publish(ctx, dls); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, k, dls)
 
 	var out bytes.Buffer
 	if err := run(ctx, []string{"dlq", "list"}, getenv, &out, &out); err != nil {

@@ -125,6 +125,47 @@ func TestADeadLetterAlwaysFits(t *testing.T) {
 	}
 }
 
+// What does not fit once the value is empty goes next: the original headers,
+// then the key, each cut marked.
+func TestHeadersAndKeyAreCutWhenTheValueIsNotEnough(t *testing.T) {
+	k := startKafka(t)
+	setLimit(t, k, 8000)
+	p := publisher(t, k)
+	dl := letter([]byte("v"), kafka.Header{Key: "big", Value: bytes.Repeat([]byte("h"), 20000)})
+	dl.Msg.Key = bytes.Repeat([]byte("k"), 20000)
+	if err := p.Publish(context.Background(), []deadletter.DeadLetter{dl}); err != nil {
+		t.Fatal(err)
+	}
+	got := kafkatest.WaitForCount(t, k.Brokers()[0], dlqTopic, 1, 10*time.Second)[0]
+	if n, _ := header(got, deadletter.HeaderHeadersDropped); n != "2" {
+		t.Errorf("%s = %q, want 2 (event_id and big)", deadletter.HeaderHeadersDropped, n)
+	}
+	if _, ok := header(got, "big"); ok {
+		t.Error("the 20 KB header was kept")
+	}
+	if n, _ := header(got, deadletter.HeaderKeyTruncatedFrom); n != "20000" || len(got.Key) != 256 {
+		t.Errorf("key cut to %d bytes, %s = %q", len(got.Key), deadletter.HeaderKeyTruncatedFrom, n)
+	}
+	if class, _ := header(got, deadletter.HeaderExceptionClass); class != "eventcodec.ErrNotFramed" {
+		t.Errorf("the kafka_dlt-* headers were not kept: class %q", class)
+	}
+}
+
+// A broker that will not say its limit (DescribeConfigs refused) leaves the
+// publisher with Kafka's default: a letter over it is still cut to fit.
+func TestALimitTheBrokerWillNotTellIsKafkasDefault(t *testing.T) {
+	k := startKafka(t)
+	k.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeConfigs}, Err: kerr.ClusterAuthorizationFailed, Count: -1})
+	p := publisher(t, k)
+	if err := p.Publish(context.Background(), []deadletter.DeadLetter{letter(bytes.Repeat([]byte("x"), 1048400))}); err != nil {
+		t.Fatal(err)
+	}
+	got := kafkatest.WaitForCount(t, k.Brokers()[0], dlqTopic, 1, 10*time.Second)[0]
+	if from, _ := header(got, deadletter.HeaderTruncatedFrom); from != "1048400" {
+		t.Errorf("%s = %q", deadletter.HeaderTruncatedFrom, from)
+	}
+}
+
 // The limit is learned once; if the topic's limit drops afterwards the broker
 // refuses the letter, and the publisher learns it again and cuts to fit.
 func TestALimitLoweredLaterIsLearnedFromTheRefusal(t *testing.T) {
@@ -275,6 +316,18 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("forced replay: %+v %v", res, err)
 	}
 	kafkatest.WaitForCount(t, k.Brokers()[0], topic, 2, 10*time.Second)
+
+	// A letter from a partition the topic no longer has is refused, and so is
+	// its whole selection: nothing is written.
+	gone := deadletter.DeadLetter{Msg: kafka.Message{Topic: topic, Partition: 9, Offset: 1, Key: []byte("order-9"), Value: []byte("v"), Time: time.Now()}, Class: "c", Err: errors.New("e")}
+	if err := p.Publish(ctx, []deadletter.DeadLetter{gone}); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitForCount(t, k.Brokers()[0], dlqTopic, 3, 10*time.Second)
+	if _, err := deadletter.Replay(ctx, k.Brokers(), dlqTopic, deadletter.Filter{Key: "order-9"}, deadletter.ReplayOptions{Log: memLog{}}); err == nil ||
+		!strings.Contains(err.Error(), "no longer exists") {
+		t.Errorf("replay of a letter from partition 9 of 6: %v", err)
+	}
 
 	neg, six, one, zero := -5, 6, int64(1), int64(0)
 	for name, f := range map[string]deadletter.Filter{

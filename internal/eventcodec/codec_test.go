@@ -189,6 +189,7 @@ func TestPermanentErrors(t *testing.T) {
 		{"unresolvable writer schema", alienFrame, eventcodec.ErrIncompatibleSchema},
 		{"truncated body", truncated, eventcodec.ErrUndecodable},
 		{"trailing bytes", trailing, eventcodec.ErrUndecodable},
+		{"over the size limit", append(append([]byte(nil), good[:5]...), make([]byte, eventcodec.MaxValueBytes)...), eventcodec.ErrUndecodable},
 		{"invalid uuid", frame(good, badUUID), eventcodec.ErrInvalidEvent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

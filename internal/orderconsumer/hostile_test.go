@@ -395,3 +395,58 @@ func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
 	fault.Remove()
 	waitFor(t, "ready once the group joined", func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 }
+
+// Headers and times that are not plausible are not believed: a
+// correlation_id that is long or not text does not reach the log lines, and
+// a valid event that occurred more than a week ago (a replay, an old
+// backlog) is applied but not observed as end-to-end latency.
+func TestImplausibleHeadersAndOldEventsAreNotBelieved(t *testing.T) {
+	s := newStack(t)
+	logs := &syncBuffer{}
+	log, err := logging.New(logs, "debug", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.startWith(telemetry.Config{}, log)
+	withCorrelation := func(m kafka.Message, id string) kafka.Message {
+		for i := range m.Headers {
+			if m.Headers[i].Key == "correlation_id" {
+				m.Headers[i].Value = []byte(id)
+			}
+		}
+		return m
+	}
+	long, bad, good := history(t), history(t), history(t)
+	s.produce(withCorrelation(s.message(long[0]), strings.Repeat("x", 300)),
+		withCorrelation(s.message(bad[0]), "ab\xffcd"), withCorrelation(s.message(good[0]), "corr-ok"))
+	// The counters, metrics and log lines of a batch follow its commit.
+	waitFor(t, "3 events applied", func() bool { return c.svc.Consumer().Stats().Applied == 3 })
+	ids := map[string]string{}
+	for _, l := range logs.lines() {
+		if l["msg"] == "event processed" {
+			id, _ := l["correlation_id"].(string)
+			ids[fmt.Sprint(l["order_id"])] = id
+		}
+	}
+	if got := ids[good[0].Order.ID.String()]; got != "corr-ok" {
+		t.Errorf("a plausible correlation_id reached the log as %q", got)
+	}
+	for _, h := range [][]order.Event{long, bad} {
+		if got := ids[h[0].Order.ID.String()]; got != "" {
+			t.Errorf("order %s: an implausible correlation_id reached the log as %q", h[0].Order.ID, got)
+		}
+	}
+
+	observed := scrape(t, c.url)["consumer_end_to_end_latency_seconds_count{}"]
+	o, old, err := order.Place(order.NewOrder{CustomerID: "c", Currency: "EUR", Items: []order.Item{{SKU: "s", Quantity: 1, UnitPriceMinor: 1}}},
+		order.Now().AddDate(0, 0, -8), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.produce(s.message(old))
+	s.waitVersion(o.ID, 1)
+	waitFor(t, "4 events applied", func() bool { return c.svc.Consumer().Stats().Applied == 4 })
+	if after := scrape(t, c.url)["consumer_end_to_end_latency_seconds_count{}"]; after != observed {
+		t.Errorf("an 8-day-old event was observed: count %v → %v", observed, after)
+	}
+}

@@ -44,7 +44,8 @@ const (
 	TypeMethod       = "/problems/method-not-allowed"
 	TypeInternal     = "/problems/internal"
 	// TypeUnavailable: a dependency (the database) could not be reached or
-	// used in time; nothing was changed, retry after Retry-After.
+	// used in time; the request may be retried after Retry-After (a POST
+	// with its Idempotency-Key: a commit whose reply was lost is unknown).
 	TypeUnavailable = "/problems/unavailable"
 	// TypeTooManyWaiting: the read API already holds as many waiting reads
 	// (?wait=) as it is configured to; retry after Retry-After, or read
