@@ -77,7 +77,6 @@ const (
 	HeaderKeyTruncatedFrom = "dlq_key_truncated_from" // the original key's size in bytes
 	HeaderRefusedByBroker  = "dlq_refused_by_broker"  // why the broker refused the letter whole
 
-	oursPrefix = "dlq_"
 )
 
 const (
@@ -437,38 +436,43 @@ func varintLen(v int64) int {
 }
 
 // fit returns m cut to at most budget bytes (by size): the value first, then
-// the original headers (those that are not kafka_dlt-* or ours), then the
-// key, each cut marked with a header. A letter that fits is returned as is.
+// the original headers (all but the kafka_dlt-* ones, which Message wrote:
+// it drops the originals' own), then the key, each cut marked with a
+// header. A letter that fits is returned as is.
 func fit(m kafka.Message, budget int) kafka.Message {
 	if size(m) <= budget {
 		return m
 	}
 	out := m
-	out.Headers = slices.Clone(m.Headers)
-	const markRoom = 48 // a mark header with its number, and the varints it grows
+	var marks []kafka.Header
 	mark := func(key string, n int) {
-		out.Headers = append(out.Headers, kafka.Header{Key: key, Value: strconv.AppendInt(nil, int64(n), 10)})
+		marks = append(marks, kafka.Header{Key: key, Value: strconv.AppendInt(nil, int64(n), 10)})
 	}
-	if over := size(out) + markRoom - budget; over > 0 && len(m.Value) > 0 {
-		keep := max(len(m.Value)-over, 0)
+	const markRoom = 48 // one mark header, and the varints it grows
+	over := func() int { return size(out) + len(marks)*markRoom - budget }
+	if o := over() + markRoom; o > 0 && len(m.Value) > 0 {
+		keep := max(len(m.Value)-o, 0)
 		out.Value = m.Value[:keep:keep] // empty, not null, when cut to nothing
 		mark(HeaderTruncatedFrom, len(m.Value))
 	}
-	if size(out) > budget {
-		kept := out.Headers[:0:0]
-		for _, h := range out.Headers {
-			if strings.HasPrefix(h.Key, dltPrefix) || strings.HasPrefix(h.Key, oursPrefix) {
+	if over() > 0 {
+		var kept []kafka.Header
+		for _, h := range m.Headers {
+			if strings.HasPrefix(h.Key, dltPrefix) {
 				kept = append(kept, h)
 			}
 		}
-		if dropped := len(out.Headers) - len(kept); dropped > 0 {
+		if dropped := len(m.Headers) - len(kept); dropped > 0 {
 			out.Headers = kept
 			mark(HeaderHeadersDropped, dropped)
 		}
 	}
-	if size(out) > budget && len(m.Key) > maxKeptKey {
+	if over()+markRoom > 0 && len(m.Key) > maxKeptKey {
 		out.Key = m.Key[:maxKeptKey:maxKeptKey]
 		mark(HeaderKeyTruncatedFrom, len(m.Key))
+	}
+	if len(marks) > 0 {
+		out.Headers = append(slices.Clip(out.Headers), marks...)
 	}
 	return out
 }
