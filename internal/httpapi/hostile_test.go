@@ -56,7 +56,8 @@ func wantProblem(t *testing.T, r response, status int, typ string) problemBody {
 	return p
 }
 
-// doRaw sends body as is, with the headers given (Content-Type included).
+// doRaw sends body as is, with the headers given (Content-Type included); a
+// header given twice is sent twice.
 func (e *env) doRaw(method, path string, body []byte, headers ...string) response {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
