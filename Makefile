@@ -36,7 +36,7 @@ bench:
 ## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora).
 ##       A failing input is saved under the package's testdata/fuzz/ and replayed by make test.
 FUZZTIME ?= 1m
-FUZZ_TARGETS := ./internal/httpapi:FuzzRequests ./internal/eventcodec:FuzzDecodeEvent ./internal/deadletter:FuzzDeadLetterHeaders
+FUZZ_TARGETS := ./internal/producer/httpapi:FuzzRequests ./internal/event/eventcodec:FuzzDecodeEvent ./internal/consumer/deadletter:FuzzDeadLetterHeaders
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

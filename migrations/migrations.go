@@ -1,5 +1,5 @@
 // Package migrations embeds the numbered SQL migrations of each database the
-// project owns. One runner (internal/pgdb.Migrate) applies them, for the
+// project owns. One runner (internal/platform/pgdb.Migrate) applies them, for the
 // services at start-up, for `make migrate` and for every test database.
 package migrations
 

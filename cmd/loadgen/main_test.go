@@ -10,12 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ordersonkafka/orders/internal/config"
-	"github.com/ordersonkafka/orders/internal/devstack"
-	"github.com/ordersonkafka/orders/internal/orderapi"
-	"github.com/ordersonkafka/orders/internal/orderconsumer"
-	"github.com/ordersonkafka/orders/internal/pgtest"
-	"github.com/ordersonkafka/orders/internal/telemetry"
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/migrations"
 )
 

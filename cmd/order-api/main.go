@@ -15,12 +15,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/ordersonkafka/orders/internal/config"
-	"github.com/ordersonkafka/orders/internal/healthcheck"
-	"github.com/ordersonkafka/orders/internal/logging"
-	"github.com/ordersonkafka/orders/internal/orderapi"
-	"github.com/ordersonkafka/orders/internal/pgdb"
-	"github.com/ordersonkafka/orders/internal/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/healthcheck"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/migrations"
 )
 

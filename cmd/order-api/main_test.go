@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 )
 
 func TestMigrateCreatesAndMigratesTheDatabase(t *testing.T) {
@@ -53,7 +53,7 @@ func TestRunRefusesBadArgumentsAndConfiguration(t *testing.T) {
 }
 
 // health is the container health check: it asks /readyz on HTTP_ADDR's
-// port (internal/healthcheck tests the answers; this, the wiring).
+// port (internal/platform/healthcheck tests the answers; this, the wiring).
 func TestHealthUsesHTTPAddr(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/readyz" {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ordersonkafka/orders/internal/deadletter"
-	"github.com/ordersonkafka/orders/internal/devstack"
-	"github.com/ordersonkafka/orders/internal/kafkatest"
-	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 )
 
 // Findings 8 and 9: `dlq replay -partition -5 -from 1` replayed every

@@ -28,14 +28,14 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/ordersonkafka/orders/internal/config"
-	"github.com/ordersonkafka/orders/internal/deadletter"
-	"github.com/ordersonkafka/orders/internal/healthcheck"
-	"github.com/ordersonkafka/orders/internal/logging"
-	"github.com/ordersonkafka/orders/internal/orderconsumer"
-	"github.com/ordersonkafka/orders/internal/pgdb"
-	"github.com/ordersonkafka/orders/internal/projector"
-	"github.com/ordersonkafka/orders/internal/telemetry"
+	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/consumer/projector"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/healthcheck"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
 

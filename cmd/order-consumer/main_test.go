@@ -13,9 +13,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ordersonkafka/orders/internal/deadletter"
-	"github.com/ordersonkafka/orders/internal/kafkatest"
-	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 )
 
 // The operator commands, as a user runs them: list in both formats, replay
@@ -72,7 +72,7 @@ type errorString string
 func (e errorString) Error() string { return string(e) }
 
 // health is the container health check: it asks /readyz on HTTP_ADDR's
-// port (internal/healthcheck tests the answers; this, the wiring).
+// port (internal/platform/healthcheck tests the answers; this, the wiring).
 func TestHealthUsesHTTPAddr(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/readyz" {

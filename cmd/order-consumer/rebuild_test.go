@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/order"
-	"github.com/ordersonkafka/orders/internal/pgdb"
-	"github.com/ordersonkafka/orders/internal/projection"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -27,7 +27,7 @@ func TestRebuildCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	store := projection.New(pool)
+	store := projectionstore.New(pool)
 	if _, err := store.Apply(ctx, []order.Event{placed}); err != nil {
 		t.Fatal(err)
 	}

@@ -25,13 +25,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ordersonkafka/orders/internal/config"
-	"github.com/ordersonkafka/orders/internal/devstack"
-	"github.com/ordersonkafka/orders/internal/logging"
-	"github.com/ordersonkafka/orders/internal/orderapi"
-	"github.com/ordersonkafka/orders/internal/orderconsumer"
-	"github.com/ordersonkafka/orders/internal/pgdb"
-	"github.com/ordersonkafka/orders/internal/telemetry"
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersonkafka/orders/internal/devstack"
-	"github.com/ordersonkafka/orders/internal/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/migrations"
 )
 

@@ -1,0 +1,55 @@
+package orderconsumer_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// Every permanent failure has a stable class, and the README's table of DLQ
+// classes lists exactly those: a user filtering letters or alerting on
+// consumer_dlq_published_total{class} can trust it.
+func TestEveryDLQClassIsDocumented(t *testing.T) {
+	permanent := []error{eventcodec.ErrNotFramed, eventcodec.ErrUnknownSchema, eventcodec.ErrIncompatibleSchema,
+		eventcodec.ErrUndecodable, eventcodec.ErrInvalidEvent, &pgconn.PgError{Code: "22003"}}
+	for _, rule := range order.EventRules {
+		permanent = append(permanent, &order.EventError{Rule: rule})
+	}
+	classes := map[string]bool{}
+	for _, err := range permanent {
+		p, class := orderconsumer.Classify(fmt.Errorf("wrapped: %w", err))
+		if !p {
+			t.Errorf("%v is not permanent", err)
+		}
+		classes[class] = true
+	}
+	if p, _ := orderconsumer.Classify(errors.New("connection refused")); p {
+		t.Error("an unknown error is permanent")
+	}
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `((?:eventcodec|order|projection)\\.[A-Za-z.]+)` \\|").FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = true
+	}
+	for c := range classes {
+		if !documented[c] {
+			t.Errorf("README's DLQ class table lacks %s", c)
+		}
+	}
+	for c := range documented {
+		if !classes[c] {
+			t.Errorf("README documents DLQ class %s, which nothing produces", c)
+		}
+	}
+}

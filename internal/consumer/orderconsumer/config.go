@@ -1,0 +1,96 @@
+package orderconsumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+)
+
+// Config is everything order-consumer reads from its environment. Each
+// field's variable and default are in its tags; the README lists them all.
+type Config struct {
+	// HTTPAddr is where the read API, /healthz and /readyz listen.
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
+	// MaxWaitingReads caps the reads of the read API waiting for a version
+	// (?min_version=&wait=) at once; one more is answered 503 with
+	// Retry-After at once. Each holds a goroutine and re-reads the database.
+	MaxWaitingReads int `env:"HTTP_MAX_WAITING_READS" envDefault:"256"`
+	// DatabaseURL is order-consumer's own database (projection, processed events).
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orders_projection?sslmode=disable"`
+	// DatabaseMaxConns caps the connection pool (0: pgxpool's default, max(4, CPUs)).
+	DatabaseMaxConns int32 `env:"DATABASE_MAX_CONNS" envDefault:"8"`
+	// Migrate applies pending migrations at start-up.
+	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
+
+	// KafkaBrokers is the bootstrap list, comma-separated.
+	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092"`
+	// SchemaRegistryURL is where writer schemas are fetched by ID.
+	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" envDefault:"http://localhost:8081"`
+	// Topic is the topic of order events.
+	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
+	// DLQTopic receives the messages that can never be applied.
+	DLQTopic string `env:"DLQ_TOPIC" envDefault:"order-events.dlq"`
+	// GroupID is the consumer group; instances with the same one share the
+	// partitions. It must follow Kafka's rule for topic names (1 to 249 of
+	// a-z, A-Z, 0-9, '.', '_', '-'): Kafka itself takes any string, but the
+	// group is also a DLQ header, a metric label and a log field.
+	GroupID string `env:"CONSUMER_GROUP" envDefault:"order-projector"`
+
+	// BatchSize is the most messages applied in one transaction and one
+	// commit, 1 to 10000 (maxBatchSize): a batch is held in memory and in
+	// one transaction, and past that size a larger one saves next to nothing.
+	BatchSize int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
+	// BatchLinger is how long a batch waits for more messages once one
+	// arrived. It must be positive: the projector reads 0 as its 5ms
+	// default, not as "no wait"; a tiny value such as 1ms barely waits.
+	BatchLinger time.Duration `env:"CONSUMER_BATCH_LINGER" envDefault:"5ms"`
+	// LedgerRetention is how long processed_events keeps an event_id. It
+	// must exceed the topic's retention plus the longest consumer outage:
+	// a redelivery of an event whose row is gone is judged by version alone
+	// (it changes nothing, but is recorded as a new, stale event).
+	LedgerRetention time.Duration `env:"LEDGER_RETENTION" envDefault:"168h"`
+
+	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
+	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
+	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`
+
+	// ShutdownTimeout bounds the graceful shutdown (current batch, HTTP).
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogFormat is json or text.
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+}
+
+// maxBatchSize bounds CONSUMER_BATCH_SIZE.
+const maxBatchSize = 10000
+
+// Validate reports every unusable setting at once, each message starting
+// with the variable and the value given (a database password never shown).
+func (c Config) Validate() error {
+	errs := []error{
+		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
+		config.AtLeast("HTTP_MAX_WAITING_READS", c.MaxWaitingReads, 1, ""),
+		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
+		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
+		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
+		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
+		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
+		config.KafkaName("DLQ_TOPIC", "topic", c.DLQTopic),
+		config.KafkaName("CONSUMER_GROUP", "consumer group", c.GroupID),
+		config.AtLeast("CONSUMER_BATCH_SIZE", c.BatchSize, 1, ""),
+		config.AtMost("CONSUMER_BATCH_SIZE", c.BatchSize, maxBatchSize),
+		config.Positive("CONSUMER_BATCH_LINGER", c.BatchLinger),
+		config.Positive("LEDGER_RETENTION", c.LedgerRetention),
+		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
+		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
+		logging.Check(c.LogLevel, c.LogFormat),
+	}
+	if c.Topic != "" && c.Topic == c.DLQTopic {
+		errs = append(errs, fmt.Errorf("DLQ_TOPIC=%q must differ from ORDER_EVENTS_TOPIC", c.DLQTopic))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,326 @@
+// Package projectionapi is order-consumer's read API (:8082): GET
+// /orders/{id} from the projection, /healthz and /readyz. It only reads: what
+// it returns is what the consumer has applied, never anything newer, and an
+// order's ETag is its projected version, comparable with order-api's ETag for
+// the same order. Errors are RFC 9457 problem details like order-api's, and
+// so are its refusals: a path or query that is not text is 400, a 405 says
+// Allow, HEAD is GET without the body, and a database it cannot reach is 503
+// with Retry-After. At most Config.MaxWaiting reads wait for a version at
+// once; beyond that a read that would wait is refused with 503 at once, so a
+// flood of them costs one read each, not a request held for up to MaxWait.
+package projectionapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/problem"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+)
+
+// Store reads the projection; *projectionstore.Store implements it.
+type Store interface {
+	// Get returns the projection of order id, or an error wrapping
+	// order.ErrNotFound if none of its events has been applied, or one
+	// wrapping order.ErrUnavailable if the database could not be reached or
+	// used (in bounded time).
+	Get(ctx context.Context, id uuid.UUID) (projectionstore.Projection, error)
+}
+
+// Check is one readiness check: /readyz is 200 only when every Func returns
+// nil within CheckTimeout. For order-consumer: the database answers, and the
+// consumer is not stuck retrying a transient failure.
+type Check struct {
+	Name string
+	Func func(context.Context) error
+}
+
+// CheckTimeout bounds each /readyz check, so a hanging dependency makes the
+// probe answer 503 rather than time out.
+const CheckTimeout = 2 * time.Second
+
+// Config configures the API.
+type Config struct {
+	Logger *slog.Logger // default slog.Default()
+	// Middleware runs around every route, first (metrics).
+	Middleware []func(http.Handler) http.Handler
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// Versions, when set, wakes requests waiting for a version (see
+	// Versions); without it they re-read every RecheckInterval.
+	Versions *Versions
+	// MaxWaiting caps the reads waiting for a version at once (each holds a
+	// goroutine, timers, and re-reads the database every RecheckInterval);
+	// a waiting read beyond it is answered 503 with Retry-After at once.
+	// Zero (or less) means DefaultMaxWaiting.
+	MaxWaiting int
+}
+
+// DefaultMaxWaiting is MaxWaiting when Config leaves it zero.
+const DefaultMaxWaiting = 256
+
+// RetryAfter is the Retry-After of a 503 when the database is unavailable.
+const RetryAfter = 2 * time.Second
+
+// WaitRetryAfter is the Retry-After of a 503 refusing a waiting read: a
+// waiting read ends within MaxWait, most much sooner.
+const WaitRetryAfter = time.Second
+
+// errTooManyWaiting refuses a waiting read beyond MaxWaiting.
+var errTooManyWaiting = errors.New("too many reads waiting for a version")
+
+// MaxWait caps the wait parameter of GET /orders/{id}.
+const MaxWait = 30 * time.Second
+
+// RecheckInterval is how often a waiting GET re-reads the database.
+const RecheckInterval = 100 * time.Millisecond
+
+type api struct {
+	store    Store
+	log      *slog.Logger
+	checks   []Check
+	versions *Versions
+	waiting  chan struct{} // one token per waiting read, MaxWaiting in all
+}
+
+// New returns the API's handler.
+func New(cfg Config, store Store, checks ...Check) http.Handler {
+	a := &api{store: store, log: cfg.Logger, checks: checks, versions: cfg.Versions}
+	if a.versions == nil {
+		a.versions = NewVersions()
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	maxWaiting := cfg.MaxWaiting
+	if maxWaiting <= 0 {
+		maxWaiting = DefaultMaxWaiting
+	}
+	a.waiting = make(chan struct{}, maxWaiting)
+	r := chi.NewRouter()
+	r.Use(cfg.Middleware...)
+	r.Use(problem.ValidText)
+	r.Use(middleware.GetHead) // HEAD on every GET route, answered as GET without the body
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource")
+	})
+	r.MethodNotAllowed(problem.MethodNotAllowed)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", a.ready)
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
+	}
+	r.Get("/orders/{id}", a.get)
+	return r
+}
+
+// orderJSON is the projection of an order as the API shows it: order-api's
+// representation plus when the event occurred and when it was applied here.
+type orderJSON struct {
+	ID               uuid.UUID    `json:"id"`
+	Status           order.Status `json:"status"`
+	Version          int64        `json:"version"`
+	CustomerID       string       `json:"customer_id"`
+	Currency         string       `json:"currency"`
+	Items            []order.Item `json:"items"`
+	TotalMinor       int64        `json:"total_minor"`
+	PaymentReference string       `json:"payment_reference,omitempty"`
+	CancelReason     string       `json:"cancel_reason,omitempty"`
+	RefundReason     string       `json:"refund_reason,omitempty"`
+	CreatedAt        time.Time    `json:"created_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+	LastEventAt      time.Time    `json:"last_event_at"`
+	ProjectedAt      time.Time    `json:"projected_at"`
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	raw := chi.URLParam(r, "id")
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 { // uuid.Parse also takes urn: and {braced} forms
+		// The id is not repeated: the problem's instance carries the path.
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			"the order id in the path is not a UUID")
+		return
+	}
+	minVersion, wait, ok := waitParams(w, r)
+	if !ok {
+		return
+	}
+	p, err := a.getAtLeast(r.Context(), id, minVersion, wait)
+	switch {
+	case errors.Is(err, order.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found",
+			fmt.Sprintf("order %s is not in the projection", id))
+		return
+	case errors.Is(err, errTooManyWaiting):
+		problem.Unavailable(w, r, WaitRetryAfter, problem.TypeTooManyWaiting,
+			"too many reads are waiting for a version; retry after the Retry-After delay, or read without wait")
+		return
+	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
+		a.log.WarnContext(r.Context(), "projection unavailable", "path", problem.Instance(r), "error", err)
+		problem.Unavailable(w, r, RetryAfter, problem.TypeUnavailable,
+			"the projection cannot be read right now; retry after the Retry-After delay")
+		return
+	case err != nil:
+		a.internal(w, r, err)
+		return
+	}
+	o := p.Order
+	tag := `"` + strconv.FormatInt(o.Version, 10) + `"`
+	w.Header().Set("ETag", tag)
+	// The projection moves on as events arrive: caches must revalidate.
+	w.Header().Set("Cache-Control", "no-cache")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, tag)) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	items := o.Items
+	if items == nil {
+		items = []order.Item{}
+	}
+	writeJSON(w, http.StatusOK, orderJSON{
+		ID: o.ID, Status: o.Status, Version: o.Version, CustomerID: o.CustomerID, Currency: o.Currency,
+		Items: items, TotalMinor: o.TotalMinor, PaymentReference: o.PaymentReference,
+		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt,
+		UpdatedAt: o.UpdatedAt, LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt,
+	})
+}
+
+// waitParams reads min_version and wait: GET /orders/{id}?min_version=3&wait=5s
+// answers as soon as the projection is at version 3 or later, or after 5s
+// with whatever it has (the client compares versions; 404 if nothing yet).
+func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, bool) {
+	q := r.URL.Query()
+	var (
+		minVersion int64
+		wait       time.Duration
+		err        error
+	)
+	if v := q.Get("min_version"); v != "" {
+		if minVersion, err = strconv.ParseInt(v, 10, 64); err != nil || minVersion < 1 {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+				fmt.Sprintf("min_version %s is not a positive integer", order.Quote(v, 32)))
+			return 0, 0, false
+		}
+	}
+	if v := q.Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > MaxWait {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+				fmt.Sprintf("wait %s is not a duration between 0s and %s", order.Quote(v, 32), MaxWait))
+			return 0, 0, false
+		}
+	}
+	if wait > 0 && minVersion == 0 {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "wait needs min_version")
+		return 0, 0, false
+	}
+	return minVersion, wait, true
+}
+
+// getAtLeast reads order id, waiting up to wait for version minVersion. A
+// read that has to wait takes one of MaxWaiting tokens first, or returns
+// errTooManyWaiting.
+func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wait time.Duration) (projectionstore.Projection, error) {
+	p, err := a.store.Get(ctx, id)
+	if wait == 0 || err != nil && !errors.Is(err, order.ErrNotFound) || err == nil && p.Order.Version >= minVersion {
+		return p, err
+	}
+	select {
+	case a.waiting <- struct{}{}:
+		defer func() { <-a.waiting }()
+	default:
+		return projectionstore.Projection{}, errTooManyWaiting
+	}
+	// Register before reading again, so an Applied between the read and
+	// the wait is not missed.
+	done, stop := a.versions.wait(id, minVersion)
+	defer stop()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	recheck := time.NewTicker(RecheckInterval)
+	defer recheck.Stop()
+	for {
+		p, err := a.store.Get(ctx, id)
+		if err != nil && !errors.Is(err, order.ErrNotFound) || err == nil && p.Order.Version >= minVersion {
+			return p, err
+		}
+		select {
+		case <-done:
+			return a.store.Get(ctx, id)
+		case <-a.versions.closed: // shutting down
+			return a.store.Get(ctx, id)
+		case <-deadline.C:
+			return p, err
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-recheck.C:
+		}
+	}
+}
+
+// ready runs the checks concurrently, so one hanging dependency costs
+// CheckTimeout rather than adding up, and names every one that failed.
+func (a *api) ready(w http.ResponseWriter, r *http.Request) {
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		failed = map[string]string{}
+		checks = map[string]string{}
+	)
+	for _, c := range a.checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
+			defer cancel()
+			err := c.Func(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			checks[c.Name] = "ok"
+			if err != nil {
+				failed[c.Name], checks[c.Name] = err.Error(), err.Error()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": checks})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		a.log.WarnContext(r.Context(), "request abandoned by the client", "path", problem.Instance(r), "error", err)
+	} else {
+		a.log.ErrorContext(r.Context(), "request failed", "method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err)
+	}
+	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
+		"the projection could not be read; retry later")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

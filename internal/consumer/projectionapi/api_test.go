@@ -1,0 +1,264 @@
+package projectionapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
+	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type server struct {
+	*httptest.Server
+	db    *pgtest.DB
+	store *projectionstore.Store
+}
+
+func newServer(t *testing.T, checks ...projectionapi.Check) server {
+	t.Helper()
+	db := pgtest.MustDB(t, migrations.Projection())
+	store := projectionstore.New(db.Pool)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: log}, store, checks...))
+	t.Cleanup(srv.Close)
+	return server{Server: srv, db: db, store: store}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (s server) do(t *testing.T, method, path string, header map[string]string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// placedAndPaid applies a placed and a paid event of a new order and returns
+// the paid one, whose state the projection then holds.
+func placedAndPaid(t *testing.T, s server) order.Event {
+	t.Helper()
+	o, placed, err := order.Place(order.NewOrder{
+		CustomerID: "c-7", Currency: "EUR", Items: []order.Item{{SKU: "sku-1", Quantity: 3, UnitPriceMinor: 700}},
+	}, t0, order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := o.Apply(order.Change{Action: order.ActionPay, PaymentReference: "pay-1"}, t0.Add(time.Minute), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.store.Apply(context.Background(), []order.Event{placed, paid}); err != nil {
+		t.Fatal(err)
+	}
+	return paid
+}
+
+func TestGetOrder(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	paid := placedAndPaid(t, s)
+	path := "/orders/" + paid.Order.ID.String()
+
+	t.Run("an applied order is its projected state with the version as ETag", func(t *testing.T) {
+		r := s.do(t, http.MethodGet, path, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		if et := r.header.Get("ETag"); et != `"2"` {
+			t.Errorf(`ETag %q, want "2"`, et)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(r.body, &got); err != nil {
+			t.Fatalf("body %s: %v", r.body, err)
+		}
+		p, err := s.store.Get(context.Background(), paid.Order.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{
+			"id": paid.Order.ID.String(), "status": "paid", "version": 2.0, "customer_id": "c-7",
+			"currency": "EUR", "total_minor": 2100.0, "payment_reference": "pay-1",
+			"items":         []any{map[string]any{"sku": "sku-1", "quantity": 3.0, "unit_price_minor": 700.0}},
+			"created_at":    "2026-03-01T12:00:00Z",
+			"updated_at":    "2026-03-01T12:01:00Z",
+			"last_event_at": "2026-03-01T12:01:00Z",
+			"projected_at":  p.ProjectedAt.Format(time.RFC3339Nano),
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("body\n got %v\nwant %v", got, want)
+		}
+	})
+
+	t.Run("a matching If-None-Match is 304", func(t *testing.T) {
+		r := s.do(t, http.MethodGet, path, map[string]string{"If-None-Match": `"2"`})
+		if r.status != http.StatusNotModified || len(r.body) != 0 {
+			t.Errorf("status %d body %q, want 304 and no body", r.status, r.body)
+		}
+		r = s.do(t, http.MethodGet, path, map[string]string{"If-None-Match": `"1"`})
+		if r.status != http.StatusOK {
+			t.Errorf("an older version's ETag: status %d, want 200", r.status)
+		}
+	})
+}
+
+func TestProblems(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	unknown := uuid.New()
+	tests := []struct {
+		name, method, path string
+		status             int
+		typ, detail        string
+	}{
+		{"a malformed id is 400", http.MethodGet, "/orders/not-a-uuid", 400, "/problems/malformed-request", "the order id in the path is not a UUID"},
+		{"a braced id is 400", http.MethodGet, "/orders/{" + unknown.String() + "}", 400, "/problems/malformed-request", "is not a UUID"},
+		{"an order never applied is 404", http.MethodGet, "/orders/" + unknown.String(), 404, "/problems/not-found", "order " + unknown.String() + " is not in the projection"},
+		{"an unknown path is 404", http.MethodGet, "/nowhere", 404, "/problems/not-found", "no such resource"},
+		{"the read API takes no writes", http.MethodPost, "/orders/" + unknown.String(), 405, "/problems/method-not-allowed", "POST is not allowed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.do(t, tc.method, tc.path, nil)
+			wantProblem(t, r, tc.status, tc.typ, tc.detail)
+		})
+	}
+}
+
+func wantProblem(t *testing.T, r response, status int, typ, detail string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status %d, want %d (%s)", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p struct {
+		Type, Title, Detail, Instance string
+		Status                        int
+	}
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatalf("problem body %q: %v", r.body, err)
+	}
+	if p.Type != typ || p.Status != status || p.Title == "" || !strings.Contains(p.Detail, detail) || p.Instance == "" {
+		t.Errorf("problem %+v, want type %s, status %d, detail containing %q", p, typ, status, detail)
+	}
+}
+
+func TestDatabaseDown(t *testing.T) {
+	t.Parallel()
+	db := pgtest.MustDB(t, migrations.Projection())
+	store := projectionstore.New(db.Pool)
+	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		store, projectionapi.Check{Name: "database", Func: store.Ping}))
+	t.Cleanup(srv.Close)
+	s := server{Server: srv, db: db, store: store}
+	db.Pool.Close()
+
+	t.Run("a read is a 500 problem that leaks no cause", func(t *testing.T) {
+		r := s.do(t, http.MethodGet, "/orders/"+uuid.NewString(), nil)
+		wantProblem(t, r, 500, "/problems/internal", "could not be read")
+		if bytes.Contains(r.body, []byte("closed")) {
+			t.Errorf("the body leaks the cause: %s", r.body)
+		}
+	})
+	t.Run("readyz names the database", func(t *testing.T) {
+		r := s.do(t, http.MethodGet, "/readyz", nil)
+		var got struct {
+			Status string
+			Failed map[string]string
+		}
+		if err := json.Unmarshal(r.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 503 || got.Status != "not ready" || got.Failed["database"] == "" {
+			t.Errorf("readyz %d %s", r.status, r.body)
+		}
+	})
+	t.Run("healthz stays 200: the process is alive", func(t *testing.T) {
+		if r := s.do(t, http.MethodGet, "/healthz", nil); r.status != 200 {
+			t.Errorf("healthz %d", r.status)
+		}
+	})
+}
+
+func TestReadiness(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("retrying: database unreachable") }
+	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	tests := []struct {
+		name       string
+		checks     []projectionapi.Check
+		status     int
+		wantFailed []string
+	}{
+		{"no checks is ready", nil, 200, nil},
+		{"all checks passing is ready", []projectionapi.Check{{"database", ok}, {"consumer", ok}}, 200, nil},
+		{"a consumer retrying a dependency is not ready", []projectionapi.Check{{"database", ok}, {"consumer", down}}, 503, []string{"consumer"}},
+		{"every failed check is named", []projectionapi.Check{{"database", down}, {"consumer", down}}, 503, []string{"consumer", "database"}},
+		{"a hanging check times out as failed", []projectionapi.Check{{"database", hang}, {"consumer", ok}}, 503, []string{"database"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(projectionapi.New(projectionapi.Config{}, nil, tc.checks...))
+			defer srv.Close()
+			r := server{Server: srv}.do(t, http.MethodGet, "/readyz", nil)
+			var got struct {
+				Status string
+				Failed map[string]string
+			}
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				t.Fatalf("body %q: %v", r.body, err)
+			}
+			var failed []string
+			for _, name := range []string{"consumer", "database"} {
+				if got.Failed[name] != "" {
+					failed = append(failed, name)
+				}
+			}
+			wantStatus := map[int]string{200: "ready", 503: "not ready"}[tc.status]
+			if r.status != tc.status || got.Status != wantStatus || !reflect.DeepEqual(failed, tc.wantFailed) {
+				t.Errorf("readyz %d %s, want %d failing %v", r.status, r.body, tc.status, tc.wantFailed)
+			}
+		})
+	}
+}

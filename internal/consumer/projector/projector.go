@@ -1,0 +1,675 @@
+// Package projector is order-consumer's engine: a Kafka consumer group that
+// applies order events to the projection, exactly once in effect.
+//
+// Each round it fetches a batch (FetchMessage, never ReadMessage), decodes
+// every message and checks it is an event the API could have written
+// (order.CheckEvent, with the message key), applies the valid events in one
+// transaction, publishes the messages that can never be applied to the
+// dead-letter topic, and only then commits the batch's offsets with one
+// CommitMessages. So:
+//   - an offset is committed only after its effect, or its dead letter, is
+//     durable (invariant 5); a crash before the commit redelivers the batch,
+//     and applying is idempotent (invariant 4);
+//   - failures are sorted by the caller's classifier (Config.DecodePermanent,
+//     ApplyPermanent, ErrorClass: orderconsumer.Classify): transient ones (the
+//     database, registry or broker unreachable) are retried with capped
+//     exponential backoff and jitter, no further messages are fetched
+//     meanwhile, Ready reports the failure, and nothing goes to the DLQ;
+//     permanent ones (not Confluent-framed, unknown schema ID, undecodable or
+//     unresolvable Avro, an event that breaks a rule of order.CheckEvent or
+//     comes out of sequence, data the database rejects) go to the DLQ byte
+//     for byte (invariant 6);
+//   - events keep their partition's order: a batch is applied in fetch order;
+//   - what arrives is bounded: the decoder checks every claimed length,
+//     header values used for tracing are length-checked text.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+)
+
+// Decoder turns a message value into an event (eventcodec.Decoder).
+type Decoder interface {
+	Decode(ctx context.Context, value []byte) (order.Event, error)
+}
+
+// Projector applies a batch of events in one transaction, returning one
+// outcome per event (projection.Store).
+type Projector interface {
+	Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error)
+}
+
+// DeadLetters publishes messages that can never be applied (deadletter.Publisher).
+type DeadLetters interface {
+	Publish(ctx context.Context, dls []deadletter.DeadLetter) error
+}
+
+// Config configures a Consumer. Zero durations and sizes take the defaults.
+type Config struct {
+	Brokers     []string
+	Topic       string // default "order-events"
+	GroupID     string // default "order-projector"
+	BatchSize   int    // most messages per transaction and commit; default 500
+	BatchLinger time.Duration
+	// BackoffMin and BackoffMax bound retries of a failing dependency;
+	// defaults 100ms and 10s.
+	BackoffMin, BackoffMax time.Duration
+	// ShutdownTimeout bounds finishing the batch in hand once Run's context
+	// ends; default 20s. Past it the batch is left uncommitted (redelivered).
+	ShutdownTimeout time.Duration
+	// TopicCheckInterval is how often the consumer checks that its topic
+	// exists; default 10s. A group on a topic that does not exist gets no
+	// partitions and no error from kafka-go, so nothing else would tell.
+	TopicCheckInterval time.Duration
+
+	Decoder     Decoder
+	Projector   Projector
+	DeadLetters DeadLetters
+	// DecodePermanent and ApplyPermanent classify errors of the decoder and
+	// the projector: true means no retry can succeed. Required.
+	DecodePermanent func(error) bool
+	ApplyPermanent  func(error) bool
+	// ErrorClass names an error for the DLQ's exception header; default "%T".
+	ErrorClass func(error) string
+
+	Logger *slog.Logger
+	// Metrics receives the consumer's measurements. Default: metrics kept
+	// on a registry of their own, which nobody scrapes.
+	Metrics *Metrics
+	// Committed, if set, is told each event's order ID and version once its
+	// batch is committed (the read API's waiting requests listen to it).
+	// It must not block.
+	Committed func(id uuid.UUID, version int64)
+	// Tracer starts one consumer span per message, child of the traceparent
+	// in its headers. Default: a no-op tracer (the trace context still
+	// reaches the log lines).
+	Tracer trace.Tracer
+}
+
+func (c *Config) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = "order-events"
+	}
+	if c.GroupID == "" {
+		c.GroupID = "order-projector"
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchLinger == 0 {
+		c.BatchLinger = 5 * time.Millisecond
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = 100 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.TopicCheckInterval == 0 {
+		c.TopicCheckInterval = 10 * time.Second
+	}
+	if c.ErrorClass == nil {
+		c.ErrorClass = func(err error) string { return fmt.Sprintf("%T", errors.Unwrap(err)) }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+}
+
+// Validate reports what is missing.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("projector: Brokers is required"))
+	}
+	if c.Decoder == nil || c.Projector == nil || c.DeadLetters == nil {
+		errs = append(errs, errors.New("projector: Decoder, Projector and DeadLetters are required"))
+	}
+	if c.DecodePermanent == nil || c.ApplyPermanent == nil {
+		errs = append(errs, errors.New("projector: DecodePermanent and ApplyPermanent are required"))
+	}
+	if c.BatchSize < 0 || c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, errors.New("projector: BatchSize and backoff must be positive, min <= max"))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats counts what a consumer did since it started.
+type Stats struct {
+	Applied, Duplicate, Stale, DeadLettered, Retries, Batches int64
+}
+
+// MaxObservedLag bounds what consumer_end_to_end_latency_seconds observes:
+// an applied event that occurred longer ago (a DLQ replay, a backlog of more
+// than a week) or in the future (a producer's clock ahead) is not observed.
+const MaxObservedLag = 7 * 24 * time.Hour
+
+// Consumer runs the loop. Create it with New, call Run once.
+type Consumer struct {
+	cfg   Config
+	log   *slog.Logger
+	m     *Metrics
+	stats struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
+
+	mu       sync.Mutex
+	notReady error // the step of a batch being retried
+	fetchErr error // fetching failed (the group cannot join, the broker is down)
+	topicErr error // the topic does not exist, or cannot be checked
+
+	logMu    sync.Mutex
+	lastLogs map[string]time.Time // kafka-go's error lines, for rate limiting
+}
+
+// New validates cfg and returns a Consumer.
+func New(cfg Config) (*Consumer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", "projector"), m: cfg.Metrics}, nil
+}
+
+// Ready returns nil while the consumer can make progress, or the failure it
+// is waiting out (database, registry or broker down).
+func (c *Consumer) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.notReady != nil:
+		return c.notReady
+	case c.fetchErr != nil:
+		return c.fetchErr
+	}
+	return c.topicErr
+}
+
+func (c *Consumer) setFetchErr(err error) {
+	c.mu.Lock()
+	c.fetchErr = err
+	c.mu.Unlock()
+}
+
+func (c *Consumer) setReady(err error) {
+	c.mu.Lock()
+	c.notReady = err
+	c.mu.Unlock()
+}
+
+// Stats returns the counters.
+func (c *Consumer) Stats() Stats {
+	s := &c.stats
+	return Stats{s.applied.Load(), s.duplicate.Load(), s.stale.Load(), s.deadLettered.Load(), s.retries.Load(), s.batches.Load()}
+}
+
+// Run consumes until ctx ends. The batch in hand when ctx ends is finished
+// and committed (within ShutdownTimeout) before Run returns nil.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
+	watch, stopWatch := context.WithCancel(ctx)
+	appeared := make(chan struct{}, 1)
+	watched := make(chan struct{})
+	go func() { defer close(watched); c.watchTopic(watch, appeared) }()
+	defer func() { stopWatch(); <-watched }()
+	for {
+		// A group that joined while its topic did not exist holds no
+		// partitions until it rebalances: when the topic appears, the
+		// reader is made anew, and its group joins again. (kafka-go's own
+		// WatchPartitionChanges races with the reader it belongs to.)
+		rctx, restart := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-appeared:
+				c.log.Info("topic appeared; joining the group again", "topic", c.cfg.Topic)
+				restart()
+			case <-rctx.Done():
+			}
+		}()
+		c.consume(rctx)
+		restart()
+		if ctx.Err() != nil {
+			c.log.Info("consumer stopped", "stats", c.Stats())
+			return nil
+		}
+	}
+}
+
+// consume runs one reader, fetching and processing batches until ctx ends;
+// the batch in hand then is finished and committed (within ShutdownTimeout).
+func (c *Consumer) consume(ctx context.Context) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           c.cfg.Brokers,
+		GroupID:           c.cfg.GroupID,
+		Topic:             c.cfg.Topic,
+		StartOffset:       kafka.FirstOffset,
+		MinBytes:          1,
+		MaxBytes:          16 << 20,
+		MaxWait:           250 * time.Millisecond,
+		CommitInterval:    0, // synchronous commits, only when we call CommitMessages
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    time.Second,
+		QueueCapacity:     c.cfg.BatchSize,
+		// A group that failed to join tries again after this; kafka-go's
+		// default is 5s, which BackoffMax of 10s keeps.
+		JoinGroupBackoff: min(c.cfg.BackoffMax, 5*time.Second),
+		// Its info lines say when the group has joined: fetching can
+		// proceed, even if no message comes to prove it.
+		Logger:      kafka.LoggerFunc(c.kafkaInfo),
+		ErrorLogger: kafka.LoggerFunc(c.kafkaError),
+	})
+	defer r.Close()
+	fetchFailures := 0
+	for {
+		batch, err := c.fetch(ctx, r)
+		if len(batch) > 0 {
+			// Finish the batch even if ctx ends now, within the shutdown bound.
+			bctx, cancel := c.batchContext(ctx)
+			err := c.process(bctx, r, batch)
+			cancel()
+			if err != nil {
+				c.log.Warn("batch abandoned; it will be redelivered", "messages", len(batch), "error", err)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			fetchFailures = 0
+			c.setFetchErr(nil)
+			continue
+		}
+		fetchFailures++
+		c.setFetchErr(fmt.Errorf("kafka: %w", err))
+		c.stats.retries.Add(1)
+		c.m.retries.WithLabelValues("kafka fetch").Inc()
+		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
+		c.log.Warn("fetch failed; retrying", "attempt", fetchFailures, "backoff", d.String(), "error", err)
+		if !backoff.Sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+// watchTopic checks the topic's metadata until ctx ends, reporting the
+// consumer not ready (and logging at warn, naming the topic) while the topic
+// does not exist or cannot be checked, and signalling appeared when it
+// exists again after it did not.
+func (c *Consumer) watchTopic(ctx context.Context, appeared chan<- struct{}) {
+	client := kafkalog.Client(c.cfg.Brokers, 5*time.Second)
+	var last error
+	for {
+		_, err := kafkalog.Partitions(ctx, client, c.cfg.Topic)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, kafka.UnknownTopicOrPartition) {
+				err = fmt.Errorf("topic %q does not exist (check ORDER_EVENTS_TOPIC): %w", c.cfg.Topic, err)
+			} else {
+				err = fmt.Errorf("cannot check topic %q: %w", c.cfg.Topic, err)
+			}
+		}
+		switch {
+		case err != nil && (last == nil || err.Error() != last.Error()):
+			c.log.Warn("not consuming: the topic is missing", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "error", err)
+		case err == nil && last != nil:
+			c.log.Info("topic found; consuming", "topic", c.cfg.Topic)
+			if errors.Is(last, kafka.UnknownTopicOrPartition) {
+				select {
+				case appeared <- struct{}{}:
+				default:
+				}
+			}
+		}
+		last = err
+		c.mu.Lock()
+		c.topicErr = err
+		c.mu.Unlock()
+		wait := c.cfg.TopicCheckInterval
+		if err != nil {
+			wait = min(wait, time.Second) // notice the topic soon once it is created
+		}
+		if !backoff.Sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// kafkaInfo watches kafka-go's info lines for the group joining, which ends
+// a fetch failure (the group could not join) without a message to show it.
+func (c *Consumer) kafkaInfo(format string, args ...any) {
+	if strings.HasPrefix(format, "joined group") {
+		c.setFetchErr(nil)
+	}
+}
+
+// kafkaError logs what kafka-go reports (a group that cannot join, a leader
+// that cannot be reached) at warn, each distinct line at most once a minute.
+func (c *Consumer) kafkaError(format string, args ...any) {
+	line, now := fmt.Sprintf(format, args...), time.Now()
+	c.logMu.Lock()
+	if c.lastLogs == nil || len(c.lastLogs) > 1000 {
+		c.lastLogs = map[string]time.Time{}
+	}
+	last, seen := c.lastLogs[line]
+	quiet := seen && now.Sub(last) < time.Minute
+	if !quiet {
+		c.lastLogs[line] = now
+	}
+	c.logMu.Unlock()
+	if !quiet {
+		c.log.Warn("kafka client", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "error", line)
+	}
+}
+
+// batchContext outlives ctx by at most ShutdownTimeout once ctx ends.
+func (c *Consumer) batchContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(c.cfg.ShutdownTimeout, cancel)
+		context.AfterFunc(bctx, func() { t.Stop() })
+	})
+	return bctx, func() { stop(); cancel() }
+}
+
+// fetch blocks for the first message, then takes what arrives within
+// BatchLinger, up to BatchSize.
+func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []kafka.Message{m}
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.BatchLinger)
+	defer cancel()
+	for len(batch) < c.cfg.BatchSize {
+		m, err := r.FetchMessage(lctx)
+		if err != nil {
+			break // linger over (or ctx ended): process what we have
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// item is one message of a batch on its way through.
+type item struct {
+	msg     kafka.Message
+	ev      order.Event
+	dead    *deadletter.DeadLetter
+	outcome order.Outcome
+	ctx     context.Context // carries the message's span, for its log lines
+	span    trace.Span
+}
+
+// process decodes, applies, dead-letters and commits one batch, retrying
+// transient failures until they pass or ctx ends.
+func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.Message) (err error) {
+	start := time.Now()
+	items := make([]item, len(batch))
+	for i, m := range batch {
+		items[i].msg = m
+		items[i].ctx, items[i].span = c.startSpan(ctx, m, start)
+	}
+	defer func() { c.finish(items, start, err) }()
+	if err := c.retry(ctx, "schema registry", func() error { return c.decode(ctx, items) }); err != nil {
+		return err
+	}
+	if err := c.retry(ctx, "database", func() error { return c.apply(ctx, items) }); err != nil {
+		return err
+	}
+	var dead []deadletter.DeadLetter
+	for _, it := range items {
+		if it.dead != nil {
+			dead = append(dead, *it.dead)
+		}
+	}
+	if len(dead) > 0 {
+		if err := c.retry(ctx, "dead-letter topic", func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
+			return err
+		}
+		c.stats.deadLettered.Add(int64(len(dead)))
+		for _, it := range items {
+			if d := it.dead; d != nil {
+				c.m.dlq.WithLabelValues(d.Class).Inc()
+				c.log.WarnContext(it.ctx, "message dead-lettered", "topic", d.Msg.Topic, "partition", d.Msg.Partition,
+					"offset", d.Msg.Offset, "class", d.Class, "error", d.Err)
+			}
+		}
+	}
+	if err := c.retry(ctx, "kafka commit", func() error { return r.CommitMessages(ctx, batch...) }); err != nil {
+		return err
+	}
+	c.stats.batches.Add(1)
+	c.setReady(nil)
+	return nil
+}
+
+// decode fills in each item's event, or its dead letter for permanent
+// failures. A transient failure (registry unreachable) returns an error and
+// the whole step is retried; items decoded already are kept.
+func (c *Consumer) decode(ctx context.Context, items []item) error {
+	for i := range items {
+		it := &items[i]
+		if it.dead != nil || it.ev.Order.Version != 0 {
+			continue
+		}
+		ev, err := c.cfg.Decoder.Decode(ctx, it.msg.Value)
+		if err == nil {
+			// Only an event the API could have written is applied.
+			err = order.CheckEvent(ev, it.msg.Key, time.Now())
+		}
+		if err != nil {
+			if c.cfg.DecodePermanent(err) {
+				it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
+				continue
+			}
+			return err
+		}
+		ev.Meta.Traceparent, ev.Meta.CorrelationID = traceHeaders(it.msg)
+		it.ev = ev
+	}
+	return nil
+}
+
+// apply applies the decoded events in one transaction. If the database
+// rejects the batch permanently, it applies them one by one to find the
+// offending events, which become dead letters; the others are applied.
+func (c *Consumer) apply(ctx context.Context, items []item) error {
+	var idx []int
+	var events []order.Event
+	for i, it := range items {
+		if it.dead == nil {
+			idx = append(idx, i)
+			events = append(events, it.ev)
+		}
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	outcomes, err := c.cfg.Projector.Apply(ctx, events)
+	if err == nil {
+		for j, i := range idx {
+			c.settle(&items[i], outcomes[j])
+		}
+		return nil
+	}
+	if !c.cfg.ApplyPermanent(err) {
+		return err
+	}
+	c.log.Warn("batch rejected by the database; applying one by one", "events", len(events), "error", err)
+	for _, i := range idx {
+		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev})
+		switch {
+		case err == nil:
+			c.settle(&items[i], outcomes[0])
+		case c.cfg.ApplyPermanent(err):
+			items[i].dead = &deadletter.DeadLetter{Msg: items[i].msg, Class: c.cfg.ErrorClass(err), Err: err}
+		default:
+			// Transient now: the retry redoes the batch; what was applied
+			// one by one is recognised as duplicate then.
+			return err
+		}
+	}
+	return nil
+}
+
+// settle records what applying did to it; an event out of sequence (it does
+// not follow the state the projection holds) becomes a dead letter, from
+// which a replay applies it once what precedes it has.
+func (c *Consumer) settle(it *item, outcome order.Outcome) {
+	it.outcome = outcome
+	if outcome != order.OutcomeOutOfSequence {
+		return
+	}
+	o := it.ev.Order
+	prev, _ := it.ev.Type.Follows()
+	detail := fmt.Sprintf("a %s event at version %d follows %s at version %d, which the projection of order %s does not hold",
+		it.ev.Type, o.Version, prev, o.Version-1, o.ID)
+	err := &order.EventError{Rule: order.RuleOutOfSequence, Detail: detail}
+	it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
+}
+
+// Header values longer than this are ignored: a W3C traceparent is 55 bytes,
+// and order-api makes up a correlation ID past 128.
+const maxTraceHeader = 256
+
+// traceHeaders returns the message's traceparent and correlation_id
+// headers, each only if it is short, valid UTF-8 text.
+func traceHeaders(m kafka.Message) (traceparent, correlationID string) {
+	for _, h := range m.Headers {
+		if len(h.Value) > maxTraceHeader || !order.ValidText(string(h.Value)) {
+			continue
+		}
+		switch h.Key {
+		case "traceparent":
+			traceparent = string(h.Value)
+		case "correlation_id":
+			correlationID = string(h.Value)
+		}
+	}
+	return traceparent, correlationID
+}
+
+// startSpan starts the message's consumer span, child of the traceparent
+// in its headers, and returns a context carrying it and the message's
+// correlation ID for its log lines.
+func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Time) (context.Context, trace.Span) {
+	tp, corr := traceHeaders(m)
+	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, tp, ""), corr)
+	key := string(m.Key)
+	if len(m.Key) > 64 || !order.ValidText(key) {
+		key = order.Quote(key, 64) // an order ID is 36 bytes; anything else is shown, not stored whole
+	}
+	return c.cfg.Tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", m.Topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.Int("messaging.destination.partition.id", m.Partition),
+			attribute.Int64("messaging.kafka.offset", m.Offset),
+			attribute.String("messaging.kafka.message.key", key),
+		))
+}
+
+// finish records what became of each message of a batch — counters, spans,
+// one debug line each — once the batch is committed (err nil) or abandoned.
+func (c *Consumer) finish(items []item, start time.Time, err error) {
+	now := time.Now()
+	if err == nil {
+		c.m.batch.Observe(now.Sub(start).Seconds())
+		c.m.size.Observe(float64(len(items)))
+	}
+	for _, it := range items {
+		if err != nil {
+			it.span.SetStatus(codes.Error, "batch abandoned; will be redelivered")
+			it.span.End()
+			continue
+		}
+		outcome := string(it.outcome)
+		switch {
+		case it.dead != nil:
+			outcome = "dead_lettered"
+			it.span.SetStatus(codes.Error, it.dead.Class)
+		case it.outcome == order.OutcomeApplied:
+			c.stats.applied.Add(1)
+			// A lag outside [0, MaxObservedLag] says more about a clock, a
+			// replay or a rebuild than about the pipeline: not observed.
+			if lag := now.Sub(it.ev.OccurredAt); lag >= 0 && lag <= MaxObservedLag {
+				c.m.e2e.Observe(lag.Seconds())
+			}
+		case it.outcome == order.OutcomeDuplicate:
+			c.stats.duplicate.Add(1)
+		case it.outcome == order.OutcomeStale:
+			c.stats.stale.Add(1)
+		}
+		c.m.events.WithLabelValues(outcome).Inc()
+		if it.dead == nil {
+			if c.cfg.Committed != nil {
+				c.cfg.Committed(it.ev.Order.ID, it.ev.Order.Version)
+			}
+			it.span.SetAttributes(attribute.String("order.id", it.ev.Order.ID.String()),
+				attribute.Int64("order.version", it.ev.Order.Version), attribute.String("order.event_outcome", outcome))
+			c.log.DebugContext(it.ctx, "event processed", "outcome", outcome, "event_id", it.ev.ID.String(),
+				"event_type", string(it.ev.Type), "order_id", it.ev.Order.ID.String(), "version", it.ev.Order.Version,
+				"partition", it.msg.Partition, "offset", it.msg.Offset)
+		}
+		it.span.End()
+	}
+}
+
+// retry runs step until it succeeds or ctx ends, backing off exponentially
+// with jitter, and reports the dependency as not ready while it fails.
+func (c *Consumer) retry(ctx context.Context, dependency string, step func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := step()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (while stopping: %v)", dependency, err, ctx.Err())
+		}
+		c.setReady(fmt.Errorf("%s: %w", dependency, err))
+		c.stats.retries.Add(1)
+		c.m.retries.WithLabelValues(dependency).Inc()
+		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
+		c.log.Warn("transient failure; retrying", "dependency", dependency, "attempt", attempt, "backoff", d.String(), "error", err)
+		if !backoff.Sleep(ctx, d) {
+			return fmt.Errorf("%s: %w", dependency, err)
+		}
+	}
+}

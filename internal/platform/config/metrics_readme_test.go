@@ -1,0 +1,79 @@
+package config_test
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ordersonkafka/orders/internal/consumer/projector"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/producer/outbox"
+)
+
+// collecting is a Registerer that keeps what is registered, to list the
+// metric names each collector describes.
+type collecting struct{ cs []prometheus.Collector }
+
+func (c *collecting) Register(x prometheus.Collector) error { c.cs = append(c.cs, x); return nil }
+func (c *collecting) MustRegister(xs ...prometheus.Collector) {
+	c.cs = append(c.cs, xs...)
+}
+func (c *collecting) Unregister(prometheus.Collector) bool { return false }
+
+// TestREADMEListsEveryMetricAndTracingVariable keeps the README's metrics
+// table and tracing table true to the code: every metric the services
+// register is in the table and every table row is a metric they register;
+// every OTEL_* variable honoured is named.
+func TestREADMEListsEveryMetricAndTracingVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "### Metrics")
+	end := strings.Index(text, "### Tracing")
+	if start < 0 || end < start {
+		t.Fatal("README has no ### Metrics section followed by ### Tracing")
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)[{`]").FindAllStringSubmatch(text[start:end], -1) {
+		documented[m[1]] = true
+	}
+
+	reg := &collecting{}
+	outbox.NewMetrics(reg)
+	projector.NewMetrics(reg)
+	telemetry.NewHTTPMetrics(reg)
+	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, "t", "g", nil))
+	registered := map[string]bool{}
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for _, c := range reg.cs {
+		ch := make(chan *prometheus.Desc, 16)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			registered[fq.FindStringSubmatch(d.String())[1]] = true
+		}
+	}
+	if len(registered) < 15 {
+		t.Fatalf("found only %d metrics: %v", len(registered), registered)
+	}
+	for name := range registered {
+		if !documented[name] {
+			t.Errorf("README's metrics table lacks %s", name)
+		}
+	}
+	for name := range documented {
+		if !registered[name] {
+			t.Errorf("README's metrics table lists %s, which no service registers", name)
+		}
+	}
+	for _, v := range telemetry.Vars {
+		if !strings.Contains(text, "`"+v+"`") {
+			t.Errorf("README does not name %s", v)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package config_test
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
+)
+
+// TestREADMEDocumentsEveryVariable keeps the README's configuration tables
+// true: each service's table lists every variable it reads, with the real
+// default, and nothing it does not read.
+func TestREADMEDocumentsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiVars, _ := config.Vars[orderapi.Config]()
+	consumerVars, _ := config.Vars[orderconsumer.Config]()
+	for _, tc := range []struct {
+		marker string
+		vars   []config.Var
+	}{
+		{"order-api reads only environment variables", apiVars},
+		{"order-consumer reads only environment variables", consumerVars},
+	} {
+		t.Run(tc.marker, func(t *testing.T) {
+			section := string(readme)
+			start := strings.Index(section, tc.marker)
+			if start < 0 {
+				t.Fatalf("README has no section introduced by %q", tc.marker)
+			}
+			section = section[start:]
+			if end := strings.Index(section, "\n\n\n"); end > 0 {
+				section = section[:end]
+			}
+			if end := strings.Index(section[1:], "\n## "); end > 0 {
+				section = section[:end]
+			}
+			// The table is the first one after the marker.
+			if end := strings.Index(section, "|\n\n"); end > 0 {
+				section = section[:end+1]
+			}
+			row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| `([^`]*)` \\|")
+			documented := map[string]string{}
+			for _, m := range row.FindAllStringSubmatch(section, -1) {
+				documented[m[1]] = m[2]
+			}
+			for _, v := range tc.vars {
+				def, ok := documented[v.Name]
+				if !ok {
+					t.Errorf("README does not document %s", v.Name)
+				} else if def != v.Default {
+					t.Errorf("README says %s defaults to %q; the code says %q", v.Name, def, v.Default)
+				}
+				delete(documented, v.Name)
+			}
+			for name := range documented {
+				t.Errorf("README documents %s, which the service does not read", name)
+			}
+		})
+	}
+}

@@ -1,0 +1,866 @@
+// Package httpapi is order-api's HTTP interface: routing (chi), request
+// validation, RFC 9457 problem responses, Idempotency-Key, ETag/If-Match.
+// It maps domain errors to HTTP statuses and nothing else: every rule of the
+// order lives in internal/order and every byte stored in the order.Store.
+// A refused request writes nothing.
+//
+// What arrives is checked before it is used: a path or query that is not text
+// is 400, a body must be identity-encoded UTF-8 application/json whose keys
+// are exactly the documented names, each at most once, and an unreachable
+// store is 503 with Retry-After, never a 500.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/problem"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+)
+
+// MaxBodyBytes is the largest request body accepted (413 beyond).
+const MaxBodyBytes = 1 << 20
+
+// RetryAfter is the Retry-After of a 503 when the store is unavailable:
+// long enough for a pool to reconnect after a restart or a failover step,
+// short enough that a blip costs a client little.
+const RetryAfter = 2 * time.Second
+
+// Check is one readiness check. /readyz lists every check's state and is
+// 200 only when every check that is not Optional returns nil. An Optional
+// check reports a dependency the API works without (the relay's Kafka and
+// registry: orders are taken while they are down), so it never takes the
+// instance out of a load balancer.
+type Check struct {
+	Name     string
+	Func     func(context.Context) error
+	Optional bool
+}
+
+// Config configures the API.
+type Config struct {
+	Logger *slog.Logger // default slog.Default()
+	Now    func() time.Time
+	// Tracer starts each request's server span; default a no-op tracer,
+	// which still carries the client's trace context through to the events.
+	Tracer trace.Tracer
+	// Middleware runs around every route, first (metrics).
+	Middleware []func(http.Handler) http.Handler
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+}
+
+type api struct {
+	store  order.Store
+	log    *slog.Logger
+	now    func() time.Time
+	tracer trace.Tracer
+	checks []Check
+}
+
+// New returns the API's handler. It calls store and checks only: never the
+// Schema Registry or Kafka, so orders are taken while those are down.
+func New(cfg Config, store order.Store, checks ...Check) http.Handler {
+	a := &api{store: store, log: cfg.Logger, now: cfg.Now, checks: checks}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.now == nil {
+		a.now = order.Now
+	}
+	a.tracer = cfg.Tracer
+	if a.tracer == nil {
+		a.tracer = noop.NewTracerProvider().Tracer("")
+	}
+	r := chi.NewRouter()
+	r.Use(cfg.Middleware...)
+	r.Use(a.requestMeta)
+	r.Use(problem.ValidText)
+	r.Use(middleware.GetHead) // HEAD on every GET route, answered as GET without the body
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource", nil)
+	})
+	r.MethodNotAllowed(problem.MethodNotAllowed)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", a.ready)
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
+	}
+	r.Post("/orders", a.place)
+	r.Get("/orders", a.list)
+	r.Get("/orders/{id}", a.get)
+	r.Post("/orders/{id}/pay", a.change(order.ActionPay))
+	r.Post("/orders/{id}/refund", a.change(order.ActionRefund))
+	r.Post("/orders/{id}/cancel", a.change(order.ActionCancel))
+	return r
+}
+
+// ---- request metadata and logging ----
+
+type metaKey struct{}
+
+// correlationIDRE is what a client's X-Correlation-ID must be to be used:
+// printable ASCII without spaces, so the value echoed, logged, stored in the
+// outbox and sent as a Kafka header is the same bytes everywhere.
+var correlationIDRE = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
+// requestMeta fixes the request's correlation ID (the client's
+// X-Correlation-ID when usable, made up otherwise) and trace context: a
+// server span, child of the client's traceparent when it sent a valid one.
+// The event written by the request carries that span's traceparent, so the
+// consumer's span continues the same trace. It echoes the correlation ID and
+// logs one line per request. Spans and logs name the method as
+// telemetry.Method does, so made-up methods are not new span names.
+func (a *api) requestMeta(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		meta := order.Meta{CorrelationID: r.Header.Get("X-Correlation-ID")}
+		if !correlationIDRE.MatchString(meta.CorrelationID) {
+			meta.CorrelationID = uuid.NewString()
+		}
+		method := telemetry.Method(r.Method)
+		spanMethod := method
+		if method == telemetry.OtherMethod {
+			spanMethod = "HTTP" // OpenTelemetry's span name for a method it does not know
+		}
+		ctx := telemetry.Extract(r.Context(), r.Header.Get("traceparent"), r.Header.Get("tracestate"))
+		ctx, span := a.tracer.Start(ctx, spanMethod, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			// No client context and tracing off: make one up, so the event
+			// and the log lines still share a trace ID.
+			ctx = trace.ContextWithSpanContext(ctx, newSpanContext())
+		}
+		meta.Traceparent = telemetry.Traceparent(ctx)
+		ctx = logging.WithCorrelationID(ctx, meta.CorrelationID)
+		w.Header().Set("X-Correlation-ID", meta.CorrelationID)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, metaKey{}, meta)))
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route != "" { // unmatched requests keep the bare method as name
+			span.SetName(spanMethod + " " + route)
+		}
+		span.SetAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route),
+			attribute.Int("http.response.status_code", sw.status))
+		attrs := []slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", sw.status),
+			slog.Duration("duration", time.Since(start))}
+		if method == telemetry.OtherMethod {
+			// The method itself is a token (net/http refuses anything else),
+			// kept on this request's span and log line only, and cut.
+			original := order.Quote(r.Method, 32)
+			span.SetAttributes(attribute.String("http.request.method_original", original))
+			attrs = append(attrs, slog.String("method_original", original))
+		}
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+		a.log.LogAttrs(ctx, slog.LevelInfo, "http request", attrs...)
+	})
+}
+
+func newSpanContext() trace.SpanContext {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID(b[:16]), SpanID: trace.SpanID(b[16:]), TraceFlags: trace.FlagsSampled,
+	})
+}
+
+func metaFrom(ctx context.Context) order.Meta {
+	m, _ := ctx.Value(metaKey{}).(order.Meta)
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// ---- health ----
+
+func (a *api) ready(w http.ResponseWriter, r *http.Request) {
+	failed := map[string]string{}
+	checks := map[string]string{}
+	for _, c := range a.checks {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		checks[c.Name] = "ok"
+		if err := c.Func(ctx); err != nil {
+			checks[c.Name] = err.Error()
+			if !c.Optional {
+				failed[c.Name] = err.Error()
+			}
+		}
+		cancel()
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": checks})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// ---- orders ----
+
+type itemJSON struct {
+	SKU            *string `json:"sku"`
+	Quantity       *int32  `json:"quantity"`
+	UnitPriceMinor *int64  `json:"unit_price_minor"`
+}
+
+type placeRequest struct {
+	CustomerID *string    `json:"customer_id"`
+	Currency   *string    `json:"currency"`
+	Items      []itemJSON `json:"items"`
+}
+
+// orderJSON is the representation of an order in every response.
+type orderJSON struct {
+	ID               uuid.UUID    `json:"id"`
+	CustomerID       string       `json:"customer_id"`
+	Currency         string       `json:"currency"`
+	Items            []order.Item `json:"items"`
+	TotalMinor       int64        `json:"total_minor"`
+	Status           order.Status `json:"status"`
+	Version          int64        `json:"version"`
+	PaymentReference string       `json:"payment_reference,omitempty"`
+	CancelReason     string       `json:"cancel_reason,omitempty"`
+	RefundReason     string       `json:"refund_reason,omitempty"`
+	CreatedAt        time.Time    `json:"created_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+}
+
+func toJSON(o order.Order) orderJSON {
+	return orderJSON{
+		ID: o.ID, CustomerID: o.CustomerID, Currency: o.Currency, Items: o.Items, TotalMinor: o.TotalMinor,
+		Status: o.Status, Version: o.Version, PaymentReference: o.PaymentReference,
+		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+}
+
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+
+func (a *api) place(w http.ResponseWriter, r *http.Request) {
+	var req placeRequest
+	if !a.decode(w, r, &req, true) {
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if _, present := r.Header["Idempotency-Key"]; present && !idempotencyKeyRE.MatchString(key) {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			"Idempotency-Key must be 1 to 255 printable ASCII characters without spaces", nil)
+		return
+	}
+	n, fields := req.toNewOrder()
+	if len(fields) == 0 {
+		if err := n.Validate(); err != nil {
+			var ve *order.ValidationError
+			if !errors.As(err, &ve) {
+				a.internal(w, r, err)
+				return
+			}
+			fields = ve.Fields
+		}
+	}
+	if len(fields) > 0 {
+		writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+			"the order is not valid; see errors", fields)
+		return
+	}
+	o, ev, err := order.Place(n, a.now(), metaFrom(r.Context()))
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	body, err := json.Marshal(toJSON(o))
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	var idem *order.Idempotency
+	if key != "" {
+		// The fingerprint is of the decoded request, re-marshalled, so a
+		// retry that only formats the JSON differently is the same request.
+		canonical, _ := json.Marshal(n)
+		sum := sha256.Sum256(canonical)
+		idem = &order.Idempotency{Key: key, Fingerprint: sum[:], Response: body}
+	}
+	resp, replayed, err := a.store.Create(r.Context(), o, ev, idem)
+	switch {
+	case errors.Is(err, order.ErrIdempotencyConflict):
+		writeProblem(w, r, http.StatusUnprocessableEntity, typeIdempotency, "Unprocessable Content",
+			"Idempotency-Key was already used with a different request body", nil)
+		return
+	case err != nil:
+		a.storeError(w, r, err)
+		return
+	}
+	if replayed {
+		var first orderJSON
+		if err := json.Unmarshal(resp, &first); err != nil {
+			a.internal(w, r, fmt.Errorf("stored idempotent response: %w", err))
+			return
+		}
+		body, o.ID, o.Version = resp, first.ID, first.Version
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", "/orders/"+o.ID.String())
+	w.Header().Set("ETag", etag(o.Version))
+	writeRaw(w, http.StatusCreated, body)
+}
+
+// toNewOrder turns the request into a domain request, listing the fields
+// that are missing (the domain validates the values).
+func (p placeRequest) toNewOrder() (order.NewOrder, []order.FieldError) {
+	var missing []order.FieldError
+	need := func(ok bool, field string) {
+		if !ok {
+			missing = append(missing, order.FieldError{Field: field, Detail: "is required"})
+		}
+	}
+	var n order.NewOrder
+	need(p.CustomerID != nil, "customer_id")
+	need(p.Currency != nil, "currency")
+	need(p.Items != nil, "items")
+	if p.CustomerID != nil {
+		n.CustomerID = *p.CustomerID
+	}
+	if p.Currency != nil {
+		n.Currency = *p.Currency
+	}
+	for i, it := range p.Items {
+		f := fmt.Sprintf("items[%d].", i)
+		need(it.SKU != nil, f+"sku")
+		need(it.Quantity != nil, f+"quantity")
+		need(it.UnitPriceMinor != nil, f+"unit_price_minor")
+		var item order.Item
+		if it.SKU != nil {
+			item.SKU = *it.SKU
+		}
+		if it.Quantity != nil {
+			item.Quantity = *it.Quantity
+		}
+		if it.UnitPriceMinor != nil {
+			item.UnitPriceMinor = *it.UnitPriceMinor
+		}
+		n.Items = append(n.Items, item)
+	}
+	return n, missing
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	o, err := a.store.Get(r.Context(), id)
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	tag := etag(o.Version)
+	w.Header().Set("ETag", tag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, tag)) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(o))
+}
+
+type listResponse struct {
+	Items      []orderJSON `json:"items"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
+	if f.Status != "" && !f.Status.Valid() {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			"status must be one of placed, paid, refunded, cancelled; got "+order.Quote(string(f.Status), 32), nil)
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > order.MaxListLimit {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+				fmt.Sprintf("limit must be an integer from 1 to %d; got %s", order.MaxListLimit, order.Quote(s, 32)), nil)
+			return
+		}
+		f.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		after, err := decodeCursor(c)
+		if err != nil {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "cursor is not one this API returned", nil)
+			return
+		}
+		f.After = after
+	}
+	orders, more, err := a.store.List(r.Context(), f)
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	resp := listResponse{Items: make([]orderJSON, len(orders))}
+	for i, o := range orders {
+		resp.Items[i] = toJSON(o)
+	}
+	if more && len(orders) > 0 {
+		resp.NextCursor = encodeCursor(orders[len(orders)-1].ID)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// The cursor is the last ID of the page, opaque to clients. IDs are UUIDv7,
+// so "after this ID" is stable however many orders arrive meanwhile.
+func encodeCursor(id uuid.UUID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+func decodeCursor(s string) (uuid.UUID, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return uuid.UUID{}, err
+	}
+	return uuid.FromBytes(b)
+}
+
+type changeRequest struct {
+	PaymentReference string `json:"payment_reference"`
+	Reason           string `json:"reason"`
+}
+
+func (a *api) change(action order.Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		var req changeRequest
+		if !a.decode(w, r, &req, false) {
+			return
+		}
+		match, ok := ifMatch(w, r)
+		if !ok {
+			return
+		}
+		c := order.Change{Action: action, PaymentReference: req.PaymentReference, Reason: req.Reason}
+		if err := c.Validate(); err != nil {
+			var ve *order.ValidationError
+			if errors.As(err, &ve) {
+				writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+					"the request is not valid; see errors", ve.Fields)
+				return
+			}
+			a.internal(w, r, err)
+			return
+		}
+		meta := metaFrom(r.Context())
+		o, err := a.store.Update(r.Context(), id, match, func(o *order.Order) (order.Event, error) {
+			return o.Apply(c, a.now(), meta)
+		})
+		if err != nil {
+			a.storeError(w, r, err)
+			return
+		}
+		w.Header().Set("ETag", etag(o.Version))
+		writeJSON(w, http.StatusOK, toJSON(o))
+	}
+}
+
+// ifMatch reads If-Match (RFC 9110 §13.1.1). Absent (or empty) and "*"
+// match any version: nil (Update still requires the order to exist).
+// Otherwise it is a list of entity-tags, each compared strongly with the
+// order's ETag, `"<version>"`: a weak tag (W/"1") never matches, nor does an
+// opaque tag that is not a version as this API writes it ("01", "+1"); the
+// list matches if any member does. A field that is not such a list is 400.
+func ifMatch(w http.ResponseWriter, r *http.Request) (order.VersionMatch, bool) {
+	h := strings.TrimSpace(strings.Join(r.Header.Values("If-Match"), ","))
+	if h == "" || h == "*" {
+		return nil, true
+	}
+	versions, ok := parseIfMatch(h)
+	if !ok {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			`If-Match must be * or a list of entity-tags, such as "3" or "3", "4"`, nil)
+		return nil, false
+	}
+	return func(v int64) bool { return slices.Contains(versions, v) }, true
+}
+
+// parseIfMatch parses 1#entity-tag and returns the versions named by its
+// strong tags; ok is false if h is not a list of entity-tags.
+func parseIfMatch(h string) (versions []int64, ok bool) {
+	tags := 0
+	for i := 0; i < len(h); {
+		switch h[i] {
+		case ' ', '\t', ',': // OWS and empty list elements
+			i++
+			continue
+		}
+		weak := strings.HasPrefix(h[i:], `W/`)
+		if weak {
+			i += 2
+		}
+		if i >= len(h) || h[i] != '"' {
+			return nil, false
+		}
+		end := i + 1
+		for end < len(h) && h[end] != '"' {
+			if c := h[end]; c < 0x21 || c == 0x7f { // etagc: %x21 / %x23-7E / obs-text
+				return nil, false
+			}
+			end++
+		}
+		if end >= len(h) {
+			return nil, false
+		}
+		opaque := h[i+1 : end]
+		i = end + 1
+		for i < len(h) && (h[i] == ' ' || h[i] == '\t') {
+			i++
+		}
+		if i < len(h) && h[i] != ',' {
+			return nil, false
+		}
+		tags++
+		if v, err := strconv.ParseInt(opaque, 10, 64); !weak && err == nil && v > 0 && strconv.FormatInt(v, 10) == opaque {
+			versions = append(versions, v)
+		}
+	}
+	return versions, tags > 0
+}
+
+// pathID reads the {id} of the route. The detail does not repeat the id:
+// the problem's instance already carries the path.
+func pathID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
+	raw := chi.URLParam(r, "id")
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			"the order id in the path is not a UUID", nil)
+		return uuid.UUID{}, false
+	}
+	return id, true
+}
+
+// decode reads a JSON body strictly: at most MaxBodyBytes (413), without a
+// content coding (415), application/json in UTF-8 (415 for another media
+// type or charset), valid UTF-8 bytes (400: encoding/json would silently turn
+// them into U+FFFD), one JSON value whose objects repeat no key and whose
+// keys are exactly the JSON names of v's fields (400: encoding/json lets the
+// last of two keys win and matches names case-insensitively). With required
+// false an empty body is accepted and leaves v as is.
+func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, typeTooLarge, "Content Too Large",
+			fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes), nil)
+		return false
+	}
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "could not read the request body", nil)
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if required {
+			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "a JSON request body is required", nil)
+			return false
+		}
+		return true
+	}
+	if !identityEncoded(r.Header) {
+		// RFC 9110 §15.5.16: 415 for a content coding we do not decode,
+		// saying in Accept-Encoding which one we do.
+		w.Header().Set("Accept-Encoding", "identity")
+		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+			"request body must not be content-encoded (Content-Encoding: identity or none)", nil)
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+			"request body must be application/json", nil)
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+			"request body must be application/json in UTF-8; charset "+order.Quote(cs, 32)+" is not supported", nil)
+		return false
+	}
+	if !utf8.Valid(body) {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "request body is not valid UTF-8", nil)
+		return false
+	}
+	if err := strictJSON(body, reflect.TypeOf(v)); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
+		return false
+	}
+	return true
+}
+
+// identityEncoded reports whether the body carries no content coding.
+func identityEncoded(h http.Header) bool {
+	for _, v := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// maxJSONDepth bounds how deeply a body may nest: the requests nest three
+// levels, and strictJSON recurses once per level.
+const maxJSONDepth = 16
+
+// jsonError is a refusal by strictJSON, worded for the client.
+type jsonError struct{ msg string }
+
+func (e *jsonError) Error() string { return e.msg }
+
+// strictJSON checks that body is exactly one JSON value, that no object in it
+// has the same key twice, and that each key of an object decoded into a
+// struct of t is exactly one of that struct's JSON names. Where the body's
+// shape differs from t (an array for an object), it only checks keys are not
+// repeated, and leaves the type error to the decoder, which words it.
+func strictJSON(body []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // numbers are not parsed here: 1e999 is the decoder's to refuse
+	if err := walkJSON(dec, t, "", 0); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &jsonError{"unexpected data after the JSON value"}
+	}
+	return nil
+}
+
+func walkJSON(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth == maxJSONDepth {
+		return &jsonError{fmt.Sprintf("JSON nested more than %d levels deep", maxJSONDepth)}
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch delim {
+	case '{':
+		var fields map[string]reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t)
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			where := "the request body"
+			if path != "" {
+				where = path
+			}
+			if seen[key] {
+				return &jsonError{fmt.Sprintf("key %s appears more than once in %s", order.Quote(key, 64), where)}
+			}
+			seen[key] = true
+			var next reflect.Type
+			if fields != nil {
+				if next, ok = fields[key]; !ok {
+					return &jsonError{fmt.Sprintf("unknown field %s in %s (names are case-sensitive)", order.Quote(key, 64), where)}
+				}
+			}
+			if err := walkJSON(dec, next, joinPath(path, key), depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := walkJSON(dec, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// jsonFields maps the JSON names of struct t's fields to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	return fields
+}
+
+// describeJSONError words a decoding error in JSON's terms: never a Go type.
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var strict *jsonError
+	switch {
+	case errors.As(err, &strict):
+		return strict.msg
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		what := "the request body"
+		if typ.Field != "" {
+			what = "field " + order.Quote(typ.Field, 64)
+		}
+		return fmt.Sprintf("%s must be %s, got %s", what, jsonType(typ.Type), typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of input"
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "malformed JSON"
+}
+
+// jsonType names what a value of Go type t is in JSON.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		bits := t.Bits()
+		return fmt.Sprintf("an integer from %d to %d", int64(-1)<<(bits-1), int64(1)<<(bits-1)-1)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "another JSON type"
+}
+
+// storeError maps the domain errors of order.Store to statuses.
+func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	var te *order.TransitionError
+	var ve *order.ValidationError
+	switch {
+	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
+		a.log.WarnContext(r.Context(), "order store unavailable", "method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err)
+		problem.Unavailable(w, r, RetryAfter, problem.TypeUnavailable,
+			"the order store cannot be reached right now; retry after the Retry-After delay (POST /orders with the same Idempotency-Key)")
+	case errors.Is(err, order.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no order with this id", nil)
+	case errors.As(err, &te):
+		writeProblem(w, r, http.StatusConflict, typeTransition, "Conflict", te.Error(), nil)
+	case errors.Is(err, order.ErrVersionMismatch):
+		writeProblem(w, r, http.StatusPreconditionFailed, typePrecondition, "Precondition Failed",
+			"the order has changed since the version in If-Match; GET it and retry", nil)
+	case errors.As(err, &ve):
+		writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+			"the request is not valid; see errors", ve.Fields)
+	default:
+		a.internal(w, r, err)
+	}
+}
+
+// internal answers 500 without details and logs the cause.
+func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
+	attrs := []any{"method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err}
+	if r.Context().Err() != nil {
+		// The client went away (or the server is shutting down past its
+		// deadline): the transaction was rolled back, nothing is wrong here.
+		a.log.WarnContext(r.Context(), "request abandoned by the client; rolled back", attrs...)
+	} else {
+		a.log.ErrorContext(r.Context(), "request failed", attrs...)
+	}
+	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
+		"the request could not be completed; it is safe to retry with the same Idempotency-Key", nil)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	_, _ = w.Write([]byte("\n"))
+}

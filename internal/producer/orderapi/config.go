@@ -1,0 +1,83 @@
+package orderapi
+
+import (
+	"errors"
+	"time"
+
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/logging"
+)
+
+// Config is everything order-api reads from its environment. Each field's
+// variable and default are in its tags; the README's table lists them all.
+type Config struct {
+	// HTTPAddr is where the API listens.
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+	// DatabaseURL is order-api's own PostgreSQL database (orders, outbox).
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orders?sslmode=disable"`
+	// DatabaseMaxConns caps the connection pool (0: pgxpool's default, max(4, CPUs)).
+	DatabaseMaxConns int32 `env:"DATABASE_MAX_CONNS" envDefault:"16"`
+	// Migrate applies pending migrations at start-up (under a lock, so
+	// replicas starting together take turns).
+	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
+
+	// KafkaBrokers is the bootstrap list, comma-separated.
+	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092"`
+	// SchemaRegistryURL is the Confluent Schema Registry the relay registers with.
+	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" envDefault:"http://localhost:8081"`
+	// Topic receives the order events; its value subject is <Topic>-value.
+	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
+
+	// IdempotencyKeyTTL is how long an Idempotency-Key is honoured: a retry
+	// with the key within it replays the first answer; past it the key is
+	// purged, and using it again places a new order.
+	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
+
+	// RelayEnabled runs the outbox relay in this process. Turn it off to run
+	// API-only replicas; at most one relay publishes at a time anyway.
+	RelayEnabled bool `env:"RELAY_ENABLED" envDefault:"true"`
+	// RelayBatchSize is the most outbox rows published per Kafka round trip.
+	RelayBatchSize int `env:"RELAY_BATCH_SIZE" envDefault:"1000"`
+	// RelayPollInterval is the fallback poll when no NOTIFY arrives.
+	RelayPollInterval time.Duration `env:"RELAY_POLL_INTERVAL" envDefault:"1s"`
+	// RelayLockRetryInterval is how often a standby relay tries to take over.
+	RelayLockRetryInterval time.Duration `env:"RELAY_LOCK_RETRY_INTERVAL" envDefault:"1s"`
+	// RelayRetention is how long published outbox rows are kept before purge.
+	RelayRetention time.Duration `env:"RELAY_RETENTION" envDefault:"24h"`
+	// RelayBackoffMin and RelayBackoffMax bound the retry delay of a failed batch.
+	RelayBackoffMin time.Duration `env:"RELAY_BACKOFF_MIN" envDefault:"100ms"`
+	RelayBackoffMax time.Duration `env:"RELAY_BACKOFF_MAX" envDefault:"10s"`
+
+	// ShutdownTimeout bounds the graceful shutdown: in-flight requests finish
+	// and the relay completes its batch within it.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogFormat is json or text.
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+}
+
+// Validate reports every unusable setting at once, each message starting
+// with the variable and the value given (a database password never shown).
+// The relay's settings, Kafka's and the registry's are checked even when
+// RELAY_ENABLED is false: a typo should not wait for the day the relay is
+// switched on, and their defaults are valid, so an API-only replica that
+// leaves them unset is never refused for them.
+func (c Config) Validate() error {
+	return errors.Join(
+		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
+		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
+		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
+		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
+		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
+		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
+		config.AtLeast("RELAY_BATCH_SIZE", c.RelayBatchSize, 1, ""),
+		config.Positive("IDEMPOTENCY_KEY_TTL", c.IdempotencyKeyTTL),
+		config.Positive("RELAY_POLL_INTERVAL", c.RelayPollInterval),
+		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
+		config.Positive("RELAY_RETENTION", c.RelayRetention),
+		config.Backoff("RELAY_BACKOFF_MIN", c.RelayBackoffMin, "RELAY_BACKOFF_MAX", c.RelayBackoffMax),
+		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
+		logging.Check(c.LogLevel, c.LogFormat),
+	)
+}

@@ -1,0 +1,337 @@
+package orderapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+type stack struct {
+	db       *pgtest.DB
+	kafka    *devstack.Kafka
+	registry *devstack.RegistryServer
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{db: pgtest.MustDB(t, migrations.Orders())}
+	var err error
+	if s.kafka, err = devstack.StartKafka(devstack.KafkaConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.kafka.Close)
+	if s.registry, err = devstack.StartRegistry("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.registry.Close)
+	return s
+}
+
+type instance struct {
+	url  string
+	svc  *orderapi.Service
+	stop func() error // cancels and waits for Serve's result
+}
+
+// start runs a real order-api, wired exactly as cmd/order-api wires it, on a
+// free port, configured only through its environment variables.
+func (s *stack) start(t *testing.T, extra ...string) *instance {
+	t.Helper()
+	env := map[string]string{
+		"DATABASE_URL":              s.db.URL,
+		"KAFKA_BROKERS":             s.kafka.Brokers()[0],
+		"SCHEMA_REGISTRY_URL":       s.registry.URL(),
+		"RELAY_POLL_INTERVAL":       "200ms",
+		"RELAY_LOCK_RETRY_INTERVAL": "100ms",
+		"RELAY_BACKOFF_MIN":         "10ms",
+		"RELAY_BACKOFF_MAX":         "200ms",
+		"SHUTDOWN_TIMEOUT":          "10s",
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	cfg, err := config.Load[orderapi.Config](func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := orderapi.New(ctx, cfg, log, telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Serve(ctx, ln) }()
+	var result error
+	stopped := false
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(20 * time.Second):
+				t.Error("order-api did not stop within 20s")
+			}
+		}
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	return &instance{url: "http://" + ln.Addr().String(), svc: svc, stop: stop}
+}
+
+func post(t *testing.T, url, body string, headers ...string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+const orderBody = `{"customer_id":"c-9","currency":"EUR","items":[{"sku":"BOOK","quantity":1,"unit_price_minor":999}]}`
+
+func place(t *testing.T, base string, headers ...string) string {
+	t.Helper()
+	st, o := post(t, base+"/orders", orderBody, headers...)
+	if st != 201 {
+		t.Fatalf("place: %d %v", st, o)
+	}
+	return o["id"].(string)
+}
+
+// TestFlowsReachTheTopic: HTTP flows place→pay→refund and place→cancel, then
+// the events read back from Kafka as a consumer sees them.
+func TestFlowsReachTheTopic(t *testing.T) {
+	s := newStack(t)
+	api := s.start(t)
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	hdr := []string{"X-Correlation-ID", "flow-1", "traceparent", tp}
+	a := place(t, api.url, hdr...)
+	for _, action := range []string{"pay", "refund"} {
+		if st, o := post(t, api.url+"/orders/"+a+"/"+action, "", hdr...); st != 200 {
+			t.Fatalf("%s: %d %v", action, st, o)
+		}
+	}
+	b := place(t, api.url, hdr...)
+	if st, o := post(t, api.url+"/orders/"+b+"/cancel", `{"reason":"changed my mind"}`, hdr...); st != 200 {
+		t.Fatalf("cancel: %d %v", st, o)
+	}
+
+	msgs := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 5, 20*time.Second)
+	if len(msgs) != 5 {
+		t.Fatalf("%d messages on the topic, want 5", len(msgs))
+	}
+	dec, _ := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: s.registry.URL()})
+	types := map[string][]string{}
+	for _, m := range msgs {
+		ev, err := dec.Decode(context.Background(), m.Value)
+		if err != nil {
+			t.Fatalf("value at %d/%d does not decode through the registry: %v", m.Partition, m.Offset, err)
+		}
+		key := string(m.Key)
+		if key != ev.Order.ID.String() {
+			t.Errorf("key %s for order %s", key, ev.Order.ID)
+		}
+		if want := kafkatest.JavaPartition(m.Key, 6); m.Partition != want {
+			t.Errorf("order %s on partition %d; Java's partitioner picks %d", key, m.Partition, want)
+		}
+		if got := int64(len(types[key]) + 1); ev.Order.Version != got {
+			t.Errorf("order %s: version %d where %d was next", key, ev.Order.Version, got)
+		}
+		types[key] = append(types[key], string(ev.Type))
+		h := func(k string) string { v, _ := kafkatest.Header(m, k); return v }
+		if h("event_id") != ev.ID.String() || h("event_type") != string(ev.Type) || h("traceparent") != tp || h("correlation_id") != "flow-1" {
+			t.Errorf("headers %v for event %s %s", m.Headers, ev.ID, ev.Type)
+		}
+		if ev.Type == "CANCELLED" && ev.Order.CancelReason != "changed my mind" {
+			t.Errorf("cancel reason %q", ev.Order.CancelReason)
+		}
+	}
+	if got := strings.Join(types[a], ","); got != "PLACED,PAID,REFUNDED" {
+		t.Errorf("order a: %s", got)
+	}
+	if got := strings.Join(types[b], ","); got != "PLACED,CANCELLED" {
+		t.Errorf("order b: %s", got)
+	}
+}
+
+// TestOrdersAcceptedWhileRegistryThenBrokerDown: the API never waits on the
+// registry or Kafka; their events flow once each returns.
+func TestOrdersAcceptedWhileRegistryThenBrokerDown(t *testing.T) {
+	s := newStack(t)
+	api := s.start(t)
+	s.registry.Stop()
+	for range 5 {
+		place(t, api.url)
+	}
+	if err := s.registry.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 5, 20*time.Second)
+
+	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
+	for range 5 {
+		place(t, api.url)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fault.Wait(ctx, 2); err != nil {
+		t.Fatalf("the relay never tried the failing broker: %v", err)
+	}
+	fault.Remove()
+	msgs := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 10, 20*time.Second)
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		id, _ := kafkatest.Header(m, "event_id")
+		ids[id] = true
+	}
+	if len(ids) != 10 {
+		t.Fatalf("%d distinct events, want 10", len(ids))
+	}
+}
+
+// TestGracefulShutdownFinishesInFlightRequests: a request blocked on the
+// order's row lock when shutdown starts still completes, then Serve returns
+// nil and the relay's lock is released.
+func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	s := newStack(t)
+	api := s.start(t)
+	id := place(t, api.url)
+	waitFor(t, "the relay to lead", api.svc.Relay().IsLeader)
+
+	ctx := context.Background()
+	tx, err := s.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", id); err != nil {
+		t.Fatal(err)
+	}
+	status := make(chan int, 1)
+	go func() {
+		st, _ := post(t, api.url+"/orders/"+id+"/pay", "")
+		status <- st
+	}()
+	waitFor(t, "the pay request to wait on the row lock", func() bool {
+		var n int
+		_ = s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&n)
+		return n == 1
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- api.stop() }()
+	time.Sleep(200 * time.Millisecond) // shutdown is under way
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-status; st != 200 {
+		t.Fatalf("in-flight pay answered %d during shutdown, want 200", st)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Serve returned %v after a graceful shutdown", err)
+	}
+	var locks int
+	_ = s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&locks)
+	if locks != 0 {
+		t.Fatalf("%d advisory locks held after shutdown", locks)
+	}
+}
+
+// TestSecondInstanceTakesOverPublishing: two order-api replicas on one
+// database; one relays; when it stops the other takes over, order kept.
+func TestSecondInstanceTakesOverPublishing(t *testing.T) {
+	s := newStack(t)
+	first := s.start(t)
+	waitFor(t, "the first relay to lead", first.svc.Relay().IsLeader)
+	second := s.start(t)
+	id := place(t, second.url)
+	post(t, second.url+"/orders/"+id+"/pay", "")
+	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 2, 20*time.Second)
+	if second.svc.Relay().IsLeader() {
+		t.Fatal("both relays lead")
+	}
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second relay to take over", second.svc.Relay().IsLeader)
+	post(t, second.url+"/orders/"+id+"/refund", "")
+	msgs := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 3, 20*time.Second)
+	var types []string
+	for _, m := range msgs {
+		typ, _ := kafkatest.Header(m, "event_type")
+		types = append(types, typ)
+	}
+	if strings.Join(types, ",") != "PLACED,PAID,REFUNDED" {
+		t.Fatalf("events %v", types)
+	}
+}
+
+func TestRelayCanBeSwitchedOff(t *testing.T) {
+	s := newStack(t)
+	api := s.start(t, "RELAY_ENABLED", "false")
+	if api.svc.Relay() != nil {
+		t.Fatal("RELAY_ENABLED=false still runs a relay")
+	}
+	place(t, api.url)
+	var unpublished int
+	_ = s.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&unpublished)
+	if unpublished != 1 {
+		t.Fatalf("%d unpublished rows, want 1", unpublished)
+	}
+}
+
+func TestInvalidConfigurationIsRefusedWithTheVariableNamed(t *testing.T) {
+	env := map[string]string{"RELAY_BATCH_SIZE": "0", "LOG_LEVEL": "loud"}
+	cfg, err := config.Load[orderapi.Config](func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "RELAY_BATCH_SIZE") || !strings.Contains(err.Error(), "LOG_LEVEL") {
+		t.Fatalf("Validate() = %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,541 @@
+// Package outbox relays the transactional outbox to Kafka.
+//
+// Guarantees (invariants 2 and 3 of the design):
+//   - At least once: a row is marked published only after the broker
+//     acknowledged it with acks=all. A crash between the two, or a produce
+//     that was applied but answered with an error, publishes it again, with
+//     the same event_id header.
+//   - Order: one relay publishes at a time (the holder of a PostgreSQL
+//     advisory lock on a dedicated connection); it publishes unpublished rows
+//     in outbox id order, and retries a failed batch before anything after it.
+//     Each Kafka write carries at most one record batch per partition, so a
+//     partition can never keep a later batch while an earlier one failed.
+//   - Liveness: a registry or broker outage only delays publishing; the relay
+//     backs off exponentially with jitter and resumes by itself. When the
+//     holder dies its connection closes, PostgreSQL frees the lock, and a
+//     standby takes over within LockRetryInterval.
+//
+// Two relays can briefly overlap only if the leader's lock connection is lost
+// while it is writing a batch; the consequence is duplicates, never loss, and
+// the leader stops publishing as soon as it notices.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/platform/backoff"
+)
+
+// Framer frames an Avro body in the Confluent wire format for topic's value
+// subject. An error (registry unreachable) makes the relay retry later.
+type Framer interface {
+	Frame(ctx context.Context, topic string, schemaVersion int, payload []byte) ([]byte, error)
+}
+
+// DefaultLockKey is the advisory lock key of the relay; every replica of one
+// database must use the same key.
+const DefaultLockKey int64 = 0x6f7574626f78 // "outbox"
+
+// Config configures a Relay. Zero values take the defaults named.
+type Config struct {
+	// DatabaseURL opens the relay's dedicated connection, which holds the
+	// advisory lock, LISTENs for new rows and reads, marks and purges the
+	// outbox (with synchronous_commit off: see lead). Required.
+	DatabaseURL string
+	// Pool writes the last marks when leading ends (the dedicated
+	// connection, which runs the batch queries, may be gone). Required.
+	Pool *pgxpool.Pool
+	// Brokers is the Kafka bootstrap list. Required.
+	Brokers []string
+	// Framer frames payloads with their registry schema ID. Required.
+	Framer Framer
+	// BatchSize is the most rows per Kafka write. Default 1000.
+	BatchSize int
+	// MaxBatchBytes caps the keys, values and headers of one write, so each
+	// partition's share fits in one record batch under the broker's 1 MiB
+	// limit. Default 900 KiB; a single larger row still goes alone.
+	MaxBatchBytes int
+	// PollInterval is how long the relay waits for a notification before
+	// looking anyway. Default 1s.
+	PollInterval time.Duration
+	// LockKey is the advisory lock key. Default DefaultLockKey.
+	LockKey int64
+	// LockRetryInterval is how often a standby tries to take the lock.
+	// Default 1s.
+	LockRetryInterval time.Duration
+	// Retention is how long published rows are kept. Default 24h.
+	Retention time.Duration
+	// PurgeInterval is how often the leader deletes rows past Retention.
+	// Default 1m.
+	PurgeInterval time.Duration
+	// BackoffMin and BackoffMax bound the delay between attempts of a failed
+	// step: it doubles from min to max, with jitter. Defaults 100ms, 10s.
+	BackoffMin, BackoffMax time.Duration
+	// WriteTimeout bounds one Kafka write. Default 10s.
+	WriteTimeout time.Duration
+	// Logger receives leadership changes, failures and purges. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the relay's measurements. Default: metrics kept on a
+	// registry of their own, which nobody scrapes.
+	Metrics *Metrics
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1000
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 900 << 10
+	}
+	if c.LockKey == 0 {
+		c.LockKey = DefaultLockKey
+	}
+	def(&c.PollInterval, time.Second)
+	def(&c.LockRetryInterval, time.Second)
+	def(&c.Retention, 24*time.Hour)
+	def(&c.PurgeInterval, time.Minute)
+	def(&c.BackoffMin, 100*time.Millisecond)
+	def(&c.BackoffMax, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+}
+
+// Validate reports what is missing or inconsistent, after defaults.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("outbox: DatabaseURL is required"))
+	}
+	if c.Pool == nil {
+		errs = append(errs, errors.New("outbox: Pool is required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("outbox: Brokers is required"))
+	}
+	if c.Framer == nil {
+		errs = append(errs, errors.New("outbox: Framer is required"))
+	}
+	if c.BatchSize < 1 || c.MaxBatchBytes < 1 {
+		errs = append(errs, errors.New("outbox: BatchSize and MaxBatchBytes must be positive"))
+	}
+	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, fmt.Errorf("outbox: backoff %s..%s: want 0 < min <= max", c.BackoffMin, c.BackoffMax))
+	}
+	return errors.Join(errs...)
+}
+
+// Relay publishes the outbox. Create it with New and call Run once.
+type Relay struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	writer  *kafka.Writer
+	leader  atomic.Bool
+	failing atomic.Pointer[error] // the step failing now, nil when none
+	wake    chan struct{}         // in-process wake-ups, see Wake
+}
+
+// Wake tells the relay that rows were committed, as a NOTIFY does, without
+// a round trip to PostgreSQL; it never blocks.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Health returns nil while the relay is publishing or standing by, or the
+// step it is retrying now ("write to Kafka: …", "frame: …" for the registry).
+func (r *Relay) Health() error {
+	if p := r.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// New validates cfg and returns a Relay; it connects to nothing until Run.
+func New(cfg Config) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		RequiredAcks: kafka.RequireAll,
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
+		// Each WriteMessages call fills its partitions' batches under the
+		// partition's lock, so the timer cannot split a call: a tiny
+		// timeout only stops the writer from waiting for more messages
+		// that will not come (the relay writes synchronously, alone).
+		BatchTimeout:           time.Microsecond,
+		BatchSize:              cfg.BatchSize,
+		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
+		MaxAttempts:            1,                                  // the relay retries whole batches itself
+		WriteTimeout:           cfg.WriteTimeout,
+		AllowAutoTopicCreation: false,
+	}
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), metrics: cfg.Metrics, writer: w, wake: make(chan struct{}, 1)}, nil
+}
+
+// IsLeader reports whether this relay holds the lock and publishes.
+func (r *Relay) IsLeader() bool { return r.leader.Load() }
+
+// Run contends for the lock and, while holding it, publishes. It returns nil
+// when ctx ends, after the batch in flight is finished or abandoned (never
+// marked unless acknowledged), with its connection and writer closed.
+func (r *Relay) Run(ctx context.Context) error {
+	defer r.writer.Close()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for {
+		if conn == nil || conn.IsClosed() {
+			c, err := pgx.Connect(ctx, r.cfg.DatabaseURL)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.log.Warn("relay cannot connect to the database", "error", err)
+			}
+			conn = c
+		}
+		if conn != nil {
+			var locked bool
+			err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.cfg.LockKey).Scan(&locked)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				r.log.Warn("relay cannot try the lock", "error", err)
+				conn.Close(context.Background())
+				conn = nil
+			case locked:
+				r.leader.Store(true)
+				r.metrics.leader.Set(1)
+				r.log.Info("relay is the leader: publishing")
+				err := r.lead(ctx, conn)
+				r.leader.Store(false)
+				r.failing.Store(nil)
+				r.metrics.leader.Set(0)
+				// Closing the connection releases the lock whatever state it is in.
+				conn.Close(context.Background())
+				conn = nil
+				if ctx.Err() != nil {
+					r.log.Info("relay stopped")
+					return nil
+				}
+				r.log.Warn("relay lost leadership", "error", err)
+			}
+		}
+		if !backoff.Sleep(ctx, r.cfg.LockRetryInterval) {
+			return nil
+		}
+	}
+}
+
+// lead publishes until ctx ends or the lock connection fails.
+func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// The relay's reads, marks and purges run on this connection, whose
+	// loss ends leadership anyway, and without waiting for the WAL flush:
+	// a mark lost in a crash only means the rows are published again
+	// (at least once), and a mark no longer queues behind the order
+	// commits' fsyncs on every batch.
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
+	// acked holds the ids Kafka acknowledged but not yet marked: the next
+	// read marks them in the same statement, saving a round trip and a
+	// commit per batch. Whatever is left when leading ends is marked here.
+	var acked []int64
+	defer func() {
+		if len(acked) > 0 {
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
+			defer cancel()
+			if _, err := r.cfg.Pool.Exec(mctx, markSQL, acked); err != nil {
+				r.log.Warn("could not mark published rows; they will be published again", "rows", len(acked), "error", err)
+			}
+		}
+	}()
+	var lastPurge time.Time
+	for {
+		// Drain: read (marking the batch before) until nothing is left; rows
+		// committed while a batch was written are picked up at once.
+		for {
+			n, err := r.publishBatch(ctx, conn, &acked)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if time.Since(lastPurge) >= r.cfg.PurgeInterval {
+			r.purge(ctx, conn)
+			lastPurge = time.Now()
+		}
+		select {
+		case <-r.wake: // woken in process while draining: drain again
+			continue
+		default:
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		// A Wake ends the wait as a NOTIFY would: cancelling the wait leaves
+		// the connection usable (pgconn treats it as a timeout).
+		woken := make(chan struct{})
+		go func() {
+			select {
+			case <-r.wake:
+				close(woken)
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		select {
+		case <-woken:
+			err = nil
+		default:
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil, wctx.Err() != nil: // notified (by NOTIFY or Wake), or the poll interval passed
+		default:
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}
+
+type row struct {
+	id            int64
+	topic         string
+	key           []byte
+	payload       []byte
+	schemaVersion int
+	headers       map[string]string
+	createdAt     time.Time
+}
+
+// The order of the headers on every message.
+var headerOrder = []string{"event_id", "event_type", "traceparent", "correlation_id"}
+
+// selectBatchSQL marks the previous batch ($2, acknowledged by Kafka) and
+// reads the next one in one statement. The outer SELECT sees the snapshot
+// from before the UPDATE, hence the explicit exclusion of $2, written as
+// NOT IN (subquery) so PostgreSQL hashes it (id <> ALL($2) compared every
+// row with every id: 16% slower draining a backlog in batches of 1000).
+const selectBatchSQL = `
+WITH marked AS (
+    UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[])
+)
+SELECT id, topic, message_key, payload, schema_version, headers, created_at
+FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`
+
+const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
+
+// publishBatch marks the rows in *acked as published, reads the oldest
+// unpublished rows and publishes them, retrying each step until it succeeds,
+// and leaves their ids in *acked for the next call to mark. It returns how
+// many rows it published (0: the outbox is drained), or an error when ctx
+// ends or the lock connection is lost (leadership is gone).
+func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64) (int, error) {
+	var rows []row
+	if err := r.retry(ctx, conn, "read outbox", func() error {
+		var err error
+		rows, err = r.readBatch(ctx, conn, *acked)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	*acked = nil // marked by the read
+	if len(rows) == 0 {
+		return 0, nil
+	}
+
+	msgs := make([]kafka.Message, len(rows))
+	if err := r.retry(ctx, conn, "frame", func() error {
+		for i, rw := range rows {
+			if msgs[i].Value != nil {
+				continue // framed on an earlier attempt
+			}
+			v, err := r.cfg.Framer.Frame(ctx, rw.topic, rw.schemaVersion, rw.payload)
+			if err != nil {
+				return err
+			}
+			msgs[i] = message(rw, v)
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+
+	pending := msgs
+	if err := r.retry(ctx, conn, "write to Kafka", func() error {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout+time.Second)
+		defer cancel()
+		start := time.Now()
+		err := r.writer.WriteMessages(wctx, pending...)
+		if err == nil {
+			r.metrics.write.Observe(time.Since(start).Seconds())
+		}
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) && len(werrs) == len(pending) {
+			// Keep only what failed: the rest is acknowledged, and its
+			// partitions' order is kept because each partition got one batch.
+			var failed []kafka.Message
+			for i, e := range werrs {
+				if e != nil {
+					failed = append(failed, pending[i])
+				}
+			}
+			pending = failed
+		}
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	ids := make([]int64, len(rows))
+	for i, rw := range rows {
+		ids[i] = rw.id
+		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
+	}
+	*acked = ids
+	r.metrics.published.Add(float64(len(rows)))
+	r.metrics.batchSize.Observe(float64(len(rows)))
+	return len(rows), nil
+}
+
+func message(rw row, value []byte) kafka.Message {
+	m := kafka.Message{Topic: rw.topic, Key: rw.key, Value: value}
+	for _, k := range headerOrder {
+		if v, ok := rw.headers[k]; ok {
+			m.Headers = append(m.Headers, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	return m
+}
+
+// readBatch marks acked as published and returns the oldest unpublished
+// rows, at most BatchSize of them and MaxBatchBytes in all.
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked []int64) ([]row, error) {
+	if acked == nil {
+		acked = []int64{}
+	}
+	rs, err := conn.Query(ctx, selectBatchSQL, r.cfg.BatchSize, acked)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var (
+		out   []row
+		bytes int
+	)
+	for rs.Next() {
+		var (
+			rw      row
+			headers []byte
+		)
+		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(headers, &rw.headers); err != nil {
+			return nil, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
+		}
+		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64
+		if len(out) > 0 && bytes+size > r.cfg.MaxBatchBytes {
+			break // the rest goes in the next batch, in order
+		}
+		bytes += size
+		out = append(out, rw)
+	}
+	return out, rs.Err()
+}
+
+const purgeSQL = `
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT 5000)`
+
+// purge deletes published rows past retention in chunks, so one purge never
+// holds a long transaction. Failures are logged and retried next interval.
+func (r *Relay) purge(ctx context.Context, conn *pgx.Conn) {
+	total := int64(0)
+	for ctx.Err() == nil {
+		tag, err := conn.Exec(ctx, purgeSQL, r.cfg.Retention)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("outbox purge failed", "error", err)
+			}
+			return
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			break
+		}
+	}
+	if total > 0 {
+		r.log.Info("outbox purged", "rows", total, "retention", r.cfg.Retention.String())
+	}
+}
+
+// retry runs step until it succeeds, backing off between attempts. Before each
+// new attempt it checks the lock connection: if it is gone, so is leadership,
+// and the step is abandoned (the next leader redoes it).
+func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := step()
+		if err == nil {
+			if attempt > 1 {
+				r.failing.Store(nil)
+				r.log.Info("relay recovered", "step", what, "attempts", attempt)
+			}
+			return nil
+		}
+		failing := fmt.Errorf("%s: %w", what, err)
+		r.failing.Store(&failing)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.metrics.failures.WithLabelValues(what).Inc()
+		d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
+		r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
+		if !backoff.Sleep(ctx, d) {
+			return ctx.Err()
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		perr := conn.Ping(pctx)
+		cancel()
+		if perr != nil && ctx.Err() == nil {
+			return fmt.Errorf("lock connection lost during %s: %w", what, perr)
+		}
+	}
+}

@@ -1,0 +1,487 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/schemaregistry"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/producer/orderstore"
+	"github.com/ordersonkafka/orders/internal/producer/outbox"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+const topic = "order-events"
+
+type harness struct {
+	t        testing.TB
+	db       *pgtest.DB
+	kafka    *devstack.Kafka
+	regURL   string
+	store    *orderstore.Store
+	decoder  *eventcodec.Decoder
+	registry *devstack.RegistryServer // set when the test needs outages
+}
+
+func newHarness(t testing.TB, outageableRegistry bool) *harness {
+	t.Helper()
+	h := &harness{t: t, db: pgtest.MustDB(t, migrations.Orders())}
+	k, err := devstack.StartKafka(devstack.KafkaConfig{Topics: []string{topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	h.kafka = k
+	if outageableRegistry {
+		r, err := devstack.StartRegistry("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		h.registry, h.regURL = r, r.URL()
+	} else {
+		s := httptest.NewServer(schemaregistry.New())
+		t.Cleanup(s.Close)
+		h.regURL = s.URL
+	}
+	enc, _ := eventcodec.NewEncoder()
+	n := outbox.NewNotifier(h.db.Pool, nil, nil)
+	nctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(nctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	h.store = orderstore.New(h.db.Pool, enc, topic, n.Poke, 0)
+	h.decoder, _ = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: h.regURL})
+	return h
+}
+
+// relay starts a relay and returns a stop function that waits for Run to return.
+func (h *harness) relay(mod ...func(*outbox.Config)) (*outbox.Relay, func()) {
+	h.t.Helper()
+	fr, _ := eventcodec.NewFramer(eventcodec.FramerConfig{URL: h.regURL, Timeout: time.Second})
+	cfg := outbox.Config{
+		DatabaseURL: h.db.URL, Pool: h.db.Pool, Brokers: h.kafka.Brokers(), Framer: fr,
+		PollInterval: 200 * time.Millisecond, LockRetryInterval: 100 * time.Millisecond,
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, WriteTimeout: 3 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	r, err := outbox.New(cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("relay Run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				h.t.Error("relay did not stop within 15s")
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return r, stop
+}
+
+// orders places n orders and pays every other one; it returns the number of
+// events written to the outbox.
+func (h *harness) orders(n int) int {
+	h.t.Helper()
+	ctx := context.Background()
+	events := 0
+	for i := range n {
+		o, ev, err := order.Place(order.NewOrder{CustomerID: "c", Currency: "EUR",
+			Items: []order.Item{{SKU: "s", Quantity: 1, UnitPriceMinor: 100}}}, order.Now(), order.Meta{Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", CorrelationID: "corr"})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if _, _, err := h.store.Create(ctx, o, ev, nil); err != nil {
+			h.t.Fatal(err)
+		}
+		events++
+		if i%2 == 0 {
+			_, err := h.store.Update(ctx, o.ID, nil, func(o *order.Order) (order.Event, error) {
+				return o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
+			})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			events++
+		}
+	}
+	return events
+}
+
+func (h *harness) unpublished() int {
+	h.t.Helper()
+	var n int
+	if err := h.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) waitAllPublished() {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.unpublished() > 0 {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d outbox rows still unpublished", h.unpublished())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type published struct {
+	msg     kafka.Message
+	eventID string
+	version int64
+}
+
+// check reads the topic and verifies, for every message: key = order ID,
+// partition = Java murmur2's, headers present, value decodable through the
+// registry; and per order, versions in order (first occurrences, since
+// duplicates are allowed). It returns the messages and the count per event_id.
+func (h *harness) check(want int) ([]published, map[string]int) {
+	h.t.Helper()
+	msgs := kafkatest.WaitForCount(h.t, h.kafka.Brokers()[0], topic, want, 20*time.Second)
+	var out []published
+	seen := map[string]int{}
+	lastVersion := map[string]int64{}
+	for _, m := range msgs {
+		ev, err := h.decoder.Decode(context.Background(), m.Value)
+		if err != nil {
+			h.t.Fatalf("message %d/%d does not decode: %v", m.Partition, m.Offset, err)
+		}
+		key := string(m.Key)
+		if key != ev.Order.ID.String() {
+			h.t.Errorf("key %q, order %s", key, ev.Order.ID)
+		}
+		if p := kafkatest.JavaPartition(m.Key, 6); p != m.Partition {
+			h.t.Errorf("order %s on partition %d, Java's murmur2 says %d", key, m.Partition, p)
+		}
+		for _, name := range []string{"event_id", "event_type", "traceparent", "correlation_id"} {
+			if _, ok := kafkatest.Header(m, name); !ok {
+				h.t.Errorf("message %d/%d lacks header %s", m.Partition, m.Offset, name)
+			}
+		}
+		id, _ := kafkatest.Header(m, "event_id")
+		if id != ev.ID.String() {
+			h.t.Errorf("event_id header %s, payload %s", id, ev.ID)
+		}
+		if typ, _ := kafkatest.Header(m, "event_type"); typ != string(ev.Type) {
+			h.t.Errorf("event_type header %s, payload %s", typ, ev.Type)
+		}
+		seen[id]++
+		if seen[id] == 1 { // first occurrence: must follow the previous version
+			if ev.Order.Version != lastVersion[key]+1 {
+				h.t.Errorf("order %s: version %d after %d", key, ev.Order.Version, lastVersion[key])
+			}
+			lastVersion[key] = ev.Order.Version
+		}
+		out = append(out, published{m, id, ev.Order.Version})
+	}
+	return out, seen
+}
+
+func TestRelayPublishesEveryRowInOrderAndMarksIt(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.orders(15)
+	r, _ := h.relay()
+	h.waitAllPublished()
+	_, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events on the topic, want %d", len(seen), n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("event %s published %d times without any fault", id, c)
+		}
+	}
+	if !r.IsLeader() {
+		t.Error("the only relay is not the leader")
+	}
+	// New rows are picked up promptly (NOTIFY), not only by polling.
+	more := h.orders(3)
+	h.waitAllPublished()
+	h.check(n + more)
+}
+
+func TestBrokerRefusingProducesDelaysButLosesNothing(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.orders(10)
+	fault := h.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: 3})
+	h.relay()
+	h.waitAllPublished()
+	if hits := fault.Hits(); hits != 3 {
+		t.Errorf("fault answered %d produce requests, want 3", hits)
+	}
+	_, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
+
+func TestProduceAppliedButTimedOutYieldsDuplicatesNotLoss(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.orders(10)
+	// kfake appends the records, then answers REQUEST_TIMED_OUT, as a broker
+	// whose replication timed out does: the relay must retry.
+	fault := h.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.RequestTimedOut, Count: 1})
+	h.relay()
+	h.waitAllPublished()
+	if fault.Hits() != 1 {
+		t.Fatalf("fault hits %d", fault.Hits())
+	}
+	msgs, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+	if len(msgs) <= n {
+		t.Fatalf("%d messages for %d events: the timed-out produce was not applied and retried", len(msgs), n)
+	}
+}
+
+func TestRelayKilledBetweenPublishAndMarkYieldsAtMostDuplicates(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.orders(10)
+	stopFirst := make(chan func(), 1)
+	killed := make(chan struct{})
+	// When the first produce reaches the broker, kill the relay and only then
+	// let the broker apply it: the rows are on the topic but never marked.
+	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.DropControl()
+		go func() { stop := <-stopFirst; stop(); close(killed) }()
+		select {
+		case <-killed:
+		case <-time.After(5 * time.Second):
+		}
+		return nil, nil, false
+	})
+	_, stop := h.relay()
+	stopFirst <- stop
+	select {
+	case <-killed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the relay never produced")
+	}
+	if got := h.unpublished(); got != n {
+		t.Fatalf("%d rows unpublished after the kill, want all %d (nothing acknowledged was marked)", got, n)
+	}
+	h.relay() // the replacement
+	h.waitAllPublished()
+	msgs, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+	dups := 0
+	for _, c := range seen {
+		if c > 2 {
+			t.Errorf("an event was published %d times", c)
+		}
+		dups += c - 1
+	}
+	if dups == 0 || len(msgs) != n+dups {
+		t.Fatalf("%d messages, %d duplicates: the killed relay's produce did not land", len(msgs), dups)
+	}
+}
+
+func TestStandbyTakesOverWhenTheLeaderStops(t *testing.T) {
+	h := newHarness(t, false)
+	a, stopA := h.relay()
+	waitFor(t, "relay A to lead", a.IsLeader)
+	b, _ := h.relay()
+	n := h.orders(6)
+	h.waitAllPublished()
+	if !a.IsLeader() || b.IsLeader() {
+		t.Fatalf("leaders: a=%v b=%v, want only a", a.IsLeader(), b.IsLeader())
+	}
+	stopA()
+	waitFor(t, "relay B to take over", b.IsLeader)
+	n += h.orders(6)
+	h.waitAllPublished()
+	_, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
+
+func TestRegistryDownThenBrokerDownOnlyDelay(t *testing.T) {
+	h := newHarness(t, true)
+	h.registry.Stop()
+	n := h.orders(5)
+	h.relay()
+	time.Sleep(500 * time.Millisecond) // several attempts at 10–100 ms backoff
+	if got := h.unpublished(); got != n {
+		t.Fatalf("%d unpublished while the registry is down, want %d", got, n)
+	}
+	if err := h.registry.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitAllPublished()
+	h.check(n)
+
+	fault := h.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
+	m := h.orders(5)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fault.Wait(ctx, 3); err != nil {
+		t.Fatalf("the relay did not retry against the failing broker: %v", err)
+	}
+	if got := h.unpublished(); got != m {
+		t.Fatalf("%d unpublished while the broker refuses, want %d", got, m)
+	}
+	fault.Remove()
+	h.waitAllPublished()
+	_, seen := h.check(n + m)
+	if len(seen) != n+m {
+		t.Fatalf("%d distinct events, want %d", len(seen), n+m)
+	}
+}
+
+func TestPurgeDeletesOnlyOldPublishedRows(t *testing.T) {
+	h := newHarness(t, false)
+	h.orders(4) // 6 events
+	ctx := context.Background()
+	if _, err := h.db.Pool.Exec(ctx, `UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)`); err != nil {
+		t.Fatal(err)
+	}
+	h.relay(func(c *outbox.Config) { c.Retention = time.Hour; c.PurgeInterval = 50 * time.Millisecond })
+	h.waitAllPublished()
+	waitFor(t, "the purge", func() bool {
+		var n int
+		_ = h.db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n)
+		return n == 3
+	})
+	var old int
+	_ = h.db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE published_at < now() - interval '1 hour'").Scan(&old)
+	if old != 0 {
+		t.Fatalf("%d rows past retention remain", old)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	err := outbox.Config{}.Validate()
+	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Framer"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to name %s", err, want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestByteCappedBatchesDrainWithoutWaitingForThePoll: when MaxBatchBytes cuts
+// a batch short, the relay goes straight on with the rest instead of waiting
+// for a notification or the poll interval.
+func TestByteCappedBatchesDrainWithoutWaitingForThePoll(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.orders(12)
+	start := time.Now()
+	// About 3 rows fit in 1 KiB; with a 1-minute poll, only draining
+	// immediately can publish everything within the deadline.
+	h.relay(func(c *outbox.Config) { c.MaxBatchBytes = 1024; c.PollInterval = time.Minute })
+	h.waitAllPublished()
+	if elapsed := time.Since(start); elapsed > 30*time.Second {
+		t.Fatalf("took %s", elapsed)
+	}
+	_, seen := h.check(n)
+	if len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
+
+// TestCommitsWakeTheRelay: with a poll interval far longer than the test,
+// a committed order reaches the topic only if the commit woke the relay —
+// by NOTIFY (the relay is in another process) or in process (the writer's
+// own relay leads, and no NOTIFY is sent).
+func TestCommitsWakeTheRelay(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in process: %v", local), func(t *testing.T) {
+			h := newHarness(t, false)
+			var logs syncBuffer
+			r, _ := h.relay(func(c *outbox.Config) {
+				c.PollInterval = time.Hour
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			waitFor(t, "leadership", r.IsLeader)
+			h.orders(1) // placed and paid; the harness's notifier: NOTIFY
+			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 2, 10*time.Second)
+			if local {
+				// A store whose notifier knows the leading relay: no NOTIFY.
+				n := outbox.NewNotifier(h.db.Pool, r, nil)
+				var pokes int
+				enc, _ := eventcodec.NewEncoder()
+				h.store = orderstore.New(h.db.Pool, enc, topic, func() { pokes++; n.Poke() }, 0)
+				// Nothing runs n: a NOTIFY would never be sent.
+				h.orders(1)
+				if pokes == 0 {
+					t.Fatal("the store never poked")
+				}
+			} else {
+				h.orders(1)
+			}
+			start := time.Now()
+			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 4, 10*time.Second)
+			t.Logf("published %s after the commit", time.Since(start))
+			// Ending a wait early must leave the lock connection usable:
+			// leadership is never lost, so it is taken exactly once.
+			if n := strings.Count(logs.String(), "relay is the leader"); n != 1 || strings.Contains(logs.String(), "lost leadership") {
+				t.Errorf("leadership taken %d times:\n%s", n, logs.String())
+			}
+		})
+	}
+}
+
+// syncBuffer collects a relay's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

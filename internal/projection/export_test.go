@@ -1,7 +1,0 @@
-package projection
-
-// Exposed so tests can hold the lock an Apply of an order waits for.
-var (
-	LockKey       = lockKey
-	LockNamespace = lockNamespace
-)
