@@ -25,9 +25,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
-	"github.com/ordersonkafka/orders/internal/platform/httpserver"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -134,8 +134,8 @@ func (s *Service) wire() error {
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
 	}, store,
-		projectionapi.Check{Name: "database", Func: store.Ping},
-		projectionapi.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
+		web.Check{Name: "database", Func: store.Ping},
+		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
 	return nil
 }
 
@@ -157,7 +157,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(s.versions.Close)
 	g, gctx := errgroup.WithContext(ctx)
 	s.log.Info("order-consumer listening", "addr", ln.Addr().String(), "traces", s.tracing.Exporter)
-	g.Go(func() error { return httpserver.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
+	g.Go(func() error { return web.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return s.consumer.Run(gctx) })
 	g.Go(func() error {
 		store := projectionstore.New(s.pool)

@@ -12,46 +12,29 @@ package projectionapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 
-	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/order"
-	"github.com/ordersonkafka/orders/internal/platform/problem"
-	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 )
 
-// Store reads the projection; *projectionstore.Store implements it.
+// Store reads the projection.
 type Store interface {
 	// Get returns the projection of order id, or an error wrapping
 	// order.ErrNotFound if none of its events has been applied, or one
 	// wrapping order.ErrUnavailable if the database could not be reached or
 	// used (in bounded time).
-	Get(ctx context.Context, id uuid.UUID) (projectionstore.Projection, error)
+	Get(ctx context.Context, id uuid.UUID) (order.Projection, error)
 }
-
-// Check is one readiness check: /readyz is 200 only when every Func returns
-// nil within CheckTimeout. For order-consumer: the database answers, and the
-// consumer is not stuck retrying a transient failure.
-type Check struct {
-	Name string
-	Func func(context.Context) error
-}
-
-// CheckTimeout bounds each /readyz check, so a hanging dependency makes the
-// probe answer 503 rather than time out.
-const CheckTimeout = 2 * time.Second
 
 // Config configures the API.
 type Config struct {
@@ -92,14 +75,13 @@ const RecheckInterval = 100 * time.Millisecond
 type api struct {
 	store    Store
 	log      *slog.Logger
-	checks   []Check
 	versions *Versions
 	waiting  chan struct{} // one token per waiting read, MaxWaiting in all
 }
 
 // New returns the API's handler.
-func New(cfg Config, store Store, checks ...Check) http.Handler {
-	a := &api{store: store, log: cfg.Logger, checks: checks, versions: cfg.Versions}
+func New(cfg Config, store Store, checks ...web.Check) http.Handler {
+	a := &api{store: store, log: cfg.Logger, versions: cfg.Versions}
 	if a.versions == nil {
 		a.versions = NewVersions()
 	}
@@ -111,21 +93,7 @@ func New(cfg Config, store Store, checks ...Check) http.Handler {
 		maxWaiting = DefaultMaxWaiting
 	}
 	a.waiting = make(chan struct{}, maxWaiting)
-	r := chi.NewRouter()
-	r.Use(cfg.Middleware...)
-	r.Use(problem.ValidText)
-	r.Use(middleware.GetHead) // HEAD on every GET route, answered as GET without the body
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource")
-	})
-	r.MethodNotAllowed(problem.MethodNotAllowed)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.Get("/readyz", a.ready)
-	if cfg.Metrics != nil {
-		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
-	}
+	r := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks})
 	r.Get("/orders/{id}", a.get)
 	return r
 }
@@ -154,8 +122,8 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(raw)
 	if err != nil || len(raw) != 36 { // uuid.Parse also takes urn: and {braced} forms
 		// The id is not repeated: the problem's instance carries the path.
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-			"the order id in the path is not a UUID")
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
+			"the order id in the path is not a UUID", nil)
 		return
 	}
 	minVersion, wait, ok := waitParams(w, r)
@@ -165,16 +133,16 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	p, err := a.getAtLeast(r.Context(), id, minVersion, wait)
 	switch {
 	case errors.Is(err, order.ErrNotFound):
-		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found",
-			fmt.Sprintf("order %s is not in the projection", id))
+		web.Problem(w, r, http.StatusNotFound, web.TypeNotFound, "Not Found",
+			fmt.Sprintf("order %s is not in the projection", id), nil)
 		return
 	case errors.Is(err, errTooManyWaiting):
-		problem.Unavailable(w, r, WaitRetryAfter, problem.TypeTooManyWaiting,
+		web.Unavailable(w, r, WaitRetryAfter, web.TypeTooManyWaiting,
 			"too many reads are waiting for a version; retry after the Retry-After delay, or read without wait")
 		return
 	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
-		a.log.WarnContext(r.Context(), "projection unavailable", "path", problem.Instance(r), "error", err)
-		problem.Unavailable(w, r, RetryAfter, problem.TypeUnavailable,
+		a.log.WarnContext(r.Context(), "projection unavailable", "path", web.Instance(r), "error", err)
+		web.Unavailable(w, r, RetryAfter, web.TypeUnavailable,
 			"the projection cannot be read right now; retry after the Retry-After delay")
 		return
 	case err != nil:
@@ -194,7 +162,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	if items == nil {
 		items = []order.Item{}
 	}
-	writeJSON(w, http.StatusOK, orderJSON{
+	web.JSON(w, http.StatusOK, orderJSON{
 		ID: o.ID, Status: o.Status, Version: o.Version, CustomerID: o.CustomerID, Currency: o.Currency,
 		Items: items, TotalMinor: o.TotalMinor, PaymentReference: o.PaymentReference,
 		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt,
@@ -214,20 +182,20 @@ func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, b
 	)
 	if v := q.Get("min_version"); v != "" {
 		if minVersion, err = strconv.ParseInt(v, 10, 64); err != nil || minVersion < 1 {
-			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-				fmt.Sprintf("min_version %s is not a positive integer", order.Quote(v, 32)))
+			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
+				fmt.Sprintf("min_version %s is not a positive integer", order.Quote(v, 32)), nil)
 			return 0, 0, false
 		}
 	}
 	if v := q.Get("wait"); v != "" {
 		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > MaxWait {
-			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
-				fmt.Sprintf("wait %s is not a duration between 0s and %s", order.Quote(v, 32), MaxWait))
+			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
+				fmt.Sprintf("wait %s is not a duration between 0s and %s", order.Quote(v, 32), MaxWait), nil)
 			return 0, 0, false
 		}
 	}
 	if wait > 0 && minVersion == 0 {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "wait needs min_version")
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", "wait needs min_version", nil)
 		return 0, 0, false
 	}
 	return minVersion, wait, true
@@ -236,7 +204,7 @@ func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, b
 // getAtLeast reads order id, waiting up to wait for version minVersion. A
 // read that has to wait takes one of MaxWaiting tokens first, or returns
 // errTooManyWaiting.
-func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wait time.Duration) (projectionstore.Projection, error) {
+func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wait time.Duration) (order.Projection, error) {
 	p, err := a.store.Get(ctx, id)
 	if wait == 0 || err != nil && !errors.Is(err, order.ErrNotFound) || err == nil && p.Order.Version >= minVersion {
 		return p, err
@@ -245,7 +213,7 @@ func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wa
 	case a.waiting <- struct{}{}:
 		defer func() { <-a.waiting }()
 	default:
-		return projectionstore.Projection{}, errTooManyWaiting
+		return order.Projection{}, errTooManyWaiting
 	}
 	// Register before reading again, so an Applied between the read and
 	// the wait is not missed.
@@ -274,53 +242,6 @@ func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wa
 	}
 }
 
-// ready runs the checks concurrently, so one hanging dependency costs
-// CheckTimeout rather than adding up, and names every one that failed.
-func (a *api) ready(w http.ResponseWriter, r *http.Request) {
-	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		failed = map[string]string{}
-		checks = map[string]string{}
-	)
-	for _, c := range a.checks {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
-			defer cancel()
-			err := c.Func(ctx)
-			mu.Lock()
-			defer mu.Unlock()
-			checks[c.Name] = "ok"
-			if err != nil {
-				failed[c.Name], checks[c.Name] = err.Error(), err.Error()
-			}
-		})
-	}
-	wg.Wait()
-	if len(failed) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": checks})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
-}
-
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		a.log.WarnContext(r.Context(), "request abandoned by the client", "path", problem.Instance(r), "error", err)
-	} else {
-		a.log.ErrorContext(r.Context(), "request failed", "method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err)
-	}
-	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
-		"the projection could not be read; retry later")
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	web.Internal(a.log, w, r, err, "the projection could not be read; retry later")
 }

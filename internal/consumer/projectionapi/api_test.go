@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,7 +32,7 @@ type server struct {
 	store *projectionstore.Store
 }
 
-func newServer(t *testing.T, checks ...projectionapi.Check) server {
+func newServer(t *testing.T, checks ...web.Check) server {
 	t.Helper()
 	db := pgtest.MustDB(t, migrations.Projection())
 	store := projectionstore.New(db.Pool)
@@ -187,7 +188,7 @@ func TestDatabaseDown(t *testing.T) {
 	db := pgtest.MustDB(t, migrations.Projection())
 	store := projectionstore.New(db.Pool)
 	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		store, projectionapi.Check{Name: "database", Func: store.Ping}))
+		store, web.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)
 	s := server{Server: srv, db: db, store: store}
 	db.Pool.Close()
@@ -226,15 +227,15 @@ func TestReadiness(t *testing.T) {
 	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 	tests := []struct {
 		name       string
-		checks     []projectionapi.Check
+		checks     []web.Check
 		status     int
 		wantFailed []string
 	}{
 		{"no checks is ready", nil, 200, nil},
-		{"all checks passing is ready", []projectionapi.Check{{"database", ok}, {"consumer", ok}}, 200, nil},
-		{"a consumer retrying a dependency is not ready", []projectionapi.Check{{"database", ok}, {"consumer", down}}, 503, []string{"consumer"}},
-		{"every failed check is named", []projectionapi.Check{{"database", down}, {"consumer", down}}, 503, []string{"consumer", "database"}},
-		{"a hanging check times out as failed", []projectionapi.Check{{"database", hang}, {"consumer", ok}}, 503, []string{"database"}},
+		{"all checks passing is ready", []web.Check{{Name: "database", Func: ok}, {Name: "consumer", Func: ok}}, 200, nil},
+		{"a consumer retrying a dependency is not ready", []web.Check{{Name: "database", Func: ok}, {Name: "consumer", Func: down}}, 503, []string{"consumer"}},
+		{"every failed check is named", []web.Check{{Name: "database", Func: down}, {Name: "consumer", Func: down}}, 503, []string{"consumer", "database"}},
+		{"a hanging check times out as failed", []web.Check{{Name: "database", Func: hang}, {Name: "consumer", Func: ok}}, 503, []string{"database"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"io"
 	"log/slog"
 	"net/http"
@@ -76,7 +77,7 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	db := pgtest.MustDB(t, migrations.Projection())
 	store := projectionstore.New(db.Pool)
 	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		store, projectionapi.Check{Name: "database", Func: store.Ping}))
+		store, web.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)
 	s := server{Server: srv, db: db, store: store}
 	path := "/orders/" + placedAndPaid(t, s).Order.ID.String()

@@ -32,14 +32,6 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
-// Projection is an order as the projection holds it, with where it came from.
-type Projection struct {
-	Order       order.Order // the state carried by LastEventID
-	LastEventID uuid.UUID   // the newest event applied
-	LastEventAt time.Time   // when that event occurred in order-api
-	ProjectedAt time.Time   // when this database applied it
-}
-
 // Store is the projection in PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
@@ -311,9 +303,9 @@ FROM order_projection WHERE id = $1`
 // order.ErrNotFound if no event of it has been applied, or one wrapping
 // order.ErrUnavailable (and the driver's cause) if the database could not be
 // reached or used within pgdb.CallTimeout.
-func (s *Store) Get(ctx context.Context, id uuid.UUID) (Projection, error) {
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) {
 	var (
-		p      Projection
+		p      order.Projection
 		o      = &p.Order
 		status string
 		items  []byte
@@ -326,17 +318,17 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (Projection, error) {
 		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
 		&o.CreatedAt, &o.UpdatedAt, &p.LastEventID, &p.LastEventAt, &p.ProjectedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
+		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
 	}
 	if pgdb.Unavailable(ctx, err) {
-		return Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, err)
+		return order.Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, err)
 	}
 	if err != nil {
-		return Projection{}, fmt.Errorf("get projection %s: %w", id, err)
+		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, err)
 	}
 	o.Status = order.Status(status)
 	if err := json.Unmarshal(items, &o.Items); err != nil {
-		return Projection{}, fmt.Errorf("get projection %s: decode items: %w", id, err)
+		return order.Projection{}, fmt.Errorf("get projection %s: decode items: %w", id, err)
 	}
 	for _, t := range []*time.Time{&o.CreatedAt, &o.UpdatedAt, &p.LastEventAt, &p.ProjectedAt} {
 		*t = t.UTC()

@@ -30,14 +30,23 @@ var (
 	ErrInvalidEvent = errors.New("decoded event is not a valid order event")
 )
 
-// Permanent reports whether err is one of the errors above.
-func Permanent(err error) bool {
-	for _, p := range []error{ErrNotFramed, ErrUnknownSchema, ErrIncompatibleSchema, ErrUndecodable, ErrInvalidEvent} {
-		if errors.Is(err, p) {
-			return true
+// Class reports whether err is one of the errors above, which no retry can
+// cure, and names it ("eventcodec.ErrUndecodable"): the stable class a dead
+// letter carries.
+func Class(err error) (class string, permanent bool) {
+	for _, p := range []struct {
+		err  error
+		name string
+	}{
+		{ErrNotFramed, "ErrNotFramed"}, {ErrUnknownSchema, "ErrUnknownSchema"},
+		{ErrIncompatibleSchema, "ErrIncompatibleSchema"}, {ErrUndecodable, "ErrUndecodable"},
+		{ErrInvalidEvent, "ErrInvalidEvent"},
+	} {
+		if errors.Is(err, p.err) {
+			return "eventcodec." + p.name, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // DecoderConfig configures a Decoder.

@@ -32,7 +32,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -41,8 +40,8 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
-	"github.com/ordersonkafka/orders/internal/platform/problem"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 )
 
 // MaxBodyBytes is the largest request body accepted (413 beyond).
@@ -52,17 +51,6 @@ const MaxBodyBytes = 1 << 20
 // long enough for a pool to reconnect after a restart or a failover step,
 // short enough that a blip costs a client little.
 const RetryAfter = 2 * time.Second
-
-// Check is one readiness check. /readyz lists every check's state and is
-// 200 only when every check that is not Optional returns nil. An Optional
-// check reports a dependency the API works without (the relay's Kafka and
-// registry: orders are taken while they are down), so it never takes the
-// instance out of a load balancer.
-type Check struct {
-	Name     string
-	Func     func(context.Context) error
-	Optional bool
-}
 
 // Config configures the API.
 type Config struct {
@@ -82,13 +70,12 @@ type api struct {
 	log    *slog.Logger
 	now    func() time.Time
 	tracer trace.Tracer
-	checks []Check
 }
 
 // New returns the API's handler. It calls store and checks only: never the
 // Schema Registry or Kafka, so orders are taken while those are down.
-func New(cfg Config, store order.Store, checks ...Check) http.Handler {
-	a := &api{store: store, log: cfg.Logger, now: cfg.Now, checks: checks}
+func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
+	a := &api{store: store, log: cfg.Logger, now: cfg.Now}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -99,22 +86,11 @@ func New(cfg Config, store order.Store, checks ...Check) http.Handler {
 	if a.tracer == nil {
 		a.tracer = noop.NewTracerProvider().Tracer("")
 	}
-	r := chi.NewRouter()
-	r.Use(cfg.Middleware...)
-	r.Use(a.requestMeta)
-	r.Use(problem.ValidText)
-	r.Use(middleware.GetHead) // HEAD on every GET route, answered as GET without the body
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no such resource", nil)
+	r := web.NewRouter(web.RouterConfig{
+		Middleware: append(cfg.Middleware[:len(cfg.Middleware):len(cfg.Middleware)], a.requestMeta),
+		Metrics:    cfg.Metrics,
+		Checks:     checks,
 	})
-	r.MethodNotAllowed(problem.MethodNotAllowed)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.Get("/readyz", a.ready)
-	if cfg.Metrics != nil {
-		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
-	}
 	r.Post("/orders", a.place)
 	r.Get("/orders", a.list)
 	r.Get("/orders/{id}", a.get)
@@ -210,29 +186,6 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// ---- health ----
-
-func (a *api) ready(w http.ResponseWriter, r *http.Request) {
-	failed := map[string]string{}
-	checks := map[string]string{}
-	for _, c := range a.checks {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		checks[c.Name] = "ok"
-		if err := c.Func(ctx); err != nil {
-			checks[c.Name] = err.Error()
-			if !c.Optional {
-				failed[c.Name] = err.Error()
-			}
-		}
-		cancel()
-	}
-	if len(failed) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": checks})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
-}
-
 // ---- orders ----
 
 type itemJSON struct {
@@ -282,7 +235,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if _, present := r.Header["Idempotency-Key"]; present && !idempotencyKeyRE.MatchString(key) {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
 			"Idempotency-Key must be 1 to 255 printable ASCII characters without spaces", nil)
 		return
 	}
@@ -298,7 +251,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(fields) > 0 {
-		writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+		web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content",
 			"the order is not valid; see errors", fields)
 		return
 	}
@@ -323,7 +276,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 	resp, replayed, err := a.store.Create(r.Context(), o, ev, idem)
 	switch {
 	case errors.Is(err, order.ErrIdempotencyConflict):
-		writeProblem(w, r, http.StatusUnprocessableEntity, typeIdempotency, "Unprocessable Content",
+		web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeIdempotency, "Unprocessable Content",
 			"Idempotency-Key was already used with a different request body", nil)
 		return
 	case err != nil:
@@ -341,7 +294,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/orders/"+o.ID.String())
 	w.Header().Set("ETag", etag(o.Version))
-	writeRaw(w, http.StatusCreated, body)
+	web.RawJSON(w, http.StatusCreated, body)
 }
 
 // toNewOrder turns the request into a domain request, listing the fields
@@ -399,7 +352,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON(o))
+	web.JSON(w, http.StatusOK, toJSON(o))
 }
 
 type listResponse struct {
@@ -411,14 +364,14 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
 	if f.Status != "" && !f.Status.Valid() {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
 			"status must be one of placed, paid, refunded, cancelled; got "+order.Quote(string(f.Status), 32), nil)
 		return
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > order.MaxListLimit {
-			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
 				fmt.Sprintf("limit must be an integer from 1 to %d; got %s", order.MaxListLimit, order.Quote(s, 32)), nil)
 			return
 		}
@@ -427,7 +380,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	if c := q.Get("cursor"); c != "" {
 		after, err := decodeCursor(c)
 		if err != nil {
-			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "cursor is not one this API returned", nil)
+			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", "cursor is not one this API returned", nil)
 			return
 		}
 		f.After = after
@@ -444,7 +397,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	if more && len(orders) > 0 {
 		resp.NextCursor = encodeCursor(orders[len(orders)-1].ID)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	web.JSON(w, http.StatusOK, resp)
 }
 
 // The cursor is the last ID of the page, opaque to clients. IDs are UUIDv7,
@@ -482,7 +435,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 		if err := c.Validate(); err != nil {
 			var ve *order.ValidationError
 			if errors.As(err, &ve) {
-				writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+				web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content",
 					"the request is not valid; see errors", ve.Fields)
 				return
 			}
@@ -498,7 +451,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("ETag", etag(o.Version))
-		writeJSON(w, http.StatusOK, toJSON(o))
+		web.JSON(w, http.StatusOK, toJSON(o))
 	}
 }
 
@@ -515,7 +468,7 @@ func ifMatch(w http.ResponseWriter, r *http.Request) (order.VersionMatch, bool) 
 	}
 	versions, ok := parseIfMatch(h)
 	if !ok {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
 			`If-Match must be * or a list of entity-tags, such as "3" or "3", "4"`, nil)
 		return nil, false
 	}
@@ -571,7 +524,7 @@ func pathID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil || len(raw) != 36 {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request",
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
 			"the order id in the path is not a UUID", nil)
 		return uuid.UUID{}, false
 	}
@@ -589,17 +542,17 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required boo
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, typeTooLarge, "Content Too Large",
+		web.Problem(w, r, http.StatusRequestEntityTooLarge, web.TypeTooLarge, "Content Too Large",
 			fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes), nil)
 		return false
 	}
 	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "could not read the request body", nil)
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", "could not read the request body", nil)
 		return false
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if required {
-			writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "a JSON request body is required", nil)
+			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", "a JSON request body is required", nil)
 			return false
 		}
 		return true
@@ -608,33 +561,33 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required boo
 		// RFC 9110 §15.5.16: 415 for a content coding we do not decode,
 		// saying in Accept-Encoding which one we do.
 		w.Header().Set("Accept-Encoding", "identity")
-		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+		web.Problem(w, r, http.StatusUnsupportedMediaType, web.TypeMediaType, "Unsupported Media Type",
 			"request body must not be content-encoded (Content-Encoding: identity or none)", nil)
 		return false
 	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+		web.Problem(w, r, http.StatusUnsupportedMediaType, web.TypeMediaType, "Unsupported Media Type",
 			"request body must be application/json", nil)
 		return false
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		writeProblem(w, r, http.StatusUnsupportedMediaType, typeMediaType, "Unsupported Media Type",
+		web.Problem(w, r, http.StatusUnsupportedMediaType, web.TypeMediaType, "Unsupported Media Type",
 			"request body must be application/json in UTF-8; charset "+order.Quote(cs, 32)+" is not supported", nil)
 		return false
 	}
 	if !utf8.Valid(body) {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", "request body is not valid UTF-8", nil)
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", "request body is not valid UTF-8", nil)
 		return false
 	}
 	if err := strictJSON(body, reflect.TypeOf(v)); err != nil {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", describeJSONError(err), nil)
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeProblem(w, r, http.StatusBadRequest, typeMalformed, "Bad Request", describeJSONError(err), nil)
+		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request", describeJSONError(err), nil)
 		return false
 	}
 	return true
@@ -817,18 +770,18 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *order.ValidationError
 	switch {
 	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
-		a.log.WarnContext(r.Context(), "order store unavailable", "method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err)
-		problem.Unavailable(w, r, RetryAfter, problem.TypeUnavailable,
+		a.log.WarnContext(r.Context(), "order store unavailable", "method", telemetry.Method(r.Method), "path", web.Instance(r), "error", err)
+		web.Unavailable(w, r, RetryAfter, web.TypeUnavailable,
 			"the order store cannot be reached right now; retry after the Retry-After delay (POST /orders with the same Idempotency-Key)")
 	case errors.Is(err, order.ErrNotFound):
-		writeProblem(w, r, http.StatusNotFound, typeNotFound, "Not Found", "no order with this id", nil)
+		web.Problem(w, r, http.StatusNotFound, web.TypeNotFound, "Not Found", "no order with this id", nil)
 	case errors.As(err, &te):
-		writeProblem(w, r, http.StatusConflict, typeTransition, "Conflict", te.Error(), nil)
+		web.Problem(w, r, http.StatusConflict, web.TypeTransition, "Conflict", te.Error(), nil)
 	case errors.Is(err, order.ErrVersionMismatch):
-		writeProblem(w, r, http.StatusPreconditionFailed, typePrecondition, "Precondition Failed",
+		web.Problem(w, r, http.StatusPreconditionFailed, web.TypePrecondition, "Precondition Failed",
 			"the order has changed since the version in If-Match; GET it and retry", nil)
 	case errors.As(err, &ve):
-		writeProblem(w, r, http.StatusUnprocessableEntity, typeValidation, "Unprocessable Content",
+		web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content",
 			"the request is not valid; see errors", ve.Fields)
 	default:
 		a.internal(w, r, err)
@@ -837,30 +790,5 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // internal answers 500 without details and logs the cause.
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
-	attrs := []any{"method", telemetry.Method(r.Method), "path", problem.Instance(r), "error", err}
-	if r.Context().Err() != nil {
-		// The client went away (or the server is shutting down past its
-		// deadline): the transaction was rolled back, nothing is wrong here.
-		a.log.WarnContext(r.Context(), "request abandoned by the client; rolled back", attrs...)
-	} else {
-		a.log.ErrorContext(r.Context(), "request failed", attrs...)
-	}
-	writeProblem(w, r, http.StatusInternalServerError, typeInternal, "Internal Server Error",
-		"the request could not be completed; it is safe to retry with the same Idempotency-Key", nil)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	writeRaw(w, status, b)
-}
-
-func writeRaw(w http.ResponseWriter, status int, b []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-	_, _ = w.Write([]byte("\n"))
+	web.Internal(a.log, w, r, err, "the request could not be completed; it is safe to retry with the same Idempotency-Key")
 }

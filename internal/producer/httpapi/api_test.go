@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"io"
 	"log/slog"
 	"net/http"
@@ -35,7 +36,7 @@ func newEnv(t *testing.T) *env {
 	}
 	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: log}, store, httpapi.Check{Name: "database", Func: store.Ping}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: log}, store, web.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, db: db}
 }

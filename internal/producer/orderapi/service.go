@@ -23,9 +23,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
-	"github.com/ordersonkafka/orders/internal/platform/httpserver"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
 	"github.com/ordersonkafka/orders/internal/producer/orderstore"
 	"github.com/ordersonkafka/orders/internal/producer/outbox"
@@ -77,17 +77,17 @@ func (s *Service) wire() error {
 		return err
 	}
 	s.reg.MustRegister(outbox.NewBacklogCollector(s.pool))
-	var checks []httpapi.Check
+	var checks []web.Check
 	if s.cfg.RelayEnabled {
 		if err := s.wireRelay(); err != nil {
 			return err
 		}
-		checks = append(checks, httpapi.Check{Name: "outbox_relay", Optional: true,
+		checks = append(checks, web.Check{Name: "outbox_relay", Optional: true,
 			Func: func(context.Context) error { return s.relay.Health() }})
 	}
 	s.notify = outbox.NewNotifier(s.pool, s.relay, s.log)
 	s.store = orderstore.New(s.pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
-	checks = append([]httpapi.Check{{Name: "database", Func: s.store.Ping}}, checks...)
+	checks = append([]web.Check{{Name: "database", Func: s.store.Ping}}, checks...)
 	s.handler = httpapi.New(httpapi.Config{
 		Logger:     s.log,
 		Tracer:     s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/producer/httpapi"),
@@ -138,7 +138,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil, "traces", s.tracing.Exporter)
-	g.Go(func() error { return httpserver.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
+	g.Go(func() error { return web.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return s.notify.Run(gctx) })
 	g.Go(func() error {
 		return pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000, Logger: s.log,

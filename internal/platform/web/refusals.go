@@ -1,4 +1,4 @@
-package problem
+package web
 
 import (
 	"net/http"
@@ -51,12 +51,12 @@ func Allowed(r *http.Request) []string {
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	allowed := Allowed(r)
 	if len(allowed) == 0 {
-		Write(w, r, http.StatusNotFound, TypeNotFound, "Not Found", "no such resource", nil)
+		Problem(w, r, http.StatusNotFound, TypeNotFound, "Not Found", "no such resource", nil)
 		return
 	}
 	allow := strings.Join(allowed, ", ")
 	w.Header().Set("Allow", allow)
-	Write(w, r, http.StatusMethodNotAllowed, TypeMethod, "Method Not Allowed",
+	Problem(w, r, http.StatusMethodNotAllowed, TypeMethod, "Method Not Allowed",
 		quoteMethod(r.Method)+" is not allowed here; allowed: "+allow, nil)
 }
 
@@ -78,13 +78,13 @@ func quoteMethod(m string) string {
 func ValidText(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !order.ValidText(r.URL.Path) {
-			Write(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
+			Problem(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
 				"the path is not valid text: percent-encoded bytes must be UTF-8, without NUL", nil)
 			return
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
-			Write(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
+			Problem(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
 				"the query string is not properly percent-encoded", nil)
 			return
 		}
@@ -94,7 +94,7 @@ func ValidText(next http.Handler) http.Handler {
 				bad = bad || !order.ValidText(v)
 			}
 			if bad {
-				Write(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
+				Problem(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
 					"query parameter "+order.Quote(name, 32)+" is not valid text: percent-encoded bytes must be UTF-8, without NUL", nil)
 				return
 			}

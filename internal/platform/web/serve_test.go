@@ -1,4 +1,4 @@
-package httpserver_test
+package web_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersonkafka/orders/internal/platform/httpserver"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 )
 
 // TestShutdownLetsRequestsFinish: a request in flight when the context ends
@@ -40,7 +40,7 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			result := make(chan error, 1)
-			go func() { result <- httpserver.Serve(ctx, srv, ln, tc.timeout) }()
+			go func() { result <- web.Serve(ctx, srv, ln, tc.timeout) }()
 			body := make(chan string, 1)
 			go func() {
 				resp, err := http.Get("http://" + ln.Addr().String())
@@ -68,7 +68,7 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 func TestServeReportsAFailedListener(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln.Close()
-	if err := httpserver.Serve(context.Background(), &http.Server{}, ln, time.Second); err == nil {
+	if err := web.Serve(context.Background(), &http.Server{}, ln, time.Second); err == nil {
 		t.Fatal("Serve on a closed listener returned nil")
 	}
 }

@@ -7,7 +7,7 @@
 // A problem body echoes what the client sent at most once and bounded:
 // instance is the request's path, escaped and cut at MaxInstance bytes, and
 // details quote client input cut (order.Quote).
-package problem
+package web
 
 import (
 	"encoding/json"
@@ -61,7 +61,7 @@ const (
 )
 
 // Write sends a problem response for r.
-func Write(w http.ResponseWriter, r *http.Request, status int, typ, title, detail string, fields []order.FieldError) {
+func Problem(w http.ResponseWriter, r *http.Request, status int, typ, title, detail string, fields []order.FieldError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -82,7 +82,7 @@ func Write(w http.ResponseWriter, r *http.Request, status int, typ, title, detai
 func Unavailable(w http.ResponseWriter, r *http.Request, retryAfter time.Duration, typ, detail string) {
 	secs := int64((retryAfter + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-	Write(w, r, http.StatusServiceUnavailable, typ, "Service Unavailable", detail, nil)
+	Problem(w, r, http.StatusServiceUnavailable, typ, "Service Unavailable", detail, nil)
 }
 
 // Instance is r's path as a problem's instance: percent-escaped, so a URI

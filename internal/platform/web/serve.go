@@ -1,6 +1,6 @@
 // Package httpserver runs an http.Server the way both services do: until
 // their context ends, then a graceful shutdown bounded by a timeout.
-package httpserver
+package web
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package problem_test
+package web_test
 
 import (
 	"encoding/json"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ordersonkafka/orders/internal/order"
-	"github.com/ordersonkafka/orders/internal/platform/problem"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 )
 
 // A problem body stays small and a valid URI reference whatever the path,
@@ -24,8 +24,8 @@ func TestInstanceIsTheEscapedPathCut(t *testing.T) {
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.URL.Path = path
-		got := problem.Instance(r)
-		if len(got) > problem.MaxInstance || !strings.HasPrefix(r.URL.EscapedPath(), got) || strings.Contains(got[max(0, len(got)-2):], "%") {
+		got := web.Instance(r)
+		if len(got) > web.MaxInstance || !strings.HasPrefix(r.URL.EscapedPath(), got) || strings.Contains(got[max(0, len(got)-2):], "%") {
 			t.Errorf("Instance of a %d-byte path: %q", len(path), got)
 		}
 	}
@@ -35,19 +35,19 @@ func TestWriteCutsDetailsAndUnavailableSaysRetryAfter(t *testing.T) {
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/orders", nil)
 	long := strings.Repeat("é", 10000)
-	problem.Write(w, r, 422, problem.TypeValidation, "Unprocessable Content", long,
+	web.Problem(w, r, 422, web.TypeValidation, "Unprocessable Content", long,
 		[]order.FieldError{{Field: "currency", Detail: "got " + long}})
-	var p problem.Details
+	var p web.Details
 	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Detail) > problem.MaxDetail || len(p.Errors[0].Detail) > problem.MaxDetail || !strings.HasSuffix(p.Detail, "…") {
+	if len(p.Detail) > web.MaxDetail || len(p.Errors[0].Detail) > web.MaxDetail || !strings.HasSuffix(p.Detail, "…") {
 		t.Errorf("detail of %d bytes, field detail of %d", len(p.Detail), len(p.Errors[0].Detail))
 	}
 
 	for d, want := range map[time.Duration]string{0: "1", 1500 * time.Millisecond: "2", 2 * time.Second: "2"} {
 		w := httptest.NewRecorder()
-		problem.Unavailable(w, r, d, problem.TypeUnavailable, "down")
+		web.Unavailable(w, r, d, web.TypeUnavailable, "down")
 		if w.Code != 503 || w.Header().Get("Retry-After") != want || w.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("Unavailable(%s): %d Retry-After %q", d, w.Code, w.Header().Get("Retry-After"))
 		}

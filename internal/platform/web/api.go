@@ -1,0 +1,131 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+)
+
+// Check is one readiness check. /readyz lists every check's state and is
+// 200 only when every check that is not Optional returns nil within
+// CheckTimeout. An Optional check reports a dependency the service works
+// without (order-api's relay: orders are taken while Kafka is down), so it
+// never takes the instance out of a load balancer.
+type Check struct {
+	Name     string
+	Func     func(context.Context) error
+	Optional bool
+}
+
+// CheckTimeout bounds each readiness check, so a hanging dependency makes
+// the probe answer 503 rather than time out.
+const CheckTimeout = 2 * time.Second
+
+// Ready is the /readyz handler: it runs the checks concurrently, so one
+// hanging dependency costs CheckTimeout rather than adding up, and names
+// every one that failed.
+func Ready(checks ...Check) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var (
+			mu     sync.Mutex
+			wg     sync.WaitGroup
+			failed = map[string]string{}
+			states = map[string]string{}
+		)
+		for _, c := range checks {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
+				defer cancel()
+				err := c.Func(ctx)
+				mu.Lock()
+				defer mu.Unlock()
+				states[c.Name] = "ok"
+				if err != nil {
+					states[c.Name] = err.Error()
+					if !c.Optional {
+						failed[c.Name] = err.Error()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			JSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": states})
+			return
+		}
+		JSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": states})
+	}
+}
+
+// JSON writes v as an application/json response, ended by a newline.
+func JSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	RawJSON(w, status, b)
+}
+
+// RawJSON writes b, already JSON, as an application/json response.
+func RawJSON(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	_, _ = w.Write([]byte("\n"))
+}
+
+// Internal answers 500 with detail and nothing of err, which it logs: at
+// warn when the request's context ended (the client went away, or the
+// server is shutting down past its deadline: nothing is wrong here), at
+// error otherwise.
+func Internal(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error, detail string) {
+	attrs := []any{"method", telemetry.Method(r.Method), "path", Instance(r), "error", err}
+	if r.Context().Err() != nil {
+		log.WarnContext(r.Context(), "request abandoned by the client", attrs...)
+	} else {
+		log.ErrorContext(r.Context(), "request failed", attrs...)
+	}
+	Problem(w, r, http.StatusInternalServerError, TypeInternal, "Internal Server Error", detail, nil)
+}
+
+// RouterConfig is what both services' APIs share.
+type RouterConfig struct {
+	// Middleware runs around every route, first (metrics, request metadata).
+	Middleware []func(http.Handler) http.Handler
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// Checks are /readyz's.
+	Checks []Check
+}
+
+// NewRouter returns a router with what every API of ours answers the same
+// way: a path or query that is not text is 400, an unknown route 404 and a
+// known one with another method 405 with Allow (problem+json each), HEAD is
+// GET without the body, GET /healthz, /readyz and, if set, /metrics.
+func NewRouter(cfg RouterConfig) chi.Router {
+	r := chi.NewRouter()
+	r.Use(cfg.Middleware...)
+	r.Use(ValidText)
+	r.Use(middleware.GetHead)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		Problem(w, r, http.StatusNotFound, TypeNotFound, "Not Found", "no such resource", nil)
+	})
+	r.MethodNotAllowed(MethodNotAllowed)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", Ready(cfg.Checks...))
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
+	}
+	return r
+}
