@@ -15,10 +15,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/healthcheck"
-	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/migrations"
@@ -34,11 +33,8 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.Load[orderapi.Config](getenv)
+	cfg, log, err := service.Load[orderapi.Config](getenv, stderr)
 	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	switch {
@@ -56,10 +52,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return healthcheck.Ready(ctx, cfg.HTTPAddr, stderr)
 	default:
 		return fmt.Errorf("unknown arguments %q (usage: order-api [migrate | health])", args)
-	}
-	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		return err
 	}
 	return orderapi.Run(ctx, cfg, log, telemetry.Config{Getenv: getenv})
 }

@@ -31,10 +31,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
-	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/healthcheck"
-	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
@@ -51,14 +50,7 @@ func main() {
 const usage = "usage: order-consumer [migrate | rebuild [-allow-partial] | health | dlq list [-json] [selection] | dlq replay (selection | -all) [-force]]"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load[orderconsumer.Config](getenv)
-	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	cfg, log, err := service.Load[orderconsumer.Config](getenv, stderr)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 )
@@ -175,25 +176,17 @@ func runService(ctx context.Context, name string, getenv func(string) string, st
 	tel := telemetry.Config{Getenv: getenv}
 	switch name {
 	case "order-api":
-		cfg, err := config.Load[orderapi.Config](getenv)
+		cfg, log, err := service.Load[orderapi.Config](getenv, stderr)
 		if err != nil {
 			return err
 		}
-		log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
-		if err != nil {
-			return err
-		}
-		return orderapi.Run(ctx, cfg, log.With("service", name), tel)
+		return orderapi.Run(ctx, cfg, log, tel)
 	case "order-consumer":
-		cfg, err := config.Load[orderconsumer.Config](getenv)
+		cfg, log, err := service.Load[orderconsumer.Config](getenv, stderr)
 		if err != nil {
 			return err
 		}
-		log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
-		if err != nil {
-			return err
-		}
-		return orderconsumer.Run(ctx, cfg, log.With("service", name), tel)
+		return orderconsumer.Run(ctx, cfg, log, tel)
 	}
 	return fmt.Errorf("unknown service %q", name)
 }

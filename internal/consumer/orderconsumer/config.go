@@ -7,6 +7,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 )
 
 // Config is everything order-consumer reads from its environment. Each
@@ -93,4 +94,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("DLQ_TOPIC=%q must differ from ORDER_EVENTS_TOPIC", c.DLQTopic))
 	}
 	return errors.Join(errs...)
+}
+
+// Settings are what the service skeleton uses.
+func (c Config) Settings() service.Settings {
+	return service.Settings{Name: "order-consumer", HTTPAddr: c.HTTPAddr, DatabaseURL: c.DatabaseURL,
+		DatabaseMaxConns: c.DatabaseMaxConns, Migrate: c.Migrate, ShutdownTimeout: c.ShutdownTimeout,
+		LogLevel: c.LogLevel, LogFormat: c.LogFormat}
 }

@@ -9,15 +9,10 @@ package orderconsumer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
@@ -26,55 +21,42 @@ import (
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
-// Classify is the one place failures are sorted: permanent reports whether
-// no retry can ever succeed (the message belongs in the DLQ), and class is
-// the stable name written to the DLQ's kafka_dlt-exception-fqcn header.
-// Everything not recognised here is transient.
+// Classify is the one place failures are sorted: each adapter says what is
+// permanent in its own terms (eventcodec.Class, *order.EventError,
+// projectionstore.IsPermanent), and this combines them. permanent reports
+// whether no retry can ever succeed (the message belongs in the DLQ), and
+// class is the stable name written to the DLQ's kafka_dlt-exception-fqcn
+// header. Everything not recognised here is transient.
 func Classify(err error) (permanent bool, class string) {
-	for _, c := range []struct {
-		err   error
-		class string
-	}{
-		{eventcodec.ErrNotFramed, "eventcodec.ErrNotFramed"},
-		{eventcodec.ErrUnknownSchema, "eventcodec.ErrUnknownSchema"},
-		{eventcodec.ErrIncompatibleSchema, "eventcodec.ErrIncompatibleSchema"},
-		{eventcodec.ErrUndecodable, "eventcodec.ErrUndecodable"},
-		{eventcodec.ErrInvalidEvent, "eventcodec.ErrInvalidEvent"},
-	} {
-		if errors.Is(err, c.err) {
-			return true, c.class
-		}
+	if class, ok := eventcodec.Class(err); ok {
+		return true, class
 	}
 	var ee *order.EventError
 	if errors.As(err, &ee) {
 		return true, ee.Class()
 	}
 	if projectionstore.IsPermanent(err) {
-		return true, "projectionstore.RejectedByDatabase"
+		return true, "projection.RejectedByDatabase"
 	}
 	return false, "transient"
 }
 
-func permanent(err error) bool { p, _ := Classify(err); return p }
-
-func class(err error) string { _, c := Classify(err); return c }
+var _ projector.Classifier = Classify
 
 // Service is a wired order-consumer, ready to Serve.
 type Service struct {
+	*service.Main
 	cfg      Config
-	log      *slog.Logger
-	pool     *pgxpool.Pool
-	dlq      *deadletter.Publisher
 	consumer *projector.Consumer
+	store    *projectionstore.Store
 	handler  http.Handler
 	versions *projectionapi.Versions
-	tracing  telemetry.Tracing
-	reg      *prometheus.Registry
 }
 
 // New validates cfg, migrates the projection database if configured to, and
@@ -82,93 +64,95 @@ type Service struct {
 // are contacted only by Serve, so their absence shows as not ready, not as a
 // failure to start.
 func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	tracing, reg, err := tel.Start(ctx, "order-consumer")
+	m, err := service.Open(ctx, cfg, migrations.Projection(), log, tel)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Projection())
-	if err != nil {
-		_ = tracing.Shutdown(ctx)
-		return nil, err
-	}
-	s := &Service{cfg: cfg, log: log, pool: pool, tracing: tracing, reg: reg}
+	s := &Service{Main: m, cfg: cfg}
 	if err := s.wire(); err != nil {
-		pool.Close()
-		_ = tracing.Shutdown(ctx)
+		m.Close(ctx)
 		return nil, err
 	}
 	return s, nil
 }
 
+// projectorConfig is the consumer loop's configuration, the live one's and
+// the rebuild's alike.
+func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
+	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL})
+	if err != nil {
+		return projector.Config{}, err
+	}
+	return projector.Config{
+		Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, GroupID: cfg.GroupID,
+		BatchSize: cfg.BatchSize, BatchLinger: cfg.BatchLinger,
+		BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ShutdownTimeout: cfg.ShutdownTimeout,
+		Decoder: dec, Classify: Classify, Logger: log,
+	}, nil
+}
+
 func (s *Service) wire() error {
-	store := projectionstore.New(s.pool)
-	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: s.cfg.SchemaRegistryURL})
+	s.store = projectionstore.New(s.Pool)
+	pc, err := projectorConfig(s.cfg, s.Log)
 	if err != nil {
 		return err
 	}
-	s.dlq, err = deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID, Logger: s.log})
+	dlq, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID, Logger: s.Log})
 	if err != nil {
 		return err
 	}
+	s.Defer(func(context.Context) { dlq.Close() })
 	s.versions = projectionapi.NewVersions()
-	s.consumer, err = projector.New(projector.Config{
-		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, GroupID: s.cfg.GroupID,
-		BatchSize: s.cfg.BatchSize, BatchLinger: s.cfg.BatchLinger,
-		BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax, ShutdownTimeout: s.cfg.ShutdownTimeout,
-		Decoder: dec, Projector: store, DeadLetters: s.dlq,
-		DecodePermanent: permanent, ApplyPermanent: permanent, ErrorClass: class,
-		Logger: s.log, Metrics: projector.NewMetrics(s.reg), Committed: s.versions.Applied,
-		Tracer: s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector"),
-	})
-	if err != nil {
+	pc.Projector, pc.DeadLetters, pc.Committed = s.store, deadLetters{dlq}, s.versions.Applied
+	pc.Metrics = projector.NewMetrics(s.Registry)
+	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
+	if s.consumer, err = projector.New(pc); err != nil {
 		return err
 	}
-	s.reg.MustRegister(projector.NewLagCollector(s.cfg.KafkaBrokers, s.cfg.Topic, s.cfg.GroupID, s.log))
+	s.Registry.MustRegister(projector.NewLagCollector(s.cfg.KafkaBrokers, s.cfg.Topic, s.cfg.GroupID, s.Log))
 	s.handler = projectionapi.New(projectionapi.Config{
-		Logger:     s.log,
-		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
-		Metrics:    telemetry.MetricsHandler(s.reg),
+		Logger:     s.Log,
+		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
+		Metrics:    telemetry.MetricsHandler(s.Registry),
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
-	}, store,
-		web.Check{Name: "database", Func: store.Ping},
+	}, s.store,
+		web.Check{Name: "database", Func: s.store.Ping},
 		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
 	return nil
+}
+
+// deadLetters publishes the projector's dead letters with the deadletter
+// package's publisher: the two adapters meet here, not in each other.
+type deadLetters struct{ p *deadletter.Publisher }
+
+func (d deadLetters) Publish(ctx context.Context, dls []projector.DeadLetter) error {
+	out := make([]deadletter.DeadLetter, len(dls))
+	for i, dl := range dls {
+		out[i] = deadletter.DeadLetter(dl)
+	}
+	return d.p.Publish(ctx, out)
 }
 
 // Consumer exposes the projector, for readiness and counters in tests.
 func (s *Service) Consumer() *projector.Consumer { return s.consumer }
 
-// Serve runs the read API on ln and the consumer until ctx ends or one
-// fails; the consumer finishes and commits its batch, in-flight requests
-// finish, then the pool closes. It returns nil after a shutdown caused by ctx.
+// Serve runs the read API on ln, the consumer and the ledger purger until
+// ctx ends or one fails; the consumer finishes and commits its batch,
+// in-flight requests finish, then everything is released. It returns nil
+// after a shutdown caused by ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
-	defer s.pool.Close()
-	defer s.dlq.Close()
-	defer s.tracing.Flush(ctx, s.log)
 	// No WriteTimeout: a GET waiting for a version may wait projectionapi.MaxWait.
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	srv := s.HTTPServer(s.handler, 0)
 	// Requests waiting for a version answer with what they have at once,
 	// rather than holding the shutdown up to their wait.
 	srv.RegisterOnShutdown(s.versions.Close)
-	g, gctx := errgroup.WithContext(ctx)
-	s.log.Info("order-consumer listening", "addr", ln.Addr().String(), "traces", s.tracing.Exporter)
-	g.Go(func() error { return web.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
-	g.Go(func() error { return s.consumer.Run(gctx) })
-	g.Go(func() error {
-		store := projectionstore.New(s.pool)
-		return pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.log,
+	return s.Main.Serve(ctx, ln, srv,
+		service.Part{Name: "consumer", Run: s.consumer.Run},
+		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
 			Step: func(ctx context.Context, limit int) (int64, error) {
-				return store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
-			}}.Run(gctx)
-	})
-	err := g.Wait()
-	s.log.Info("order-consumer stopped", "error", err)
-	return err
+				return s.store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
+			}}.Run})
 }
 
 // Run listens on cfg.HTTPAddr and serves until ctx ends.
@@ -177,12 +161,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := s.Listen(ctx)
 	if err != nil {
-		s.pool.Close()
-		s.dlq.Close()
-		_ = s.tracing.Shutdown(ctx)
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	return s.Serve(ctx, ln)
 }
@@ -204,7 +185,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 	if err != nil {
 		return projector.RebuildResult{}, err
 	}
-	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL})
+	pc, err := projectorConfig(cfg, log)
 	if err != nil {
 		return projector.RebuildResult{}, err
 	}
@@ -215,9 +196,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 		}
 	}()
 	return projector.Rebuild(ctx, projector.RebuildConfig{
-		Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, BatchSize: cfg.BatchSize, Decoder: dec,
-		DecodePermanent: permanent, ApplyPermanent: permanent, Logger: log,
-		Origin: origin, AllowPartial: allowPartial,
+		Config: pc, Origin: origin, AllowPartial: allowPartial,
 		Begin: func(ctx context.Context) (projector.RebuildTarget, error) {
 			rb, err = projectionstore.BeginRebuild(ctx, pool, cfg.DatabaseURL, migrations.Projection())
 			if err != nil {

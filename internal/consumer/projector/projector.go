@@ -10,8 +10,8 @@
 //   - an offset is committed only after its effect, or its dead letter, is
 //     durable (invariant 5); a crash before the commit redelivers the batch,
 //     and applying is idempotent (invariant 4);
-//   - failures are sorted by the caller's classifier (Config.DecodePermanent,
-//     ApplyPermanent, ErrorClass: orderconsumer.Classify): transient ones (the
+//   - failures are sorted by the caller's one classifier (Config.Classify:
+//     orderconsumer.Classify): transient ones (the
 //     database, registry or broker unreachable) are retried with capped
 //     exponential backoff and jitter, no further messages are fetched
 //     meanwhile, Ready reports the failure, and nothing goes to the DLQ;
@@ -42,7 +42,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
@@ -61,23 +60,45 @@ type Projector interface {
 	Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error)
 }
 
-// DeadLetters publishes messages that can never be applied (deadletter.Publisher).
-type DeadLetters interface {
-	Publish(ctx context.Context, dls []deadletter.DeadLetter) error
+// DeadLetter is a message that can never be applied, with why.
+type DeadLetter struct {
+	Msg   kafka.Message // the original, as the reader returned it
+	Class string        // the error's stable class (Config.Classify), for the DLQ's headers
+	Err   error
 }
 
-// Config configures a Consumer. Zero durations and sizes take the defaults.
+// DeadLetters publishes messages that can never be applied; it returns nil
+// only once all of them are durable, so the consumer may commit past them.
+type DeadLetters interface {
+	Publish(ctx context.Context, dls []DeadLetter) error
+}
+
+// Reader is the consumer group's side of Kafka (*kafka.Reader): messages in
+// partition order, and offsets committed only when told.
+type Reader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Classifier sorts a failure: permanent if no retry can ever succeed (the
+// message belongs in the DLQ), and class its stable name for the DLQ's
+// kafka_dlt-exception-fqcn header. Everything it does not recognise must be
+// transient.
+type Classifier func(err error) (permanent bool, class string)
+
+// Config configures a Consumer. The settings an operator chooses are
+// required (their defaults are order-consumer's, in one place: the env tags
+// of orderconsumer.Config); the others default when zero.
 type Config struct {
 	Brokers     []string
-	Topic       string // default "order-events"
-	GroupID     string // default "order-projector"
-	BatchSize   int    // most messages per transaction and commit; default 500
+	Topic       string
+	GroupID     string
+	BatchSize   int // most messages per transaction and commit
 	BatchLinger time.Duration
-	// BackoffMin and BackoffMax bound retries of a failing dependency;
-	// defaults 100ms and 10s.
+	// BackoffMin and BackoffMax bound retries of a failing dependency.
 	BackoffMin, BackoffMax time.Duration
 	// ShutdownTimeout bounds finishing the batch in hand once Run's context
-	// ends; default 20s. Past it the batch is left uncommitted (redelivered).
+	// ends. Past it the batch is left uncommitted (redelivered).
 	ShutdownTimeout time.Duration
 	// TopicCheckInterval is how often the consumer checks that its topic
 	// exists; default 10s. A group on a topic that does not exist gets no
@@ -87,12 +108,9 @@ type Config struct {
 	Decoder     Decoder
 	Projector   Projector
 	DeadLetters DeadLetters
-	// DecodePermanent and ApplyPermanent classify errors of the decoder and
-	// the projector: true means no retry can succeed. Required.
-	DecodePermanent func(error) bool
-	ApplyPermanent  func(error) bool
-	// ErrorClass names an error for the DLQ's exception header; default "%T".
-	ErrorClass func(error) string
+	// Classify sorts the failures of the decoder, order.CheckEvent and the
+	// projector. Required.
+	Classify Classifier
 
 	Logger *slog.Logger
 	// Metrics receives the consumer's measurements. Default: metrics kept
@@ -109,32 +127,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Topic == "" {
-		c.Topic = "order-events"
-	}
-	if c.GroupID == "" {
-		c.GroupID = "order-projector"
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 500
-	}
-	if c.BatchLinger == 0 {
-		c.BatchLinger = 5 * time.Millisecond
-	}
-	if c.BackoffMin == 0 {
-		c.BackoffMin = 100 * time.Millisecond
-	}
-	if c.BackoffMax == 0 {
-		c.BackoffMax = 10 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 20 * time.Second
-	}
 	if c.TopicCheckInterval == 0 {
 		c.TopicCheckInterval = 10 * time.Second
-	}
-	if c.ErrorClass == nil {
-		c.ErrorClass = func(err error) string { return fmt.Sprintf("%T", errors.Unwrap(err)) }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -147,20 +141,27 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports what is missing.
+// Validate reports what is missing or unusable.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("projector: Brokers is required"))
+	if c.Projector == nil || c.DeadLetters == nil {
+		errs = append(errs, errors.New("projector: Projector and DeadLetters are required"))
 	}
-	if c.Decoder == nil || c.Projector == nil || c.DeadLetters == nil {
-		errs = append(errs, errors.New("projector: Decoder, Projector and DeadLetters are required"))
+	return errors.Join(append(errs, c.validateRead())...)
+}
+
+// validateRead checks what reading and applying need (Rebuild: no group,
+// no dead letters).
+func (c Config) validateRead() error {
+	var errs []error
+	if len(c.Brokers) == 0 || c.Topic == "" {
+		errs = append(errs, errors.New("projector: Brokers and Topic are required"))
 	}
-	if c.DecodePermanent == nil || c.ApplyPermanent == nil {
-		errs = append(errs, errors.New("projector: DecodePermanent and ApplyPermanent are required"))
+	if c.Decoder == nil || c.Classify == nil {
+		errs = append(errs, errors.New("projector: Decoder and Classify are required"))
 	}
-	if c.BatchSize < 0 || c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {
-		errs = append(errs, errors.New("projector: BatchSize and backoff must be positive, min <= max"))
+	if c.BatchSize < 1 || c.BatchLinger <= 0 || c.ShutdownTimeout <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, errors.New("projector: BatchSize, BatchLinger and ShutdownTimeout must be positive, and 0 < BackoffMin <= BackoffMax"))
 	}
 	return errors.Join(errs...)
 }
@@ -197,7 +198,11 @@ func New(cfg Config) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", "projector"), m: cfg.Metrics}, nil
+	return newConsumer(cfg, "projector"), nil
+}
+
+func newConsumer(cfg Config, component string) *Consumer {
+	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", component), m: cfg.Metrics}
 }
 
 // Ready returns nil while the consumer can make progress, or the failure it
@@ -291,6 +296,12 @@ func (c *Consumer) consume(ctx context.Context) {
 		ErrorLogger: kafka.LoggerFunc(c.kafkaError),
 	})
 	defer r.Close()
+	c.loop(ctx, r)
+}
+
+// loop fetches and processes batches from r until ctx ends; the batch in
+// hand then is finished and committed (within ShutdownTimeout).
+func (c *Consumer) loop(ctx context.Context, r Reader) {
 	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
@@ -407,7 +418,7 @@ func (c *Consumer) batchContext(ctx context.Context) (context.Context, context.C
 
 // fetch blocks for the first message, then takes what arrives within
 // BatchLinger, up to BatchSize.
-func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+func (c *Consumer) fetch(ctx context.Context, r Reader) ([]kafka.Message, error) {
 	m, err := r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
@@ -429,7 +440,7 @@ func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message,
 type item struct {
 	msg     kafka.Message
 	ev      order.Event
-	dead    *deadletter.DeadLetter
+	dead    *DeadLetter
 	outcome order.Outcome
 	ctx     context.Context // carries the message's span, for its log lines
 	span    trace.Span
@@ -437,7 +448,7 @@ type item struct {
 
 // process decodes, applies, dead-letters and commits one batch, retrying
 // transient failures until they pass or ctx ends.
-func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.Message) (err error) {
+func (c *Consumer) process(ctx context.Context, r Reader, batch []kafka.Message) (err error) {
 	start := time.Now()
 	items := make([]item, len(batch))
 	for i, m := range batch {
@@ -451,7 +462,7 @@ func (c *Consumer) process(ctx context.Context, r *kafka.Reader, batch []kafka.M
 	if err := c.retry(ctx, "database", func() error { return c.apply(ctx, items) }); err != nil {
 		return err
 	}
-	var dead []deadletter.DeadLetter
+	var dead []DeadLetter
 	for _, it := range items {
 		if it.dead != nil {
 			dead = append(dead, *it.dead)
@@ -493,8 +504,8 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 			err = order.CheckEvent(ev, it.msg.Key, time.Now())
 		}
 		if err != nil {
-			if c.cfg.DecodePermanent(err) {
-				it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
+			if permanent, class := c.cfg.Classify(err); permanent {
+				it.dead = &DeadLetter{Msg: it.msg, Class: class, Err: err}
 				continue
 			}
 			return err
@@ -508,11 +519,13 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 // apply applies the decoded events in one transaction. If the database
 // rejects the batch permanently, it applies them one by one to find the
 // offending events, which become dead letters; the others are applied.
+// Items already settled (by a one-by-one pass a transient failure cut
+// short) are not applied again, so each event's outcome is counted once.
 func (c *Consumer) apply(ctx context.Context, items []item) error {
 	var idx []int
 	var events []order.Event
 	for i, it := range items {
-		if it.dead == nil {
+		if it.dead == nil && it.outcome == "" {
 			idx = append(idx, i)
 			events = append(events, it.ev)
 		}
@@ -527,17 +540,19 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 		}
 		return nil
 	}
-	if !c.cfg.ApplyPermanent(err) {
+	if permanent, _ := c.cfg.Classify(err); !permanent {
 		return err
 	}
 	c.log.Warn("batch rejected by the database; applying one by one", "events", len(events), "error", err)
 	for _, i := range idx {
 		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev})
-		switch {
-		case err == nil:
+		if err == nil {
 			c.settle(&items[i], outcomes[0])
-		case c.cfg.ApplyPermanent(err):
-			items[i].dead = &deadletter.DeadLetter{Msg: items[i].msg, Class: c.cfg.ErrorClass(err), Err: err}
+			continue
+		}
+		switch permanent, class := c.cfg.Classify(err); {
+		case permanent:
+			items[i].dead = &DeadLetter{Msg: items[i].msg, Class: class, Err: err}
 		default:
 			// Transient now: the retry redoes the batch; what was applied
 			// one by one is recognised as duplicate then.
@@ -560,7 +575,8 @@ func (c *Consumer) settle(it *item, outcome order.Outcome) {
 	detail := fmt.Sprintf("a %s event at version %d follows %s at version %d, which the projection of order %s does not hold",
 		it.ev.Type, o.Version, prev, o.Version-1, o.ID)
 	err := &order.EventError{Rule: order.RuleOutOfSequence, Detail: detail}
-	it.dead = &deadletter.DeadLetter{Msg: it.msg, Class: c.cfg.ErrorClass(err), Err: err}
+	_, class := c.cfg.Classify(err)
+	it.dead = &DeadLetter{Msg: it.msg, Class: class, Err: err}
 }
 
 // Header values longer than this are ignored: a W3C traceparent is 55 bytes,

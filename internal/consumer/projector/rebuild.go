@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/order"
@@ -28,16 +26,14 @@ type RebuildTarget interface {
 	Commit(ctx context.Context, topic string, origin map[int]int64) error
 }
 
-// RebuildConfig configures Rebuild; the fields shared with Config mean what
-// they do there.
+// RebuildConfig configures Rebuild.
 type RebuildConfig struct {
-	Brokers         []string
-	Topic           string
-	BatchSize       int
-	Decoder         Decoder
-	DecodePermanent func(error) bool
-	ApplyPermanent  func(error) bool
-	Logger          *slog.Logger
+	// Config is the live consumer's: a rebuild reads, decodes, checks,
+	// classifies, retries and applies exactly as it does. Its GroupID,
+	// BatchLinger, Projector and DeadLetters are not used: there is no
+	// group, the target comes from Begin, and what the live consumer
+	// dead-letters is skipped and counted.
+	Config
 	// Origin is, by partition, the first offset the live projection was
 	// built from; a partition absent was built from offset 0.
 	Origin map[int]int64
@@ -110,14 +106,14 @@ func (e *LossError) Error() string {
 // from its committed offsets, and whatever it re-applies is recognised by
 // event ID and version.
 func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
-	if len(cfg.Brokers) == 0 || cfg.Decoder == nil || cfg.Begin == nil || cfg.DecodePermanent == nil || cfg.ApplyPermanent == nil {
-		return RebuildResult{}, errors.New("rebuild: Brokers, Decoder, Begin, DecodePermanent and ApplyPermanent are required")
+	cfg.setDefaults()
+	if cfg.Begin == nil {
+		return RebuildResult{}, errors.New("rebuild: Begin is required")
 	}
-	c := &Consumer{cfg: Config{Brokers: cfg.Brokers, Topic: cfg.Topic, BatchSize: cfg.BatchSize, Decoder: cfg.Decoder,
-		DecodePermanent: cfg.DecodePermanent, ApplyPermanent: cfg.ApplyPermanent, Logger: cfg.Logger,
-		Metrics: NewMetrics(prometheus.NewRegistry())}}
-	c.cfg.setDefaults()
-	c.log, c.m = c.cfg.Logger.With("component", "rebuild"), c.cfg.Metrics
+	if err := cfg.validateRead(); err != nil {
+		return RebuildResult{}, fmt.Errorf("rebuild: %w", err)
+	}
+	c := newConsumer(cfg.Config, "rebuild")
 	topic := c.cfg.Topic
 
 	client := kafkalog.Client(cfg.Brokers, 10*time.Second)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 )
 
 // Config is everything order-api reads from its environment. Each field's
@@ -80,4 +81,11 @@ func (c Config) Validate() error {
 		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
 		logging.Check(c.LogLevel, c.LogFormat),
 	)
+}
+
+// Settings are what the service skeleton uses.
+func (c Config) Settings() service.Settings {
+	return service.Settings{Name: "order-api", HTTPAddr: c.HTTPAddr, DatabaseURL: c.DatabaseURL,
+		DatabaseMaxConns: c.DatabaseMaxConns, Migrate: c.Migrate, ShutdownTimeout: c.ShutdownTimeout,
+		LogLevel: c.LogLevel, LogFormat: c.LogFormat}
 }

@@ -11,19 +11,14 @@ package orderapi
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
@@ -34,15 +29,12 @@ import (
 
 // Service is a wired order-api, ready to Serve.
 type Service struct {
+	*service.Main
 	cfg     Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
 	handler http.Handler
 	store   *orderstore.Store
 	relay   *outbox.Relay // nil when the relay is disabled
 	notify  *outbox.Notifier
-	tracing telemetry.Tracing
-	reg     *prometheus.Registry
 }
 
 // New validates cfg, migrates the database if configured to, and wires the
@@ -50,22 +42,13 @@ type Service struct {
 // Kafka and the Schema Registry are the relay's business, so the API starts
 // and takes orders while they are down.
 func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	tracing, reg, err := tel.Start(ctx, "order-api")
+	m, err := service.Open(ctx, cfg, migrations.Orders(), log, tel)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, cfg.Migrate, migrations.Orders())
-	if err != nil {
-		_ = tracing.Shutdown(ctx)
-		return nil, err
-	}
-	s := &Service{cfg: cfg, log: log, pool: pool, tracing: tracing, reg: reg}
+	s := &Service{Main: m, cfg: cfg}
 	if err := s.wire(); err != nil {
-		pool.Close()
-		_ = tracing.Shutdown(ctx)
+		m.Close(ctx)
 		return nil, err
 	}
 	return s, nil
@@ -76,7 +59,7 @@ func (s *Service) wire() error {
 	if err != nil {
 		return err
 	}
-	s.reg.MustRegister(outbox.NewBacklogCollector(s.pool))
+	s.Registry.MustRegister(outbox.NewBacklogCollector(s.Pool))
 	var checks []web.Check
 	if s.cfg.RelayEnabled {
 		if err := s.wireRelay(); err != nil {
@@ -85,14 +68,14 @@ func (s *Service) wire() error {
 		checks = append(checks, web.Check{Name: "outbox_relay", Optional: true,
 			Func: func(context.Context) error { return s.relay.Health() }})
 	}
-	s.notify = outbox.NewNotifier(s.pool, s.relay, s.log)
-	s.store = orderstore.New(s.pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
+	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log)
+	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
 	checks = append([]web.Check{{Name: "database", Func: s.store.Ping}}, checks...)
 	s.handler = httpapi.New(httpapi.Config{
-		Logger:     s.log,
-		Tracer:     s.tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/producer/httpapi"),
-		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.reg).Middleware},
-		Metrics:    telemetry.MetricsHandler(s.reg),
+		Logger:     s.Log,
+		Tracer:     s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/producer/httpapi"),
+		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
+		Metrics:    telemetry.MetricsHandler(s.Registry),
 	}, s.store, checks...)
 	return nil
 }
@@ -104,7 +87,7 @@ func (s *Service) wireRelay() error {
 	}
 	s.relay, err = outbox.New(outbox.Config{
 		DatabaseURL:       s.cfg.DatabaseURL,
-		Pool:              s.pool,
+		Pool:              s.Pool,
 		Brokers:           s.cfg.KafkaBrokers,
 		Framer:            framer,
 		BatchSize:         s.cfg.RelayBatchSize,
@@ -113,8 +96,8 @@ func (s *Service) wireRelay() error {
 		Retention:         s.cfg.RelayRetention,
 		BackoffMin:        s.cfg.RelayBackoffMin,
 		BackoffMax:        s.cfg.RelayBackoffMax,
-		Logger:            s.log,
-		Metrics:           outbox.NewMetrics(s.reg),
+		Logger:            s.Log,
+		Metrics:           outbox.NewMetrics(s.Registry),
 	})
 	return err
 }
@@ -122,39 +105,20 @@ func (s *Service) wireRelay() error {
 // Relay returns the service's relay, or nil when RELAY_ENABLED is false.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
-// Serve runs the HTTP API on ln and the relay until ctx ends or one of them
-// fails, then shuts both down gracefully and closes the database pool. It
-// returns nil after a shutdown caused by ctx.
+// Serve runs the HTTP API on ln, the notifier, the idempotency-key purger
+// and the relay until ctx ends or one of them fails, then shuts them down
+// gracefully and releases everything. It returns nil after a shutdown
+// caused by ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
-	defer s.pool.Close()
-	defer s.tracing.Flush(ctx, s.log)
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	parts := []service.Part{
+		{Name: "notifier", Run: s.notify.Run},
+		{Name: "idempotency key purger", Run: pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000,
+			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys}.Run},
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	s.log.Info("order-api listening", "addr", ln.Addr().String(), "relay", s.relay != nil, "traces", s.tracing.Exporter)
-	g.Go(func() error { return web.Serve(gctx, srv, ln, s.cfg.ShutdownTimeout) })
-	g.Go(func() error { return s.notify.Run(gctx) })
-	g.Go(func() error {
-		return pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000, Logger: s.log,
-			Step: s.store.PurgeIdempotencyKeys}.Run(gctx)
-	})
 	if s.relay != nil {
-		g.Go(func() error {
-			if err := s.relay.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("relay: %w", err)
-			}
-			return nil
-		})
+		parts = append(parts, service.Part{Name: "relay", Run: s.relay.Run})
 	}
-	err := g.Wait()
-	s.log.Info("order-api stopped", "error", err)
-	return err
+	return s.Main.Serve(ctx, ln, s.HTTPServer(s.handler, 30*time.Second), parts...)
 }
 
 // Run listens on cfg.HTTPAddr and serves until ctx ends.
@@ -163,11 +127,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := s.Listen(ctx)
 	if err != nil {
-		s.pool.Close()
-		_ = s.tracing.Shutdown(ctx)
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	return s.Serve(ctx, ln)
 }
