@@ -80,8 +80,11 @@ func NewTracing(ctx context.Context, service string, getenv func(string) string)
 		if proto != "" && proto != "http/protobuf" {
 			return Tracing{}, fmt.Errorf("%s=%q: only http/protobuf is built in (an OpenTelemetry Collector accepts it on :4318)", protoVar, proto)
 		}
-		var err error
-		if exp, err = otlptracehttp.New(ctx); err != nil {
+		opts, err := otlpOptions(getenv)
+		if err != nil {
+			return Tracing{}, err
+		}
+		if exp, err = otlptracehttp.New(ctx, opts...); err != nil {
 			return Tracing{}, fmt.Errorf("OTLP trace exporter: %w", err)
 		}
 	case "console":
@@ -92,13 +95,25 @@ func NewTracing(ctx context.Context, service string, getenv func(string) string)
 	default:
 		return Tracing{}, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want none, otlp or console", name)
 	}
-	// The service name is the default; OTEL_SERVICE_NAME and
-	// OTEL_RESOURCE_ATTRIBUTES override it (WithFromEnv comes last).
-	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName(service)), resource.WithFromEnv(), resource.WithTelemetrySDK())
+	// The service name is the default; OTEL_RESOURCE_ATTRIBUTES and then
+	// OTEL_SERVICE_NAME override it (later attributes win).
+	attrs, err := resourceAttributes(getenv)
+	if err != nil {
+		return Tracing{}, err
+	}
+	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName(service)), resource.WithAttributes(attrs...), resource.WithTelemetrySDK())
 	if err != nil {
 		return Tracing{}, fmt.Errorf("trace resource: %w", err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	sampler, err := samplerFrom(getenv)
+	if err != nil {
+		return Tracing{}, err
+	}
+	// Every setting is given explicitly, so the SDK's own reading of the
+	// process environment never decides anything getenv did not say.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sampler),
+		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(5*time.Second), sdktrace.WithExportTimeout(30*time.Second),
+			sdktrace.WithMaxQueueSize(sdktrace.DefaultMaxQueueSize), sdktrace.WithMaxExportBatchSize(sdktrace.DefaultMaxExportBatchSize)))
 	return Tracing{Provider: tp, Exporter: name, shutdown: tp.Shutdown}, nil
 }
 
