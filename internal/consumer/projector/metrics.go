@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
 
 // Metrics are the consumer's Prometheus metrics. One Metrics serves one Consumer.
@@ -46,10 +48,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "consumer_end_to_end_latency_seconds",
 			Help: "From an applied event's occurred_at (order-api's clock) to its batch being committed here.", Buckets: latencyBuckets}),
 	}
+	m.events, m.retries, m.dlq = telemetry.Register(reg, m.events), telemetry.Register(reg, m.retries), telemetry.Register(reg, m.dlq)
+	m.batch, m.size, m.e2e = telemetry.Register(reg, m.batch), telemetry.Register(reg, m.size), telemetry.Register(reg, m.e2e)
 	for _, o := range []string{"applied", "duplicate", "stale", "dead_lettered"} {
 		m.events.WithLabelValues(o) // export zeros, so rate() works from the first scrape
 	}
-	reg.MustRegister(m.events, m.retries, m.dlq, m.batch, m.size, m.e2e)
 	return m
 }
 

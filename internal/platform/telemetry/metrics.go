@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -26,8 +27,10 @@ func MetricsHandler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError})
 }
 
-// LatencyBuckets are the histogram buckets of every latency metric, in
-// seconds: fine below 100 ms, where the services' targets are.
+// LatencyBuckets are the histogram buckets of http_request_duration_seconds,
+// in seconds: fine below 100 ms, where the services' targets are, up to 10 s.
+// The relay's and the consumer's latencies (outbox_*, consumer_*) reach
+// further and keep buckets of their own, up to 60 s.
 var LatencyBuckets = []float64{.001, .0025, .005, .01, .02, .03, .05, .075, .1, .25, .5, 1, 2.5, 5, 10}
 
 // HTTPMetrics counts and times the requests of a chi router.
@@ -50,7 +53,7 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 			Help: "HTTP requests being answered now.",
 		}),
 	}
-	reg.MustRegister(m.duration, m.inFlight)
+	m.duration, m.inFlight = Register(reg, m.duration), Register(reg, m.inFlight)
 	return m
 }
 
@@ -114,3 +117,20 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Register registers c on reg and returns it; if a collector with the same
+// descriptors is registered already (a second projection, relay or API of
+// the same kind in one process), it returns that one instead of panicking,
+// and the two components count into the same series.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}

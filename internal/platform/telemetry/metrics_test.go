@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
@@ -73,4 +74,31 @@ func TestMethod(t *testing.T) {
 			t.Errorf("Method(%q) = %q, want %q", m, got, want)
 		}
 	}
+}
+
+// Two components of one kind in one process (two projections, two APIs)
+// share their series rather than panic on the second registration.
+func TestASecondRegistrationSharesTheFirstsSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	first := telemetry.NewHTTPMetrics(reg)
+	second := telemetry.NewHTTPMetrics(reg)
+	for _, m := range []*telemetry.HTTPMetrics{first, second} {
+		r := chi.NewRouter()
+		r.Use(m.Middleware)
+		r.Get("/x", func(w http.ResponseWriter, _ *http.Request) {})
+		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil))
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "http_request_duration_seconds" {
+			if n := f.GetMetric()[0].GetHistogram().GetSampleCount(); n != 2 {
+				t.Errorf("%d requests counted, want 2", n)
+			}
+			return
+		}
+	}
+	t.Error("http_request_duration_seconds not gathered")
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
 
 // Metrics are the relay's Prometheus metrics. One Metrics serves one relay.
@@ -42,7 +44,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_step_failures_total",
 			Help: "Failed attempts of a relay step; each is retried with backoff."}, []string{"step"}),
 	}
-	reg.MustRegister(m.leader, m.published, m.batchSize, m.write, m.latency, m.failures)
+	m.leader, m.published, m.batchSize = telemetry.Register(reg, m.leader), telemetry.Register(reg, m.published), telemetry.Register(reg, m.batchSize)
+	m.write, m.latency, m.failures = telemetry.Register(reg, m.write), telemetry.Register(reg, m.latency), telemetry.Register(reg, m.failures)
 	return m
 }
 
