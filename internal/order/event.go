@@ -2,6 +2,7 @@ package order
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,11 +78,14 @@ func (e *EventError) Error() string {
 func (e *EventError) Class() string { return "order.InvalidEvent." + string(e.Rule) }
 
 // The state machine read backwards: the status each event type leads to, the
-// status it follows (none for PLACED) and the version each status is at.
+// status it follows (none for PLACED), the version each status is at and the
+// actions on the path to it, which say which details (payment reference,
+// reasons) an order in that status can carry.
 var (
 	eventStatus   = map[EventType]Status{EventPlaced: StatusPlaced}
 	eventFollows  = map[EventType]Status{}
 	statusVersion = map[Status]int64{StatusPlaced: 1}
+	statusPath    = map[Status][]Action{StatusPlaced: nil}
 )
 
 func init() {
@@ -90,9 +94,10 @@ func init() {
 	for frontier := []Status{StatusPlaced}; len(frontier) > 0; {
 		from := frontier[0]
 		frontier = frontier[1:]
-		for _, t := range transitions[from] {
+		for a, t := range transitions[from] {
 			eventStatus[t.event], eventFollows[t.event] = t.to, from
 			statusVersion[t.to] = statusVersion[from] + 1
+			statusPath[t.to] = append(slices.Clone(statusPath[from]), a)
 			frontier = append(frontier, t.to)
 		}
 	}
@@ -148,9 +153,9 @@ func CheckEvent(ev Event, key []byte, now time.Time) error {
 		field, value string
 		allowed      bool
 	}{
-		{"payment_reference", o.PaymentReference, o.Status == StatusPaid || o.Status == StatusRefunded},
-		{"cancel_reason", o.CancelReason, o.Status == StatusCancelled},
-		{"refund_reason", o.RefundReason, o.Status == StatusRefunded},
+		{"payment_reference", o.PaymentReference, slices.Contains(statusPath[o.Status], ActionPay)},
+		{"cancel_reason", o.CancelReason, slices.Contains(statusPath[o.Status], ActionCancel)},
+		{"refund_reason", o.RefundReason, slices.Contains(statusPath[o.Status], ActionRefund)},
 	}
 	for _, d := range details {
 		switch {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,17 +30,13 @@ const (
 	StatusCancelled Status = "cancelled"
 )
 
-// Statuses lists every status, in lifecycle order.
+// Statuses lists every status, in lifecycle order. It is the one list of
+// them: the Avro enum, the SQL CHECKs and the API's messages are tested
+// against it.
 var Statuses = []Status{StatusPlaced, StatusPaid, StatusRefunded, StatusCancelled}
 
 // Valid reports whether s is one of the known statuses.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusPlaced, StatusPaid, StatusRefunded, StatusCancelled:
-		return true
-	}
-	return false
-}
+func (s Status) Valid() bool { return slices.Contains(Statuses, s) }
 
 // Action is a request to move an order to another state.
 type Action string
@@ -50,6 +47,9 @@ const (
 	ActionRefund Action = "refund"
 	ActionCancel Action = "cancel"
 )
+
+// Actions lists every action; each has a route of its own in the API.
+var Actions = []Action{ActionPay, ActionRefund, ActionCancel}
 
 // EventType names what happened to an order. The values are the Avro enum
 // symbols of the event schema and the event_type header.
@@ -63,8 +63,14 @@ const (
 	EventCancelled EventType = "CANCELLED"
 )
 
+// EventTypes lists every event type, in lifecycle order: PLACED, then the
+// event of each transition. EventType.Status and EventType.Follows read the
+// transitions table, so a new type needs no mapping besides its transition.
+var EventTypes = []EventType{EventPlaced, EventPaid, EventRefunded, EventCancelled}
+
 // transitions is the whole state machine: from a state, an action leads to a
-// new state and emits an event type. Anything absent is refused.
+// new state and emits an event type. Anything absent is refused. Every
+// status but StatusPlaced is reached by exactly one transition.
 var transitions = map[Status]map[Action]struct {
 	to    Status
 	event EventType
@@ -76,6 +82,29 @@ var transitions = map[Status]map[Action]struct {
 	StatusPaid: {
 		ActionRefund: {StatusRefunded, EventRefunded},
 	},
+}
+
+// Transition is one edge of the state machine: Action takes an order that
+// is From to To and emits an event of type Event.
+type Transition struct {
+	From   Status
+	Action Action
+	To     Status
+	Event  EventType
+}
+
+// Transitions returns every transition the state machine allows, ordered by
+// From as in Statuses, then by Action as in Actions.
+func Transitions() []Transition {
+	var out []Transition
+	for _, from := range Statuses {
+		for _, a := range Actions {
+			if t, ok := transitions[from][a]; ok {
+				out = append(out, Transition{From: from, Action: a, To: t.to, Event: t.event})
+			}
+		}
+	}
+	return out
 }
 
 // Limits on what a client may send. They keep rows, events and responses a
@@ -293,10 +322,8 @@ type Change struct {
 // Validate checks the optional details of a change.
 func (c Change) Validate() error {
 	var ve ValidationError
-	switch c.Action {
-	case ActionPay, ActionRefund, ActionCancel:
-	default:
-		ve.add("action", "unknown action %q", c.Action)
+	if !slices.Contains(Actions, c.Action) {
+		ve.add("action", "unknown action %s", Quote(string(c.Action), 32))
 	}
 	if len(c.PaymentReference) > MaxTextLength {
 		ve.add("payment_reference", "must be at most %d bytes", MaxTextLength)
@@ -344,12 +371,6 @@ func (o *Order) Apply(c Change, now time.Time, meta Meta) (Event, error) {
 		o.RefundReason = c.Reason
 	}
 	return newEvent(t.event, *o, now, meta), nil
-}
-
-// CanApply reports whether the state machine allows action from status.
-func CanApply(from Status, a Action) bool {
-	_, ok := transitions[from][a]
-	return ok
 }
 
 func newEvent(t EventType, o Order, now time.Time, meta Meta) Event {

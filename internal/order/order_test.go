@@ -26,27 +26,46 @@ func placed(t *testing.T) order.Order {
 	return o
 }
 
+// pathTo returns the actions that take a placed order to s, read from
+// order.Transitions, and false if none does.
+func pathTo(s order.Status) ([]order.Action, bool) {
+	paths := map[order.Status][]order.Action{order.StatusPlaced: nil}
+	for frontier := []order.Status{order.StatusPlaced}; len(frontier) > 0; frontier = frontier[1:] {
+		for _, tr := range order.Transitions() {
+			if _, seen := paths[tr.To]; tr.From == frontier[0] && !seen {
+				paths[tr.To] = append(append([]order.Action(nil), paths[tr.From]...), tr.Action)
+				frontier = append(frontier, tr.To)
+			}
+		}
+	}
+	p, ok := paths[s]
+	return p, ok
+}
+
 // at returns an order in status s, reached through the state machine.
 func at(t *testing.T, s order.Status) order.Order {
 	t.Helper()
 	o := placed(t)
-	path := map[order.Status][]order.Action{
-		order.StatusPlaced:    nil,
-		order.StatusPaid:      {order.ActionPay},
-		order.StatusRefunded:  {order.ActionPay, order.ActionRefund},
-		order.StatusCancelled: {order.ActionCancel},
-	}[s]
+	path, ok := pathTo(s)
+	if !ok {
+		t.Fatalf("no transition leads to %s", s)
+	}
 	for _, a := range path {
 		if _, err := o.Apply(order.Change{Action: a}, order.Now(), order.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if o.Status != s {
+		t.Fatalf("path %v leads to %s, not %s", path, o.Status, s)
+	}
 	return o
 }
 
-// TestEveryStatusActionPair covers the whole table of the design: each
-// allowed pair changes status, bumps the version by one and emits its event
-// with the order's full state; every other pair is refused and changes nothing.
+// TestEveryStatusActionPair covers the whole table of the design, written
+// out here once more on purpose: a new status or action fails this test
+// until its row is added. Each allowed pair changes status, bumps the
+// version by one and emits its event with the order's full state; every
+// other pair is refused and changes nothing.
 func TestEveryStatusActionPair(t *testing.T) {
 	allowed := map[order.Status]map[order.Action]struct {
 		to    order.Status
@@ -56,7 +75,7 @@ func TestEveryStatusActionPair(t *testing.T) {
 		order.StatusPaid:   {order.ActionRefund: {order.StatusRefunded, order.EventRefunded}},
 	}
 	for _, from := range order.Statuses {
-		for _, action := range []order.Action{order.ActionPay, order.ActionRefund, order.ActionCancel} {
+		for _, action := range order.Actions {
 			want, ok := allowed[from][action]
 			name := string(action) + " of a " + string(from) + " order is "
 			if ok {
@@ -75,9 +94,6 @@ func TestEveryStatusActionPair(t *testing.T) {
 					}
 					if o.Status != before.Status || o.Version != before.Version || !o.UpdatedAt.Equal(before.UpdatedAt) {
 						t.Fatalf("refused change altered the order: %+v", o)
-					}
-					if order.CanApply(from, action) {
-						t.Fatal("CanApply says yes")
 					}
 					return
 				}

@@ -42,6 +42,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
@@ -510,7 +511,7 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 			}
 			return err
 		}
-		ev.Meta.Traceparent, ev.Meta.CorrelationID = traceHeaders(it.msg)
+		ev.Meta.Traceparent, ev.Meta.CorrelationID = envelope.TraceHeaders(it.msg.Headers)
 		it.ev = ev
 	}
 	return nil
@@ -579,32 +580,11 @@ func (c *Consumer) settle(it *item, outcome order.Outcome) {
 	it.dead = &DeadLetter{Msg: it.msg, Class: class, Err: err}
 }
 
-// Header values longer than this are ignored: a W3C traceparent is 55 bytes,
-// and order-api makes up a correlation ID past 128.
-const maxTraceHeader = 256
-
-// traceHeaders returns the message's traceparent and correlation_id
-// headers, each only if it is short, valid UTF-8 text.
-func traceHeaders(m kafka.Message) (traceparent, correlationID string) {
-	for _, h := range m.Headers {
-		if len(h.Value) > maxTraceHeader || !order.ValidText(string(h.Value)) {
-			continue
-		}
-		switch h.Key {
-		case "traceparent":
-			traceparent = string(h.Value)
-		case "correlation_id":
-			correlationID = string(h.Value)
-		}
-	}
-	return traceparent, correlationID
-}
-
 // startSpan starts the message's consumer span, child of the traceparent
 // in its headers, and returns a context carrying it and the message's
 // correlation ID for its log lines.
 func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Time) (context.Context, trace.Span) {
-	tp, corr := traceHeaders(m)
+	tp, corr := envelope.TraceHeaders(m.Headers)
 	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, tp, ""), corr)
 	key := string(m.Key)
 	if len(m.Key) > 64 || !order.ValidText(key) {

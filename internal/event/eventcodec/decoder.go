@@ -172,14 +172,12 @@ func fromWire(w wireEvent) (order.Event, error) {
 	if err != nil {
 		return invalid("order_id %q: %v", w.OrderID, err)
 	}
-	typ := order.EventType(w.EventType)
-	switch typ {
-	case order.EventPlaced, order.EventPaid, order.EventRefunded, order.EventCancelled:
-	default:
+	typ, ok := eventTypeSymbols.value[w.EventType]
+	if !ok {
 		return invalid("event_type %q", w.EventType)
 	}
-	status := statusFromSymbol(w.Status)
-	if !status.Valid() {
+	status, ok := statusSymbols.value[w.Status]
+	if !ok {
 		return invalid("status %q", w.Status)
 	}
 	items := make([]order.Item, len(w.Items))

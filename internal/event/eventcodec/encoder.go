@@ -22,6 +22,7 @@ package eventcodec
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -81,25 +82,39 @@ func NewEncoder() (*Encoder, error) {
 // Encode returns the Avro body of ev (not framed) and the schemas/ version it
 // was written with.
 func (e *Encoder) Encode(ev order.Event) (payload []byte, schemaVersion int, err error) {
-	b, err := avro.Marshal(e.schema, toWire(ev))
+	w, err := toWire(ev)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	b, err := avro.Marshal(e.schema, w)
 	if err != nil {
 		return nil, 0, fmt.Errorf("encode %s event %s: %w", ev.Type, ev.ID, err)
 	}
 	return b, e.version, nil
 }
 
-func toWire(ev order.Event) *wireEvent {
+// toWire returns ev as the Avro record, or an error if its type or status
+// has no symbol in the schema.
+func toWire(ev order.Event) (*wireEvent, error) {
 	o := ev.Order
+	typ, ok := eventTypeSymbols.symbol[ev.Type]
+	if !ok {
+		return nil, fmt.Errorf("unknown event type %s", order.Quote(string(ev.Type), 32))
+	}
+	status, ok := statusSymbols.symbol[o.Status]
+	if !ok {
+		return nil, fmt.Errorf("unknown status %s", order.Quote(string(o.Status), 32))
+	}
 	items := make([]wireItem, len(o.Items))
 	for i, it := range o.Items {
 		items[i] = wireItem(it)
 	}
 	return &wireEvent{
 		EventID:          ev.ID.String(),
-		EventType:        string(ev.Type),
+		EventType:        typ,
 		OrderID:          o.ID.String(),
 		Version:          o.Version,
-		Status:           statusSymbol(o.Status),
+		Status:           status,
 		OccurredAt:       ev.OccurredAt.UTC(),
 		CustomerID:       o.CustomerID,
 		Currency:         o.Currency,
@@ -110,7 +125,7 @@ func toWire(ev order.Event) *wireEvent {
 		PaymentReference: optional(o.PaymentReference),
 		CancelReason:     optional(o.CancelReason),
 		RefundReason:     optional(o.RefundReason),
-	}
+	}, nil
 }
 
 func optional(s string) *string {
@@ -127,31 +142,26 @@ func deref(s *string) string {
 	return *s
 }
 
-// Avro enum symbols are upper case; the domain's statuses are lower case.
-func statusSymbol(s order.Status) string {
-	switch s {
-	case order.StatusPlaced:
-		return "PLACED"
-	case order.StatusPaid:
-		return "PAID"
-	case order.StatusRefunded:
-		return "REFUNDED"
-	case order.StatusCancelled:
-		return "CANCELLED"
-	}
-	return string(s)
+// Avro enum symbols are the domain's names in upper case: statuses are
+// lower case ("placed" is PLACED), event types already upper case. Both maps
+// are built from the domain's lists, so a new status or event type needs no
+// edit here, only its symbol in a new schema (the codec tests compare them).
+var (
+	statusSymbols    = newSymbols(order.Statuses)
+	eventTypeSymbols = newSymbols(order.EventTypes)
+)
+
+// symbols maps the values of a domain enum to their Avro symbols and back.
+type symbols[T ~string] struct {
+	symbol map[T]string
+	value  map[string]T
 }
 
-func statusFromSymbol(s string) order.Status {
-	switch s {
-	case "PLACED":
-		return order.StatusPlaced
-	case "PAID":
-		return order.StatusPaid
-	case "REFUNDED":
-		return order.StatusRefunded
-	case "CANCELLED":
-		return order.StatusCancelled
+func newSymbols[T ~string](values []T) symbols[T] {
+	s := symbols[T]{symbol: make(map[T]string, len(values)), value: make(map[string]T, len(values))}
+	for _, v := range values {
+		sym := strings.ToUpper(string(v))
+		s.symbol[v], s.value[sym] = sym, v
 	}
-	return order.Status(s)
+	return s
 }

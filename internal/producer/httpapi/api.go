@@ -94,9 +94,9 @@ func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
 	r.Post("/orders", a.place)
 	r.Get("/orders", a.list)
 	r.Get("/orders/{id}", a.get)
-	r.Post("/orders/{id}/pay", a.change(order.ActionPay))
-	r.Post("/orders/{id}/refund", a.change(order.ActionRefund))
-	r.Post("/orders/{id}/cancel", a.change(order.ActionCancel))
+	for _, action := range order.Actions { // POST /orders/{id}/pay, /refund, /cancel
+		r.Post("/orders/{id}/"+string(action), a.change(action))
+	}
 	return r
 }
 
@@ -355,6 +355,15 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	web.JSON(w, http.StatusOK, toJSON(o))
 }
 
+// statusList names every status, for the refusal of an unknown ?status=.
+var statusList = func() string {
+	names := make([]string, len(order.Statuses))
+	for i, st := range order.Statuses {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}()
+
 type listResponse struct {
 	Items      []orderJSON `json:"items"`
 	NextCursor string      `json:"next_cursor,omitempty"`
@@ -365,7 +374,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
 	if f.Status != "" && !f.Status.Valid() {
 		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-			"status must be one of placed, paid, refunded, cancelled; got "+order.Quote(string(f.Status), 32), nil)
+			"status must be one of "+statusList+"; got "+order.Quote(string(f.Status), 32), nil)
 		return
 	}
 	if s := q.Get("limit"); s != "" {
@@ -788,7 +797,14 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// internal answers 500 without details and logs the cause.
+// internal answers 500 without details and logs the cause. Only POST
+// /orders honours Idempotency-Key; a change (POST /orders/{id}/pay, refund,
+// cancel) ignores it, and If-Match is what makes its retry safe.
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
-	web.Internal(a.log, w, r, err, "the request could not be completed; it is safe to retry with the same Idempotency-Key")
+	detail := "the request could not be completed; it is safe to retry with the same Idempotency-Key"
+	if r.Method == http.MethodPost && chi.URLParam(r, "id") != "" {
+		detail = "the request could not be completed and may have changed the order; retry with If-Match set to the ETag you last read, " +
+			"so the change is made at most once (412 if the order changed meanwhile)"
+	}
+	web.Internal(a.log, w, r, err, detail)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
@@ -87,16 +88,15 @@ INSERT INTO orders (id, customer_id, currency, items, total_minor, status, versi
                     payment_reference, cancel_reason, refund_reason, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
-// placeSQL writes an order and its outbox row in one statement: a
-// data-modifying CTE runs whether or not the outer statement reads it.
+// placeSQL writes an order ($7 on) and its outbox row ($1 to $6, see
+// envelope.InsertSQL) in one statement: a data-modifying CTE runs whether or
+// not the outer statement reads it.
 const placeSQL = `
 WITH o AS (
     INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
                         payment_reference, cancel_reason, refund_reason, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-)
-INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
-VALUES ($13, $14, $15, $16, $17, $18)`
+    VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+)` + envelope.InsertSQL
 
 // insertIdempotencySQL records a key, or takes over one recorded more than
 // the TTL ($5) ago, which is no longer honoured (the purge may not have
@@ -128,9 +128,8 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 	}
 	if idem == nil {
 		// One statement, so one round trip and atomic without BEGIN/COMMIT.
-		if _, err := s.pool.Exec(ctx, placeSQL, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
-			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt,
-			outbox.eventID, outbox.topic, outbox.key, outbox.payload, outbox.schemaVersion, outbox.headers); err != nil {
+		if _, err := envelope.Insert(ctx, s.pool, placeSQL, outbox, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
+			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
 			return nil, false, fmt.Errorf("create order: %w", err)
 		}
 		s.afterCommit()
@@ -146,36 +145,31 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 		o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
 		return nil, false, fmt.Errorf("create order: insert order: %w", err)
 	}
-	if idem != nil {
-		// ON CONFLICT waits for a concurrent insert of the same key to commit
-		// or roll back, then reports whether ours went in (or took over an
-		// expired one).
-		tag, err := tx.Exec(ctx, insertIdempotencySQL, idem.Key, idem.Fingerprint, o.ID, idem.Response, s.idemTTL)
-		if err != nil {
-			return nil, false, fmt.Errorf("create order: insert idempotency key: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			var fp, stored []byte
-			if err := tx.QueryRow(ctx, selectIdempotencySQL, idem.Key).Scan(&fp, &stored); err != nil {
-				return nil, false, fmt.Errorf("create order: read idempotency key: %w", err)
-			}
-			if subtle.ConstantTimeCompare(fp, idem.Fingerprint) != 1 {
-				return nil, false, order.ErrIdempotencyConflict
-			}
-			return stored, true, nil // the deferred rollback discards our order
-		}
+	// ON CONFLICT waits for a concurrent insert of the same key to commit or
+	// roll back, then reports whether ours went in (or took over an expired
+	// one).
+	tag, err := tx.Exec(ctx, insertIdempotencySQL, idem.Key, idem.Fingerprint, o.ID, idem.Response, s.idemTTL)
+	if err != nil {
+		return nil, false, fmt.Errorf("create order: insert idempotency key: %w", err)
 	}
-	if err := insertOutbox(ctx, tx, outbox); err != nil {
-		return nil, false, fmt.Errorf("create order: %w", err)
+	if tag.RowsAffected() == 0 {
+		var fp, stored []byte
+		if err := tx.QueryRow(ctx, selectIdempotencySQL, idem.Key).Scan(&fp, &stored); err != nil {
+			return nil, false, fmt.Errorf("create order: read idempotency key: %w", err)
+		}
+		if subtle.ConstantTimeCompare(fp, idem.Fingerprint) != 1 {
+			return nil, false, order.ErrIdempotencyConflict
+		}
+		return stored, true, nil // the deferred rollback discards our order
+	}
+	if _, err := envelope.Insert(ctx, tx, envelope.InsertSQL, outbox); err != nil {
+		return nil, false, fmt.Errorf("create order: insert outbox row: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, false, fmt.Errorf("create order: commit: %w", err)
 	}
 	s.afterCommit()
-	if idem != nil {
-		return idem.Response, false, nil
-	}
-	return nil, false, nil
+	return idem.Response, false, nil
 }
 
 const selectOrderSQL = `
@@ -228,20 +222,19 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) ([]order.Order, bo
 	return orders, more, nil
 }
 
-// changeSQL applies a change only if the order is still at the version it
-// was read at, and inserts its outbox row in the same statement. The UPDATE
-// takes the row lock first, so a concurrent change of the same order waits,
-// then finds the version moved and changes nothing (0 rows): outbox rows of
-// one order are inserted in version order.
+// changeSQL applies a change ($7 on) only if the order is still at the
+// version it was read at, and inserts its outbox row ($1 to $6, see
+// envelope.InsertSQL) in the same statement, from u: only if the UPDATE
+// changed the row. The UPDATE takes the row lock first, so a concurrent
+// change of the same order waits, then finds the version moved and changes
+// nothing (0 rows): outbox rows of one order are inserted in version order.
 const changeSQL = `
 WITH u AS (
-    UPDATE orders SET status = $3, version = $4, payment_reference = $5, cancel_reason = $6,
-                      refund_reason = $7, updated_at = $8
-    WHERE id = $1 AND version = $2
+    UPDATE orders SET status = $9, version = $10, payment_reference = $11, cancel_reason = $12,
+                      refund_reason = $13, updated_at = $14
+    WHERE id = $7 AND version = $8
     RETURNING id
-)
-INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
-SELECT $9::uuid, $10::text, $11::bytea, $12::bytea, $13::int, $14::jsonb FROM u`
+)` + envelope.InsertSQL + ` FROM u`
 
 // maxChangeAttempts bounds the optimistic retries of one change. Each lost
 // race means another change of the same order committed meanwhile; after
@@ -282,13 +275,12 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMat
 		if err != nil {
 			return order.Order{}, err
 		}
-		tag, err := s.pool.Exec(ctx, changeSQL, o.ID, read, o.Status, o.Version, o.PaymentReference,
-			o.CancelReason, o.RefundReason, o.UpdatedAt,
-			row.eventID, row.topic, row.key, row.payload, row.schemaVersion, row.headers)
+		n, err := envelope.Insert(ctx, s.pool, changeSQL, row, o.ID, read, o.Status, o.Version, o.PaymentReference,
+			o.CancelReason, o.RefundReason, o.UpdatedAt)
 		if err != nil {
 			return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
 		}
-		if tag.RowsAffected() == 1 {
+		if n == 1 {
 			s.afterCommit()
 			return o, nil
 		}
@@ -298,50 +290,13 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMat
 	}
 }
 
-// outboxRow is one event ready for the outbox table.
-type outboxRow struct {
-	eventID       uuid.UUID
-	topic         string
-	key           []byte
-	payload       []byte
-	schemaVersion int
-	headers       []byte
-}
-
-// The headers of every event, as the design's contract names them.
-func (s *Store) outboxRow(ev order.Event) (outboxRow, error) {
+// outboxRow encodes ev and returns its outbox row.
+func (s *Store) outboxRow(ev order.Event) (envelope.Row, error) {
 	payload, version, err := s.enc.Encode(ev)
 	if err != nil {
-		return outboxRow{}, err
+		return envelope.Row{}, err
 	}
-	headers, err := json.Marshal(map[string]string{
-		"event_id":       ev.ID.String(),
-		"event_type":     string(ev.Type),
-		"traceparent":    ev.Meta.Traceparent,
-		"correlation_id": ev.Meta.CorrelationID,
-	})
-	if err != nil {
-		return outboxRow{}, err
-	}
-	return outboxRow{
-		eventID:       ev.ID,
-		topic:         s.topic,
-		key:           []byte(ev.Order.ID.String()),
-		payload:       payload,
-		schemaVersion: version,
-		headers:       headers,
-	}, nil
-}
-
-const insertOutboxSQL = `
-INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
-VALUES ($1, $2, $3, $4, $5, $6)`
-
-func insertOutbox(ctx context.Context, tx pgx.Tx, r outboxRow) error {
-	if _, err := tx.Exec(ctx, insertOutboxSQL, r.eventID, r.topic, r.key, r.payload, r.schemaVersion, r.headers); err != nil {
-		return fmt.Errorf("insert outbox row: %w", err)
-	}
-	return nil
+	return envelope.NewRow(s.topic, ev, payload, version)
 }
 
 func scanOrder(row pgx.Row) (order.Order, error) {

@@ -22,7 +22,6 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
 )
 
@@ -341,12 +341,9 @@ type row struct {
 	key           []byte
 	payload       []byte
 	schemaVersion int
-	headers       map[string]string
+	headers       []kafka.Header // in envelope.HeaderOrder
 	createdAt     time.Time
 }
-
-// The order of the headers on every message.
-var headerOrder = []string{"event_id", "event_type", "traceparent", "correlation_id"}
 
 // selectBatchSQL marks the previous batch ($2, acknowledged by Kafka) and
 // reads the next one in one statement. The outer SELECT sees the snapshot
@@ -436,13 +433,7 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 }
 
 func message(rw row, value []byte) kafka.Message {
-	m := kafka.Message{Topic: rw.topic, Key: rw.key, Value: value}
-	for _, k := range headerOrder {
-		if v, ok := rw.headers[k]; ok {
-			m.Headers = append(m.Headers, kafka.Header{Key: k, Value: []byte(v)})
-		}
-	}
-	return m
+	return kafka.Message{Topic: rw.topic, Key: rw.key, Value: value, Headers: rw.headers}
 }
 
 // readBatch marks acked as published and returns the oldest unpublished
@@ -468,7 +459,7 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked []int64) ([
 		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(headers, &rw.headers); err != nil {
+		if rw.headers, err = envelope.KafkaHeaders(headers); err != nil {
 			return nil, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
 		}
 		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64

@@ -1,0 +1,142 @@
+// Package envelope is the contract between the producer and the consumer
+// around an event's Avro value: the outbox row that carries it, the SQL that
+// writes that row, and the Kafka header names and their parsing.
+//
+// order-api writes one outbox row per event (NewRow, Insert), the relay turns
+// the row's headers into the message's Kafka headers in HeaderOrder
+// (KafkaHeaders), and the consumer reads them back (TraceHeaders). The names
+// and their order are what the README documents; they never change.
+package envelope
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// The Kafka headers of every event.
+const (
+	HeaderEventID       = "event_id"       // the event's UUID, the same on a redelivered duplicate
+	HeaderEventType     = "event_type"     // the Avro enum symbol, order.EventType
+	HeaderTraceparent   = "traceparent"    // W3C trace context of the request that caused the event
+	HeaderCorrelationID = "correlation_id" // the request's correlation ID
+)
+
+// HeaderOrder is the order of the headers on every message the relay
+// publishes. A header an outbox row lacks is left out; a name not listed
+// here is never published.
+var HeaderOrder = [...]string{HeaderEventID, HeaderEventType, HeaderTraceparent, HeaderCorrelationID}
+
+// MaxTraceHeader is the longest traceparent or correlation_id TraceHeaders
+// believes: a W3C traceparent is 55 bytes, and order-api makes up a
+// correlation ID past 128.
+const MaxTraceHeader = 256
+
+// Row is one event ready for the outbox table.
+type Row struct {
+	EventID       uuid.UUID
+	Topic         string
+	Key           []byte // the order ID in canonical text form: the message key
+	Payload       []byte // the Avro body, not framed (the relay adds the frame)
+	SchemaVersion int    // the schemas/ version Payload was written with
+	Headers       []byte // a JSON object of header name to value (the headers column)
+}
+
+// NewRow returns the outbox row of ev for topic, whose Avro body payload was
+// written with schemas/ version schemaVersion.
+func NewRow(topic string, ev order.Event, payload []byte, schemaVersion int) (Row, error) {
+	headers, err := json.Marshal(map[string]string{
+		HeaderEventID:       ev.ID.String(),
+		HeaderEventType:     string(ev.Type),
+		HeaderTraceparent:   ev.Meta.Traceparent,
+		HeaderCorrelationID: ev.Meta.CorrelationID,
+	})
+	if err != nil {
+		return Row{}, fmt.Errorf("outbox headers of event %s: %w", ev.ID, err)
+	}
+	return Row{
+		EventID:       ev.ID,
+		Topic:         topic,
+		Key:           []byte(ev.Order.ID.String()),
+		Payload:       payload,
+		SchemaVersion: schemaVersion,
+		Headers:       headers,
+	}, nil
+}
+
+// InsertSQL inserts one outbox row whose values are $1 to $6, in the order
+// of Row's fields. It is a statement of its own (a SELECT without FROM
+// yields one row) and is written to end a longer one: after a WITH clause,
+// whose parameters then number from $7, it writes the row in the same
+// statement as the order; followed by "FROM u", it inserts the row only if
+// the WITH's u returns one.
+const InsertSQL = `
+INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
+SELECT $1::uuid, $2::text, $3::bytea, $4::bytea, $5::int, $6::jsonb`
+
+// Execer runs a statement: pgx.Tx, *pgxpool.Pool and *pgx.Conn are ones.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+var errNotInsertSQL = errors.New("envelope: statement does not contain InsertSQL")
+
+// Insert runs stmt, which is InsertSQL or a statement built around it, with
+// r as $1 to $6 and args from $7 on, and returns how many outbox rows it
+// inserted. Errors are db's, unwrapped, or an error if stmt does not
+// contain InsertSQL (its parameters would not be r's).
+func Insert(ctx context.Context, db Execer, stmt string, r Row, args ...any) (int64, error) {
+	if !strings.Contains(stmt, InsertSQL) {
+		return 0, errNotInsertSQL
+	}
+	all := make([]any, 0, 6+len(args))
+	all = append(all, r.EventID, r.Topic, r.Key, r.Payload, r.SchemaVersion, r.Headers)
+	tag, err := db.Exec(ctx, stmt, append(all, args...)...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+// KafkaHeaders returns the Kafka headers of an outbox row's headers column,
+// in HeaderOrder, or an error if it is not a JSON object of strings.
+func KafkaHeaders(headers []byte) ([]kafka.Header, error) {
+	var m map[string]string
+	if err := json.Unmarshal(headers, &m); err != nil {
+		return nil, err
+	}
+	var out []kafka.Header
+	for _, k := range HeaderOrder {
+		if v, ok := m[k]; ok {
+			out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	return out, nil
+}
+
+// TraceHeaders returns the traceparent and correlation_id of a message's
+// headers, each only if it is at most MaxTraceHeader bytes of valid text
+// (order.ValidText), and "" otherwise: they come from outside and end up in
+// spans and log lines. If a header is repeated, the last believable one wins.
+func TraceHeaders(headers []kafka.Header) (traceparent, correlationID string) {
+	for _, h := range headers {
+		if len(h.Value) > MaxTraceHeader || !order.ValidText(string(h.Value)) {
+			continue
+		}
+		switch h.Key {
+		case HeaderTraceparent:
+			traceparent = string(h.Value)
+		case HeaderCorrelationID:
+			correlationID = string(h.Value)
+		}
+	}
+	return traceparent, correlationID
+}

@@ -1,0 +1,49 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/producer/httpapi"
+)
+
+// failingStore fails every write with an error the API does not know.
+type failingStore struct{ order.Store }
+
+var errUnknown = errors.New("something nobody foresaw")
+
+func (failingStore) Create(context.Context, order.Order, order.Event, *order.Idempotency) ([]byte, bool, error) {
+	return nil, false, errUnknown
+}
+
+func (failingStore) Update(context.Context, uuid.UUID, order.VersionMatch, func(*order.Order) (order.Event, error)) (order.Order, error) {
+	return order.Order{}, errUnknown
+}
+
+// The 500 of a request that failed for an unknown reason says how to retry
+// it safely, and only what is true of its route: POST /orders honours
+// Idempotency-Key, a change ignores it and is made safe by If-Match.
+func TestInternalErrorSaysHowToRetryThisRoute(t *testing.T) {
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, failingStore{}))
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv}
+	p := wantProblem(t, e.do("POST", "/orders", validOrder, "Idempotency-Key", "k-1"), http.StatusInternalServerError, "/problems/internal")
+	if !strings.Contains(p.Detail, "Idempotency-Key") {
+		t.Errorf("POST /orders: %q does not say to retry with the same Idempotency-Key", p.Detail)
+	}
+	for _, a := range order.Actions {
+		p := wantProblem(t, e.do("POST", "/orders/"+uuid.NewString()+"/"+string(a), ""), http.StatusInternalServerError, "/problems/internal")
+		if strings.Contains(p.Detail, "Idempotency-Key") || !strings.Contains(p.Detail, "If-Match") {
+			t.Errorf("POST /orders/{id}/%s: %q promises what the route does not do", a, p.Detail)
+		}
+	}
+}
