@@ -6,13 +6,16 @@ import (
 	"time"
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
-	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/service"
 )
 
 // Config is everything order-consumer reads from its environment. Each
 // field's variable and default are in its tags; the README lists them all.
 type Config struct {
+	// Common is what order-api reads too: Kafka, the registry, the topic,
+	// migrations, shutdown and logging.
+	service.Common
+
 	// HTTPAddr is where the read API, /healthz and /readyz listen.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
 	// MaxWaitingReads caps the reads of the read API waiting for a version
@@ -23,15 +26,7 @@ type Config struct {
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orders_projection?sslmode=disable"`
 	// DatabaseMaxConns caps the connection pool (0: pgxpool's default, max(4, CPUs)).
 	DatabaseMaxConns int32 `env:"DATABASE_MAX_CONNS" envDefault:"8"`
-	// Migrate applies pending migrations at start-up.
-	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
 
-	// KafkaBrokers is the bootstrap list, comma-separated.
-	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092"`
-	// SchemaRegistryURL is where writer schemas are fetched by ID.
-	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" envDefault:"http://localhost:8081"`
-	// Topic is the topic of order events.
-	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 	// DLQTopic receives the messages that can never be applied.
 	DLQTopic string `env:"DLQ_TOPIC" envDefault:"order-events.dlq"`
 	// GroupID is the consumer group; instances with the same one share the
@@ -57,13 +52,6 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
 	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
 	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`
-
-	// ShutdownTimeout bounds the graceful shutdown (current batch, HTTP).
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
-	// LogFormat is json or text.
-	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 }
 
 // maxBatchSize bounds CONSUMER_BATCH_SIZE.
@@ -72,14 +60,11 @@ const maxBatchSize = 10000
 // Validate reports every unusable setting at once, each message starting
 // with the variable and the value given (a database password never shown).
 func (c Config) Validate() error {
-	errs := []error{
+	errs := append(c.Common.Check(),
 		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
 		config.AtLeast("HTTP_MAX_WAITING_READS", c.MaxWaitingReads, 1, ""),
 		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
 		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
-		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
-		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
-		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		config.KafkaName("DLQ_TOPIC", "topic", c.DLQTopic),
 		config.KafkaName("CONSUMER_GROUP", "consumer group", c.GroupID),
 		config.AtLeast("CONSUMER_BATCH_SIZE", c.BatchSize, 1, ""),
@@ -87,9 +72,7 @@ func (c Config) Validate() error {
 		config.Positive("CONSUMER_BATCH_LINGER", c.BatchLinger),
 		config.Positive("LEDGER_RETENTION", c.LedgerRetention),
 		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
-		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
-		logging.Check(c.LogLevel, c.LogFormat),
-	}
+	)
 	if c.Topic != "" && c.Topic == c.DLQTopic {
 		errs = append(errs, fmt.Errorf("DLQ_TOPIC=%q must differ from ORDER_EVENTS_TOPIC", c.DLQTopic))
 	}
@@ -98,7 +81,5 @@ func (c Config) Validate() error {
 
 // Settings are what the service skeleton uses.
 func (c Config) Settings() service.Settings {
-	return service.Settings{Name: "order-consumer", HTTPAddr: c.HTTPAddr, DatabaseURL: c.DatabaseURL,
-		DatabaseMaxConns: c.DatabaseMaxConns, Migrate: c.Migrate, ShutdownTimeout: c.ShutdownTimeout,
-		LogLevel: c.LogLevel, LogFormat: c.LogFormat}
+	return c.Common.Settings("order-consumer", c.HTTPAddr, c.DatabaseURL, c.DatabaseMaxConns)
 }

@@ -64,13 +64,8 @@ type Service struct {
 // are contacted only by Serve, so their absence shows as not ready, not as a
 // failure to start.
 func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
-	m, err := service.Open(ctx, cfg, migrations.Projection(), log, tel)
-	if err != nil {
-		return nil, err
-	}
-	s := &Service{Main: m, cfg: cfg}
-	if err := s.wire(); err != nil {
-		m.Close(ctx)
+	s := &Service{cfg: cfg}
+	if _, err := service.Start(ctx, cfg, migrations.Projection(), log, tel, s.wire); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -91,7 +86,8 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 	}, nil
 }
 
-func (s *Service) wire() error {
+func (s *Service) wire(m *service.Main) error {
+	s.Main = m
 	s.store = projectionstore.New(s.Pool)
 	pc, err := projectorConfig(s.cfg, s.Log)
 	if err != nil {
@@ -161,11 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 	if err != nil {
 		return err
 	}
-	ln, err := s.Listen(ctx)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx, ln)
+	return service.ListenAndServe(ctx, s)
 }
 
 // Rebuild builds the projection again from the whole topic, beside the live

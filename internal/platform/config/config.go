@@ -45,13 +45,18 @@ func explain[T any](err error, environ map[string]string) error {
 		return err
 	}
 	keys := map[string]string{} // struct field name → variable name
-	t := reflect.TypeFor[T]()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if tag, ok := f.Tag.Lookup("env"); ok {
-			keys[f.Name], _, _ = strings.Cut(tag, ",")
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag, ok := f.Tag.Lookup("env"); ok {
+				keys[f.Name], _, _ = strings.Cut(tag, ",")
+			} else if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				walk(f.Type) // settings shared by embedding (service.Common)
+			}
 		}
 	}
+	walk(reflect.TypeFor[T]())
 	var msgs []string
 	for _, e := range agg.Errors {
 		var pe env.ParseError

@@ -37,6 +37,27 @@ func TestLoadNamesTheMalformedVariable(t *testing.T) {
 	}
 }
 
+type Shared struct {
+	Grace time.Duration `env:"GRACE" envDefault:"1s"`
+}
+
+type embedding struct {
+	Shared
+	Addr string `env:"ADDR" envDefault:":8080"`
+}
+
+// Settings shared by embedding (service.Common) load and are named alike.
+func TestLoadReadsAndNamesEmbeddedSettings(t *testing.T) {
+	cfg, err := config.Load[embedding](func(k string) string { return map[string]string{"GRACE": "3s"}[k] })
+	if err != nil || cfg.Grace != 3*time.Second || cfg.Addr != ":8080" {
+		t.Fatalf("got %+v, %v", cfg, err)
+	}
+	_, err = config.Load[embedding](func(k string) string { return map[string]string{"GRACE": "soon"}[k] })
+	if err == nil || !strings.Contains(err.Error(), `GRACE="soon"`) {
+		t.Fatalf("error %v does not name GRACE and its value", err)
+	}
+}
+
 func TestVarsListsEveryVariableWithItsDefault(t *testing.T) {
 	vars, err := config.Vars[sample]()
 	if err != nil {

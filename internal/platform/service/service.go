@@ -108,6 +108,20 @@ func Open(ctx context.Context, cfg Config, migrations fs.FS, log *slog.Logger, t
 	return m, nil
 }
 
+// Start opens the skeleton (Open) and wires the service's parts on it with
+// wire; if wiring fails, it releases what was opened.
+func Start(ctx context.Context, cfg Config, migrations fs.FS, log *slog.Logger, tel telemetry.Config, wire func(*Main) error) (*Main, error) {
+	m, err := Open(ctx, cfg, migrations, log, tel)
+	if err != nil {
+		return nil, err
+	}
+	if err := wire(m); err != nil {
+		m.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
 // Defer adds release to what Close does, before everything added earlier.
 func (m *Main) Defer(release func(context.Context)) {
 	m.mu.Lock()
@@ -136,6 +150,22 @@ func (m *Main) Listen(ctx context.Context) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", m.Settings.HTTPAddr, err)
 	}
 	return ln, nil
+}
+
+// Server is a wired service: it embeds *Main (Listen) and serves its API
+// and parts on a listener.
+type Server interface {
+	Listen(ctx context.Context) (net.Listener, error)
+	Serve(ctx context.Context, ln net.Listener) error
+}
+
+// ListenAndServe listens on the service's address and serves until ctx ends.
+func ListenAndServe(ctx context.Context, s Server) error {
+	ln, err := s.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln)
 }
 
 // Part is a long-running part of a service (the relay, the consumer, a

@@ -5,29 +5,22 @@ import (
 	"time"
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
-	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/service"
 )
 
 // Config is everything order-api reads from its environment. Each field's
 // variable and default are in its tags; the README's table lists them all.
 type Config struct {
+	// Common is what order-consumer reads too: Kafka, the registry, the
+	// topic, migrations, shutdown and logging.
+	service.Common
+
 	// HTTPAddr is where the API listens.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
 	// DatabaseURL is order-api's own PostgreSQL database (orders, outbox).
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orders?sslmode=disable"`
 	// DatabaseMaxConns caps the connection pool (0: pgxpool's default, max(4, CPUs)).
 	DatabaseMaxConns int32 `env:"DATABASE_MAX_CONNS" envDefault:"16"`
-	// Migrate applies pending migrations at start-up (under a lock, so
-	// replicas starting together take turns).
-	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
-
-	// KafkaBrokers is the bootstrap list, comma-separated.
-	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092"`
-	// SchemaRegistryURL is the Confluent Schema Registry the relay registers with.
-	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" envDefault:"http://localhost:8081"`
-	// Topic receives the order events; its value subject is <Topic>-value.
-	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 
 	// IdempotencyKeyTTL is how long an Idempotency-Key is honoured: a retry
 	// with the key within it replays the first answer; past it the key is
@@ -48,14 +41,6 @@ type Config struct {
 	// RelayBackoffMin and RelayBackoffMax bound the retry delay of a failed batch.
 	RelayBackoffMin time.Duration `env:"RELAY_BACKOFF_MIN" envDefault:"100ms"`
 	RelayBackoffMax time.Duration `env:"RELAY_BACKOFF_MAX" envDefault:"10s"`
-
-	// ShutdownTimeout bounds the graceful shutdown: in-flight requests finish
-	// and the relay completes its batch within it.
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
-	// LogFormat is json or text.
-	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 }
 
 // Validate reports every unusable setting at once, each message starting
@@ -65,27 +50,20 @@ type Config struct {
 // switched on, and their defaults are valid, so an API-only replica that
 // leaves them unset is never refused for them.
 func (c Config) Validate() error {
-	return errors.Join(
+	return errors.Join(append(c.Common.Check(),
 		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
 		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
 		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
-		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
-		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
-		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		config.AtLeast("RELAY_BATCH_SIZE", c.RelayBatchSize, 1, ""),
 		config.Positive("IDEMPOTENCY_KEY_TTL", c.IdempotencyKeyTTL),
 		config.Positive("RELAY_POLL_INTERVAL", c.RelayPollInterval),
 		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
 		config.Positive("RELAY_RETENTION", c.RelayRetention),
 		config.Backoff("RELAY_BACKOFF_MIN", c.RelayBackoffMin, "RELAY_BACKOFF_MAX", c.RelayBackoffMax),
-		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
-		logging.Check(c.LogLevel, c.LogFormat),
-	)
+	)...)
 }
 
 // Settings are what the service skeleton uses.
 func (c Config) Settings() service.Settings {
-	return service.Settings{Name: "order-api", HTTPAddr: c.HTTPAddr, DatabaseURL: c.DatabaseURL,
-		DatabaseMaxConns: c.DatabaseMaxConns, Migrate: c.Migrate, ShutdownTimeout: c.ShutdownTimeout,
-		LogLevel: c.LogLevel, LogFormat: c.LogFormat}
+	return c.Common.Settings("order-api", c.HTTPAddr, c.DatabaseURL, c.DatabaseMaxConns)
 }

@@ -42,19 +42,15 @@ type Service struct {
 // Kafka and the Schema Registry are the relay's business, so the API starts
 // and takes orders while they are down.
 func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
-	m, err := service.Open(ctx, cfg, migrations.Orders(), log, tel)
-	if err != nil {
-		return nil, err
-	}
-	s := &Service{Main: m, cfg: cfg}
-	if err := s.wire(); err != nil {
-		m.Close(ctx)
+	s := &Service{cfg: cfg}
+	if _, err := service.Start(ctx, cfg, migrations.Orders(), log, tel, s.wire); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Service) wire() error {
+func (s *Service) wire(m *service.Main) error {
+	s.Main = m
 	enc, err := eventcodec.NewEncoder()
 	if err != nil {
 		return err
@@ -127,9 +123,5 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 	if err != nil {
 		return err
 	}
-	ln, err := s.Listen(ctx)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx, ln)
+	return service.ListenAndServe(ctx, s)
 }
