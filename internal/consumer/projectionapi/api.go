@@ -101,20 +101,9 @@ func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 // orderJSON is the projection of an order as the API shows it: order-api's
 // representation plus when the event occurred and when it was applied here.
 type orderJSON struct {
-	ID               uuid.UUID    `json:"id"`
-	Status           order.Status `json:"status"`
-	Version          int64        `json:"version"`
-	CustomerID       string       `json:"customer_id"`
-	Currency         string       `json:"currency"`
-	Items            []order.Item `json:"items"`
-	TotalMinor       int64        `json:"total_minor"`
-	PaymentReference string       `json:"payment_reference,omitempty"`
-	CancelReason     string       `json:"cancel_reason,omitempty"`
-	RefundReason     string       `json:"refund_reason,omitempty"`
-	CreatedAt        time.Time    `json:"created_at"`
-	UpdatedAt        time.Time    `json:"updated_at"`
-	LastEventAt      time.Time    `json:"last_event_at"`
-	ProjectedAt      time.Time    `json:"projected_at"`
+	web.Order
+	LastEventAt time.Time `json:"last_event_at"`
+	ProjectedAt time.Time `json:"projected_at"`
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +139,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := p.Order
-	tag := `"` + strconv.FormatInt(o.Version, 10) + `"`
+	tag := web.ETag(o.Version)
 	w.Header().Set("ETag", tag)
 	// The projection moves on as events arrive: caches must revalidate.
 	w.Header().Set("Cache-Control", "no-cache")
@@ -158,16 +147,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	items := o.Items
-	if items == nil {
-		items = []order.Item{}
-	}
-	web.JSON(w, http.StatusOK, orderJSON{
-		ID: o.ID, Status: o.Status, Version: o.Version, CustomerID: o.CustomerID, Currency: o.Currency,
-		Items: items, TotalMinor: o.TotalMinor, PaymentReference: o.PaymentReference,
-		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt,
-		UpdatedAt: o.UpdatedAt, LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt,
-	})
+	web.JSON(w, http.StatusOK, orderJSON{Order: web.OrderOf(o), LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt})
 }
 
 // waitParams reads min_version and wait: GET /orders/{id}?min_version=3&wait=5s

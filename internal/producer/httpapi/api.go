@@ -200,32 +200,6 @@ type placeRequest struct {
 	Items      []itemJSON `json:"items"`
 }
 
-// orderJSON is the representation of an order in every response.
-type orderJSON struct {
-	ID               uuid.UUID    `json:"id"`
-	CustomerID       string       `json:"customer_id"`
-	Currency         string       `json:"currency"`
-	Items            []order.Item `json:"items"`
-	TotalMinor       int64        `json:"total_minor"`
-	Status           order.Status `json:"status"`
-	Version          int64        `json:"version"`
-	PaymentReference string       `json:"payment_reference,omitempty"`
-	CancelReason     string       `json:"cancel_reason,omitempty"`
-	RefundReason     string       `json:"refund_reason,omitempty"`
-	CreatedAt        time.Time    `json:"created_at"`
-	UpdatedAt        time.Time    `json:"updated_at"`
-}
-
-func toJSON(o order.Order) orderJSON {
-	return orderJSON{
-		ID: o.ID, CustomerID: o.CustomerID, Currency: o.Currency, Items: o.Items, TotalMinor: o.TotalMinor,
-		Status: o.Status, Version: o.Version, PaymentReference: o.PaymentReference,
-		CancelReason: o.CancelReason, RefundReason: o.RefundReason, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
-	}
-}
-
-func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
-
 var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
 func (a *api) place(w http.ResponseWriter, r *http.Request) {
@@ -260,7 +234,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	body, err := json.Marshal(toJSON(o))
+	body, err := json.Marshal(web.OrderOf(o))
 	if err != nil {
 		a.internal(w, r, err)
 		return
@@ -284,7 +258,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if replayed {
-		var first orderJSON
+		var first web.Order
 		if err := json.Unmarshal(resp, &first); err != nil {
 			a.internal(w, r, fmt.Errorf("stored idempotent response: %w", err))
 			return
@@ -293,7 +267,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	w.Header().Set("Location", "/orders/"+o.ID.String())
-	w.Header().Set("ETag", etag(o.Version))
+	w.Header().Set("ETag", web.ETag(o.Version))
 	web.RawJSON(w, http.StatusCreated, body)
 }
 
@@ -346,13 +320,13 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, err)
 		return
 	}
-	tag := etag(o.Version)
+	tag := web.ETag(o.Version)
 	w.Header().Set("ETag", tag)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, tag)) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	web.JSON(w, http.StatusOK, toJSON(o))
+	web.JSON(w, http.StatusOK, web.OrderOf(o))
 }
 
 // statusList names every status, for the refusal of an unknown ?status=.
@@ -365,7 +339,7 @@ var statusList = func() string {
 }()
 
 type listResponse struct {
-	Items      []orderJSON `json:"items"`
+	Items      []web.Order `json:"items"`
 	NextCursor string      `json:"next_cursor,omitempty"`
 }
 
@@ -399,9 +373,9 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, err)
 		return
 	}
-	resp := listResponse{Items: make([]orderJSON, len(orders))}
+	resp := listResponse{Items: make([]web.Order, len(orders))}
 	for i, o := range orders {
-		resp.Items[i] = toJSON(o)
+		resp.Items[i] = web.OrderOf(o)
 	}
 	if more && len(orders) > 0 {
 		resp.NextCursor = encodeCursor(orders[len(orders)-1].ID)
@@ -459,8 +433,8 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 			a.storeError(w, r, err)
 			return
 		}
-		w.Header().Set("ETag", etag(o.Version))
-		web.JSON(w, http.StatusOK, toJSON(o))
+		w.Header().Set("ETag", web.ETag(o.Version))
+		web.JSON(w, http.StatusOK, web.OrderOf(o))
 	}
 }
 
