@@ -88,6 +88,13 @@ var (
 	statusPath    = map[Status][]Action{StatusPlaced: nil}
 )
 
+// PathTo returns the actions that take a placed order to s, in order, and
+// false if no transition leads to s.
+func PathTo(s Status) ([]Action, bool) {
+	p, ok := statusPath[s]
+	return slices.Clone(p), ok
+}
+
 func init() {
 	// Walk the transitions from placed; every status is reached by exactly
 	// one path, so its depth is its version.

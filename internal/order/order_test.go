@@ -26,27 +26,11 @@ func placed(t *testing.T) order.Order {
 	return o
 }
 
-// pathTo returns the actions that take a placed order to s, read from
-// order.Transitions, and false if none does.
-func pathTo(s order.Status) ([]order.Action, bool) {
-	paths := map[order.Status][]order.Action{order.StatusPlaced: nil}
-	for frontier := []order.Status{order.StatusPlaced}; len(frontier) > 0; frontier = frontier[1:] {
-		for _, tr := range order.Transitions() {
-			if _, seen := paths[tr.To]; tr.From == frontier[0] && !seen {
-				paths[tr.To] = append(append([]order.Action(nil), paths[tr.From]...), tr.Action)
-				frontier = append(frontier, tr.To)
-			}
-		}
-	}
-	p, ok := paths[s]
-	return p, ok
-}
-
 // at returns an order in status s, reached through the state machine.
 func at(t *testing.T, s order.Status) order.Order {
 	t.Helper()
 	o := placed(t)
-	path, ok := pathTo(s)
+	path, ok := order.PathTo(s)
 	if !ok {
 		t.Fatalf("no transition leads to %s", s)
 	}

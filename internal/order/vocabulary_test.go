@@ -37,7 +37,7 @@ func TestVocabularyIsClosed(t *testing.T) {
 		if !reached[s] {
 			t.Errorf("no transition leads to status %s", s)
 		}
-		path, _ := pathTo(s)
+		path, _ := order.PathTo(s)
 		if got, want := s.Version(), int64(len(path)+1); got != want {
 			t.Errorf("%s.Version() = %d, want %d (its path is %v)", s, got, want, path)
 		}
@@ -72,7 +72,7 @@ func TestVocabularyIsClosed(t *testing.T) {
 func TestEveryStatusReachedWithEveryDetailPassesCheckEvent(t *testing.T) {
 	for _, s := range order.Statuses {
 		t.Run(string(s), func(t *testing.T) {
-			path, ok := pathTo(s)
+			path, ok := order.PathTo(s)
 			if !ok {
 				t.Fatalf("no transition leads to %s", s)
 			}

@@ -56,16 +56,7 @@ func TestEveryStatusIsAListFilter(t *testing.T) {
 // pathTo returns the actions that take a placed order to s.
 func pathTo(t *testing.T, s order.Status) []order.Action {
 	t.Helper()
-	paths := map[order.Status][]order.Action{order.StatusPlaced: nil}
-	for frontier := []order.Status{order.StatusPlaced}; len(frontier) > 0; frontier = frontier[1:] {
-		for _, tr := range order.Transitions() {
-			if _, seen := paths[tr.To]; tr.From == frontier[0] && !seen {
-				paths[tr.To] = append(append([]order.Action(nil), paths[tr.From]...), tr.Action)
-				frontier = append(frontier, tr.To)
-			}
-		}
-	}
-	p, ok := paths[s]
+	p, ok := order.PathTo(s)
 	if !ok {
 		t.Fatalf("no transition leads to %s", s)
 	}
