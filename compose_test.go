@@ -22,10 +22,10 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
-	"github.com/ordersonkafka/orders/internal/platform/config"
-	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 )
 
 // loadCompose loads docker-compose.yml as `docker compose -p orders` would

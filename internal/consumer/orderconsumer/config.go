@@ -60,7 +60,7 @@ const maxBatchSize = 10000
 // Validate reports every unusable setting at once, each message starting
 // with the variable and the value given (a database password never shown).
 func (c Config) Validate() error {
-	errs := append(c.Common.Check(),
+	errs := append([]error{
 		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
 		config.AtLeast("HTTP_MAX_WAITING_READS", c.MaxWaitingReads, 1, ""),
 		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
@@ -72,7 +72,7 @@ func (c Config) Validate() error {
 		config.Positive("CONSUMER_BATCH_LINGER", c.BatchLinger),
 		config.Positive("LEDGER_RETENTION", c.LedgerRetention),
 		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
-	)
+	}, c.Common.Check()...)
 	if c.Topic != "" && c.Topic == c.DLQTopic {
 		errs = append(errs, fmt.Errorf("DLQ_TOPIC=%q must differ from ORDER_EVENTS_TOPIC", c.DLQTopic))
 	}

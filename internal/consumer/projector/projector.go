@@ -555,8 +555,8 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 		case permanent:
 			items[i].dead = &DeadLetter{Msg: items[i].msg, Class: class, Err: err}
 		default:
-			// Transient now: the retry redoes the batch; what was applied
-			// one by one is recognised as duplicate then.
+			// Transient now: the retry redoes the batch, less what this
+			// pass settled already (apply skips settled items).
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"fmt"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -14,11 +15,14 @@ import (
 )
 
 // Vars are the standard OpenTelemetry environment variables the services
-// honour, read through the getenv a service is given (never the process
-// environment behind it) and passed to the SDK and its OTLP/HTTP exporter
-// as explicit options. They are
-// not part of the services' Config structs; tests use this list to check that
-// docker-compose.yml and the README name only variables that are read.
+// honour. They are read through the getenv a service is given, never the
+// process environment behind it, and passed to the SDK and its OTLP/HTTP
+// exporter as explicit options; an unusable value is refused at start-up,
+// naming the variable, as the services' own settings are. (The SDK's other,
+// undocumented variables, OTEL_BSP_* and the exporter's TLS and compression
+// ones, it still reads itself.) They are not part of the services' Config
+// structs; tests use this list to check that docker-compose.yml and the
+// README name only variables that are read.
 var Vars = []string{
 	"OTEL_SDK_DISABLED",
 	"OTEL_SERVICE_NAME",
@@ -52,22 +56,29 @@ func first(getenv func(string) string, names ...string) (name, value string) {
 // overridden.
 func otlpOptions(getenv func(string) string) ([]otlptracehttp.Option, error) {
 	endpoint := "http://localhost:4318/v1/traces"
-	if _, v := first(getenv, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); v != "" {
-		endpoint = v // the signal's own endpoint is used as it is
-	} else if _, v := first(getenv, "OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
-		endpoint = strings.TrimSuffix(v, "/") + "/v1/traces"
-	}
-	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("OTLP endpoint %q: want an http:// or https:// URL", endpoint)
+	name, v := first(getenv, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+	if v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%s=%q: want an http:// or https:// URL", name, v)
+		}
+		if name == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+			u.Path = path.Join(u.Path, "v1/traces") // the generic endpoint gets the signal's path
+			if !strings.HasPrefix(u.Path, "/") {
+				u.Path = "/" + u.Path
+			}
+		}
+		endpoint = u.String() // the signal's own endpoint is used as it is
 	}
 	headers := map[string]string{}
 	if name, v := first(getenv, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"); v != "" {
-		for _, kv := range strings.Split(v, ",") {
+		for i, kv := range strings.Split(v, ",") {
 			k, val, ok := strings.Cut(kv, "=")
 			k = strings.TrimSpace(k)
 			dec, err := url.PathUnescape(strings.TrimSpace(val))
 			if !ok || k == "" || err != nil {
-				return nil, fmt.Errorf("%s: %q is not key=value (values percent-encoded)", name, kv)
+				// Header values are often credentials: never shown.
+				return nil, fmt.Errorf("%s: entry %d is not key=value with a percent-encoded value", name, i+1)
 			}
 			headers[k] = dec
 		}
@@ -119,7 +130,8 @@ func samplerFrom(getenv func(string) string) (sdktrace.Sampler, error) {
 		}
 		return r, nil
 	}
-	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
+	given := getenv("OTEL_TRACES_SAMPLER")
+	name := strings.ToLower(strings.TrimSpace(given))
 	switch name {
 	case "", "parentbased_always_on":
 		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
@@ -139,5 +151,5 @@ func samplerFrom(getenv func(string) string) (sdktrace.Sampler, error) {
 		}
 		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), nil
 	}
-	return nil, fmt.Errorf("OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio or their parentbased_ forms", name)
+	return nil, fmt.Errorf("OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio or their parentbased_ forms", given)
 }

@@ -109,11 +109,9 @@ func NewTracing(ctx context.Context, service string, getenv func(string) string)
 	if err != nil {
 		return Tracing{}, err
 	}
-	// Every setting is given explicitly, so the SDK's own reading of the
-	// process environment never decides anything getenv did not say.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sampler),
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(5*time.Second), sdktrace.WithExportTimeout(30*time.Second),
-			sdktrace.WithMaxQueueSize(sdktrace.DefaultMaxQueueSize), sdktrace.WithMaxExportBatchSize(sdktrace.DefaultMaxExportBatchSize)))
+	// The documented variables (Vars) are given explicitly, so the SDK's own
+	// reading of the process environment never overrides what getenv said.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sampler), sdktrace.WithBatcher(exp))
 	return Tracing{Provider: tp, Exporter: name, shutdown: tp.Shutdown}, nil
 }
 

@@ -1,12 +1,17 @@
-// Package problem writes RFC 9457 problem details (application/problem+json),
-// the error body of both services' HTTP APIs, with one set of problem type
-// URIs so a client handles both the same way, and the refusals both APIs make
-// the same way (405 with Allow, a query or path that is not text, 503 with
-// Retry-After).
+// Package web is the HTTP toolkit both services' APIs are built with, so
+// that they answer alike:
 //
-// A problem body echoes what the client sent at most once and bounded:
-// instance is the request's path, escaped and cut at MaxInstance bytes, and
-// details quote client input cut (order.Quote).
+//   - RFC 9457 problem details (application/problem+json), the error body of
+//     both APIs, with one set of problem type URIs, and the refusals both make
+//     the same way (405 with Allow, a query or path that is not text, 503 with
+//     Retry-After). A problem body echoes what the client sent at most once
+//     and bounded: instance is the request's path, escaped and cut at
+//     MaxInstance bytes, and details quote client input cut (order.Quote);
+//   - a router with /healthz, /readyz (concurrent checks, each bounded) and
+//     /metrics, the JSON writer, the 500 path, and one JSON representation
+//     and entity tag of an order;
+//   - Serve, which runs an http.Server until its context ends, then shuts it
+//     down gracefully within a bound.
 package web
 
 import (
@@ -60,7 +65,7 @@ const (
 	MaxDetail   = 1024 // bytes of detail, and of each errors[].detail
 )
 
-// Write sends a problem response for r.
+// Problem sends a problem response for r.
 func Problem(w http.ResponseWriter, r *http.Request, status int, typ, title, detail string, fields []order.FieldError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")

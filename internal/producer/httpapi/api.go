@@ -773,10 +773,14 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // internal answers 500 without details and logs the cause. Only POST
 // /orders honours Idempotency-Key; a change (POST /orders/{id}/pay, refund,
-// cancel) ignores it, and If-Match is what makes its retry safe.
+// cancel) ignores it, and If-Match is what makes its retry safe; a read is
+// safe to retry as it is.
 func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
 	detail := "the request could not be completed; it is safe to retry with the same Idempotency-Key"
-	if r.Method == http.MethodPost && chi.URLParam(r, "id") != "" {
+	switch {
+	case r.Method != http.MethodPost:
+		detail = "the request could not be completed; it is safe to retry"
+	case chi.URLParam(r, "id") != "":
 		detail = "the request could not be completed and may have changed the order; retry with If-Match set to the ETag you last read, " +
 			"so the change is made at most once (412 if the order changed meanwhile)"
 	}

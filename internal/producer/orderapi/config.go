@@ -50,7 +50,7 @@ type Config struct {
 // switched on, and their defaults are valid, so an API-only replica that
 // leaves them unset is never refused for them.
 func (c Config) Validate() error {
-	return errors.Join(append(c.Common.Check(),
+	return errors.Join(append([]error{
 		config.ListenAddr("HTTP_ADDR", c.HTTPAddr),
 		config.DatabaseURL("DATABASE_URL", c.DatabaseURL),
 		config.AtLeast("DATABASE_MAX_CONNS", int(c.DatabaseMaxConns), 0, " (0: pgxpool's default)"),
@@ -60,7 +60,7 @@ func (c Config) Validate() error {
 		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
 		config.Positive("RELAY_RETENTION", c.RelayRetention),
 		config.Backoff("RELAY_BACKOFF_MIN", c.RelayBackoffMin, "RELAY_BACKOFF_MAX", c.RelayBackoffMax),
-	)...)
+	}, c.Common.Check()...)...)
 }
 
 // Settings are what the service skeleton uses.
