@@ -195,7 +195,11 @@ func (m *Main) HTTPServer(h http.Handler, writeTimeout time.Duration) *http.Serv
 func (m *Main) Serve(ctx context.Context, ln net.Listener, srv *http.Server, parts ...Part) error {
 	defer m.Close(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	m.Log.Info(m.Settings.Name+" listening", "addr", ln.Addr().String(), "traces", m.Tracing.Exporter)
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = p.Name
+	}
+	m.Log.Info(m.Settings.Name+" listening", "addr", ln.Addr().String(), "traces", m.Tracing.Exporter, "parts", names)
 	g.Go(func() error { return web.Serve(gctx, srv, ln, m.Settings.ShutdownTimeout) })
 	for _, p := range parts {
 		g.Go(func() error {
