@@ -134,6 +134,16 @@ func (r *Rebuild) Commit(ctx context.Context, topic string, origin map[int]int64
 		return fmt.Errorf("commit rebuild: %w", err)
 	}
 	to, from := pgx.Identifier{schema}.Sanitize(), pgx.Identifier{rebuildSchema}.Sanitize()
+	// Commit is retried when the database fails; a failure that lost the
+	// reply to a COMMIT that went through leaves the scratch tables moved
+	// out, which only this rebuild (it holds the lock) can have done.
+	var moved bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, rebuildSchema+".order_projection").Scan(&moved); err != nil {
+		return fmt.Errorf("commit rebuild: %w", err)
+	}
+	if moved {
+		return nil
+	}
 	parts := make([]int, 0, len(origin))
 	for p := range origin {
 		parts = append(parts, p)

@@ -14,9 +14,10 @@ import (
 )
 
 // RebuildTarget is a projection being built beside the live one
-// (projection.Rebuild): events are applied to it, and Commit moves it in
+// (projectionstore.Rebuild): events are applied to it, and Commit moves it in
 // place of the live one, recording which offset of each partition it was
-// built from.
+// built from. Like Apply, Loss and Commit are retried when they fail, so
+// Commit must tell a move that went through (its reply lost) and succeed.
 type RebuildTarget interface {
 	Projector
 	// Loss says what moving the rebuilt projection in would lose: orders
@@ -99,7 +100,9 @@ func (e *LossError) Error() string {
 // both checks.
 // Messages are decoded, checked and applied exactly as the live consumer
 // does; those that can never be applied are skipped and counted (the live
-// consumer dead-lettered them); transient failures are retried.
+// consumer dead-lettered them). Every step that reaches the broker or the
+// database is retried with the consumer's backoff until it succeeds or ctx
+// ends, and each event is counted once however often its batch is retried.
 //
 // Stop the consumer group while rebuilding, or what it applies meanwhile is
 // lost with the old projection. Resuming it afterwards is safe: it restarts
@@ -161,8 +164,8 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		}
 	}
 	// Retention may have deleted events while they were being read past.
-	after, err := kafkalog.Offsets(ctx, client, topic)
-	if err != nil {
+	var after []kafkalog.Bounds
+	if err := c.retry(ctx, "kafka", func() (err error) { after, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
 		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	for _, a := range after {
@@ -172,15 +175,18 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		}
 	}
 	if !cfg.AllowPartial {
-		missing, behind, examples, err := target.Loss(ctx)
-		if err != nil {
+		var (
+			missing, behind int64
+			examples        []string
+		)
+		if err := c.retry(ctx, "database", func() (err error) { missing, behind, examples, err = target.Loss(ctx); return err }); err != nil {
 			return res, fmt.Errorf("rebuild: %w", err)
 		}
 		if missing > 0 || behind > 0 {
 			return res, &LossError{Topic: topic, Missing: missing, Behind: behind, Examples: examples}
 		}
 	}
-	if err := target.Commit(ctx, topic, origin); err != nil {
+	if err := c.retry(ctx, "database", func() error { return target.Commit(ctx, topic, origin) }); err != nil {
 		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	c.log.Info("projection rebuilt", "read", res.Read, "applied", res.Applied, "duplicate", res.Duplicate,

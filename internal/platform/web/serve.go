@@ -1,5 +1,3 @@
-// Package httpserver runs an http.Server the way both services do: until
-// their context ends, then a graceful shutdown bounded by a timeout.
 package web
 
 import (
