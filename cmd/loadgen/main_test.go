@@ -5,14 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
@@ -28,41 +27,18 @@ type stack struct {
 // kfake and the in-repo registry, as the playground does.
 func startStack(t *testing.T) stack {
 	t.Helper()
-	k, err := devstack.StartKafka(devstack.KafkaConfig{Partitions: 6, Topics: []string{"order-events", "order-events.dlq"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	reg, err := devstack.StartRegistry("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
+	k := stacktest.Kafka(t, devstack.KafkaConfig{Partitions: 6, Topics: []string{"order-events", "order-events.dlq"}})
+	reg := stacktest.Registry(t)
 	ordersDB := pgtest.MustDB(t, migrations.Orders())
 	projectionDB := pgtest.MustDB(t, migrations.Projection())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	env := func(db string) func(string) string {
-		m := map[string]string{"DATABASE_URL": db, "KAFKA_BROKERS": k.Brokers()[0], "SCHEMA_REGISTRY_URL": reg.URL()}
-		return func(key string) string { return m[key] }
-	}
-	serve := func(s interface {
-		Serve(context.Context, net.Listener) error
-	}) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = s.Serve(ctx, ln); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		return "http://" + ln.Addr().String()
+		return stacktest.Env(map[string]string{"DATABASE_URL": db, "KAFKA_BROKERS": k.Brokers()[0], "SCHEMA_REGISTRY_URL": reg.URL()})
 	}
 	apiCfg, err := config.Load[orderapi.Config](env(ordersDB.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := orderapi.New(context.Background(), apiCfg, log, telemetry.Config{})
+	api, err := orderapi.New(context.Background(), apiCfg, stacktest.Logger(t), telemetry.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +46,13 @@ func startStack(t *testing.T) stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumer, err := orderconsumer.New(context.Background(), consumerCfg, log, telemetry.Config{})
+	consumer, err := orderconsumer.New(context.Background(), consumerCfg, stacktest.Logger(t), telemetry.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return stack{api: serve(api), consumer: serve(consumer), orders: ordersDB}
+	apiURL, _ := stacktest.Serve(t, api)
+	consumerURL, _ := stacktest.Serve(t, consumer)
+	return stack{api: apiURL, consumer: consumerURL, orders: ordersDB}
 }
 
 // TestReportMatchesWhatHappened runs loadgen against a real stack and checks
@@ -142,7 +120,9 @@ func TestRateModeAndText(t *testing.T) {
 		}
 	}
 	var placed int64
-	_ = s.orders.Pool.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&placed)
+	if err := s.orders.Pool.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&placed); err != nil {
+		t.Fatal(err)
+	}
 	if placed == 0 || placed > 41 {
 		t.Errorf("%d orders placed at -rate 40 for 1s", placed)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
 // Findings 8 and 9: `dlq replay -partition -5 -from 1` replayed every
@@ -51,7 +52,7 @@ func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
 			}
 		}
 	}
-	if msgs, _ := kafkatest.ReadAll(ctx, k.Brokers()[0], "order-events"); len(msgs) != 0 {
+	if msgs := kafkatest.MustReadAll(t, k.Brokers()[0], "order-events"); len(msgs) != 0 {
 		t.Fatalf("refused selections replayed %d messages", len(msgs))
 	}
 
@@ -73,7 +74,7 @@ func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
 	if res := replayAll(); res["replayed"] != 0.0 || res["skipped_already_replayed"] != 3.0 {
 		t.Fatalf("second replay -all: %v", res)
 	}
-	msgs, _ := kafkatest.ReadAll(ctx, k.Brokers()[0], "order-events")
+	msgs := kafkatest.MustReadAll(t, k.Brokers()[0], "order-events")
 	if len(msgs) != 3 {
 		t.Fatalf("two replays of 3 letters put %d messages back", len(msgs))
 	}
@@ -97,20 +98,15 @@ func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
 // the environment the commands read.
 func operatorEnv(t *testing.T, fsys fs.FS) (*devstack.Kafka, func(string) string) {
 	t.Helper()
-	k, err := devstack.StartKafka(devstack.KafkaConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
+	k := stacktest.Kafka(t, devstack.KafkaConfig{})
 	db := pgtest.MustDB(t, fsys)
-	env := map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL}
-	return k, func(key string) string { return env[key] }
+	return k, stacktest.Env(map[string]string{"KAFKA_BROKERS": k.Brokers()[0], "DATABASE_URL": db.URL})
 }
 
 // publish dead-letters dls as the consumer would.
 func publish(t *testing.T, k *devstack.Kafka, dls []deadletter.DeadLetter) {
 	t.Helper()
-	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector"})
+	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector", Logger: stacktest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

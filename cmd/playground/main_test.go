@@ -15,6 +15,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -48,16 +49,8 @@ func freeAddr(t *testing.T) string {
 // process serves real requests; when the playground's context ends it
 // shuts down gracefully, startService returns nil and the port is free.
 func TestServiceRunsAsAChildAndStopsCleanly(t *testing.T) {
-	k, err := devstack.StartKafka(devstack.KafkaConfig{Topics: []string{topic}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	reg, err := devstack.StartRegistry("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	k := stacktest.Kafka(t, devstack.KafkaConfig{Topics: []string{topic}})
+	reg := stacktest.Registry(t)
 	db := pgtest.MustDB(t, migrations.Orders())
 	self, err := os.Executable()
 	if err != nil {
@@ -69,24 +62,18 @@ func TestServiceRunsAsAChildAndStopsCleanly(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs bytes.Buffer
+	logs := stacktest.NewLog(t) // the child's output, printed if the test fails
 	result := make(chan error, 1)
-	go func() { result <- startService(ctx, self, "order-api", shared, env, &logs) }()
+	go func() { result <- startService(ctx, self, "order-api", shared, env, logs) }()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	stacktest.WaitFor(t, "the child to be ready", 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the child never became ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	resp, err := http.Post("http://"+addr+"/orders", "application/json",
 		strings.NewReader(`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","quantity":1,"unit_price_minor":100}]}`))
 	if err != nil || resp.StatusCode != 201 {
@@ -103,8 +90,7 @@ func TestServiceRunsAsAChildAndStopsCleanly(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the child did not stop")
 	}
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
+	if stacktest.Listening(addr) {
 		t.Error("the child's port still accepts connections after it stopped")
 	}
 }

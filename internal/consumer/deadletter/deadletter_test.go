@@ -3,7 +3,6 @@ package deadletter_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
@@ -28,17 +28,12 @@ const (
 
 func startKafka(t *testing.T) *devstack.Kafka {
 	t.Helper()
-	k, err := devstack.StartKafka(devstack.KafkaConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	return k
+	return stacktest.Kafka(t, devstack.KafkaConfig{})
 }
 
 func publisher(t *testing.T, k *devstack.Kafka) *deadletter.Publisher {
 	t.Helper()
-	p, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "g"})
+	p, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "g", Logger: stacktest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,30 +341,7 @@ func TestReplay(t *testing.T) {
 			}
 		})
 	}
-	if msgs, _ := kafkatest.ReadAll(ctx, k.Brokers()[0], topic); len(msgs) != 2 {
+	if msgs := kafkatest.MustReadAll(t, k.Brokers()[0], topic); len(msgs) != 2 {
 		t.Errorf("refused selections wrote: %d messages on %s, want 2", len(msgs), topic)
-	}
-}
-
-// Spring's header encodings, read back by EntryOf.
-func TestEntryOfReadsSpringHeaders(t *testing.T) {
-	dl := letter([]byte("v"))
-	dl.Msg.Offset = 1 << 40
-	m := deadletter.Message(dl, "grp")
-	m.Partition, m.Offset = 1, 2
-	e := deadletter.EntryOf(m)
-	if e.OriginalTopic != topic || e.OriginalPartition != 3 || e.OriginalOffset != 1<<40 || e.Group != "grp" ||
-		e.ErrorClass != "eventcodec.ErrNotFramed" || e.ValueBytes != 1 || e.Truncated {
-		t.Errorf("entry %+v", e)
-	}
-	for _, h := range m.Headers {
-		if h.Key == deadletter.HeaderOriginalPartition && binary.BigEndian.Uint32(h.Value) != 3 {
-			t.Errorf("partition header % x", h.Value)
-		}
-	}
-	long := letter(nil)
-	long.Err = errors.New(strings.Repeat("é", 5000))
-	if msg, _ := header(deadletter.Message(long, "g"), deadletter.HeaderExceptionMessage); len(msg) > deadletter.MaxErrorMessage || !strings.HasSuffix(msg, "…") {
-		t.Errorf("exception message of %d bytes", len(msg))
 	}
 }

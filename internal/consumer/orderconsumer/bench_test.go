@@ -37,7 +37,9 @@ func BenchmarkConsume(b *testing.B) {
 		_ = c.stop()
 		b.ReportMetric(2*orders/elapsed.Seconds(), "events/s")
 		var n int
-		_ = s.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM order_projection WHERE version = 2").Scan(&n)
+		if err := s.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM order_projection WHERE version = 2").Scan(&n); err != nil {
+			b.Fatal(err)
+		}
 		if n != orders {
 			b.Fatalf("%d orders at version 2, want %d", n, orders)
 		}

@@ -5,16 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
@@ -31,22 +29,17 @@ func startOrderAPI(t *testing.T, s *stack) string {
 func startOrderAPIWith(t *testing.T, s *stack, tel telemetry.Config) string {
 	t.Helper()
 	db := pgtest.MustDB(t, migrations.Orders())
-	env := map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0], "SCHEMA_REGISTRY_URL": s.registry.URL(),
-		"RELAY_POLL_INTERVAL": "100ms", "RELAY_BACKOFF_MIN": "10ms", "RELAY_BACKOFF_MAX": "200ms"}
-	cfg, err := config.Load[orderapi.Config](func(k string) string { return env[k] })
+	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0],
+		"SCHEMA_REGISTRY_URL": s.registry.URL(), "RELAY_POLL_INTERVAL": "100ms", "RELAY_BACKOFF_MIN": "10ms", "RELAY_BACKOFF_MAX": "200ms"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := orderapi.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tel)
+	svc, err := orderapi.New(context.Background(), cfg, stacktest.Logger(t), tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	done := make(chan struct{})
-	go func() { _ = svc.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String()
+	url, _ := stacktest.Serve(t, svc)
+	return url
 }
 
 type apiOrder struct {
@@ -55,8 +48,15 @@ type apiOrder struct {
 	Version int64  `json:"version"`
 }
 
+// call sends a request and decodes the order it answers with (none if it
+// answers a problem); it may run on any goroutine (a failure is t.Error,
+// and a zero answer).
 func call(t *testing.T, method, url, body string) (int, apiOrder) {
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return 0, apiOrder{}
+	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -67,7 +67,13 @@ func call(t *testing.T, method, url, body string) (int, apiOrder) {
 	}
 	defer resp.Body.Close()
 	var o apiOrder
-	_ = json.NewDecoder(resp.Body).Decode(&o)
+	if resp.StatusCode/100 != 2 { // a problem, not an order
+		_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
+		return resp.StatusCode, o
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil {
+		t.Errorf("%s %s answered %d with a body that is not an order: %v", method, url, resp.StatusCode, err)
+	}
 	return resp.StatusCode, o
 }
 
@@ -103,25 +109,23 @@ func TestProjectionConvergesToTheAPI(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	for _, id := range ids {
 		_, want := call(t, "GET", api+"/orders/"+id, "")
-		for {
+		stacktest.WaitFor(t, fmt.Sprintf("the projection of order %s to converge to the API's %+v", id, want), wait, func() bool {
 			st, got := call(t, "GET", consumer.url+"/orders/"+id, "")
-			if st == 200 && got.Version == want.Version && got.Status == want.Status {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("order %s: projection %d %+v, API %+v", id, st, got, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return st == 200 && got.Version == want.Version && got.Status == want.Status
+		})
 	}
 	// Each event applied once: the ledger holds one row per version of every order.
 	var events, versions int64
-	_ = s.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM processed_events WHERE outcome = 'applied'").Scan(&events)
-	_ = s.db.Pool.QueryRow(context.Background(), "SELECT coalesce(sum(version), 0) FROM order_projection").Scan(&versions)
-	if events != versions {
+	ctx := context.Background()
+	if err := s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM processed_events WHERE outcome = 'applied'").Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Pool.QueryRow(ctx, "SELECT coalesce(sum(version), 0) FROM order_projection").Scan(&versions); err != nil {
+		t.Fatal(err)
+	}
+	if events == 0 || events != versions {
 		t.Fatalf("%d applied events for %d versions in all", events, versions)
 	}
 }

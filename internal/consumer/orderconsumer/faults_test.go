@@ -14,6 +14,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
 )
 
@@ -58,7 +59,7 @@ func TestStoppedAfterApplyBeforeCommitRedeliveryChangesNothing(t *testing.T) {
 	before := s.ledger()
 
 	second := s.start()
-	waitFor(t, "the redelivered batch", func() bool { return second.svc.Consumer().Stats().Duplicate == 3 })
+	stacktest.WaitFor(t, "the redelivered batch", wait, func() bool { return second.svc.Consumer().Stats().Duplicate == 3 })
 	if st := second.svc.Consumer().Stats(); st.Applied != 0 || st.Stale != 0 {
 		t.Fatalf("redelivery changed something: %+v", st)
 	}
@@ -71,7 +72,7 @@ func TestStoppedAfterApplyBeforeCommitRedeliveryChangesNothing(t *testing.T) {
 			t.Errorf("event %s: ledger %s → %s, want applied/1 → applied/2", id, b, after[id])
 		}
 	}
-	waitFor(t, "the commit", func() bool { return s.committed(kafkatest.JavaPartition([]byte(h[0].Order.ID.String()), 6)) == 3 })
+	stacktest.WaitFor(t, "the commit", wait, func() bool { return s.committed(kafkatest.JavaPartition([]byte(h[0].Order.ID.String()), 6)) == 3 })
 }
 
 // The database refusing connections for a while: nothing goes to the DLQ,
@@ -83,21 +84,26 @@ func TestDatabaseOutagePausesWithoutDeadLettering(t *testing.T) {
 	s.produce(s.message(h[0]))
 	s.waitVersion(h[0].Order.ID, 1)
 
-	ctx := context.Background()
 	restart := s.db.Stop(t)
 	s.produce(s.message(h[1]), s.message(h[2]))
-	waitFor(t, "the consumer to report the database", func() bool { return c.svc.Consumer().Ready() != nil })
+	stacktest.WaitFor(t, "the consumer to report the database", wait, func() bool { return c.svc.Consumer().Ready() != nil })
 	if st, body := get(t, c.url+"/readyz"); st != 503 {
 		t.Errorf("/readyz during the outage: %d %v", st, body)
 	}
-	time.Sleep(300 * time.Millisecond) // several retries at 10–200 ms
+	retried := c.svc.Consumer().Stats().Retries
+	stacktest.WaitFor(t, "three more retries while the database is down", wait, func() bool {
+		return c.svc.Consumer().Stats().Retries >= retried+3
+	})
+	if msgs := kafkatest.MustReadAll(t, s.kafka.Brokers()[0], dlqTopic); len(msgs) != 0 {
+		t.Fatalf("%d messages dead-lettered while the database was down", len(msgs))
+	}
 	restart()
 	s.waitVersion(h[0].Order.ID, 3)
-	waitFor(t, "ready again", func() bool { return c.svc.Consumer().Ready() == nil })
+	stacktest.WaitFor(t, "ready again", wait, func() bool { return c.svc.Consumer().Ready() == nil })
 	if st, _ := get(t, c.url+"/readyz"); st != 200 {
 		t.Errorf("/readyz after the outage: %d", st)
 	}
-	if msgs, _ := kafkatest.ReadAll(ctx, s.kafka.Brokers()[0], dlqTopic); len(msgs) != 0 {
+	if msgs := kafkatest.MustReadAll(t, s.kafka.Brokers()[0], dlqTopic); len(msgs) != 0 {
 		t.Fatalf("%d messages dead-lettered by a transient failure", len(msgs))
 	}
 	if st := c.svc.Consumer().Stats(); st.Retries == 0 || st.DeadLettered != 0 {
@@ -131,7 +137,7 @@ func TestDLQFailureHoldsTheCommit(t *testing.T) {
 	if len(dead) != 1 || string(dead[0].Value) != "poison" {
 		t.Fatalf("dead letters %v", dead)
 	}
-	waitFor(t, "the commit past the batch", func() bool { return s.committed(part) == 3 })
+	stacktest.WaitFor(t, "the commit past the batch", wait, func() bool { return s.committed(part) == 3 })
 	s.waitVersion(h[0].Order.ID, 2)
 }
 
@@ -154,7 +160,7 @@ func TestTwoInstancesOneStoppedMidStream(t *testing.T) {
 		}
 	}
 	s.produce(first...)
-	waitFor(t, "some progress", func() bool { return a.svc.Consumer().Stats().Applied+b.svc.Consumer().Stats().Applied > 0 })
+	stacktest.WaitFor(t, "some progress", wait, func() bool { return a.svc.Consumer().Stats().Applied+b.svc.Consumer().Stats().Applied > 0 })
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +188,7 @@ func TestReplayAndRebuild(t *testing.T) {
 	s := newStack(t)
 	h := history(t)
 	// v2 lands in the DLQ (simulated by publishing it there as the consumer would).
-	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.kafka.Brokers(), Group: "order-projector"})
+	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.kafka.Brokers(), Group: "order-projector", Logger: stacktest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +211,10 @@ func TestReplayAndRebuild(t *testing.T) {
 	if l := s.ledger(); l[h[1].ID.String()] != "applied/1" || l[h[2].ID.String()] != "applied/1" {
 		t.Fatalf("replayed v2 and v3: %q %q, want applied/1", l[h[1].ID.String()], l[h[2].ID.String()])
 	}
-	msgs, _ := kafkatest.ReadAll(context.Background(), s.kafka.Brokers()[0], topic)
+	msgs := kafkatest.MustReadAll(t, s.kafka.Brokers()[0], topic)
+	if len(msgs) != 4 {
+		t.Fatalf("%d messages on %s, want v1, v3 and the replayed v2 and v3", len(msgs), topic)
+	}
 	last := msgs[len(msgs)-2]
 	if from, _ := kafkatest.Header(last, deadletter.HeaderReplayedFrom); from != dlqTopic+fmt.Sprintf("/%d@0", kafkatest.JavaPartition(v2.Key, 6)) {
 		t.Errorf("replayed message: %s header %q", deadletter.HeaderReplayedFrom, from)
@@ -218,7 +227,7 @@ func TestReplayAndRebuild(t *testing.T) {
 	if err := c.stop(); err != nil {
 		t.Fatal(err)
 	}
-	rb, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil, false)
+	rb, err := orderconsumer.Rebuild(context.Background(), s.cfg(), stacktest.Logger(t), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +265,22 @@ func TestShutdownFinishesAndCommitsTheBatchInHand(t *testing.T) {
 
 	restart := s.db.Stop(t)
 	s.produce(s.message(h[1]))
-	waitFor(t, "the batch to be retried", func() bool { return c.svc.Consumer().Ready() != nil })
+	stacktest.WaitFor(t, "the batch to be retried", wait, func() bool { return c.svc.Consumer().Ready() != nil })
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.stop() }()
-	time.Sleep(300 * time.Millisecond) // shutdown under way, batch still failing
+	// The read API's listener closes as the shutdown begins; the batch in
+	// hand is then still retried.
+	stacktest.WaitFor(t, "the shutdown to close the read API's listener", wait, func() bool { return !stacktest.Listening(c.url) })
+	retried := c.svc.Consumer().Stats().Retries
+	stacktest.WaitFor(t, "the batch to be retried during the shutdown", wait, func() bool {
+		return c.svc.Consumer().Stats().Retries > retried
+	})
+	select {
+	case err := <-stopped:
+		t.Fatalf("the service stopped (%v) with its batch still failing, before SHUTDOWN_TIMEOUT", err)
+	default:
+	}
 	restart()
 	if err := <-stopped; err != nil {
 		t.Fatal(err)

@@ -19,9 +19,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
-	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/schemas"
 )
@@ -124,7 +124,7 @@ func TestAValueJustUnderTheBrokerLimitIsDeadLetteredCutToFit(t *testing.T) {
 	if class, _ := kafkatest.Header(dead[0], deadletter.HeaderExceptionClass); class != "eventcodec.ErrNotFramed" {
 		t.Errorf("class %q", class)
 	}
-	waitFor(t, "ready", func() bool { return c.svc.Consumer().Ready() == nil })
+	stacktest.WaitFor(t, "ready", wait, func() bool { return c.svc.Consumer().Ready() == nil })
 }
 
 // Findings 3, 4 and 5: valid Avro that the API could never have written.
@@ -301,21 +301,17 @@ func replay(t *testing.T, s *stack, f deadletter.Filter) (deadletter.ReplayResul
 // naming the topic, and says so at warn; once the topic exists it consumes.
 func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
 	s := newStack(t)
-	logs := &syncBuffer{}
-	log, err := logging.New(logs, "info", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, logs := jsonLog(t, "info")
 	const misspelled = "order-evnts"
 	c := s.startWith(telemetry.Config{}, log, "ORDER_EVENTS_TOPIC", misspelled)
-	waitFor(t, "/readyz 503 naming the topic", func() bool {
+	stacktest.WaitFor(t, "/readyz 503 naming the topic", wait, func() bool {
 		st, body := get(t, c.url+"/readyz")
 		failed, _ := body["failed"].(map[string]any)
 		reason, _ := failed["consumer"].(string)
 		return st == 503 && strings.Contains(reason, misspelled)
 	})
 	warned := false
-	for _, l := range logs.lines() {
+	for _, l := range jsonLines(logs) {
 		if l["level"] == "WARN" && strings.Contains(fmt.Sprint(l), misspelled) {
 			warned = true
 		}
@@ -341,7 +337,7 @@ func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitVersion(h[0].Order.ID, 1)
-	waitFor(t, "ready", func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
+	stacktest.WaitFor(t, "ready", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 }
 
 // Finding 9: `dlq replay -all` run again replayed what it had replayed
@@ -360,7 +356,7 @@ func TestReplayingTheDLQAgainSkipsWhatWasReplayed(t *testing.T) {
 		}
 		kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, want, 20*time.Second)
 	}
-	if msgs, _ := kafkatest.ReadAll(context.Background(), s.kafka.Brokers()[0], dlqTopic); len(msgs) != 6 {
+	if msgs := kafkatest.MustReadAll(t, s.kafka.Brokers()[0], dlqTopic); len(msgs) != 6 {
 		t.Errorf("after two replays the DLQ holds %d letters, want 6 (not 8)", len(msgs))
 	}
 }
@@ -371,20 +367,16 @@ func TestReplayingTheDLQAgainSkipsWhatWasReplayed(t *testing.T) {
 func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
 	s := newStack(t)
 	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.JoinGroup}, Err: kerr.GroupAuthorizationFailed, Count: -1})
-	logs := &syncBuffer{}
-	log, err := logging.New(logs, "info", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, logs := jsonLog(t, "info")
 	c := s.startWith(telemetry.Config{}, log)
-	waitFor(t, "/readyz 503 naming kafka", func() bool {
+	stacktest.WaitFor(t, "/readyz 503 naming kafka", wait, func() bool {
 		st, body := get(t, c.url+"/readyz")
 		failed, _ := body["failed"].(map[string]any)
 		reason, _ := failed["consumer"].(string)
 		return st == 503 && strings.Contains(reason, "kafka") && strings.Contains(strings.ToLower(reason), "authorization")
 	})
 	warned := false
-	for _, l := range logs.lines() {
+	for _, l := range jsonLines(logs) {
 		if l["level"] == "WARN" && strings.Contains(strings.ToLower(fmt.Sprint(l)), "authorization") {
 			warned = true
 		}
@@ -393,7 +385,7 @@ func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
 		t.Error("no warning says why the group cannot join")
 	}
 	fault.Remove()
-	waitFor(t, "ready once the group joined", func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
+	stacktest.WaitFor(t, "ready once the group joined", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 }
 
 // Headers and times that are not plausible are not believed: a
@@ -402,11 +394,7 @@ func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
 // backlog) is applied but not observed as end-to-end latency.
 func TestImplausibleHeadersAndOldEventsAreNotBelieved(t *testing.T) {
 	s := newStack(t)
-	logs := &syncBuffer{}
-	log, err := logging.New(logs, "debug", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, logs := jsonLog(t, "debug")
 	c := s.startWith(telemetry.Config{}, log)
 	withCorrelation := func(m kafka.Message, id string) kafka.Message {
 		for i := range m.Headers {
@@ -420,9 +408,9 @@ func TestImplausibleHeadersAndOldEventsAreNotBelieved(t *testing.T) {
 	s.produce(withCorrelation(s.message(long[0]), strings.Repeat("x", 300)),
 		withCorrelation(s.message(bad[0]), "ab\xffcd"), withCorrelation(s.message(good[0]), "corr-ok"))
 	// The counters, metrics and log lines of a batch follow its commit.
-	waitFor(t, "3 events applied", func() bool { return c.svc.Consumer().Stats().Applied == 3 })
+	stacktest.WaitFor(t, "3 events applied", wait, func() bool { return c.svc.Consumer().Stats().Applied == 3 })
 	ids := map[string]string{}
-	for _, l := range logs.lines() {
+	for _, l := range jsonLines(logs) {
 		if l["msg"] == "event processed" {
 			id, _ := l["correlation_id"].(string)
 			ids[fmt.Sprint(l["order_id"])] = id
@@ -445,7 +433,7 @@ func TestImplausibleHeadersAndOldEventsAreNotBelieved(t *testing.T) {
 	}
 	s.produce(s.message(old))
 	s.waitVersion(o.ID, 1)
-	waitFor(t, "4 events applied", func() bool { return c.svc.Consumer().Stats().Applied == 4 })
+	stacktest.WaitFor(t, "4 events applied", wait, func() bool { return c.svc.Consumer().Stats().Applied == 4 })
 	if after := scrape(t, c.url)["consumer_end_to_end_latency_seconds_count{}"]; after != observed {
 		t.Errorf("an 8-day-old event was observed: count %v → %v", observed, after)
 	}

@@ -1,14 +1,12 @@
 package orderconsumer_test
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
@@ -77,7 +76,7 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 	consumer := s.start()
 
 	// The first scrape may come before the relay took the lock.
-	waitFor(t, "relay leadership", func() bool {
+	stacktest.WaitFor(t, "relay leadership", wait, func() bool {
 		return scrape(t, api)[`outbox_relay_leader{}`] == 1
 	})
 	beforeAPI, beforeConsumer := scrape(t, api), scrape(t, consumer.url)
@@ -100,7 +99,7 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 1, 20*time.Second)
 
 	var afterAPI, afterConsumer map[string]float64
-	waitFor(t, "the consumer's counters and lag to settle", func() bool {
+	stacktest.WaitFor(t, "the consumer's counters and lag to settle", wait, func() bool {
 		afterConsumer = scrape(t, consumer.url)
 		lagged := 0.0
 		for k, v := range afterConsumer {
@@ -174,7 +173,7 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 	s := newStack(t)
 	api := startOrderAPI(t, s)
-	waitFor(t, "relay leadership", func() bool { return scrape(t, api)[`outbox_relay_leader{}`] == 1 })
+	stacktest.WaitFor(t, "relay leadership", wait, func() bool { return scrape(t, api)[`outbox_relay_leader{}`] == 1 })
 
 	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
 	for range 3 {
@@ -182,7 +181,7 @@ func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 			t.Fatalf("place while Kafka refuses: %d", st)
 		}
 	}
-	waitFor(t, "a backlog of 3 with an age", func() bool {
+	stacktest.WaitFor(t, "a backlog of 3 with an age", wait, func() bool {
 		m := scrape(t, api)
 		return m[`outbox_backlog{}`] == 3 && m[`outbox_oldest_unpublished_age_seconds{}`] > 0 &&
 			m[`outbox_step_failures_total{step="write to Kafka"}`] > 0
@@ -195,7 +194,7 @@ func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 		t.Errorf("/readyz while Kafka refuses: %d %v", st, body)
 	}
 	fault.Remove()
-	waitFor(t, "the backlog to drain", func() bool {
+	stacktest.WaitFor(t, "the backlog to drain", wait, func() bool {
 		m := scrape(t, api)
 		return m[`outbox_backlog{}`] == 0 && m[`outbox_published_events_total{}`] == 3
 	})
@@ -204,26 +203,24 @@ func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the services' concurrent loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// jsonLog is the logger order-consumer makes with LOG_FORMAT=json at level,
+// writing to a stacktest.Log (read back with jsonLines).
+func jsonLog(t *testing.T, level string) (*slog.Logger, *stacktest.Log) {
+	t.Helper()
+	logs := stacktest.NewLog(t)
+	log, err := logging.New(logs, level, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log, logs
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// jsonLines decodes the lines of log that are JSON objects.
+func jsonLines(log *stacktest.Log) []map[string]any {
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.b.Bytes()))
-	for sc.Scan() {
+	for line := range strings.Lines(log.String()) {
 		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
+		if json.Unmarshal([]byte(line), &m) == nil {
 			out = append(out, m)
 		}
 	}
@@ -253,11 +250,7 @@ func TestTraceContextReachesKafkaAndTheConsumerLog(t *testing.T) {
 				consumerTP := sdktrace.NewTracerProvider(sdktrace.WithSyncer(consumerSpans))
 				apiTel, consumerTel = telemetry.Config{TracerProvider: apiTP}, telemetry.Config{TracerProvider: consumerTP}
 			}
-			logs := &syncBuffer{}
-			log, err := logging.New(logs, "debug", "json")
-			if err != nil {
-				t.Fatal(err)
-			}
+			log, logs := jsonLog(t, "debug")
 			api := startOrderAPIWith(t, s, apiTel)
 			s.startWith(consumerTel, log)
 
@@ -284,8 +277,8 @@ func TestTraceContextReachesKafkaAndTheConsumerLog(t *testing.T) {
 			}
 
 			var line map[string]any
-			waitFor(t, "the consumer's log line for the event", func() bool {
-				for _, l := range logs.lines() {
+			stacktest.WaitFor(t, "the consumer's log line for the event", wait, func() bool {
+				for _, l := range jsonLines(logs) {
 					if l["msg"] == "event processed" && l["order_id"] == o.ID {
 						line = l
 						return true
@@ -315,7 +308,7 @@ func TestTraceContextReachesKafkaAndTheConsumerLog(t *testing.T) {
 				t.Errorf("traceparent %q: parent should be order-api's server span %s", tp, server.SpanContext.SpanID())
 			}
 			var process tracetest.SpanStub
-			waitFor(t, "the consumer's span", func() bool {
+			stacktest.WaitFor(t, "the consumer's span", wait, func() bool {
 				for _, sp := range consumerSpans.GetSpans() {
 					if sp.SpanKind == trace.SpanKindConsumer {
 						process = sp
@@ -352,19 +345,31 @@ func findSpan(t *testing.T, exp *tracetest.InMemoryExporter, kind trace.SpanKind
 func TestShutdownAnswersWaitingReads(t *testing.T) {
 	s := newStack(t)
 	c := s.start() // SHUTDOWN_TIMEOUT 2s, far shorter than the wait
-	status := make(chan int, 1)
+	type answer struct {
+		status int
+		err    error
+	}
+	answered := make(chan answer, 1)
 	go func() {
-		st, _ := get(t, c.url+"/orders/"+uuid.NewString()+"?min_version=1&wait=25s")
-		status <- st
+		resp, err := http.Get(c.url + "/orders/" + uuid.NewString() + "?min_version=1&wait=25s")
+		if err != nil {
+			answered <- answer{0, err}
+			return
+		}
+		resp.Body.Close()
+		answered <- answer{resp.StatusCode, nil}
 	}()
-	time.Sleep(200 * time.Millisecond) // let the read start waiting
+	// The read is in flight, and so is the scrape that sees it.
+	stacktest.WaitFor(t, "the read to be in flight", wait, func() bool {
+		return scrape(t, c.url)["http_requests_in_flight{}"] >= 2
+	})
 	if err := c.stop(); err != nil {
 		t.Fatalf("Serve after a shutdown with a waiting read: %v", err)
 	}
 	select {
-	case st := <-status:
-		if st != http.StatusNotFound {
-			t.Errorf("waiting read answered %d, want 404", st)
+	case a := <-answered:
+		if a.err != nil || a.status != http.StatusNotFound {
+			t.Errorf("waiting read answered %d (%v), want 404", a.status, a.err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting read was not answered")

@@ -16,6 +16,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
 )
 
@@ -90,7 +91,7 @@ func TestRebuildRefusesATopicThatLostItsBeginning(t *testing.T) {
 	deleteBefore(t, s, part, end) // the whole partition's history, as retention would
 	before := snapshot(t, s)
 
-	_, err = orderconsumer.Rebuild(context.Background(), s.cfg(), nil, false)
+	_, err = orderconsumer.Rebuild(context.Background(), s.cfg(), stacktest.Logger(t), false)
 	var partial *projector.PartialTopicError
 	if !errors.As(err, &partial) || len(partial.Lost) != 1 || int32(partial.Lost[0].Partition) != part || partial.Lost[0].First != end {
 		t.Fatalf("rebuild of a topic missing partition %d's first %d offsets: %v", part, end, err)
@@ -102,7 +103,7 @@ func TestRebuildRefusesATopicThatLostItsBeginning(t *testing.T) {
 		t.Fatal("a refused rebuild changed the projection")
 	}
 
-	res, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil, true)
+	res, err := orderconsumer.Rebuild(context.Background(), s.cfg(), stacktest.Logger(t), true)
 	if err != nil || len(res.Partial) != 1 {
 		t.Fatalf("rebuild -allow-partial: %+v %v", res, err)
 	}
@@ -116,7 +117,7 @@ func TestRebuildRefusesATopicThatLostItsBeginning(t *testing.T) {
 		}
 	}
 	// The projection now starts where the topic does: a rebuild passes.
-	if _, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil, false); err != nil {
+	if _, err := orderconsumer.Rebuild(context.Background(), s.cfg(), stacktest.Logger(t), false); err != nil {
 		t.Fatalf("rebuild after a partial one: %v", err)
 	}
 }
@@ -136,7 +137,7 @@ func TestAFailedRebuildLeavesTheProjectionAsItWas(t *testing.T) {
 	s.registry.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := orderconsumer.Rebuild(ctx, s.cfg(), nil, false); err == nil {
+	if _, err := orderconsumer.Rebuild(ctx, s.cfg(), stacktest.Logger(t), false); err == nil {
 		t.Fatal("rebuild without a registry succeeded")
 	}
 	if after := snapshot(t, s); after != before {
@@ -149,7 +150,7 @@ func TestAFailedRebuildLeavesTheProjectionAsItWas(t *testing.T) {
 	if err := s.registry.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := orderconsumer.Rebuild(context.Background(), s.cfg(), nil, false); err != nil || res.Applied != 3 {
+	if res, err := orderconsumer.Rebuild(context.Background(), s.cfg(), stacktest.Logger(t), false); err != nil || res.Applied != 3 {
 		t.Fatalf("rebuild once the registry is back: %+v %v", res, err)
 	}
 	if after := snapshot(t, s); after != before {
@@ -169,11 +170,7 @@ func TestRebuildFromANewClusterIsRefused(t *testing.T) {
 	if err := c.stop(); err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := devstack.StartKafka(devstack.KafkaConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
+	fresh := stacktest.Kafka(t, devstack.KafkaConfig{})
 	cfg := s.cfg("KAFKA_BROKERS", fresh.Brokers()[0])
 	w := &kafka.Writer{Addr: kafka.TCP(fresh.Brokers()...), Topic: topic, RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{Consistent: true}, BatchTimeout: time.Millisecond}
@@ -183,7 +180,7 @@ func TestRebuildFromANewClusterIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := snapshot(t, s)
-	_, err = orderconsumer.Rebuild(context.Background(), cfg, nil, false)
+	_, err := orderconsumer.Rebuild(context.Background(), cfg, stacktest.Logger(t), false)
 	var loss *projector.LossError
 	if !errors.As(err, &loss) || loss.Missing != 1 || len(loss.Examples) != 1 || loss.Examples[0] != old[0].Order.ID.String() {
 		t.Fatalf("rebuild from a new cluster: %v", err)
@@ -191,7 +188,7 @@ func TestRebuildFromANewClusterIsRefused(t *testing.T) {
 	if after := snapshot(t, s); after != before {
 		t.Fatal("a refused rebuild changed the projection")
 	}
-	if _, err := orderconsumer.Rebuild(context.Background(), cfg, nil, true); err != nil {
+	if _, err := orderconsumer.Rebuild(context.Background(), cfg, stacktest.Logger(t), true); err != nil {
 		t.Fatalf("rebuild -allow-partial: %v", err)
 	}
 	if _, ok := s.projection(old[0].Order.ID); ok {

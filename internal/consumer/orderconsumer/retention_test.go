@@ -3,6 +3,8 @@ package orderconsumer_test
 import (
 	"context"
 	"testing"
+
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
 // Finding 20: processed_events was never purged. Rows older than
@@ -22,7 +24,7 @@ func TestLedgerRowsPastRetentionArePurged(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.start("LEDGER_RETENTION", "1h") // purges at start, then every minute
-	waitFor(t, "the old order's ledger rows purged", func() bool {
+	stacktest.WaitFor(t, "the old order's ledger rows purged", wait, func() bool {
 		l := s.ledger()
 		return l[old[0].ID.String()] == "" && l[old[1].ID.String()] == ""
 	})

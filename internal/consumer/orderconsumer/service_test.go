@@ -5,16 +5,16 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
@@ -22,6 +22,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/config"
@@ -46,23 +47,23 @@ type stack struct {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	s := &stack{t: t, db: pgtest.MustDB(t, migrations.Projection())}
+	s := &stack{t: t, db: pgtest.MustDB(t, migrations.Projection()),
+		kafka: stacktest.Kafka(t, devstack.KafkaConfig{}), registry: stacktest.Registry(t)}
 	var err error
-	if s.kafka, err = devstack.StartKafka(devstack.KafkaConfig{}); err != nil {
+	if s.enc, err = eventcodec.NewEncoder(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.kafka.Close)
-	if s.registry, err = devstack.StartRegistry("127.0.0.1:0"); err != nil {
+	if s.framer, err = eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.registry.URL()}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.registry.Close)
-	s.enc, _ = eventcodec.NewEncoder()
-	s.framer, _ = eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.registry.URL()})
 	s.writer = &kafka.Writer{Addr: kafka.TCP(s.kafka.Brokers()...), Topic: topic, RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{Consistent: true}, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() { s.writer.Close() })
 	return s
 }
+
+// wait bounds every stacktest.WaitFor of these tests.
+const wait = 30 * time.Second
 
 type instance struct {
 	url  string
@@ -70,8 +71,11 @@ type instance struct {
 	stop func() error
 }
 
-func (s *stack) env(extra ...string) map[string]string {
-	env := map[string]string{
+// cfg is order-consumer's configuration on the stack, with extra variables
+// (name, value, …) set over the test defaults.
+func (s *stack) cfg(extra ...string) orderconsumer.Config {
+	s.t.Helper()
+	cfg, err := config.Load[orderconsumer.Config](stacktest.Env(map[string]string{
 		"DATABASE_URL":          s.db.URL,
 		"KAFKA_BROKERS":         s.kafka.Brokers()[0],
 		"SCHEMA_REGISTRY_URL":   s.registry.URL(),
@@ -79,58 +83,29 @@ func (s *stack) env(extra ...string) map[string]string {
 		"CONSUMER_BACKOFF_MAX":  "200ms",
 		"CONSUMER_BATCH_LINGER": "5ms",
 		"SHUTDOWN_TIMEOUT":      "2s",
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		env[extra[i]] = extra[i+1]
-	}
-	return env
-}
-
-func (s *stack) cfg(extra ...string) orderconsumer.Config {
-	env := s.env(extra...)
-	cfg, err := config.Load[orderconsumer.Config](func(k string) string { return env[k] })
+	}, extra...))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return cfg
 }
 
-// start runs a real order-consumer, wired as cmd/order-consumer wires it.
+// start runs a real order-consumer, wired as cmd/order-consumer wires it,
+// logging to a stacktest.Log.
 func (s *stack) start(extra ...string) *instance {
 	s.t.Helper()
-	return s.startWith(telemetry.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), extra...)
+	return s.startWith(telemetry.Config{}, stacktest.Logger(s.t), extra...)
 }
 
 // startWith is start with the given telemetry and logger.
 func (s *stack) startWith(tel telemetry.Config, log *slog.Logger, extra ...string) *instance {
-	t := s.t
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := orderconsumer.New(ctx, s.cfg(extra...), log, tel)
+	s.t.Helper()
+	svc, err := orderconsumer.New(context.Background(), s.cfg(extra...), log, tel)
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx, ln) }()
-	stopped, result := false, error(nil)
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case result = <-done:
-			case <-time.After(30 * time.Second):
-				t.Error("order-consumer did not stop within 30s")
-			}
-		}
-		return result
-	}
-	t.Cleanup(func() { _ = stop() })
-	return &instance{url: "http://" + ln.Addr().String(), svc: svc, stop: stop}
+	url, stop := stacktest.Serve(s.t, svc)
+	return &instance{url: url, svc: svc, stop: stop}
 }
 
 // event makes the events of one order: placed, then paid, then refunded.
@@ -141,8 +116,14 @@ func history(t testing.TB) []order.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paid, _ := o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
-	refunded, _ := o.Apply(order.Change{Action: order.ActionRefund}, order.Now(), order.Meta{})
+	paid, err := o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refunded, err := o.Apply(order.Change{Action: order.ActionRefund}, order.Now(), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return []order.Event{placed, paid, refunded}
 }
 
@@ -177,17 +158,33 @@ type projected struct {
 	version int64
 }
 
+// projection returns order id's projected status and version, and whether
+// it is projected at all.
 func (s *stack) projection(id uuid.UUID) (projected, bool) {
-	var p projected
-	err := s.db.Pool.QueryRow(context.Background(), "SELECT status, version FROM order_projection WHERE id = $1", id).Scan(&p.status, &p.version)
-	return p, err == nil
+	s.t.Helper()
+	p, err := s.read(id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, false
+	}
+	if err != nil {
+		s.t.Fatalf("read the projection of order %s: %v", id, err)
+	}
+	return p, true
 }
 
+func (s *stack) read(id uuid.UUID) (projected, error) {
+	var p projected
+	err := s.db.Pool.QueryRow(context.Background(), "SELECT status, version FROM order_projection WHERE id = $1", id).Scan(&p.status, &p.version)
+	return p, err
+}
+
+// waitVersion waits for order id to be projected at version. A failed read
+// counts as not yet: tests that take the database away wait through it.
 func (s *stack) waitVersion(id uuid.UUID, version int64) {
 	s.t.Helper()
-	waitFor(s.t, fmt.Sprintf("order %s at version %d", id, version), func() bool {
-		p, ok := s.projection(id)
-		return ok && p.version == version
+	stacktest.WaitFor(s.t, fmt.Sprintf("order %s at version %d", id, version), wait, func() bool {
+		p, err := s.read(id)
+		return err == nil && p.version == version
 	})
 }
 
@@ -203,21 +200,15 @@ func (s *stack) ledger() map[string]string {
 	for rows.Next() {
 		var id, outcome string
 		var n int
-		_ = rows.Scan(&id, &outcome, &n)
+		if err := rows.Scan(&id, &outcome, &n); err != nil {
+			s.t.Fatal(err)
+		}
 		out[id] = fmt.Sprintf("%s/%d", outcome, n)
 	}
-	return out
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := rows.Err(); err != nil {
+		s.t.Fatal(err)
 	}
+	return out
 }
 
 func get(t *testing.T, url string) (int, map[string]any) {
@@ -242,7 +233,7 @@ func TestDuplicatesStaleAndGapsEndRight(t *testing.T) {
 		s.message(b[0]), s.message(b[1]), s.message(b[2]), s.message(b[1]))
 	s.waitVersion(a[0].Order.ID, 2)
 	s.waitVersion(b[0].Order.ID, 3)
-	waitFor(t, "all 8 deliveries", func() bool {
+	stacktest.WaitFor(t, "all 8 deliveries", wait, func() bool {
 		st := c.svc.Consumer().Stats()
 		return st.Applied+st.Duplicate+st.Stale+st.DeadLettered == 8
 	})
@@ -294,8 +285,11 @@ func TestPoisonMessagesGoToTheDLQIntactAndTheRestIsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reg struct{ ID uint32 }
-	_ = json.NewDecoder(resp.Body).Decode(&reg)
+	err = json.NewDecoder(resp.Body).Decode(&reg)
 	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("register the alien schema: %d %v", resp.StatusCode, err)
+	}
 	unresolvable := binary.BigEndian.AppendUint32([]byte{0}, reg.ID)
 	unresolvable = append(unresolvable, 0x02)
 

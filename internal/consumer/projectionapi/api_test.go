@@ -5,13 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/ordersonkafka/orders/internal/platform/web"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +19,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -30,16 +31,34 @@ type server struct {
 	*httptest.Server
 	db    *pgtest.DB
 	store *projectionstore.Store
+	reads *atomic.Int64 // Gets the API made of the store
 }
 
-func newServer(t *testing.T, checks ...web.Check) server {
+// countingStore is the projection store, counting the reads the API makes.
+type countingStore struct {
+	projectionapi.Store
+	reads *atomic.Int64
+}
+
+func (c countingStore) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) {
+	c.reads.Add(1)
+	return c.Store.Get(ctx, id)
+}
+
+// newServer serves the read API, configured by cfg, over a fresh projection
+// database, with the database as a readiness check as order-consumer has it.
+// Its log is kept, and printed if the test fails.
+func newServer(t *testing.T, cfg projectionapi.Config) server {
 	t.Helper()
 	db := pgtest.MustDB(t, migrations.Projection())
 	store := projectionstore.New(db.Pool)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: log}, store, checks...))
+	if cfg.Logger == nil {
+		cfg.Logger = stacktest.Logger(t)
+	}
+	reads := new(atomic.Int64)
+	srv := httptest.NewServer(projectionapi.New(cfg, countingStore{store, reads}, web.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)
-	return server{Server: srv, db: db, store: store}
+	return server{Server: srv, db: db, store: store, reads: reads}
 }
 
 type response struct {
@@ -48,25 +67,34 @@ type response struct {
 	body   []byte
 }
 
-func (s server) do(t *testing.T, method, path string, header map[string]string) response {
-	t.Helper()
+// try sends a request; unlike do, it may run on any goroutine.
+func (s server) try(method, path string, header map[string]string) (response, error) {
 	req, err := http.NewRequest(method, s.URL+path, nil)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	resp, err := s.Client().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
+		return response{}, err
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+func (s server) do(t *testing.T, method, path string, header map[string]string) response {
+	t.Helper()
+	r, err := s.try(method, path, header)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return r
 }
 
 // placedAndPaid applies a placed and a paid event of a new order and returns
@@ -91,7 +119,7 @@ func placedAndPaid(t *testing.T, s server) order.Event {
 
 func TestGetOrder(t *testing.T) {
 	t.Parallel()
-	s := newServer(t)
+	s := newServer(t, projectionapi.Config{})
 	paid := placedAndPaid(t, s)
 	path := "/orders/" + paid.Order.ID.String()
 
@@ -142,7 +170,7 @@ func TestGetOrder(t *testing.T) {
 
 func TestProblems(t *testing.T) {
 	t.Parallel()
-	s := newServer(t)
+	s := newServer(t, projectionapi.Config{})
 	unknown := uuid.New()
 	tests := []struct {
 		name, method, path string
@@ -185,13 +213,8 @@ func wantProblem(t *testing.T, r response, status int, typ, detail string) {
 
 func TestDatabaseDown(t *testing.T) {
 	t.Parallel()
-	db := pgtest.MustDB(t, migrations.Projection())
-	store := projectionstore.New(db.Pool)
-	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		store, web.Check{Name: "database", Func: store.Ping}))
-	t.Cleanup(srv.Close)
-	s := server{Server: srv, db: db, store: store}
-	db.Pool.Close()
+	s := newServer(t, projectionapi.Config{})
+	s.db.Pool.Close()
 
 	t.Run("a read is a 500 problem that leaks no cause", func(t *testing.T) {
 		r := s.do(t, http.MethodGet, "/orders/"+uuid.NewString(), nil)
@@ -240,7 +263,7 @@ func TestReadiness(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := httptest.NewServer(projectionapi.New(projectionapi.Config{}, nil, tc.checks...))
+			srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t)}, nil, tc.checks...))
 			defer srv.Close()
 			r := server{Server: srv}.do(t, http.MethodGet, "/readyz", nil)
 			var got struct {

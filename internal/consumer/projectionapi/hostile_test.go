@@ -4,11 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/ordersonkafka/orders/internal/platform/web"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,11 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
-	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
-	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
-	"github.com/ordersonkafka/orders/migrations"
 )
 
 // Findings 11 and 13–16 of issue 8 on the read API.
@@ -32,7 +26,7 @@ import (
 // PostgreSQL: the answers below come with the pool closed.
 func TestReadParametersThatAreNotTextAreBadRequests(t *testing.T) {
 	t.Parallel()
-	s := newServer(t)
+	s := newServer(t, projectionapi.Config{})
 	path := "/orders/" + placedAndPaid(t, s).Order.ID.String()
 	s.db.Pool.Close()
 	for _, p := range []string{
@@ -51,17 +45,6 @@ func TestReadParametersThatAreNotTextAreBadRequests(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func wantRetryAfter(t *testing.T, r response) {
 	t.Helper()
 	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
@@ -74,15 +57,10 @@ func wantRetryAfter(t *testing.T, r response) {
 // included; /readyz keeps naming the database; reads work once it is back.
 func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	t.Parallel()
-	db := pgtest.MustDB(t, migrations.Projection())
-	store := projectionstore.New(db.Pool)
-	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		store, web.Check{Name: "database", Func: store.Ping}))
-	t.Cleanup(srv.Close)
-	s := server{Server: srv, db: db, store: store}
+	s := newServer(t, projectionapi.Config{})
 	path := "/orders/" + placedAndPaid(t, s).Order.ID.String()
 
-	restart := db.Stop(t)
+	restart := s.db.Stop(t)
 
 	for i := range 6 { // more reads than the pool has (dead) connections
 		q := ""
@@ -98,7 +76,7 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	}
 
 	restart()
-	waitFor(t, "the projection to be readable again", func() bool { return s.do(t, http.MethodGet, path, nil).status == 200 })
+	stacktest.WaitFor(t, "the projection to be readable again", 15*time.Second, func() bool { return s.do(t, http.MethodGet, path, nil).status == 200 })
 	if r := s.do(t, http.MethodGet, path+"?min_version=2&wait=1s", nil); r.status != 200 || r.header.Get("ETag") != `"2"` {
 		t.Errorf("after the outage: %d %s", r.status, r.body)
 	}
@@ -112,13 +90,8 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 // the slots come back when the waiting reads are answered.
 func TestWaitingReadsAreCapped(t *testing.T) {
 	t.Parallel()
-	db := pgtest.MustDB(t, migrations.Projection())
-	store := projectionstore.New(db.Pool)
 	versions := projectionapi.NewVersions()
-	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Versions: versions, MaxWaiting: 2}, store))
-	t.Cleanup(srv.Close)
-	s := server{Server: srv, db: db, store: store}
+	s := newServer(t, projectionapi.Config{Versions: versions, MaxWaiting: 2})
 	paid := placedAndPaid(t, s)
 	id := paid.Order.ID
 	path := "/orders/" + id.String()
@@ -128,7 +101,11 @@ func TestWaitingReadsAreCapped(t *testing.T) {
 	for range 2 {
 		wg.Go(func() {
 			for { // as a client honouring the 503 would, if a probe below held a slot
-				r := s.do(t, http.MethodGet, path+"?min_version=3&wait=20s", nil)
+				r, err := s.try(http.MethodGet, path+"?min_version=3&wait=20s", nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				if r.status != 503 {
 					answers <- r
 					return
@@ -138,7 +115,7 @@ func TestWaitingReadsAreCapped(t *testing.T) {
 	}
 	// Once both hold their slot, a third waiting read is refused at once.
 	var refused response
-	waitFor(t, "a waiting read to be refused", func() bool {
+	stacktest.WaitFor(t, "a waiting read to be refused", 15*time.Second, func() bool {
 		refused = s.do(t, http.MethodGet, path+"?min_version=3&wait=1ms", nil)
 		return refused.status != 200
 	})
@@ -155,7 +132,7 @@ func TestWaitingReadsAreCapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Apply(context.Background(), []order.Event{refunded}); err != nil {
+	if _, err := s.store.Apply(context.Background(), []order.Event{refunded}); err != nil {
 		t.Fatal(err)
 	}
 	versions.Applied(id, 3)
@@ -177,16 +154,11 @@ func TestWaitingReadsAreCapped(t *testing.T) {
 // methods are one metric series, and a long path is echoed once, cut.
 func TestReadAPIMethodsAndEchoes(t *testing.T) {
 	t.Parallel()
-	db := pgtest.MustDB(t, migrations.Projection())
-	store := projectionstore.New(db.Pool)
 	reg := telemetry.NewRegistry()
-	srv := httptest.NewServer(projectionapi.New(projectionapi.Config{
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	s := newServer(t, projectionapi.Config{
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(reg),
-	}, store))
-	t.Cleanup(srv.Close)
-	s := server{Server: srv, db: db, store: store}
+	})
 	path := "/orders/" + placedAndPaid(t, s).Order.ID.String()
 
 	t.Run("HEAD is GET without the body", func(t *testing.T) {

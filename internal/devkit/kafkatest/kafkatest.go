@@ -20,6 +20,19 @@ func ReadAll(ctx context.Context, broker, topic string) ([]kafka.Message, error)
 	return kafkalog.ReadAll(ctx, broker, topic)
 }
 
+// MustReadAll is ReadAll within 10 seconds, failing tb if it cannot read
+// topic: an empty answer then always means an empty topic.
+func MustReadAll(tb testing.TB, broker, topic string) []kafka.Message {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := ReadAll(ctx, broker, topic)
+	if err != nil {
+		tb.Fatalf("kafkatest: read %s: %v", topic, err)
+	}
+	return msgs
+}
+
 // WaitForCount polls topic until it holds at least n messages and returns them
 // all, failing tb when timeout passes first.
 func WaitForCount(tb testing.TB, broker, topic string, n int, timeout time.Duration) []kafka.Message {

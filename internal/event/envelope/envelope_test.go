@@ -117,13 +117,18 @@ func TestInsertEndsAStatementBuiltAroundIt(t *testing.T) {
 	const stmt = `WITH u AS (SELECT 1 WHERE $7::bool)` + envelope.InsertSQL + ` FROM u`
 	for _, write := range []bool{false, true} {
 		ev := event(t, order.Meta{})
-		row, _ := envelope.NewRow("order-events", ev, []byte{1}, 2)
+		row, err := envelope.NewRow("order-events", ev, []byte{1}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
 		n, err := envelope.Insert(ctx, db.Pool, stmt, row, write)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var count int
-		_ = db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE event_id = $1", ev.ID).Scan(&count)
+		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE event_id = $1", ev.ID).Scan(&count); err != nil {
+			t.Fatal(err)
+		}
 		if want := map[bool]int{false: 0, true: 1}[write]; n != int64(want) || count != want {
 			t.Errorf("u has a row: %v: Insert says %d rows, the outbox has %d, want %d", write, n, count, want)
 		}

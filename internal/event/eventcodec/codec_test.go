@@ -16,8 +16,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/schemaregistry"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/schemas"
@@ -226,11 +226,7 @@ func reencode(t *testing.T, enc *eventcodec.Encoder, ev order.Event, edit func(m
 // A registry outage is transient: Frame and Decode fail without the
 // permanent marker, and work once it is back.
 func TestRegistryOutageIsTransient(t *testing.T) {
-	reg, err := devstack.StartRegistry("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := stacktest.Registry(t)
 	ctx := context.Background()
 	enc, _ := eventcodec.NewEncoder()
 	fr, _ := eventcodec.NewFramer(eventcodec.FramerConfig{URL: reg.URL(), Timeout: time.Second})

@@ -9,17 +9,14 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
 // A null key or value reads back as nil, an empty one as a non-nil empty
 // slice: the difference a dead letter must keep to be byte for byte.
 func TestNullAndEmptyStayApart(t *testing.T) {
-	k, err := devstack.StartKafka(devstack.KafkaConfig{Partitions: 1, Topics: []string{"t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	k := stacktest.Kafka(t, devstack.KafkaConfig{Partitions: 1, Topics: []string{"t"}})
 	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers()...), Topic: "t", RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	sent := []kafka.Message{

@@ -5,17 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ordersonkafka/orders/internal/platform/web"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
 	"github.com/ordersonkafka/orders/internal/producer/orderstore"
 	"github.com/ordersonkafka/orders/migrations"
@@ -29,16 +31,21 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db := pgtest.MustDB(t, migrations.Orders())
-	enc, err := eventcodec.NewEncoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: log}, store, web.Check{Name: "database", Func: store.Ping}))
+	store, db := newStore(t)
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, store, web.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, db: db}
+}
+
+// newStore is order-api's store on a fresh database of its own.
+func newStore(tb testing.TB) (*orderstore.Store, *pgtest.DB) {
+	tb.Helper()
+	db := pgtest.MustDB(tb, migrations.Orders())
+	enc, err := eventcodec.NewEncoder()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return orderstore.New(db.Pool, enc, "order-events", nil, 0), db
 }
 
 type response struct {
@@ -405,11 +412,9 @@ func TestConcurrentPayAndCancelOneWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var types []string
-	for rows.Next() {
-		var s string
-		_ = rows.Scan(&s)
-		types = append(types, s)
+	types, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
 	}
 	want := "PLACED," + map[any]string{"paid": "PAID", "cancelled": "CANCELLED"}[g["status"]]
 	if strings.Join(types, ",") != want {
@@ -481,7 +486,9 @@ func TestMetadataHeadersReachTheOutbox(t *testing.T) {
 	// Without them, both are made up, and the traceparent is valid W3C.
 	e.do("POST", "/orders", validOrder)
 	var tp2 string
-	_ = e.db.Pool.QueryRow(context.Background(), "SELECT headers->>'traceparent' FROM outbox ORDER BY id DESC LIMIT 1").Scan(&tp2)
+	if err := e.db.Pool.QueryRow(context.Background(), "SELECT headers->>'traceparent' FROM outbox ORDER BY id DESC LIMIT 1").Scan(&tp2); err != nil {
+		t.Fatal(err)
+	}
 	if len(tp2) != 55 || !strings.HasPrefix(tp2, "00-") || tp2 == tp {
 		t.Errorf("generated traceparent %q", tp2)
 	}

@@ -1,18 +1,13 @@
 package httpapi_test
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
-	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
-	"github.com/ordersonkafka/orders/internal/producer/orderstore"
-	"github.com/ordersonkafka/orders/migrations"
 )
 
 // BenchmarkPlaceOrder measures POST /orders through the real handler and
@@ -20,10 +15,8 @@ import (
 // parallel. `make bench-go` reports it; the load figures against pgbench
 // are in the README.
 func BenchmarkPlaceOrder(b *testing.B) {
-	db := pgtest.MustDB(b, migrations.Orders())
-	enc, _ := eventcodec.NewEncoder()
-	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
-	h := httpapi.New(httpapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, store)
+	store, _ := newStore(b)
+	h := httpapi.New(httpapi.Config{Logger: stacktest.Logger(b)}, store)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -2,18 +2,13 @@ package httpapi_test
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
-	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
-	"github.com/ordersonkafka/orders/internal/producer/orderstore"
-	"github.com/ordersonkafka/orders/migrations"
 )
 
 // FuzzRequests sends order-api's handler, on a real store in PostgreSQL,
@@ -25,13 +20,8 @@ import (
 // hostile requests (findings 10 to 16). `make fuzz` runs it for a while;
 // `make test` runs the seeds.
 func FuzzRequests(f *testing.F) {
-	db := pgtest.MustDB(f, migrations.Orders())
-	enc, err := eventcodec.NewEncoder()
-	if err != nil {
-		f.Fatal(err)
-	}
-	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
-	h := httpapi.New(httpapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, store)
+	store, _ := newStore(f)
+	h := httpapi.New(httpapi.Config{Logger: stacktest.Logger(f)}, store)
 	var seeded struct{ ID string }
 	placeReq := httptest.NewRequest("POST", "/orders", strings.NewReader(`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","quantity":1,"unit_price_minor":1}]}`))
 	placeReq.Header.Set("Content-Type", "application/json")

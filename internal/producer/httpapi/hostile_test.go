@@ -15,19 +15,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
-	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
-	"github.com/ordersonkafka/orders/internal/producer/orderstore"
-	"github.com/ordersonkafka/orders/migrations"
 )
 
 // Findings 10–16 of issue 8: what a client sees when it sends what no
@@ -223,18 +219,6 @@ func TestBodiesThatAreNotUTF8AreRefused(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Finding 13: PostgreSQL unreachable is 503 with Retry-After and its own
 // problem type on every route that needs it, /readyz says not ready, and
 // everything works again once it is back.
@@ -269,7 +253,7 @@ func TestDatabaseUnavailableIs503WithRetryAfter(t *testing.T) {
 	}
 
 	restart()
-	waitFor(t, "the order to be readable again", func() bool { return e.do("GET", "/orders/"+id, "").status == 200 })
+	stacktest.WaitFor(t, "the order to be readable again", 15*time.Second, func() bool { return e.do("GET", "/orders/"+id, "").status == 200 })
 	if r := e.do("POST", "/orders/"+id+"/pay", `{"payment_reference":"psp-1"}`); r.status != 200 || r.json(t)["version"] != 2.0 {
 		t.Errorf("pay after the outage: %d %s", r.status, r.body)
 	}
@@ -308,40 +292,17 @@ func TestNoFreeConnectionIs503WithinTheBound(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Finding 14: made-up methods are one "_OTHER" series, span name and log
 // value, however many a client invents.
 func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
-	db := pgtest.MustDB(t, migrations.Orders())
-	enc, err := eventcodec.NewEncoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := orderstore.New(db.Pool, enc, "order-events", nil, 0)
+	store, db := newStore(t)
 	reg := telemetry.NewRegistry()
-	var logs syncBuffer
+	logs := stacktest.NewLog(t)
 	spans := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
 	defer tp.Shutdown(context.Background()) //nolint:errcheck
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{
-		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
+		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
 		Tracer:     tp.Tracer("test"),
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(reg),

@@ -3,8 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
 )
@@ -33,7 +32,7 @@ func (failingStore) Update(context.Context, uuid.UUID, order.VersionMatch, func(
 // it safely, and only what is true of its route: POST /orders honours
 // Idempotency-Key, a change ignores it and is made safe by If-Match.
 func TestInternalErrorSaysHowToRetryThisRoute(t *testing.T) {
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, failingStore{}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, failingStore{}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv}
 	p := wantProblem(t, e.do("POST", "/orders", validOrder, "Idempotency-Key", "k-1"), http.StatusInternalServerError, "/problems/internal")

@@ -3,6 +3,8 @@ package orderapi_test
 import (
 	"context"
 	"testing"
+
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
 // Finding 20: idempotency keys were kept for ever, each with a full
@@ -51,7 +53,7 @@ func TestIdempotencyKeysAreHonouredForTheirTTL(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, "key-2 purged", func() bool { return !keys()["key-2"] })
+	stacktest.WaitFor(t, "key-2 purged", wait, func() bool { return !keys()["key-2"] })
 	if !keys()["key-1"] {
 		t.Error("a key within its TTL was purged")
 	}

@@ -3,9 +3,7 @@ package orderapi_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -33,22 +32,16 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{db: pgtest.MustDB(t, migrations.Orders())}
-	var err error
-	if s.kafka, err = devstack.StartKafka(devstack.KafkaConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.kafka.Close)
-	if s.registry, err = devstack.StartRegistry("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.registry.Close)
-	return s
+	return &stack{db: pgtest.MustDB(t, migrations.Orders()), kafka: stacktest.Kafka(t, devstack.KafkaConfig{}), registry: stacktest.Registry(t)}
 }
+
+// wait bounds every stacktest.WaitFor of these tests.
+const wait = 15 * time.Second
 
 type instance struct {
 	url  string
 	svc  *orderapi.Service
+	log  *stacktest.Log
 	stop func() error // cancels and waits for Serve's result
 }
 
@@ -56,7 +49,7 @@ type instance struct {
 // free port, configured only through its environment variables.
 func (s *stack) start(t *testing.T, extra ...string) *instance {
 	t.Helper()
-	env := map[string]string{
+	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{
 		"DATABASE_URL":              s.db.URL,
 		"KAFKA_BROKERS":             s.kafka.Brokers()[0],
 		"SCHEMA_REGISTRY_URL":       s.registry.URL(),
@@ -65,47 +58,25 @@ func (s *stack) start(t *testing.T, extra ...string) *instance {
 		"RELAY_BACKOFF_MIN":         "10ms",
 		"RELAY_BACKOFF_MAX":         "200ms",
 		"SHUTDOWN_TIMEOUT":          "10s",
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		env[extra[i]] = extra[i+1]
-	}
-	cfg, err := config.Load[orderapi.Config](func(k string) string { return env[k] })
+	}, extra...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := orderapi.New(ctx, cfg, log, telemetry.Config{})
+	log := stacktest.NewLog(t)
+	svc, err := orderapi.New(context.Background(), cfg, log.Logger, telemetry.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx, ln) }()
-	var result error
-	stopped := false
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case result = <-done:
-			case <-time.After(20 * time.Second):
-				t.Error("order-api did not stop within 20s")
-			}
-		}
-		return result
-	}
-	t.Cleanup(func() { _ = stop() })
-	return &instance{url: "http://" + ln.Addr().String(), svc: svc, stop: stop}
+	url, stop := stacktest.Serve(t, svc)
+	return &instance{url: url, svc: svc, log: log, stop: stop}
 }
 
-func post(t *testing.T, url, body string, headers ...string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+// send POSTs body to url; it may run on any goroutine.
+func send(url, body string, headers ...string) (int, map[string]any, error) {
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -114,12 +85,33 @@ func post(t *testing.T, url, body string, headers ...string) (int, map[string]an
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	var m map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&m)
-	return resp.StatusCode, m
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("POST %s answered %d with a body that is not a JSON object: %w", url, resp.StatusCode, err)
+	}
+	return resp.StatusCode, m, nil
+}
+
+func post(t *testing.T, url, body string, headers ...string) (int, map[string]any) {
+	t.Helper()
+	st, m, err := send(url, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, m
+}
+
+// count runs a SELECT count(*) … query.
+func (s *stack) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
 }
 
 const orderBody = `{"customer_id":"c-9","currency":"EUR","items":[{"sku":"BOOK","quantity":1,"unit_price_minor":999}]}`
@@ -155,7 +147,10 @@ func TestFlowsReachTheTopic(t *testing.T) {
 	if len(msgs) != 5 {
 		t.Fatalf("%d messages on the topic, want 5", len(msgs))
 	}
-	dec, _ := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: s.registry.URL()})
+	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: s.registry.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	types := map[string][]string{}
 	for _, m := range msgs {
 		ev, err := dec.Decode(context.Background(), m.Value)
@@ -231,41 +226,56 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	s := newStack(t)
 	api := s.start(t)
 	id := place(t, api.url)
-	waitFor(t, "the relay to lead", api.svc.Relay().IsLeader)
+	stacktest.WaitFor(t, "the relay to lead", wait, api.svc.Relay().IsLeader)
 
 	ctx := context.Background()
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails holding the lock must still release it: the pool
+	// cannot close while the transaction holds a connection.
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op once rolled back
 	if _, err := tx.Exec(ctx, "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", id); err != nil {
 		t.Fatal(err)
 	}
-	status := make(chan int, 1)
+	type answer struct {
+		status int
+		err    error
+	}
+	paid := make(chan answer, 1)
 	go func() {
-		st, _ := post(t, api.url+"/orders/"+id+"/pay", "")
-		status <- st
+		st, _, err := send(api.url+"/orders/"+id+"/pay", "")
+		paid <- answer{st, err}
 	}()
-	waitFor(t, "the pay request to wait on the row lock", func() bool {
-		var n int
-		_ = s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&n)
-		return n == 1
+	stacktest.WaitFor(t, "the pay request to wait on the row lock", wait, func() bool {
+		return s.count(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") == 1
 	})
 	stopped := make(chan error, 1)
 	go func() { stopped <- api.stop() }()
-	time.Sleep(200 * time.Millisecond) // shutdown is under way
+	// The listener closes as the shutdown begins; the pay request is then
+	// still held by the row lock.
+	stacktest.WaitFor(t, "the shutdown to close the listener", wait, func() bool { return !stacktest.Listening(api.url) })
+	select {
+	case a := <-paid:
+		t.Fatalf("the pay request was answered before its row lock was released: %d %v", a.status, a.err)
+	default:
+	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := <-status; st != 200 {
-		t.Fatalf("in-flight pay answered %d during shutdown, want 200", st)
+	select {
+	case a := <-paid:
+		if a.err != nil || a.status != 200 {
+			t.Fatalf("in-flight pay answered %d (%v) during shutdown, want 200", a.status, a.err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the in-flight pay request was not answered")
 	}
-	if err := <-stopped; err != nil {
+	if err := <-stopped; err != nil { // stop itself gives up after stacktest.StopTimeout
 		t.Fatalf("Serve returned %v after a graceful shutdown", err)
 	}
-	var locks int
-	_ = s.db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&locks)
-	if locks != 0 {
+	if locks := s.count(t, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"); locks != 0 {
 		t.Fatalf("%d advisory locks held after shutdown", locks)
 	}
 }
@@ -275,10 +285,12 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 func TestSecondInstanceTakesOverPublishing(t *testing.T) {
 	s := newStack(t)
 	first := s.start(t)
-	waitFor(t, "the first relay to lead", first.svc.Relay().IsLeader)
+	stacktest.WaitFor(t, "the first relay to lead", wait, first.svc.Relay().IsLeader)
 	second := s.start(t)
 	id := place(t, second.url)
-	post(t, second.url+"/orders/"+id+"/pay", "")
+	if st, o := post(t, second.url+"/orders/"+id+"/pay", ""); st != 200 {
+		t.Fatalf("pay: %d %v", st, o)
+	}
 	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 2, 20*time.Second)
 	if second.svc.Relay().IsLeader() {
 		t.Fatal("both relays lead")
@@ -286,8 +298,10 @@ func TestSecondInstanceTakesOverPublishing(t *testing.T) {
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second relay to take over", second.svc.Relay().IsLeader)
-	post(t, second.url+"/orders/"+id+"/refund", "")
+	stacktest.WaitFor(t, "the second relay to take over", wait, second.svc.Relay().IsLeader)
+	if st, o := post(t, second.url+"/orders/"+id+"/refund", ""); st != 200 {
+		t.Fatalf("refund: %d %v", st, o)
+	}
 	msgs := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 3, 20*time.Second)
 	var types []string
 	for _, m := range msgs {
@@ -306,9 +320,7 @@ func TestRelayCanBeSwitchedOff(t *testing.T) {
 		t.Fatal("RELAY_ENABLED=false still runs a relay")
 	}
 	place(t, api.url)
-	var unpublished int
-	_ = s.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&unpublished)
-	if unpublished != 1 {
+	if unpublished := s.count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL"); unpublished != 1 {
 		t.Fatalf("%d unpublished rows, want 1", unpublished)
 	}
 }
@@ -322,16 +334,5 @@ func TestInvalidConfigurationIsRefusedWithTheVariableNamed(t *testing.T) {
 	err = cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "RELAY_BATCH_SIZE") || !strings.Contains(err.Error(), "LOG_LEVEL") {
 		t.Fatalf("Validate() = %v", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -16,7 +16,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 	const backlog = 100_000
 	for range b.N {
 		b.StopTimer()
-		h := newHarness(b, false)
+		h := newHarness(b)
 		enc, _ := eventcodec.NewEncoder()
 		_, ev, _ := order.Place(order.NewOrder{CustomerID: "c-bench", Currency: "EUR",
 			Items: []order.Item{{SKU: "SKU-1", Quantity: 2, UnitPriceMinor: 1250}}}, order.Now(), order.Meta{})

@@ -3,14 +3,12 @@ package outbox_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -19,7 +17,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
-	"github.com/ordersonkafka/orders/internal/devkit/schemaregistry"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/producer/orderstore"
@@ -33,53 +31,46 @@ type harness struct {
 	t        testing.TB
 	db       *pgtest.DB
 	kafka    *devstack.Kafka
-	regURL   string
+	registry *devstack.RegistryServer
 	store    *orderstore.Store
 	decoder  *eventcodec.Decoder
-	registry *devstack.RegistryServer // set when the test needs outages
 }
 
-func newHarness(t testing.TB, outageableRegistry bool) *harness {
+// wait bounds every stacktest.WaitFor of these tests.
+const wait = 20 * time.Second
+
+func newHarness(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{t: t, db: pgtest.MustDB(t, migrations.Orders())}
-	k, err := devstack.StartKafka(devstack.KafkaConfig{Topics: []string{topic}})
+	h := &harness{t: t, db: pgtest.MustDB(t, migrations.Orders()),
+		kafka: stacktest.Kafka(t, devstack.KafkaConfig{Topics: []string{topic}}), registry: stacktest.Registry(t)}
+	enc, err := eventcodec.NewEncoder()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(k.Close)
-	h.kafka = k
-	if outageableRegistry {
-		r, err := devstack.StartRegistry("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(r.Close)
-		h.registry, h.regURL = r, r.URL()
-	} else {
-		s := httptest.NewServer(schemaregistry.New())
-		t.Cleanup(s.Close)
-		h.regURL = s.URL
-	}
-	enc, _ := eventcodec.NewEncoder()
-	n := outbox.NewNotifier(h.db.Pool, nil, nil)
+	n := outbox.NewNotifier(h.db.Pool, nil, stacktest.Logger(t))
 	nctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = n.Run(nctx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	h.store = orderstore.New(h.db.Pool, enc, topic, n.Poke, 0)
-	h.decoder, _ = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: h.regURL})
+	if h.decoder, err = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: h.registry.URL()}); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
 // relay starts a relay and returns a stop function that waits for Run to return.
 func (h *harness) relay(mod ...func(*outbox.Config)) (*outbox.Relay, func()) {
 	h.t.Helper()
-	fr, _ := eventcodec.NewFramer(eventcodec.FramerConfig{URL: h.regURL, Timeout: time.Second})
+	fr, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: h.registry.URL(), Timeout: time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	cfg := outbox.Config{
 		DatabaseURL: h.db.URL, Pool: h.db.Pool, Brokers: h.kafka.Brokers(), Framer: fr,
 		PollInterval: 200 * time.Millisecond, LockRetryInterval: 100 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, WriteTimeout: 3 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: stacktest.Logger(h.t),
 	}
 	for _, m := range mod {
 		m(&cfg)
@@ -140,22 +131,45 @@ func (h *harness) orders(n int) int {
 
 func (h *harness) unpublished() int {
 	h.t.Helper()
+	return h.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+}
+
+// count runs a SELECT count(*) … query.
+func (h *harness) count(query string) int {
+	h.t.Helper()
 	var n int
-	if err := h.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&n); err != nil {
-		h.t.Fatal(err)
+	if err := h.db.Pool.QueryRow(context.Background(), query).Scan(&n); err != nil {
+		h.t.Fatalf("%s: %v", query, err)
 	}
 	return n
 }
 
+// counter is the value of the counter name{label="value"} on reg (0 if it
+// has not counted yet).
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func (h *harness) waitAllPublished() {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for h.unpublished() > 0 {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%d outbox rows still unpublished", h.unpublished())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	stacktest.WaitFor(h.t, "every outbox row to be published", wait, func() bool { return h.unpublished() == 0 })
 }
 
 type published struct {
@@ -211,7 +225,7 @@ func (h *harness) check(want int) ([]published, map[string]int) {
 }
 
 func TestRelayPublishesEveryRowInOrderAndMarksIt(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	n := h.orders(15)
 	r, _ := h.relay()
 	h.waitAllPublished()
@@ -234,7 +248,7 @@ func TestRelayPublishesEveryRowInOrderAndMarksIt(t *testing.T) {
 }
 
 func TestBrokerRefusingProducesDelaysButLosesNothing(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	n := h.orders(10)
 	fault := h.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: 3})
 	h.relay()
@@ -249,7 +263,7 @@ func TestBrokerRefusingProducesDelaysButLosesNothing(t *testing.T) {
 }
 
 func TestProduceAppliedButTimedOutYieldsDuplicatesNotLoss(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	n := h.orders(10)
 	// kfake appends the records, then answers REQUEST_TIMED_OUT, as a broker
 	// whose replication timed out does: the relay must retry.
@@ -269,7 +283,7 @@ func TestProduceAppliedButTimedOutYieldsDuplicatesNotLoss(t *testing.T) {
 }
 
 func TestRelayKilledBetweenPublishAndMarkYieldsAtMostDuplicates(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	n := h.orders(10)
 	stopFirst := make(chan func(), 1)
 	killed := make(chan struct{})
@@ -313,9 +327,9 @@ func TestRelayKilledBetweenPublishAndMarkYieldsAtMostDuplicates(t *testing.T) {
 }
 
 func TestStandbyTakesOverWhenTheLeaderStops(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	a, stopA := h.relay()
-	waitFor(t, "relay A to lead", a.IsLeader)
+	stacktest.WaitFor(t, "relay A to lead", wait, a.IsLeader)
 	b, _ := h.relay()
 	n := h.orders(6)
 	h.waitAllPublished()
@@ -323,7 +337,7 @@ func TestStandbyTakesOverWhenTheLeaderStops(t *testing.T) {
 		t.Fatalf("leaders: a=%v b=%v, want only a", a.IsLeader(), b.IsLeader())
 	}
 	stopA()
-	waitFor(t, "relay B to take over", b.IsLeader)
+	stacktest.WaitFor(t, "relay B to take over", wait, b.IsLeader)
 	n += h.orders(6)
 	h.waitAllPublished()
 	_, seen := h.check(n)
@@ -333,11 +347,14 @@ func TestStandbyTakesOverWhenTheLeaderStops(t *testing.T) {
 }
 
 func TestRegistryDownThenBrokerDownOnlyDelay(t *testing.T) {
-	h := newHarness(t, true)
+	h := newHarness(t)
 	h.registry.Stop()
 	n := h.orders(5)
-	h.relay()
-	time.Sleep(500 * time.Millisecond) // several attempts at 10–100 ms backoff
+	reg := prometheus.NewRegistry()
+	h.relay(func(c *outbox.Config) { c.Metrics = outbox.NewMetrics(reg) })
+	stacktest.WaitFor(t, "three failed attempts to frame while the registry is down", wait, func() bool {
+		return counter(t, reg, "outbox_step_failures_total", "step", "frame") >= 3
+	})
 	if got := h.unpublished(); got != n {
 		t.Fatalf("%d unpublished while the registry is down, want %d", got, n)
 	}
@@ -366,7 +383,7 @@ func TestRegistryDownThenBrokerDownOnlyDelay(t *testing.T) {
 }
 
 func TestPurgeDeletesOnlyOldPublishedRows(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	h.orders(4) // 6 events
 	ctx := context.Background()
 	if _, err := h.db.Pool.Exec(ctx, `UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)`); err != nil {
@@ -374,14 +391,8 @@ func TestPurgeDeletesOnlyOldPublishedRows(t *testing.T) {
 	}
 	h.relay(func(c *outbox.Config) { c.Retention = time.Hour; c.PurgeInterval = 50 * time.Millisecond })
 	h.waitAllPublished()
-	waitFor(t, "the purge", func() bool {
-		var n int
-		_ = h.db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n)
-		return n == 3
-	})
-	var old int
-	_ = h.db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE published_at < now() - interval '1 hour'").Scan(&old)
-	if old != 0 {
+	stacktest.WaitFor(t, "the purge", wait, func() bool { return h.count("SELECT count(*) FROM outbox") == 3 })
+	if old := h.count("SELECT count(*) FROM outbox WHERE published_at < now() - interval '1 hour'"); old != 0 {
 		t.Fatalf("%d rows past retention remain", old)
 	}
 }
@@ -395,22 +406,11 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestByteCappedBatchesDrainWithoutWaitingForThePoll: when MaxBatchBytes cuts
 // a batch short, the relay goes straight on with the rest instead of waiting
 // for a notification or the poll interval.
 func TestByteCappedBatchesDrainWithoutWaitingForThePoll(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	n := h.orders(12)
 	start := time.Now()
 	// About 3 rows fit in 1 KiB; with a 1-minute poll, only draining
@@ -433,20 +433,23 @@ func TestByteCappedBatchesDrainWithoutWaitingForThePoll(t *testing.T) {
 func TestCommitsWakeTheRelay(t *testing.T) {
 	for _, local := range []bool{false, true} {
 		t.Run(fmt.Sprintf("in process: %v", local), func(t *testing.T) {
-			h := newHarness(t, false)
-			var logs syncBuffer
+			h := newHarness(t)
+			logs := stacktest.NewLog(t)
 			r, _ := h.relay(func(c *outbox.Config) {
 				c.PollInterval = time.Hour
-				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+				c.Logger = logs.Logger
 			})
-			waitFor(t, "leadership", r.IsLeader)
+			stacktest.WaitFor(t, "leadership", wait, r.IsLeader)
 			h.orders(1) // placed and paid; the harness's notifier: NOTIFY
 			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 2, 10*time.Second)
 			if local {
 				// A store whose notifier knows the leading relay: no NOTIFY.
-				n := outbox.NewNotifier(h.db.Pool, r, nil)
+				n := outbox.NewNotifier(h.db.Pool, r, stacktest.Logger(t))
 				var pokes int
-				enc, _ := eventcodec.NewEncoder()
+				enc, err := eventcodec.NewEncoder()
+				if err != nil {
+					t.Fatal(err)
+				}
 				h.store = orderstore.New(h.db.Pool, enc, topic, func() { pokes++; n.Poke() }, 0)
 				// Nothing runs n: a NOTIFY would never be sent.
 				h.orders(1)
@@ -466,22 +469,4 @@ func TestCommitsWakeTheRelay(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer collects a relay's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
