@@ -106,7 +106,7 @@ func operatorEnv(t *testing.T, fsys fs.FS) (*devstack.Kafka, func(string) string
 // publish dead-letters dls as the consumer would.
 func publish(t *testing.T, k *devstack.Kafka, dls []deadletter.DeadLetter) {
 	t.Helper()
-	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "order-projector", Logger: stacktest.Logger(t)})
+	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Topic: "order-events.dlq", Brokers: k.Brokers(), Group: "order-projector", Logger: stacktest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ type DeadLetter struct {
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
 	Brokers      []string
-	Topic        string        // default "order-events.dlq"
+	Topic        string        // required (order-consumer's DLQ_TOPIC)
 	Group        string        // the consumer group, for kafka_dlt-original-consumer-group
 	WriteTimeout time.Duration // default 10s
 	Logger       *slog.Logger  // default slog.Default()
@@ -123,11 +123,8 @@ type Publisher struct {
 
 // NewPublisher returns a Publisher; it connects on first use.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
-	if len(cfg.Brokers) == 0 {
-		return nil, errors.New("deadletter: Brokers is required")
-	}
-	if cfg.Topic == "" {
-		cfg.Topic = "order-events.dlq"
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" {
+		return nil, errors.New("deadletter: Brokers and Topic are required")
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Second

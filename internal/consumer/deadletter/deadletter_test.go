@@ -33,7 +33,7 @@ func startKafka(t *testing.T) *devstack.Kafka {
 
 func publisher(t *testing.T, k *devstack.Kafka) *deadletter.Publisher {
 	t.Helper()
-	p, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: k.Brokers(), Group: "g", Logger: stacktest.Logger(t)})
+	p, err := deadletter.NewPublisher(deadletter.PublisherConfig{Topic: "order-events.dlq", Brokers: k.Brokers(), Group: "g", Logger: stacktest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,7 +188,7 @@ func TestReplayAndRebuild(t *testing.T) {
 	s := newStack(t)
 	h := history(t)
 	// v2 lands in the DLQ (simulated by publishing it there as the consumer would).
-	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.kafka.Brokers(), Group: "order-projector", Logger: stacktest.Logger(t)})
+	pub, err := deadletter.NewPublisher(deadletter.PublisherConfig{Topic: "order-events.dlq", Brokers: s.kafka.Brokers(), Group: "order-projector", Logger: stacktest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,12 +49,10 @@ type Config struct {
 	// MaxWaiting caps the reads waiting for a version at once (each holds a
 	// goroutine, timers, and re-reads the database every RecheckInterval);
 	// a waiting read beyond it is answered 503 with Retry-After at once.
-	// Zero (or less) means DefaultMaxWaiting.
+	// Required, at least 1 (order-consumer's HTTP_MAX_WAITING_READS, where
+	// its default lives); New panics otherwise, as for a nil handler.
 	MaxWaiting int
 }
-
-// DefaultMaxWaiting is MaxWaiting when Config leaves it zero.
-const DefaultMaxWaiting = 256
 
 // RetryAfter is the Retry-After of a 503 when the database is unavailable.
 const RetryAfter = 2 * time.Second
@@ -88,11 +86,10 @@ func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	maxWaiting := cfg.MaxWaiting
-	if maxWaiting <= 0 {
-		maxWaiting = DefaultMaxWaiting
+	if cfg.MaxWaiting < 1 {
+		panic("projectionapi: Config.MaxWaiting must be at least 1")
 	}
-	a.waiting = make(chan struct{}, maxWaiting)
+	a.waiting = make(chan struct{}, cfg.MaxWaiting)
 	r := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks})
 	r.Get("/orders/{id}", a.get)
 	return r

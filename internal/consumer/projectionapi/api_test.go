@@ -55,6 +55,9 @@ func newServer(t *testing.T, cfg projectionapi.Config) server {
 	if cfg.Logger == nil {
 		cfg.Logger = stacktest.Logger(t)
 	}
+	if cfg.MaxWaiting == 0 {
+		cfg.MaxWaiting = 16
+	}
 	reads := new(atomic.Int64)
 	srv := httptest.NewServer(projectionapi.New(cfg, countingStore{store, reads}, web.Check{Name: "database", Func: store.Ping}))
 	t.Cleanup(srv.Close)
@@ -263,7 +266,7 @@ func TestReadiness(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t)}, nil, tc.checks...))
+			srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), MaxWaiting: 1}, nil, tc.checks...))
 			defer srv.Close()
 			r := server{Server: srv}.do(t, http.MethodGet, "/readyz", nil)
 			var got struct {

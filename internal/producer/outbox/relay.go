@@ -47,7 +47,9 @@ type Framer interface {
 // database must use the same key.
 const DefaultLockKey int64 = 0x6f7574626f78 // "outbox"
 
-// Config configures a Relay. Zero values take the defaults named.
+// Config configures a Relay. What an operator sets (RELAY_* in order-api's
+// configuration, where their defaults live) is required here; the rest
+// takes the default named when zero.
 type Config struct {
 	// DatabaseURL opens the relay's dedicated connection, which holds the
 	// advisory lock, LISTENs for new rows and reads, marks and purges the
@@ -60,27 +62,27 @@ type Config struct {
 	Brokers []string
 	// Framer frames payloads with their registry schema ID. Required.
 	Framer Framer
-	// BatchSize is the most rows per Kafka write. Default 1000.
+	// BatchSize is the most rows per Kafka write. Required.
 	BatchSize int
 	// MaxBatchBytes caps the keys, values and headers of one write, so each
 	// partition's share fits in one record batch under the broker's 1 MiB
 	// limit. Default 900 KiB; a single larger row still goes alone.
 	MaxBatchBytes int
 	// PollInterval is how long the relay waits for a notification before
-	// looking anyway. Default 1s.
+	// looking anyway. Required.
 	PollInterval time.Duration
 	// LockKey is the advisory lock key. Default DefaultLockKey.
 	LockKey int64
 	// LockRetryInterval is how often a standby tries to take the lock.
-	// Default 1s.
+	// Required.
 	LockRetryInterval time.Duration
-	// Retention is how long published rows are kept. Default 24h.
+	// Retention is how long published rows are kept. Required.
 	Retention time.Duration
 	// PurgeInterval is how often the leader deletes rows past Retention.
 	// Default 1m.
 	PurgeInterval time.Duration
 	// BackoffMin and BackoffMax bound the delay between attempts of a failed
-	// step: it doubles from min to max, with jitter. Defaults 100ms, 10s.
+	// step: it doubles from min to max, with jitter. Required.
 	BackoffMin, BackoffMax time.Duration
 	// WriteTimeout bounds one Kafka write. Default 10s.
 	WriteTimeout time.Duration
@@ -97,21 +99,13 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 1000
-	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 900 << 10
 	}
 	if c.LockKey == 0 {
 		c.LockKey = DefaultLockKey
 	}
-	def(&c.PollInterval, time.Second)
-	def(&c.LockRetryInterval, time.Second)
-	def(&c.Retention, 24*time.Hour)
 	def(&c.PurgeInterval, time.Minute)
-	def(&c.BackoffMin, 100*time.Millisecond)
-	def(&c.BackoffMax, 10*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -139,6 +133,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.MaxBatchBytes < 1 {
 		errs = append(errs, errors.New("outbox: BatchSize and MaxBatchBytes must be positive"))
+	}
+	if c.PollInterval <= 0 || c.LockRetryInterval <= 0 || c.Retention <= 0 {
+		errs = append(errs, errors.New("outbox: PollInterval, LockRetryInterval and Retention must be positive"))
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		errs = append(errs, fmt.Errorf("outbox: backoff %s..%s: want 0 < min <= max", c.BackoffMin, c.BackoffMax))

@@ -68,7 +68,7 @@ func (h *harness) relay(mod ...func(*outbox.Config)) (*outbox.Relay, func()) {
 	}
 	cfg := outbox.Config{
 		DatabaseURL: h.db.URL, Pool: h.db.Pool, Brokers: h.kafka.Brokers(), Framer: fr,
-		PollInterval: 200 * time.Millisecond, LockRetryInterval: 100 * time.Millisecond,
+		BatchSize: 1000, PollInterval: 200 * time.Millisecond, LockRetryInterval: 100 * time.Millisecond, Retention: 24 * time.Hour,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, WriteTimeout: 3 * time.Second,
 		Logger: stacktest.Logger(h.t),
 	}
@@ -399,7 +399,7 @@ func TestPurgeDeletesOnlyOldPublishedRows(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	err := outbox.Config{}.Validate()
-	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Framer"} {
+	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Framer", "BatchSize", "PollInterval", "Retention", "backoff"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
 		}
