@@ -394,7 +394,10 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 
 	pending := msgs
 	if err := r.retry(ctx, conn, "write to Kafka", func() error {
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout+time.Second)
+		// A write under way finishes even if shutdown begins meanwhile: cut
+		// short, it may have reached the broker unacknowledged, and the
+		// next leader would publish its rows again. WriteTimeout bounds it.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout+time.Second)
 		defer cancel()
 		start := time.Now()
 		err := r.writer.WriteMessages(wctx, pending...)
