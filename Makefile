@@ -8,9 +8,12 @@ PKGS    := ./...
 run:
 	$(GO) run ./cmd/playground
 
-## test: formatting, vet and every test with the race detector (needs PostgreSQL, see README)
+## test: formatting, vet and every test with the race detector (needs PostgreSQL, see README).
+##       Packages' tests wait on PostgreSQL and the embedded brokers more than they compute, so
+##       TEST_PARALLEL packages (default 4) run at once whatever the core count.
+TEST_PARALLEL ?= 4
 test: check
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -p $(TEST_PARALLEL) -timeout 20m $(PKGS)
 
 ## check: gofmt and go vet, failing on any finding
 check:

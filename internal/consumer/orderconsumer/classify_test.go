@@ -18,6 +18,7 @@ import (
 // classes lists exactly those: a user filtering letters or alerting on
 // consumer_dlq_published_total{class} can trust it.
 func TestEveryDLQClassIsDocumented(t *testing.T) {
+	t.Parallel()
 	permanent := []error{eventcodec.ErrNotFramed, eventcodec.ErrUnknownSchema, eventcodec.ErrIncompatibleSchema,
 		eventcodec.ErrUndecodable, eventcodec.ErrInvalidEvent, &pgconn.PgError{Code: "22003"}}
 	for _, rule := range order.EventRules {

@@ -81,6 +81,7 @@ func call(t *testing.T, method, url, body string) (int, apiOrder) {
 // cancelled concurrently through order-api; when traffic stops, every order's
 // status and version at :8082 equal those at :8080 (invariant 7).
 func TestProjectionConvergesToTheAPI(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	api := startOrderAPI(t, s)
 	consumer := s.start()

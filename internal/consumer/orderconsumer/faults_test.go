@@ -38,6 +38,7 @@ func (s *stack) committed(p int) int64 {
 // A consumer that applied a batch but could not commit it, then stopped:
 // the next one gets the batch again and changes nothing.
 func TestStoppedAfterApplyBeforeCommitRedeliveryChangesNothing(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	h := history(t)
 	s.produce(s.message(h[0]), s.message(h[1]), s.message(h[2]))
@@ -78,6 +79,7 @@ func TestStoppedAfterApplyBeforeCommitRedeliveryChangesNothing(t *testing.T) {
 // The database refusing connections for a while: nothing goes to the DLQ,
 // /readyz says not ready, and everything is applied once it is back.
 func TestDatabaseOutagePausesWithoutDeadLettering(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	h := history(t)
@@ -114,6 +116,7 @@ func TestDatabaseOutagePausesWithoutDeadLettering(t *testing.T) {
 // The DLQ topic failing: the poison message is not committed past, and
 // reaches the DLQ once the fault clears.
 func TestDLQFailureHoldsTheCommit(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	h := history(t)
 	key := []byte(h[0].Order.ID.String())
@@ -144,6 +147,7 @@ func TestDLQFailureHoldsTheCommit(t *testing.T) {
 // Two instances share the partitions; one stops mid-stream; every event is
 // applied, none twice.
 func TestTwoInstancesOneStoppedMidStream(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	a := s.start()
 	b := s.start()
@@ -185,6 +189,7 @@ func TestTwoInstancesOneStoppedMidStream(t *testing.T) {
 // dead-lettered because it came before the one it follows applies once that
 // one has. rebuild reproduces the same projection from the topic.
 func TestReplayAndRebuild(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	h := history(t)
 	// v2 lands in the DLQ (simulated by publishing it there as the consumer would).
@@ -257,6 +262,7 @@ FROM order_projection`).Scan(&out)
 // retried, shutdown begins, the database returns within SHUTDOWN_TIMEOUT, and
 // the batch is applied and committed before the service stops.
 func TestShutdownFinishesAndCommitsTheBatchInHand(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start("SHUTDOWN_TIMEOUT", "10s")
 	h := history(t)

@@ -109,6 +109,7 @@ func TestHugeClaimedLengthsCannotCrashOrStallTheConsumer(t *testing.T) {
 // was refused as MESSAGE_TOO_LARGE and retried for ever: all partitions
 // stopped. It is dead-lettered cut to fit, and the consumer moves on.
 func TestAValueJustUnderTheBrokerLimitIsDeadLetteredCutToFit(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	const size = 1048400
@@ -131,6 +132,7 @@ func TestAValueJustUnderTheBrokerLimitIsDeadLetteredCutToFit(t *testing.T) {
 // Each is dead-lettered with the rule it breaks, the projection keeps to what
 // the API wrote, and the real events of the order still apply after.
 func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	ctx := context.Background()
@@ -253,6 +255,7 @@ func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 // replayed as one, on the key's partition. It stays empty, a null stays
 // null, and both keep their partition.
 func TestEmptyAndNullValuesStayWhatTheyWere(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	key := []byte("some-order")
@@ -300,6 +303,7 @@ func replay(t *testing.T, s *stack, f deadletter.Filter) (deadletter.ReplayResul
 // and logged nothing (kafka-go's errors went to debug). It is not ready,
 // naming the topic, and says so at warn; once the topic exists it consumes.
 func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	log, logs := jsonLog(t, "info")
 	const misspelled = "order-evnts"
@@ -345,6 +349,7 @@ func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
 // each time. Letters replayed once are skipped: each run puts back only the
 // newest copy of a poison message.
 func TestReplayingTheDLQAgainSkipsWhatWasReplayed(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	s.start()
 	s.produce(kafka.Message{Key: []byte("poison-1"), Value: []byte("garbage")}, kafka.Message{Key: []byte("poison-2"), Value: []byte("junk")})
@@ -365,6 +370,7 @@ func TestReplayingTheDLQAgainSkipsWhatWasReplayed(t *testing.T) {
 // refuses it) makes the consumer not ready, saying why, and ready again once
 // it has joined, even with no message to consume.
 func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.JoinGroup}, Err: kerr.GroupAuthorizationFailed, Count: -1})
 	log, logs := jsonLog(t, "info")
@@ -393,6 +399,7 @@ func TestAGroupThatCannotJoinIsNotReady(t *testing.T) {
 // a valid event that occurred more than a week ago (a replay, an old
 // backlog) is applied but not observed as end-to-end latency.
 func TestImplausibleHeadersAndOldEventsAreNotBelieved(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	log, logs := jsonLog(t, "debug")
 	c := s.startWith(telemetry.Config{}, log)

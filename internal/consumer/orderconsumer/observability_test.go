@@ -71,6 +71,7 @@ func scrape(t *testing.T, base string) map[string]float64 {
 // a pay and a poison message, and checks every metric the README lists
 // moved by what happened.
 func TestMetricsMoveWithAFlow(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	api := startOrderAPI(t, s)
 	consumer := s.start()
@@ -171,6 +172,7 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 // produce requests, the outbox backlog and its age are visible on
 // order-api's /metrics, and drain to zero when the broker is back.
 func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	api := startOrderAPI(t, s)
 	stacktest.WaitFor(t, "relay leadership", wait, func() bool { return scrape(t, api)[`outbox_relay_leader{}`] == 1 })
@@ -233,6 +235,7 @@ func jsonLines(log *stacktest.Log) []map[string]any {
 // tracing off (the default), and with tracing on, where the spans also chain
 // client → order-api's server span → order-consumer's process span.
 func TestTraceContextReachesKafkaAndTheConsumerLog(t *testing.T) {
+	t.Parallel()
 	const (
 		traceID  = "4bf92f3577b34da6a3ce929d0e0e4736"
 		clientSp = "00f067aa0ba902b7"
@@ -343,6 +346,7 @@ func findSpan(t *testing.T, exp *tracetest.InMemoryExporter, kind trace.SpanKind
 // service stops is answered with what the projection holds (404 here), and
 // the shutdown completes cleanly instead of waiting the read out.
 func TestShutdownAnswersWaitingReads(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start() // SHUTDOWN_TIMEOUT 2s, far shorter than the wait
 	type answer struct {

@@ -18,6 +18,7 @@ import (
 // the rebuilt projection in, retries, finishes, counts every event once,
 // and leaves the same projection as a clean rebuild of the same topic.
 func TestARebuildWhoseDatabaseFailsOnceFinishesLikeACleanOne(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		// victim picks the backend to terminate from pg_stat_activity;

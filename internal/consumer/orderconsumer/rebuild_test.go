@@ -60,6 +60,7 @@ func (s *stack) projectedOrders() int {
 // offsets, and changes nothing; with -allow-partial it rebuilds without the
 // lost orders, and remembers where it started, so the next rebuild passes.
 func TestRebuildRefusesATopicThatLostItsBeginning(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	var all [][]order.Event
@@ -125,6 +126,7 @@ func TestRebuildRefusesATopicThatLostItsBeginning(t *testing.T) {
 // A rebuild that fails part way (here the registry stays down until the
 // operator gives up) leaves the projection as it was, and no scratch tables.
 func TestAFailedRebuildLeavesTheProjectionAsItWas(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	h := history(t)
@@ -162,6 +164,7 @@ func TestAFailedRebuildLeavesTheProjectionAsItWas(t *testing.T) {
 // the rebuilt projection would lack every order of the old cluster (the
 // playground, restarted, is such a cluster). It is refused before the swap.
 func TestRebuildFromANewClusterIsRefused(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	old := history(t)

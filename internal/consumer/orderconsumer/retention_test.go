@@ -10,6 +10,7 @@ import (
 // Finding 20: processed_events was never purged. Rows older than
 // LEDGER_RETENTION go; the projection stays.
 func TestLedgerRowsPastRetentionArePurged(t *testing.T) {
+	t.Parallel()
 	s := newStack(t)
 	c := s.start()
 	old, young := history(t), history(t)

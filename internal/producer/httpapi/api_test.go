@@ -92,6 +92,7 @@ func (e *env) place() map[string]any {
 }
 
 func TestPlacePayRefundAndPlaceCancel(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.do("POST", "/orders", validOrder)
 	if r.status != http.StatusCreated {
@@ -134,6 +135,7 @@ func TestPlacePayRefundAndPlaceCancel(t *testing.T) {
 }
 
 func TestInvalidTransitionsAreConflictsAndChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// reach each status, then try every action that is not allowed from it
 	setups := map[string][]string{
@@ -178,6 +180,7 @@ func TestInvalidTransitionsAreConflictsAndChangeNothing(t *testing.T) {
 }
 
 func TestBadInputIsRefusedPreciselyAndWritesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	huge := `{"customer_id":"c","currency":"EUR","items":[{"sku":"` + strings.Repeat("x", 1<<20) + `","quantity":1,"unit_price_minor":1}]}`
 	var manyItems []string
@@ -251,6 +254,7 @@ func TestBadInputIsRefusedPreciselyAndWritesNothing(t *testing.T) {
 }
 
 func TestPathAndHeaderErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	cases := []struct {
@@ -287,6 +291,7 @@ func TestPathAndHeaderErrors(t *testing.T) {
 }
 
 func TestIfMatchAndETag(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	if r := e.do("GET", "/orders/"+id, "", "If-None-Match", `"1"`); r.status != http.StatusNotModified {
@@ -305,6 +310,7 @@ func TestIfMatchAndETag(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	first := e.do("POST", "/orders", validOrder, "Idempotency-Key", "k-1")
 	if first.status != 201 {
@@ -332,6 +338,7 @@ func TestIdempotencyKey(t *testing.T) {
 }
 
 func TestConcurrentIdempotentPlacesCreateOneOrder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var wg sync.WaitGroup
 	bodies := make([][]byte, 10)
@@ -366,6 +373,7 @@ func TestConcurrentIdempotentPlacesCreateOneOrder(t *testing.T) {
 }
 
 func TestConcurrentPayAndCancelOneWins(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	const n = 20
@@ -423,6 +431,7 @@ func TestConcurrentPayAndCancelOneWins(t *testing.T) {
 }
 
 func TestListPaginatesWithoutGapsAndFilters(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var ids []string
 	for i := range 7 {
@@ -470,6 +479,7 @@ func TestListPaginatesWithoutGapsAndFilters(t *testing.T) {
 }
 
 func TestMetadataHeadersReachTheOutbox(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	r := e.do("POST", "/orders", validOrder, "X-Correlation-ID", "corr-7", "traceparent", tp)
@@ -495,6 +505,7 @@ func TestMetadataHeadersReachTheOutbox(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if r := e.do("GET", "/healthz", ""); r.status != 200 {
 		t.Errorf("healthz %d", r.status)

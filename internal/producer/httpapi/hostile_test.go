@@ -82,6 +82,7 @@ func (e *env) written() string {
 // 422 naming the field, and writes nothing; it never reaches PostgreSQL as
 // a 500 that promises a retry would work.
 func TestTextWithNULIsUnprocessableAndWritesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	paid := e.place()["id"].(string)
 	if r := e.do("POST", "/orders/"+paid+"/pay", ""); r.status != 200 {
@@ -126,6 +127,7 @@ func TestTextWithNULIsUnprocessableAndWritesNothing(t *testing.T) {
 // Finding 11: a query or path parameter that is not text is 400 and never
 // reaches PostgreSQL: the answers below come with the pool closed.
 func TestParametersThatAreNotTextAreBadRequests(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	e.db.Pool.Close() // any request that reached the store would fail now
@@ -160,6 +162,7 @@ func TestParametersThatAreNotTextAreBadRequests(t *testing.T) {
 // would silently replace bad bytes with U+FFFD — and a charset other than
 // UTF-8 is 415.
 func TestBodiesThatAreNotUTF8AreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	before := e.written()
@@ -223,6 +226,7 @@ func TestBodiesThatAreNotUTF8AreRefused(t *testing.T) {
 // problem type on every route that needs it, /readyz says not ready, and
 // everything works again once it is back.
 func TestDatabaseUnavailableIs503WithRetryAfter(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	restart := e.db.Stop(t)
@@ -275,6 +279,7 @@ func TestDatabaseUnavailableIs503WithRetryAfter(t *testing.T) {
 // Finding 13: a pool that cannot hand out a connection does not hold a
 // request until the client gives up: after pgdb.CallTimeout it is 503.
 func TestNoFreeConnectionIs503WithinTheBound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	ctx := context.Background()
@@ -295,6 +300,7 @@ func TestNoFreeConnectionIs503WithinTheBound(t *testing.T) {
 // Finding 14: made-up methods are one "_OTHER" series, span name and log
 // value, however many a client invents.
 func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
+	t.Parallel()
 	store, db := newStore(t)
 	reg := telemetry.NewRegistry()
 	logs := stacktest.NewLog(t)
@@ -363,6 +369,7 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 
 // Finding 16: error details speak JSON, never Go.
 func TestTypeErrorsSpeakJSON(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	cases := []struct{ name, path, body, want string }{
@@ -391,6 +398,7 @@ func TestTypeErrorsSpeakJSON(t *testing.T) {
 
 // Finding 16: a long path is echoed at most once, cut, whatever the error.
 func TestLongInputIsEchoedOnceAndCut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	long := strings.Repeat("a", 100<<10)
 	cases := []struct {
@@ -426,6 +434,7 @@ func TestLongInputIsEchoedOnceAndCut(t *testing.T) {
 // name case-insensitively, is 400: encoding/json would take the last value
 // and the wrong-case name silently.
 func TestDuplicateAndWrongCaseKeysAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	before := e.written()
@@ -464,6 +473,7 @@ func TestDuplicateAndWrongCaseKeysAreRefused(t *testing.T) {
 // Finding 16: HEAD works on every GET route, like GET without a body; a 405
 // says in Allow what is allowed.
 func TestHeadAndAllow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	for _, path := range []string{"/orders/" + id, "/orders", "/orders?customer_id=c-1", "/healthz", "/readyz"} {
@@ -525,6 +535,7 @@ func gzipped(t *testing.T, s string) []byte {
 // Finding 16: a content-coded body is 415, with Accept-Encoding saying what
 // is accepted; it used to be a 400 "malformed JSON".
 func TestContentEncodedBodiesAreUnsupported(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
 	before := e.written()
@@ -558,6 +569,7 @@ func TestContentEncodedBodiesAreUnsupported(t *testing.T) {
 // Finding 16: If-Match compares strongly (RFC 9110 §13.1.1) against the ETag
 // "<version>" and takes a list.
 func TestIfMatchIsAStrongComparisonAgainstAList(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cases := []struct {
 		name    string
@@ -612,6 +624,7 @@ func TestIfMatchIsAStrongComparisonAgainstAList(t *testing.T) {
 // most 128 bytes; otherwise one is made up, so what is echoed is what is
 // stored in the outbox (and sent to Kafka, and logged).
 func TestCorrelationIDEchoedIsCorrelationIDStored(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	uuidRE := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	cases := []struct {

@@ -32,6 +32,7 @@ func (failingStore) Update(context.Context, uuid.UUID, order.VersionMatch, func(
 // it safely, and only what is true of its route: POST /orders honours
 // Idempotency-Key, a change ignores it and is made safe by If-Match.
 func TestInternalErrorSaysHowToRetryThisRoute(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, failingStore{}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv}

@@ -14,6 +14,7 @@ import (
 // /orders/{id}/{action} must answer 200 with the To status. A new action
 // without its route answers 404 or 405 here.
 func TestEveryTransitionHasARoute(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	defer func() { e.t = t }()
 	for _, tr := range order.Transitions() {
@@ -39,6 +40,7 @@ func TestEveryTransitionHasARoute(t *testing.T) {
 // TestEveryStatusIsAListFilter: GET /orders?status= accepts every status of
 // the domain, and the refusal of an unknown one names them all.
 func TestEveryStatusIsAListFilter(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, s := range order.Statuses {
 		if r := e.do("GET", "/orders?status="+string(s), ""); r.status != http.StatusOK {
