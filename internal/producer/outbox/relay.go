@@ -239,7 +239,13 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.leader.Store(false)
 				r.failing.Store(nil)
 				r.metrics.leader.Set(0)
-				// Closing the connection releases the lock whatever state it is in.
+				// Unlock at once, so a standby takes over (and a stopped
+				// relay holds nothing) without waiting for this backend to
+				// exit; closing the connection releases the lock whatever
+				// state it is in, only later.
+				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				_, _ = conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", r.cfg.LockKey)
+				cancel()
 				conn.Close(context.Background())
 				conn = nil
 				if ctx.Err() != nil {
