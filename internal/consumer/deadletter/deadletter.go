@@ -49,6 +49,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
@@ -102,10 +103,11 @@ type DeadLetter struct {
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
 	Brokers      []string
-	Topic        string        // required (order-consumer's DLQ_TOPIC)
-	Group        string        // the consumer group, for kafka_dlt-original-consumer-group
-	WriteTimeout time.Duration // default 10s
-	Logger       *slog.Logger  // default slog.Default()
+	Topic        string              // required (order-consumer's DLQ_TOPIC)
+	Security     *kafkaconn.Security // TLS and SASL; nil: plain text
+	Group        string              // the consumer group, for kafka_dlt-original-consumer-group
+	WriteTimeout time.Duration       // default 10s
+	Logger       *slog.Logger        // default slog.Default()
 }
 
 // Publisher writes dead letters with acks=all, each cut to fit the topic.
@@ -132,7 +134,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Publisher{cfg: cfg, client: kafkalog.Client(cfg.Brokers, cfg.WriteTimeout), log: cfg.Logger.With("component", "dead-letters")}, nil
+	return &Publisher{cfg: cfg, client: cfg.Security.Client(cfg.Brokers, cfg.WriteTimeout), log: cfg.Logger.With("component", "dead-letters")}, nil
 }
 
 // Publish writes every dead letter in one call; it returns nil only when the
@@ -315,7 +317,7 @@ func (p *Publisher) writer() *kafka.Writer {
 	defer p.mu.Unlock()
 	if p.w == nil {
 		p.w = &kafka.Writer{
-			Addr: kafka.TCP(p.cfg.Brokers...), Topic: p.cfg.Topic,
+			Addr: kafka.TCP(p.cfg.Brokers...), Topic: p.cfg.Topic, Transport: p.cfg.Security.Transport(),
 			RequiredAcks: kafka.RequireAll, Balancer: samePartition{},
 			BatchTimeout: 2 * time.Millisecond, MaxAttempts: 1, WriteTimeout: p.cfg.WriteTimeout,
 			BatchBytes: int64(p.budget),

@@ -18,7 +18,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
-	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
 
 const (
@@ -44,7 +44,7 @@ func publisher(t *testing.T, k *devstack.Kafka) *deadletter.Publisher {
 // setLimit sets the DLQ topic's max.message.bytes, as an operator would.
 func setLimit(t *testing.T, k *devstack.Kafka, limit int) {
 	t.Helper()
-	c := kafkalog.Client(k.Brokers(), 5*time.Second)
+	c := kafkaconn.Plaintext.Client(k.Brokers(), 5*time.Second)
 	resp, err := c.AlterConfigs(context.Background(), &kafka.AlterConfigsRequest{Resources: []kafka.AlterConfigRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: dlqTopic,
 		Configs: []kafka.AlterConfigRequestConfig{{Name: "max.message.bytes", Value: strconv.Itoa(limit)}},
@@ -292,7 +292,7 @@ func TestReplay(t *testing.T) {
 	kafkatest.WaitForCount(t, k.Brokers()[0], dlqTopic, 2, 10*time.Second)
 	log := memLog{}
 	all := deadletter.Filter{}
-	res, err := deadletter.Replay(ctx, k.Brokers(), dlqTopic, all, deadletter.ReplayOptions{Log: log})
+	res, err := deadletter.Replay(ctx, k.Brokers(), kafkaconn.Plaintext, dlqTopic, all, deadletter.ReplayOptions{Log: log})
 	if err != nil || res.Replayed != 1 || res.SkippedTruncated != 1 {
 		t.Fatalf("replay: %+v %v", res, err)
 	}
@@ -303,11 +303,11 @@ func TestReplay(t *testing.T) {
 	if from, _ := header(back[0], deadletter.HeaderReplayedFrom); from != dlqTopic+"/"+strconv.Itoa(orig)+"@0" {
 		t.Errorf("replayed from %q", from)
 	}
-	res, err = deadletter.Replay(ctx, k.Brokers(), dlqTopic, all, deadletter.ReplayOptions{Log: log})
+	res, err = deadletter.Replay(ctx, k.Brokers(), kafkaconn.Plaintext, dlqTopic, all, deadletter.ReplayOptions{Log: log})
 	if err != nil || res.Replayed != 0 || res.SkippedReplayed != 1 {
 		t.Fatalf("second replay: %+v %v", res, err)
 	}
-	res, err = deadletter.Replay(ctx, k.Brokers(), dlqTopic, all, deadletter.ReplayOptions{Log: log, Force: true})
+	res, err = deadletter.Replay(ctx, k.Brokers(), kafkaconn.Plaintext, dlqTopic, all, deadletter.ReplayOptions{Log: log, Force: true})
 	if err != nil || res.Replayed != 1 {
 		t.Fatalf("forced replay: %+v %v", res, err)
 	}
@@ -320,7 +320,7 @@ func TestReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	kafkatest.WaitForCount(t, k.Brokers()[0], dlqTopic, 3, 10*time.Second)
-	if _, err := deadletter.Replay(ctx, k.Brokers(), dlqTopic, deadletter.Filter{Key: "order-9"}, deadletter.ReplayOptions{Log: memLog{}}); err == nil ||
+	if _, err := deadletter.Replay(ctx, k.Brokers(), kafkaconn.Plaintext, dlqTopic, deadletter.Filter{Key: "order-9"}, deadletter.ReplayOptions{Log: memLog{}}); err == nil ||
 		!strings.Contains(err.Error(), "no longer exists") {
 		t.Errorf("replay of a letter from partition 9 of 6: %v", err)
 	}
@@ -333,10 +333,10 @@ func TestReplay(t *testing.T) {
 		"offsets without partition": {FromOffset: &one},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := deadletter.Replay(ctx, k.Brokers(), dlqTopic, f, deadletter.ReplayOptions{Log: memLog{}}); err == nil {
+			if _, err := deadletter.Replay(ctx, k.Brokers(), kafkaconn.Plaintext, dlqTopic, f, deadletter.ReplayOptions{Log: memLog{}}); err == nil {
 				t.Fatal("accepted")
 			}
-			if _, err := deadletter.List(ctx, k.Brokers(), dlqTopic, f); err == nil {
+			if _, err := deadletter.List(ctx, k.Brokers(), kafkaconn.Plaintext, dlqTopic, f); err == nil {
 				t.Fatal("list accepted it")
 			}
 		})

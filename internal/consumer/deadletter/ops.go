@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
@@ -124,8 +125,9 @@ func printable(b []byte) string {
 // List reads the whole dead-letter topic (from the start to the current end,
 // no consumer group) and returns the entries f selects. It refuses a
 // selection that names a partition the topic does not have, or a bad range.
-func List(ctx context.Context, brokers []string, dlqTopic string, f Filter) ([]Entry, error) {
-	parts, err := kafkalog.Partitions(ctx, kafkalog.Client(brokers, 10*time.Second), dlqTopic)
+func List(ctx context.Context, brokers []string, sec *kafkaconn.Security, dlqTopic string, f Filter) ([]Entry, error) {
+	client := sec.Client(brokers, 10*time.Second)
+	parts, err := kafkalog.Partitions(ctx, client, dlqTopic)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +135,7 @@ func List(ctx context.Context, brokers []string, dlqTopic string, f Filter) ([]E
 		return nil, fmt.Errorf("invalid selection: %w", err)
 	}
 	var out []Entry
-	err = kafkalog.Each(ctx, brokers[0], dlqTopic, func(m kafka.Message) error {
+	err = kafkalog.Each(ctx, client, dlqTopic, func(m kafka.Message) error {
 		if f.match(m) {
 			out = append(out, EntryOf(m))
 		}
@@ -212,11 +214,11 @@ type ReplayResult struct {
 // Nothing is written if the selection is invalid or a letter cannot go back
 // where it came from (no original topic, a partition the topic no longer
 // has).
-func Replay(ctx context.Context, brokers []string, dlqTopic string, f Filter, opts ReplayOptions) (ReplayResult, error) {
+func Replay(ctx context.Context, brokers []string, sec *kafkaconn.Security, dlqTopic string, f Filter, opts ReplayOptions) (ReplayResult, error) {
 	if opts.Log == nil {
 		return ReplayResult{}, errors.New("replay: a ReplayLog is required")
 	}
-	entries, err := List(ctx, brokers, dlqTopic, f)
+	entries, err := List(ctx, brokers, sec, dlqTopic, f)
 	if err != nil {
 		return ReplayResult{}, err
 	}
@@ -232,7 +234,7 @@ func Replay(ctx context.Context, brokers []string, dlqTopic string, f Filter, op
 	if err != nil {
 		return ReplayResult{}, fmt.Errorf("replay: read the replay log: %w", err)
 	}
-	client := kafkalog.Client(brokers, 10*time.Second)
+	client := sec.Client(brokers, 10*time.Second)
 	targets := map[string][]int{} // original topic → its partitions
 	now := time.Now().UTC().Format(time.RFC3339)
 	var (
@@ -282,7 +284,7 @@ func Replay(ctx context.Context, brokers []string, dlqTopic string, f Filter, op
 	}
 	// To the original partition (samePartition), in DLQ order: one call,
 	// one batch per partition, so each partition keeps the letters' order.
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: sec.Transport(), RequiredAcks: kafka.RequireAll,
 		Balancer: samePartition{}, BatchTimeout: 2 * time.Millisecond, BatchSize: len(msgs), MaxAttempts: 1}
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {

@@ -11,19 +11,27 @@ import (
 
 // ListDLQ returns the dead letters f selects; see deadletter.List.
 func ListDLQ(ctx context.Context, cfg Config, f deadletter.Filter) ([]deadletter.Entry, error) {
-	return deadletter.List(ctx, cfg.KafkaBrokers, cfg.DLQTopic, f)
+	sec, err := cfg.Kafka.Security()
+	if err != nil {
+		return nil, err
+	}
+	return deadletter.List(ctx, cfg.KafkaBrokers, sec, cfg.DLQTopic, f)
 }
 
 // ReplayDLQ republishes the dead letters f selects, skipping those replayed
 // before unless force; see deadletter.Replay. The replay log is kept in the
 // projection's database, which it migrates if configured to.
 func ReplayDLQ(ctx context.Context, cfg Config, f deadletter.Filter, force bool) (deadletter.ReplayResult, error) {
+	sec, err := cfg.Kafka.Security()
+	if err != nil {
+		return deadletter.ReplayResult{}, err
+	}
 	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, 2, cfg.Migrate, migrations.Projection())
 	if err != nil {
 		return deadletter.ReplayResult{}, err
 	}
 	defer pool.Close()
-	return deadletter.Replay(ctx, cfg.KafkaBrokers, cfg.DLQTopic, f,
+	return deadletter.Replay(ctx, cfg.KafkaBrokers, sec, cfg.DLQTopic, f,
 		deadletter.ReplayOptions{Log: replayLog{projectionstore.New(pool)}, Force: force})
 }
 

@@ -21,7 +21,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
-	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/schemas"
 )
@@ -324,7 +324,7 @@ func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
 		t.Errorf("no warning names %s in the log", misspelled)
 	}
 	// Created later (a deploy order mistake), the topic is consumed.
-	resp, err := kafkalog.Client(s.kafka.Brokers(), 5*time.Second).CreateTopics(context.Background(),
+	resp, err := kafkaconn.Plaintext.Client(s.kafka.Brokers(), 5*time.Second).CreateTopics(context.Background(),
 		&kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: misspelled, NumPartitions: 2, ReplicationFactor: 1}}})
 	if err == nil {
 		err = resp.Errors[misspelled]

@@ -78,8 +78,12 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 	if err != nil {
 		return projector.Config{}, err
 	}
+	sec, err := cfg.Kafka.Security()
+	if err != nil {
+		return projector.Config{}, err
+	}
 	return projector.Config{
-		Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, GroupID: cfg.GroupID,
+		Brokers: cfg.KafkaBrokers, Security: sec, Topic: cfg.Topic, GroupID: cfg.GroupID,
 		BatchSize: cfg.BatchSize, BatchLinger: cfg.BatchLinger,
 		BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ShutdownTimeout: cfg.ShutdownTimeout,
 		Decoder: dec, Classify: Classify, Logger: log,
@@ -93,7 +97,7 @@ func (s *Service) wire(m *service.Main) error {
 	if err != nil {
 		return err
 	}
-	dlq, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID, Logger: s.Log})
+	dlq, err := deadletter.NewPublisher(deadletter.PublisherConfig{Brokers: s.cfg.KafkaBrokers, Security: pc.Security, Topic: s.cfg.DLQTopic, Group: s.cfg.GroupID, Logger: s.Log})
 	if err != nil {
 		return err
 	}
@@ -105,7 +109,7 @@ func (s *Service) wire(m *service.Main) error {
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err
 	}
-	s.Registry.MustRegister(projector.NewLagCollector(s.cfg.KafkaBrokers, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	s.Registry.MustRegister(projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
 	s.handler = projectionapi.New(projectionapi.Config{
 		Logger:     s.Log,
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},

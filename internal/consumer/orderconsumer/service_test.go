@@ -26,6 +26,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
 )
@@ -47,8 +48,15 @@ type stack struct {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
+	return newStackWith(t, devstack.KafkaConfig{}, kafkaconn.Plaintext)
+}
+
+// newStackWith is newStack on a broker started with kcfg, which the stack's
+// own writer reaches with sec.
+func newStackWith(t testing.TB, kcfg devstack.KafkaConfig, sec *kafkaconn.Security) *stack {
+	t.Helper()
 	s := &stack{t: t, db: pgtest.MustDB(t, migrations.Projection()),
-		kafka: stacktest.Kafka(t, devstack.KafkaConfig{}), registry: stacktest.Registry(t)}
+		kafka: stacktest.Kafka(t, kcfg), registry: stacktest.Registry(t)}
 	var err error
 	if s.enc, err = eventcodec.NewEncoder(); err != nil {
 		t.Fatal(err)
@@ -56,7 +64,7 @@ func newStack(t testing.TB) *stack {
 	if s.framer, err = eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.registry.URL()}); err != nil {
 		t.Fatal(err)
 	}
-	s.writer = &kafka.Writer{Addr: kafka.TCP(s.kafka.Brokers()...), Topic: topic, RequiredAcks: kafka.RequireAll,
+	s.writer = &kafka.Writer{Addr: kafka.TCP(s.kafka.Brokers()...), Transport: sec.Transport(), Topic: topic, RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{Consistent: true}, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() { s.writer.Close() })
 	return s
@@ -364,7 +372,7 @@ func TestPoisonMessagesGoToTheDLQIntactAndTheRestIsApplied(t *testing.T) {
 
 	// dlq list shows them; dlq replay puts them back, and they go to the DLQ
 	// again (still poison), while a replayed good event would be judged by version.
-	entries, err := deadletter.List(context.Background(), s.kafka.Brokers(), dlqTopic, deadletter.Filter{})
+	entries, err := deadletter.List(context.Background(), s.kafka.Brokers(), kafkaconn.Plaintext, dlqTopic, deadletter.Filter{})
 	if err != nil || len(entries) != len(poison) || entries[2].ErrorClass != "eventcodec.ErrUnknownSchema" || entries[2].OriginalOffset != 3 {
 		t.Fatalf("list: %v %+v", err, entries)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
 
@@ -74,9 +75,9 @@ type lagCollector struct {
 // on failure the metric is left out of that scrape and the cause logged at
 // debug). Before the group's first commit on a partition, the lag counts
 // from the partition's earliest offset.
-func NewLagCollector(brokers []string, topic, group string, log *slog.Logger) prometheus.Collector {
+func NewLagCollector(brokers []string, sec *kafkaconn.Security, topic, group string, log *slog.Logger) prometheus.Collector {
 	return &lagCollector{
-		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 3 * time.Second},
+		client: sec.Client(brokers, 3*time.Second),
 		topic:  topic, group: group, log: log,
 		lag: prometheus.NewDesc("consumer_lag", "Messages in the partition not yet committed by the consumer group.",
 			[]string{"partition"}, prometheus.Labels{"topic": topic, "group": group}),

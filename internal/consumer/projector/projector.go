@@ -45,6 +45,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -91,7 +92,9 @@ type Classifier func(err error) (permanent bool, class string)
 // required (their defaults are order-consumer's, in one place: the env tags
 // of orderconsumer.Config); the others default when zero.
 type Config struct {
-	Brokers     []string
+	Brokers []string
+	// Security is how to connect to the brokers (TLS, SASL); nil: plain text.
+	Security    *kafkaconn.Security
 	Topic       string
 	GroupID     string
 	BatchSize   int // most messages per transaction and commit
@@ -275,6 +278,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) consume(ctx context.Context) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           c.cfg.Brokers,
+		Dialer:            c.cfg.Security.Dialer(),
 		GroupID:           c.cfg.GroupID,
 		Topic:             c.cfg.Topic,
 		StartOffset:       kafka.FirstOffset,
@@ -340,7 +344,7 @@ func (c *Consumer) loop(ctx context.Context, r Reader) {
 // does not exist or cannot be checked, and signalling appeared when it
 // exists again after it did not.
 func (c *Consumer) watchTopic(ctx context.Context, appeared chan<- struct{}) {
-	client := kafkalog.Client(c.cfg.Brokers, 5*time.Second)
+	client := c.cfg.Security.Client(c.cfg.Brokers, 5*time.Second)
 	var last error
 	for {
 		_, err := kafkalog.Partitions(ctx, client, c.cfg.Topic)

@@ -119,7 +119,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	c := newConsumer(cfg.Config, "rebuild")
 	topic := c.cfg.Topic
 
-	client := kafkalog.Client(cfg.Brokers, 10*time.Second)
+	client := cfg.Security.Client(cfg.Brokers, 10*time.Second)
 	var bounds []kafkalog.Bounds
 	if err := c.retry(ctx, "kafka", func() (err error) { bounds, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
 		return RebuildResult{}, fmt.Errorf("rebuild: %w", err)

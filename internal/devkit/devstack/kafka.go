@@ -17,6 +17,9 @@ type KafkaConfig struct {
 	Port       int      // 0 picks a free port; the playground uses 9092
 	Partitions int32    // per topic; default 6
 	Topics     []string // created at start; default order-events and order-events.dlq
+	// Opts are further kfake options: EnableSASL, Superuser and TLS make a
+	// secured broker, as the tests of KAFKA_SECURITY_PROTOCOL need.
+	Opts []kfake.Opt
 }
 
 // Kafka is a running single-broker kfake cluster listening on 127.0.0.1.
@@ -37,6 +40,7 @@ func StartKafka(cfg KafkaConfig) (*Kafka, error) {
 	if cfg.Port != 0 {
 		opts = append(opts, kfake.Ports(cfg.Port))
 	}
+	opts = append(opts, cfg.Opts...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start kfake: %w", err)

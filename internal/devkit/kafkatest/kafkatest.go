@@ -11,13 +11,14 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
 // ReadAll returns every message topic holds now, ordered by partition then
 // offset.
 func ReadAll(ctx context.Context, broker, topic string) ([]kafka.Message, error) {
-	return kafkalog.ReadAll(ctx, broker, topic)
+	return kafkalog.ReadAll(ctx, kafkaconn.Plaintext.Client([]string{broker}, 10*time.Second), topic)
 }
 
 // MustReadAll is ReadAll within 10 seconds, failing tb if it cannot read

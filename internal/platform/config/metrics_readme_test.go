@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/outbox"
 )
@@ -47,7 +48,7 @@ func TestREADMEListsEveryMetricAndTracingVariable(t *testing.T) {
 	outbox.NewMetrics(reg)
 	projector.NewMetrics(reg)
 	telemetry.NewHTTPMetrics(reg)
-	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, "t", "g", nil))
+	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, kafkaconn.Plaintext, "t", "g", nil))
 	registered := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, c := range reg.cs {

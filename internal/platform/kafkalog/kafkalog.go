@@ -26,11 +26,6 @@ import (
 // returned whole by the broker.
 const MaxFetchBytes = 16 << 20
 
-// Client returns a client for brokers whose calls time out after timeout.
-func Client(brokers []string, timeout time.Duration) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout}
-}
-
 // Partitions returns the partition IDs of topic, sorted, or an error if the
 // topic does not exist.
 func Partitions(ctx context.Context, c *kafka.Client, topic string) ([]int, error) {
@@ -88,9 +83,9 @@ func Offsets(ctx context.Context, c *kafka.Client, topic string) ([]Bounds, erro
 }
 
 // ReadAll returns every message topic holds now, by partition then offset.
-func ReadAll(ctx context.Context, broker, topic string) ([]kafka.Message, error) {
+func ReadAll(ctx context.Context, c *kafka.Client, topic string) ([]kafka.Message, error) {
 	var all []kafka.Message
-	err := Each(ctx, broker, topic, func(m kafka.Message) error {
+	err := Each(ctx, c, topic, func(m kafka.Message) error {
 		all = append(all, m)
 		return nil
 	})
@@ -99,8 +94,7 @@ func ReadAll(ctx context.Context, broker, topic string) ([]kafka.Message, error)
 
 // Each calls fn for every message topic holds now, by partition then offset,
 // and stops at fn's first error.
-func Each(ctx context.Context, broker, topic string, fn func(kafka.Message) error) error {
-	c := Client([]string{broker}, 10*time.Second)
+func Each(ctx context.Context, c *kafka.Client, topic string, fn func(kafka.Message) error) error {
 	bounds, err := Offsets(ctx, c, topic)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
@@ -29,7 +30,7 @@ func TestNullAndEmptyStayApart(t *testing.T) {
 	if err := w.WriteMessages(ctx, sent...); err != nil {
 		t.Fatal(err)
 	}
-	got, err := kafkalog.ReadAll(ctx, k.Brokers()[0], "t")
+	got, err := kafkalog.ReadAll(ctx, kafkaconn.Plaintext.Client(k.Brokers(), 5*time.Second), "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestNullAndEmptyStayApart(t *testing.T) {
 	}
 	// A range reads just the offsets asked for.
 	var offs []int64
-	c := kafkalog.Client(k.Brokers(), 5*time.Second)
+	c := kafkaconn.Plaintext.Client(k.Brokers(), 5*time.Second)
 	if err := kafkalog.Range(ctx, c, "t", 0, 1, 3, func(m kafka.Message) error { offs = append(offs, m.Offset); return nil }); err != nil {
 		t.Fatal(err)
 	}

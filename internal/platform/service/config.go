@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 )
 
@@ -16,6 +17,9 @@ type Common struct {
 	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
 	// KafkaBrokers is the bootstrap list, comma-separated.
 	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092"`
+	// Kafka is how to connect to them: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*
+	// and KAFKA_TLS_*, the same for every client and command.
+	Kafka kafkaconn.Config
 	// SchemaRegistryURL is the Confluent Schema Registry: order-api's relay
 	// registers with it, order-consumer fetches writer schemas by ID.
 	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" envDefault:"http://localhost:8081"`
@@ -33,13 +37,13 @@ type Common struct {
 // Check reports each unusable setting of c, each message starting with the
 // variable and the value given; a service's Validate joins them with its own.
 func (c Common) Check() []error {
-	return []error{
+	return append(c.Kafka.Check(),
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
 		logging.Check(c.LogLevel, c.LogFormat),
-	}
+	)
 }
 
 // Settings are the skeleton's settings of a service named name, listening

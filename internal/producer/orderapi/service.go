@@ -81,10 +81,15 @@ func (s *Service) wireRelay() error {
 	if err != nil {
 		return err
 	}
+	sec, err := s.cfg.Kafka.Security()
+	if err != nil {
+		return err
+	}
 	s.relay, err = outbox.New(outbox.Config{
 		DatabaseURL:       s.cfg.DatabaseURL,
 		Pool:              s.Pool,
 		Brokers:           s.cfg.KafkaBrokers,
+		Security:          sec,
 		Framer:            framer,
 		BatchSize:         s.cfg.RelayBatchSize,
 		PollInterval:      s.cfg.RelayPollInterval,

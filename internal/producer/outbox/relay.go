@@ -35,6 +35,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
 
 // Framer frames an Avro body in the Confluent wire format for topic's value
@@ -60,6 +61,8 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Brokers is the Kafka bootstrap list. Required.
 	Brokers []string
+	// Security is how to connect to them (TLS, SASL); nil: plain text.
+	Security *kafkaconn.Security
 	// Framer frames payloads with their registry schema ID. Required.
 	Framer Framer
 	// BatchSize is the most rows per Kafka write. Required.
@@ -180,6 +183,7 @@ func New(cfg Config) (*Relay, error) {
 	cfg.setDefaults()
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
+		Transport:    cfg.Security.Transport(),
 		RequiredAcks: kafka.RequireAll,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		// Each WriteMessages call fills its partitions' batches under the
