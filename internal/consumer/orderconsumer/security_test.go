@@ -31,9 +31,10 @@ import (
 	"github.com/ordersonkafka/orders/migrations"
 )
 
-// testCA makes a CA and a certificate for 127.0.0.1 signed by it, and
-// returns the broker's TLS config and the CA's PEM file.
-func testCA(t *testing.T) (*tls.Config, string) {
+// testCA makes a CA, a broker certificate for 127.0.0.1 and a client
+// certificate signed by it, and returns the broker's TLS config, the CA's
+// PEM file and the client's certificate and key files.
+func testCA(t *testing.T) (brokerTLS *tls.Config, caFile, clientCert, clientKey string) {
 	t.Helper()
 	key := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -58,11 +59,30 @@ func testCA(t *testing.T) (*tls.Config, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	cliKey := key()
+	cli := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "order-consumer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	cliDER, err := x509.CreateCertificate(rand.Reader, cli, ca, &cliKey.PublicKey, caKey)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}}, caFile
+	cliKeyDER, err := x509.MarshalECPrivateKey(cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile = write("ca.pem", "CERTIFICATE", caDER)
+	clientCert, clientKey = write("client.pem", "CERTIFICATE", cliDER), write("client-key.pem", "EC PRIVATE KEY", cliKeyDER)
+	brokerTLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}}
+	return brokerTLS, caFile, clientCert, clientKey
 }
 
 // Both services, every Kafka client of theirs and the DLQ commands reach a
@@ -70,7 +90,13 @@ func testCA(t *testing.T) (*tls.Config, string) {
 // placed through order-api is relayed and projected; with a wrong password
 // the consumer is not ready and says why.
 func TestBothServicesReachASecuredCluster(t *testing.T) {
-	brokerTLS, caFile := testCA(t)
+	brokerTLS, caFile, clientCert, clientKey := testCA(t)
+	mutual := brokerTLS.Clone()
+	mutual.ClientAuth, mutual.ClientCAs = tls.RequireAndVerifyClientCert, x509.NewCertPool()
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil || !mutual.ClientCAs.AppendCertsFromPEM(caPEM) {
+		t.Fatal("the test CA", err)
+	}
 	for _, tc := range []struct {
 		name string
 		opts []kfake.Opt
@@ -84,6 +110,8 @@ func TestBothServicesReachASecuredCluster(t *testing.T) {
 				"KAFKA_SASL_PASSWORD", "scram-secret"}},
 		{"SSL", []kfake.Opt{kfake.TLS(brokerTLS)},
 			[]string{"KAFKA_SECURITY_PROTOCOL", "SSL", "KAFKA_TLS_CA_FILE", caFile, "KAFKA_TLS_SERVER_NAME", "localhost"}},
+		{"SSL with a client certificate (mutual TLS)", []kfake.Opt{kfake.TLS(mutual)},
+			[]string{"KAFKA_SECURITY_PROTOCOL", "SSL", "KAFKA_TLS_CA_FILE", caFile, "KAFKA_TLS_CERT_FILE", clientCert, "KAFKA_TLS_KEY_FILE", clientKey}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
