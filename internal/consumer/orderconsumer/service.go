@@ -74,7 +74,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 // projectorConfig is the consumer loop's configuration, the live one's and
 // the rebuild's alike.
 func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
-	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL})
+	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
+		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}})
 	if err != nil {
 		return projector.Config{}, err
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
+
 	"github.com/hamba/avro/v2"
 
 	"github.com/ordersonkafka/orders/internal/order"
@@ -52,7 +54,8 @@ func Class(err error) (class string, permanent bool) {
 // DecoderConfig configures a Decoder.
 type DecoderConfig struct {
 	URL        string        // Schema Registry base URL
-	HTTPClient *http.Client  // optional
+	Auth       RegistryAuth  // credentials and CAs; zero: none
+	HTTPClient *http.Client  // optional: its transport is used
 	Timeout    time.Duration // per registry call; default 5s
 }
 
@@ -60,7 +63,7 @@ type DecoderConfig struct {
 // registry knows that resolves to the newest schema in schemas/. Safe for
 // concurrent use; writer schemas are fetched once per ID.
 type Decoder struct {
-	reg    *registryClient
+	reg    *srclient.SchemaRegistryClient
 	reader avro.Schema
 
 	mu      sync.RWMutex
@@ -76,7 +79,7 @@ type writerSchema struct {
 // NewDecoder compiles the reader schema; it contacts the registry only when
 // it meets a schema ID for the first time.
 func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
-	reg, err := newRegistryClient(cfg.URL, cfg.HTTPClient, cfg.Timeout)
+	reg, err := newRegistry(cfg.URL, cfg.Auth, cfg.HTTPClient, cfg.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -130,22 +133,18 @@ func (d *Decoder) schema(ctx context.Context, id uint32) (writerSchema, error) {
 	if ok {
 		return s, nil
 	}
-	var ans struct {
-		Schema     string `json:"schema"`
-		SchemaType string `json:"schemaType"`
-	}
-	err := d.reg.call(ctx, "GET", fmt.Sprintf("/schemas/ids/%d", id), nil, &ans)
-	var re *registryError
-	if errors.As(err, &re) && re.Status == http.StatusNotFound {
-		return writerSchema{}, fmt.Errorf("%w: id %d: %v", ErrUnknownSchema, id, err)
+	// srclient's calls take no context: each is bounded by the timeout.
+	ans, err := d.reg.GetSchema(int(id))
+	if registryCode(err) == 40403 { // schema not found: no retry will find it
+		return writerSchema{}, fmt.Errorf("%w: id %d: %w", ErrUnknownSchema, id, err)
 	}
 	if err != nil {
 		return writerSchema{}, fmt.Errorf("fetch schema %d: %w", id, err)
 	}
-	if ans.SchemaType != "" && ans.SchemaType != "AVRO" {
-		return writerSchema{}, fmt.Errorf("%w: id %d is a %s schema", ErrIncompatibleSchema, id, ans.SchemaType)
+	if st := ans.SchemaType(); st != nil && *st != srclient.Avro {
+		return writerSchema{}, fmt.Errorf("%w: id %d is a %s schema", ErrIncompatibleSchema, id, *st)
 	}
-	writer, err := parseSchema(ans.Schema)
+	writer, err := parseSchema(ans.Schema())
 	if err != nil {
 		return writerSchema{}, fmt.Errorf("%w: id %d does not parse: %v", ErrIncompatibleSchema, id, err)
 	}

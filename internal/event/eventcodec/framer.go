@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
+
+	"github.com/riferrei/srclient"
 
 	"github.com/ordersonkafka/orders/schemas"
 )
@@ -19,7 +20,8 @@ func Subject(topic string) string { return topic + "-value" }
 // FramerConfig configures a Framer.
 type FramerConfig struct {
 	URL           string        // Schema Registry base URL, e.g. http://localhost:8081
-	HTTPClient    *http.Client  // optional; http.DefaultClient's settings otherwise
+	Auth          RegistryAuth  // credentials and CAs; zero: none
+	HTTPClient    *http.Client  // optional: its transport is used
 	Timeout       time.Duration // per registry call; default 5s
 	Compatibility string        // set on the subject before registering; default schemas.Compatibility
 }
@@ -27,7 +29,7 @@ type FramerConfig struct {
 // Framer turns Avro bodies into Confluent-framed values, registering their
 // schema on first use. It is safe for concurrent use.
 type Framer struct {
-	reg    *registryClient
+	reg    *srclient.SchemaRegistryClient
 	compat string
 
 	mu  sync.RWMutex
@@ -41,7 +43,7 @@ type frameKey struct {
 
 // NewFramer returns a Framer; it does not contact the registry until Frame.
 func NewFramer(cfg FramerConfig) (*Framer, error) {
-	reg, err := newRegistryClient(cfg.URL, cfg.HTTPClient, cfg.Timeout)
+	reg, err := newRegistry(cfg.URL, cfg.Auth, cfg.HTTPClient, cfg.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -77,18 +79,17 @@ func (f *Framer) schemaID(ctx context.Context, k frameKey) (uint32, error) {
 	if !ok {
 		return 0, fmt.Errorf("frame: no schema version %d in schemas/", k.version)
 	}
-	subject := "/" + url.PathEscape(k.subject)
-	if err := f.reg.call(ctx, "PUT", "/config"+subject, map[string]string{"compatibility": f.compat}, nil); err != nil {
+	// srclient's calls take no context: each is bounded by the timeout.
+	if _, err := f.reg.ChangeSubjectCompatibilityLevel(k.subject, srclient.CompatibilityLevel(f.compat)); err != nil {
 		return 0, fmt.Errorf("set compatibility of %s: %w", k.subject, err)
 	}
-	var reg struct {
-		ID uint32 `json:"id"`
-	}
-	if err := f.reg.call(ctx, "POST", "/subjects"+subject+"/versions", map[string]string{"schema": s.Text}, &reg); err != nil {
+	reg, err := f.reg.CreateSchema(k.subject, s.Text, srclient.Avro)
+	if err != nil {
 		return 0, fmt.Errorf("register schema v%d under %s: %w", k.version, k.subject, err)
 	}
+	id = uint32(reg.ID())
 	f.mu.Lock()
-	f.ids[k] = reg.ID
+	f.ids[k] = id
 	f.mu.Unlock()
-	return reg.ID, nil
+	return id, nil
 }

@@ -1,92 +1,104 @@
 package eventcodec
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/riferrei/srclient"
 )
 
-// registryClient is the few Confluent Schema Registry REST calls we make.
-type registryClient struct {
-	base    string
-	http    *http.Client
-	timeout time.Duration
+// RegistryAuth is how the codec authenticates to the Schema Registry and
+// which CAs it trusts there; the zero value is neither.
+type RegistryAuth struct {
+	// BasicAuthUserInfo is "user:password", Confluent's
+	// basic.auth.user.info (Confluent Cloud: API key and secret).
+	BasicAuthUserInfo string
+	// BearerToken is sent as "Authorization: Bearer <token>".
+	BearerToken string
+	// TLSCAFile is a PEM file of the CAs to trust for an https:// registry;
+	// empty: the system's roots.
+	TLSCAFile string
 }
 
-func newRegistryClient(url string, hc *http.Client, timeout time.Duration) (*registryClient, error) {
+// maxRegistryAnswer bounds what the codec reads of one registry answer: a
+// schema is a few KiB; a registry (or something posing as one) answering
+// more is cut off, and the answer does not parse.
+const maxRegistryAnswer = 4 << 20
+
+// newRegistry is a srclient client for url with auth, each call bounded by
+// timeout (default 5s) and its answer by maxRegistryAnswer. hc, if set,
+// supplies the transport.
+func newRegistry(url string, auth RegistryAuth, hc *http.Client, timeout time.Duration) (*srclient.SchemaRegistryClient, error) {
 	if url == "" {
 		return nil, errors.New("schema registry URL is empty")
-	}
-	if hc == nil {
-		hc = &http.Client{}
 	}
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &registryClient{base: strings.TrimRight(url, "/"), http: hc, timeout: timeout}, nil
-}
-
-// registryError is an error answer of the registry, with its error_code
-// (40403 "schema not found", 409 "incompatible", ...).
-type registryError struct {
-	Status int
-	Code   int    `json:"error_code"`
-	Msg    string `json:"message"`
-}
-
-func (e *registryError) Error() string {
-	return fmt.Sprintf("schema registry: HTTP %d, error_code %d: %s", e.Status, e.Code, e.Msg)
-}
-
-const contentType = "application/vnd.schemaregistry.v1+json"
-
-// call sends body (nil for none) as JSON and decodes the answer into out.
-func (c *registryClient) call(ctx context.Context, method, path string, body, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	base := http.DefaultTransport
+	if hc != nil && hc.Transport != nil {
+		base = hc.Transport
+	}
+	if auth.TLSCAFile != "" {
+		pem, err := os.ReadFile(auth.TLSCAFile)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("schema registry CA file: %w", err)
 		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", contentType)
-	if body != nil {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("schema registry %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("schema registry %s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		re := &registryError{Status: resp.StatusCode}
-		if json.Unmarshal(data, re) != nil || re.Msg == "" {
-			re.Msg = strings.TrimSpace(string(data))
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("schema registry CA file %s: no PEM certificate in it", auth.TLSCAFile)
 		}
-		return re
+		t, ok := base.(*http.Transport)
+		if !ok {
+			return nil, errors.New("schema registry CA file: the HTTP client's transport is not an *http.Transport")
+		}
+		t = t.Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+		base = t
 	}
-	if out == nil {
-		return nil
+	c := srclient.NewSchemaRegistryClient(strings.TrimRight(url, "/"),
+		srclient.WithClient(&http.Client{Transport: limitAnswers{base}, Timeout: timeout}))
+	c.CodecCreationEnabled(false) // the codec compiles schemas itself, bounded (hamba/avro)
+	switch {
+	case auth.BasicAuthUserInfo != "":
+		user, pass, _ := strings.Cut(auth.BasicAuthUserInfo, ":")
+		c.SetCredentials(user, pass)
+	case auth.BearerToken != "":
+		c.SetBearerToken(auth.BearerToken)
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("schema registry %s %s: malformed answer: %w", method, path, err)
+	return c, nil
+}
+
+// limitAnswers cuts every answer body at maxRegistryAnswer bytes.
+type limitAnswers struct{ base http.RoundTripper }
+
+func (l limitAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.base.RoundTrip(r)
+	if err == nil {
+		resp.Body = limitedBody{io.LimitReader(resp.Body, maxRegistryAnswer), resp.Body}
 	}
-	return nil
+	return resp, err
+}
+
+type limitedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// registryCode is the registry's error_code of err (40403: schema not
+// found, 409: incompatible, 50001…: its own failure), or 0 if err is not an
+// answer of the registry (the network, a proxy's page).
+func registryCode(err error) int {
+	var se srclient.Error
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }

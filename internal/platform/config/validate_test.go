@@ -152,6 +152,12 @@ var sharedInvalid = []invalid{
 	{"an HTTP address with a named port", map[string]string{"HTTP_ADDR": ":http"}, []string{"HTTP_ADDR"}},
 	{"an HTTP address with a bad host", map[string]string{"HTTP_ADDR": "my host:8080"}, []string{"HTTP_ADDR"}},
 	{"log level and format", map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml"}, []string{"LOG_LEVEL", "LOG_FORMAT"}},
+	{"registry user info without a password separator", map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "s3cret"}, []string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"}},
+	{"registry basic auth and a bearer token", map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "key:s3cret", "SCHEMA_REGISTRY_BEARER_TOKEN": "s3cret"}, []string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"}},
+	{"a registry CA file for http://", map[string]string{"SCHEMA_REGISTRY_TLS_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"}, []string{"SCHEMA_REGISTRY_TLS_CA_FILE"}},
+	{"a registry CA file that is missing", map[string]string{"SCHEMA_REGISTRY_URL": "https://registry:8081", "SCHEMA_REGISTRY_TLS_CA_FILE": "/nonexistent/ca.pem"}, []string{"SCHEMA_REGISTRY_TLS_CA_FILE"}},
+	{"an unknown Kafka security protocol", map[string]string{"KAFKA_SECURITY_PROTOCOL": "TLS"}, []string{"KAFKA_SECURITY_PROTOCOL"}},
+	{"SASL without its mechanism, its password hidden", map[string]string{"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "s3cret"}, []string{"KAFKA_SASL_MECHANISM"}},
 }
 
 func TestConfigValidSettingsAreAccepted(t *testing.T) {

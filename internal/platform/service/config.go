@@ -1,6 +1,11 @@
 package service
 
 import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
@@ -23,6 +28,15 @@ type Common struct {
 	// SchemaRegistryURL is the Confluent Schema Registry: order-api's relay
 	// registers with it, order-consumer fetches writer schemas by ID.
 	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" envDefault:"http://localhost:8081"`
+	// SchemaRegistryUserInfo is "user:password" for the registry's basic
+	// auth (Confluent's basic.auth.user.info; Confluent Cloud: API key and
+	// secret).
+	SchemaRegistryUserInfo string `env:"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"`
+	// SchemaRegistryBearerToken is sent as a bearer token instead.
+	SchemaRegistryBearerToken string `env:"SCHEMA_REGISTRY_BEARER_TOKEN"`
+	// SchemaRegistryCAFile is a PEM file of the CAs to trust for an
+	// https:// registry; empty: the system's roots.
+	SchemaRegistryCAFile string `env:"SCHEMA_REGISTRY_TLS_CA_FILE"`
 	// Topic is the topic of order events; its value subject is <Topic>-value.
 	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 	// ShutdownTimeout bounds the graceful shutdown: in-flight requests
@@ -40,6 +54,7 @@ func (c Common) Check() []error {
 	return append(c.Kafka.Check(),
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
+		c.checkRegistryAuth(),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
 		logging.Check(c.LogLevel, c.LogFormat),
@@ -51,4 +66,30 @@ func (c Common) Check() []error {
 func (c Common) Settings(name, addr, dsn string, maxConns int32) Settings {
 	return Settings{Name: name, HTTPAddr: addr, DatabaseURL: dsn, DatabaseMaxConns: maxConns, Migrate: c.Migrate,
 		ShutdownTimeout: c.ShutdownTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat}
+}
+
+// checkRegistryAuth refuses registry credentials that cannot work: user
+// info that is not user:password, two kinds of credentials at once, a CA
+// file that cannot be read or holds no certificate, or one for a registry
+// that is not https. Secrets are never shown.
+func (c Common) checkRegistryAuth() error {
+	var errs []error
+	if c.SchemaRegistryUserInfo != "" {
+		if user, _, ok := strings.Cut(c.SchemaRegistryUserInfo, ":"); !ok || user == "" {
+			errs = append(errs, errors.New("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (not shown) is not user:password"))
+		}
+		if c.SchemaRegistryBearerToken != "" {
+			errs = append(errs, errors.New("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and SCHEMA_REGISTRY_BEARER_TOKEN are both set: choose one"))
+		}
+	}
+	if f := c.SchemaRegistryCAFile; f != "" {
+		if !strings.HasPrefix(c.SchemaRegistryURL, "https://") {
+			errs = append(errs, fmt.Errorf("SCHEMA_REGISTRY_TLS_CA_FILE=%q is set but SCHEMA_REGISTRY_URL is not https://", f))
+		} else if pem, err := os.ReadFile(f); err != nil {
+			errs = append(errs, fmt.Errorf("SCHEMA_REGISTRY_TLS_CA_FILE=%q: %w", f, err))
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			errs = append(errs, fmt.Errorf("SCHEMA_REGISTRY_TLS_CA_FILE=%q: no PEM certificate in it", f))
+		}
+	}
+	return errors.Join(errs...)
 }

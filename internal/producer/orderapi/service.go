@@ -77,7 +77,8 @@ func (s *Service) wire(m *service.Main) error {
 }
 
 func (s *Service) wireRelay() error {
-	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL})
+	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
+		BasicAuthUserInfo: s.cfg.SchemaRegistryUserInfo, BearerToken: s.cfg.SchemaRegistryBearerToken, TLSCAFile: s.cfg.SchemaRegistryCAFile}})
 	if err != nil {
 		return err
 	}
