@@ -9,8 +9,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,19 +186,112 @@ func values(v any) []string {
 	return out
 }
 
-// startSecuredOrderAPI runs order-api against the stack with env set.
+// startSecuredOrderAPI runs order-api against the stack with env set, on a
+// database of its own.
 func startSecuredOrderAPI(t *testing.T, s *stack, env []string) string {
 	t.Helper()
-	db := pgtest.MustDB(t, migrations.Orders())
+	url, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), stacktest.Logger(t), env)
+	return url
+}
+
+// serveOrderAPI runs order-api against the stack on db, logging to log.
+func serveOrderAPI(t *testing.T, s *stack, db *pgtest.DB, log *slog.Logger, env []string) (string, func() error) {
+	t.Helper()
 	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0],
 		"SCHEMA_REGISTRY_URL": s.registry.URL(), "RELAY_POLL_INTERVAL": "100ms", "RELAY_BACKOFF_MIN": "10ms", "RELAY_BACKOFF_MAX": "200ms"}, env...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := orderapi.New(context.Background(), cfg, stacktest.Logger(t), telemetry.Config{})
+	svc, err := orderapi.New(context.Background(), cfg, log, telemetry.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, _ := stacktest.Serve(t, svc)
-	return url
+	return stacktest.Serve(t, svc)
+}
+
+// With a wrong SASL password the relay keeps the rows and says which step
+// fails, the consumer is not ready; once the services restart with the
+// right one, publishing resumes and the order is projected. No secret given
+// to either service — the SASL password, the registry's user info — appears
+// in anything they wrote or answered: logs, /readyz, /metrics, errors.
+func TestAWrongPasswordLosesNothingAndNoSecretLeaks(t *testing.T) {
+	const (
+		wrong    = "wrong-S3CRET-pw"
+		right    = "right-S3CRET-pw"
+		userInfo = "registry-user:registry-S3CRET"
+	)
+	s := newStackWith(t, devstack.KafkaConfig{Opts: []kfake.Opt{kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "orders", right)}}, kafkaconn.Plaintext)
+	env := func(pw string) []string {
+		return []string{"KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512",
+			"KAFKA_SASL_USERNAME", "orders", "KAFKA_SASL_PASSWORD", pw, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", userInfo}
+	}
+	var written strings.Builder // everything the services wrote or answered
+	logs := stacktest.NewLog(t)
+	db := pgtest.MustDB(t, migrations.Orders())
+	api, stopAPI := serveOrderAPI(t, s, db, logs.Logger, env(wrong))
+	c := s.startWith(telemetry.Config{}, logs.Logger, env(wrong)...)
+
+	st, o := call(t, "POST", api+"/orders", `{"customer_id":"c","currency":"EUR","items":[{"sku":"a","quantity":1,"unit_price_minor":5}]}`)
+	if st != 201 {
+		t.Fatalf("place: %d", st)
+	}
+	stacktest.WaitFor(t, "both services to report the refused login", wait, func() bool {
+		ast, ab := get(t, api+"/readyz")
+		cst, cb := get(t, c.url+"/readyz")
+		checks, _ := ab["checks"].(map[string]any)
+		relay, _ := checks["outbox_relay"].(string)
+		written.WriteString(fmt.Sprint(ab, cb))
+		return ast == 200 && strings.HasPrefix(relay, "write to Kafka") && cst == 503
+	})
+	var unpublished int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&unpublished); err != nil || unpublished != 1 {
+		t.Fatalf("%d outbox rows unpublished (%v), want the order's 1 kept", unpublished, err)
+	}
+	for _, u := range []string{api + "/metrics", c.url + "/metrics"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		written.Write(b)
+	}
+	if err := stopAPI(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted with the right password: the kept row is published, and projected.
+	serveOrderAPI(t, s, db, logs.Logger, env(right))
+	c = s.startWith(telemetry.Config{}, logs.Logger, env(right)...)
+	if st, p := call(t, "GET", c.url+"/orders/"+o.ID+"?min_version=1&wait=20s", ""); st != 200 || p.Version != 1 {
+		t.Fatalf("after the restart the order was not projected: %d %+v", st, p)
+	}
+	_, err := orderconsumer.ListDLQ(context.Background(), s.cfg(env(wrong)...), deadletter.Filter{})
+	if err == nil {
+		t.Fatal("dlq list with a wrong password succeeded")
+	}
+	written.WriteString(err.Error())
+	// A refused configuration names the variables, not the values.
+	bad, err := config.Load[orderconsumer.Config](stacktest.Env(map[string]string{"KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+		"KAFKA_SASL_PASSWORD": wrong, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "no-colon-" + wrong}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verr := bad.Validate(); verr == nil {
+		t.Error("a SASL_SSL configuration without a mechanism was accepted")
+	} else {
+		written.WriteString(verr.Error())
+	}
+	written.WriteString(logs.String())
+	for _, secret := range []string{wrong, right, "registry-S3CRET"} {
+		if strings.Contains(written.String(), secret) {
+			t.Errorf("%q appears in what the services wrote or answered", secret)
+		}
+	}
+	if !strings.Contains(logs.String(), "relay step failed") {
+		t.Error("the log holds no relay failure: the search above proves little")
+	}
 }

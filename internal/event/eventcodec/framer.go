@@ -81,11 +81,11 @@ func (f *Framer) schemaID(ctx context.Context, k frameKey) (uint32, error) {
 	}
 	// srclient's calls take no context: each is bounded by the timeout.
 	if _, err := f.reg.ChangeSubjectCompatibilityLevel(k.subject, srclient.CompatibilityLevel(f.compat)); err != nil {
-		return 0, fmt.Errorf("set compatibility of %s: %w", k.subject, err)
+		return 0, fmt.Errorf("schema registry: set compatibility of %s: %w", k.subject, err)
 	}
 	reg, err := f.reg.CreateSchema(k.subject, s.Text, srclient.Avro)
 	if err != nil {
-		return 0, fmt.Errorf("register schema v%d under %s: %w", k.version, k.subject, err)
+		return 0, fmt.Errorf("schema registry: register schema v%d under %s: %w", k.version, k.subject, err)
 	}
 	id = uint32(reg.ID())
 	f.mu.Lock()

@@ -71,8 +71,9 @@ func TestTheRegistryIsReachedWithItsCredentialsAndCA(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := fr.Frame(ctx, "order-events", v, payload); err == nil || eventcodec.Permanent(err) {
-				t.Fatalf("framing without %s: %v, want a transient refusal", tc.name, err)
+			_, err = fr.Frame(ctx, "order-events", v, payload)
+			if err == nil || eventcodec.Permanent(err) || !strings.Contains(err.Error(), "schema registry") {
+				t.Fatalf("framing without %s: %v, want a transient refusal naming the schema registry", tc.name, err)
 			}
 
 			fr, err = eventcodec.NewFramer(eventcodec.FramerConfig{URL: tc.url, Auth: tc.auth, Timeout: 2 * time.Second})
