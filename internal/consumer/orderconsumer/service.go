@@ -117,6 +117,7 @@ func (s *Service) wire(m *service.Main) error {
 		Metrics:    telemetry.MetricsHandler(s.Registry),
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
+		Auth:       s.Auth,
 	}, s.store,
 		web.Check{Name: "database", Func: s.store.Ping},
 		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})

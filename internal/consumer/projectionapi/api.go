@@ -43,6 +43,8 @@ type Config struct {
 	Middleware []func(http.Handler) http.Handler
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// Auth, when set, requires a bearer token on GET /orders/{id}.
+	Auth *web.Auth
 	// Versions, when set, wakes requests waiting for a version (see
 	// Versions); without it they re-read every RecheckInterval.
 	Versions *Versions
@@ -90,9 +92,10 @@ func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 		panic("projectionapi: Config.MaxWaiting must be at least 1")
 	}
 	a.waiting = make(chan struct{}, cfg.MaxWaiting)
-	r := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks})
+	root := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks})
+	r := web.Guarded(root, cfg.Auth)
 	r.Get("/orders/{id}", a.get)
-	return r
+	return root
 }
 
 // orderJSON is the projection of an order as the API shows it: order-api's

@@ -156,6 +156,9 @@ var sharedInvalid = []invalid{
 	{"registry basic auth and a bearer token", map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "key:s3cret", "SCHEMA_REGISTRY_BEARER_TOKEN": "s3cret"}, []string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"}},
 	{"a registry CA file for http://", map[string]string{"SCHEMA_REGISTRY_TLS_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"}, []string{"SCHEMA_REGISTRY_TLS_CA_FILE"}},
 	{"a registry CA file that is missing", map[string]string{"SCHEMA_REGISTRY_URL": "https://registry:8081", "SCHEMA_REGISTRY_TLS_CA_FILE": "/nonexistent/ca.pem"}, []string{"SCHEMA_REGISTRY_TLS_CA_FILE"}},
+	{"an issuer without a JWKS (an API that looks guarded and is not)", map[string]string{"AUTH_ISSUER": "https://issuer"}, []string{"AUTH_JWKS_URL"}},
+	{"a JWKS without its issuer and audience", map[string]string{"AUTH_JWKS_URL": "https://issuer/jwks"}, []string{"AUTH_ISSUER"}},
+	{"a JWKS URL that is not a URL", map[string]string{"AUTH_JWKS_URL": "issuer/jwks", "AUTH_ISSUER": "i", "AUTH_AUDIENCE": "a"}, []string{"AUTH_JWKS_URL"}},
 	{"an unknown Kafka security protocol", map[string]string{"KAFKA_SECURITY_PROTOCOL": "TLS"}, []string{"KAFKA_SECURITY_PROTOCOL"}},
 	{"SASL without its mechanism, its password hidden", map[string]string{"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "s3cret"}, []string{"KAFKA_SASL_MECHANISM"}},
 }

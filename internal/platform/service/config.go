@@ -39,6 +39,12 @@ type Common struct {
 	SchemaRegistryCAFile string `env:"SCHEMA_REGISTRY_TLS_CA_FILE"`
 	// Topic is the topic of order events; its value subject is <Topic>-value.
 	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
+	// AuthJWKSURL turns on API authentication: the APIs then take only JWT
+	// bearer tokens signed by a key of this JWKS, issued by AuthIssuer for
+	// AuthAudience. Empty: authentication is off (warned at start-up).
+	AuthJWKSURL  string `env:"AUTH_JWKS_URL"`
+	AuthIssuer   string `env:"AUTH_ISSUER"`
+	AuthAudience string `env:"AUTH_AUDIENCE"`
 	// ShutdownTimeout bounds the graceful shutdown: in-flight requests
 	// finish, and the relay or the consumer completes its batch, within it.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -55,6 +61,7 @@ func (c Common) Check() []error {
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
 		c.checkRegistryAuth(),
+		c.checkAuth(),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
 		logging.Check(c.LogLevel, c.LogFormat),
@@ -65,7 +72,8 @@ func (c Common) Check() []error {
 // on addr, with its database at dsn and a pool of maxConns.
 func (c Common) Settings(name, addr, dsn string, maxConns int32) Settings {
 	return Settings{Name: name, HTTPAddr: addr, DatabaseURL: dsn, DatabaseMaxConns: maxConns, Migrate: c.Migrate,
-		ShutdownTimeout: c.ShutdownTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat}
+		ShutdownTimeout: c.ShutdownTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat,
+		AuthJWKSURL: c.AuthJWKSURL, AuthIssuer: c.AuthIssuer, AuthAudience: c.AuthAudience}
 }
 
 // checkRegistryAuth refuses registry credentials that cannot work: user
@@ -90,6 +98,23 @@ func (c Common) checkRegistryAuth() error {
 		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			errs = append(errs, fmt.Errorf("SCHEMA_REGISTRY_TLS_CA_FILE=%q: no PEM certificate in it", f))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkAuth refuses half an authentication setting: a JWKS without its
+// issuer and audience, or an issuer or audience without a JWKS (which would
+// leave the API open while looking configured).
+func (c Common) checkAuth() error {
+	if c.AuthJWKSURL == "" {
+		if c.AuthIssuer != "" || c.AuthAudience != "" {
+			return errors.New("AUTH_JWKS_URL is empty but AUTH_ISSUER or AUTH_AUDIENCE is set: set it to turn authentication on, or unset them")
+		}
+		return nil
+	}
+	errs := []error{config.HTTPURL("AUTH_JWKS_URL", c.AuthJWKSURL)}
+	if c.AuthIssuer == "" || c.AuthAudience == "" {
+		errs = append(errs, errors.New("AUTH_ISSUER and AUTH_AUDIENCE are required with AUTH_JWKS_URL"))
 	}
 	return errors.Join(errs...)
 }

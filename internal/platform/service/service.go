@@ -40,6 +40,9 @@ type Settings struct {
 	ShutdownTimeout  time.Duration
 	LogLevel         string
 	LogFormat        string
+	// AuthJWKSURL, AuthIssuer and AuthAudience turn on the APIs' bearer
+	// token authentication (web.Auth); an empty JWKS URL leaves it off.
+	AuthJWKSURL, AuthIssuer, AuthAudience string
 }
 
 // Config is a service's configuration: read from the environment by its
@@ -78,6 +81,8 @@ type Main struct {
 	Pool     *pgxpool.Pool
 	Registry *prometheus.Registry
 	Tracing  telemetry.Tracing
+	// Auth guards the service's API; nil when authentication is off.
+	Auth *web.Auth
 
 	mu      sync.Mutex
 	closers []func(context.Context)
@@ -105,6 +110,12 @@ func Open(ctx context.Context, cfg Config, migrations fs.FS, log *slog.Logger, t
 	}
 	m.Pool = pool
 	m.Defer(func(context.Context) { pool.Close() })
+	if s.AuthJWKSURL == "" {
+		log.Warn("API authentication is off: AUTH_JWKS_URL is empty, so any caller may use the API (set AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE to require bearer tokens)")
+	} else {
+		m.Auth = web.NewAuth(context.WithoutCancel(ctx), s.AuthJWKSURL, s.AuthIssuer, s.AuthAudience)
+		log.Info("API authentication is on", "issuer", s.AuthIssuer, "audience", s.AuthAudience, "jwks", s.AuthJWKSURL)
+	}
 	return m, nil
 }
 

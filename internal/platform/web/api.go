@@ -110,7 +110,8 @@ type RouterConfig struct {
 // NewRouter returns a router with what every API of ours answers the same
 // way: a path or query that is not text is 400, an unknown route 404 and a
 // known one with another method 405 with Allow (problem+json each), HEAD is
-// GET without the body, GET /healthz, /readyz and, if set, /metrics.
+// GET without the body, GET /healthz, /readyz and, if set, /metrics. Add
+// the API's own routes through Guarded, and serve the router returned here.
 func NewRouter(cfg RouterConfig) chi.Router {
 	r := chi.NewRouter()
 	r.Use(cfg.Middleware...)
@@ -128,4 +129,14 @@ func NewRouter(cfg RouterConfig) chi.Router {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
 	}
 	return r
+}
+
+// Guarded is r for adding routes that need auth's bearer token; with auth
+// nil (authentication off), r itself. The platform's routes (/healthz,
+// /readyz, /metrics) are added by NewRouter and stay open.
+func Guarded(r chi.Router, auth *Auth) chi.Router {
+	if auth == nil {
+		return r
+	}
+	return r.With(auth.Middleware)
 }

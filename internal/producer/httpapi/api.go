@@ -63,6 +63,8 @@ type Config struct {
 	Middleware []func(http.Handler) http.Handler
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// Auth, when set, requires a bearer token on every order route.
+	Auth *web.Auth
 }
 
 type api struct {
@@ -91,13 +93,14 @@ func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
 		Metrics:    cfg.Metrics,
 		Checks:     checks,
 	})
+	root, r := r, web.Guarded(r, cfg.Auth)
 	r.Post("/orders", a.place)
 	r.Get("/orders", a.list)
 	r.Get("/orders/{id}", a.get)
 	for _, action := range order.Actions { // POST /orders/{id}/pay, /refund, /cancel
 		r.Post("/orders/{id}/"+string(action), a.change(action))
 	}
-	return r
+	return root
 }
 
 // ---- request metadata and logging ----
@@ -140,6 +143,7 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 		ctx = logging.WithCorrelationID(ctx, meta.CorrelationID)
 		w.Header().Set("X-Correlation-ID", meta.CorrelationID)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		ctx, subject := web.TrackSubject(ctx)
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, metaKey{}, meta)))
 		route := chi.RouteContext(r.Context()).RoutePattern()
 		if route != "" { // unmatched requests keep the bare method as name
@@ -158,6 +162,12 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 		}
 		if sw.status >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+		if sub := subject(); sub != "" { // the token's subject, never the token
+			if len(sub) > 128 || !order.ValidText(sub) {
+				sub = order.Quote(sub, 128)
+			}
+			attrs = append(attrs, slog.String("sub", sub))
 		}
 		a.log.LogAttrs(ctx, slog.LevelInfo, "http request", attrs...)
 	})

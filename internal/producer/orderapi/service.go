@@ -72,6 +72,7 @@ func (s *Service) wire(m *service.Main) error {
 		Tracer:     s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/producer/httpapi"),
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
 		Metrics:    telemetry.MetricsHandler(s.Registry),
+		Auth:       s.Auth,
 	}, s.store, checks...)
 	return nil
 }
