@@ -30,7 +30,7 @@ func TestBothAPIsRequireBearerTokens(t *testing.T) {
 
 	s := newStack(t)
 	logs := stacktest.NewLog(t)
-	api, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), logs.Logger, env)
+	api, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), logs.Logger, telemetry.Config{}, env...)
 	c := s.startWith(telemetry.Config{}, logs.Logger, env...)
 
 	send := func(method, url, token, body string) (int, string) {
@@ -86,7 +86,7 @@ func TestWithoutAJWKSTheServicesWarnThatAuthenticationIsOff(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	logs := stacktest.NewLog(t)
-	api, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), logs.Logger, nil)
+	api, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), logs.Logger, telemetry.Config{})
 	s.startWith(telemetry.Config{}, logs.Logger)
 	if st, _ := call(t, "POST", api+"/orders", `{"customer_id":"c","currency":"EUR","items":[{"sku":"a","quantity":1,"unit_price_minor":5}]}`); st != 201 {
 		t.Fatalf("a place without authentication configured: %d", st)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -28,18 +29,24 @@ func startOrderAPI(t *testing.T, s *stack) string {
 // startOrderAPIWith is startOrderAPI with the given telemetry.
 func startOrderAPIWith(t *testing.T, s *stack, tel telemetry.Config) string {
 	t.Helper()
-	db := pgtest.MustDB(t, migrations.Orders())
-	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0],
-		"SCHEMA_REGISTRY_URL": s.registry.URL(), "RELAY_POLL_INTERVAL": "100ms", "RELAY_BACKOFF_MIN": "10ms", "RELAY_BACKOFF_MAX": "200ms"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := orderapi.New(context.Background(), cfg, stacktest.Logger(t), tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, _ := stacktest.Serve(t, svc)
+	url, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), stacktest.Logger(t), tel)
 	return url
+}
+
+// serveOrderAPI runs order-api against the stack on db, logging to log,
+// with env (name, value, …) set over the test defaults.
+func serveOrderAPI(t *testing.T, s *stack, db *pgtest.DB, log *slog.Logger, tel telemetry.Config, env ...string) (string, func() error) {
+	t.Helper()
+	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0],
+		"SCHEMA_REGISTRY_URL": s.registry.URL(), "RELAY_POLL_INTERVAL": "100ms", "RELAY_BACKOFF_MIN": "10ms", "RELAY_BACKOFF_MAX": "200ms"}, env...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := orderapi.New(context.Background(), cfg, log, tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stacktest.Serve(t, svc)
 }
 
 type apiOrder struct {

@@ -2,11 +2,12 @@ package orderconsumer_test
 
 import (
 	"context"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
@@ -21,16 +22,16 @@ func TestARebuildWhoseDatabaseFailsOnceFinishesLikeACleanOne(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		// victim picks the backend to terminate from pg_stat_activity;
-		// never the rebuild's lock holder, which is its own guard.
-		victim string
-		// holdLive blocks the move (its LOCK TABLE waits on the test's lock),
-		// so the failure is sure to hit it.
-		holdLive bool
+		// block is what the test holds, in a transaction, so that the
+		// rebuild waits at the step under test ($1: an order's lock key);
+		// victim picks the waiting backend from pg_stat_activity. Blocking
+		// makes the failure sure to hit that step, however fast the machine.
+		block, victim string
 	}{
-		{"while applying", `state IN ('active', 'idle in transaction') AND query ILIKE '%processed_events%'
-		    AND query NOT ILIKE 'LOCK TABLE%'`, false},
-		{"while moving it in", `query ILIKE 'LOCK TABLE order_projection%' AND wait_event_type = 'Lock'`, true},
+		{"while applying", `SELECT pg_advisory_xact_lock(` + projectionLockNamespace + `, $1)`,
+			`wait_event_type = 'Lock' AND query ILIKE '%pg_advisory_xact_lock%'`},
+		{"while moving it in", `LOCK TABLE order_projection IN ACCESS SHARE MODE`,
+			`wait_event_type = 'Lock' AND query ILIKE 'LOCK TABLE order_projection%'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t)
@@ -51,15 +52,17 @@ func TestARebuildWhoseDatabaseFailsOnceFinishesLikeACleanOne(t *testing.T) {
 			}
 			want := snapshot(t, s)
 
-			var hold pgx.Tx
-			if tc.holdLive {
-				if hold, err = s.db.Pool.Begin(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				defer hold.Rollback(context.Background()) //nolint:errcheck // released below, or at the end
-				if _, err := hold.Exec(context.Background(), `LOCK TABLE order_projection IN ACCESS SHARE MODE`); err != nil {
-					t.Fatal(err)
-				}
+			hold, err := s.db.Pool.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hold.Rollback(context.Background()) //nolint:errcheck // released below, or at the end
+			var args []any
+			if strings.Contains(tc.block, "$1") {
+				args = append(args, projectionLockKey(firstOrder(t, msgs)))
+			}
+			if _, err := hold.Exec(context.Background(), tc.block, args...); err != nil {
+				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -71,13 +74,9 @@ func TestARebuildWhoseDatabaseFailsOnceFinishesLikeACleanOne(t *testing.T) {
 SELECT count(pg_terminate_backend(pid)) FROM (
   SELECT pid FROM pg_stat_activity
   WHERE datname = current_database() AND pid <> pg_backend_pid() AND (`+tc.victim+`)
-    AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')
   LIMIT 1) victim`).Scan(&n)
 					if err == nil && n > 0 {
-						if hold != nil {
-							err = hold.Rollback(context.Background())
-						}
-						killed <- err
+						killed <- hold.Rollback(context.Background())
 						return
 					}
 					time.Sleep(time.Millisecond)
@@ -108,4 +107,24 @@ SELECT count(pg_terminate_backend(pid)) FROM (
 			}
 		})
 	}
+}
+
+// projectionLockNamespace and projectionLockKey are the projection store's
+// per-order advisory lock (projectionstore.lockNamespace and lockKey),
+// which a test holds to make the rebuild wait in the middle of applying.
+const projectionLockNamespace = "x'70726f6a'::int"
+
+func projectionLockKey(id uuid.UUID) int32 {
+	x := binary.BigEndian.Uint64(id[:8]) ^ binary.BigEndian.Uint64(id[8:])
+	return int32(uint32(x) ^ uint32(x>>32))
+}
+
+// firstOrder is the order of the first message.
+func firstOrder(t *testing.T, msgs []kafka.Message) uuid.UUID {
+	t.Helper()
+	id, err := uuid.Parse(string(msgs[0].Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -31,7 +30,6 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
-	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
@@ -190,23 +188,8 @@ func values(v any) []string {
 // database of its own.
 func startSecuredOrderAPI(t *testing.T, s *stack, env []string) string {
 	t.Helper()
-	url, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), stacktest.Logger(t), env)
+	url, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), stacktest.Logger(t), telemetry.Config{}, env...)
 	return url
-}
-
-// serveOrderAPI runs order-api against the stack on db, logging to log.
-func serveOrderAPI(t *testing.T, s *stack, db *pgtest.DB, log *slog.Logger, env []string) (string, func() error) {
-	t.Helper()
-	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"DATABASE_URL": db.URL, "KAFKA_BROKERS": s.kafka.Brokers()[0],
-		"SCHEMA_REGISTRY_URL": s.registry.URL(), "RELAY_POLL_INTERVAL": "100ms", "RELAY_BACKOFF_MIN": "10ms", "RELAY_BACKOFF_MAX": "200ms"}, env...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := orderapi.New(context.Background(), cfg, log, telemetry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stacktest.Serve(t, svc)
 }
 
 // With a wrong SASL password the relay keeps the rows and says which step
@@ -228,7 +211,7 @@ func TestAWrongPasswordLosesNothingAndNoSecretLeaks(t *testing.T) {
 	var written strings.Builder // everything the services wrote or answered
 	logs := stacktest.NewLog(t)
 	db := pgtest.MustDB(t, migrations.Orders())
-	api, stopAPI := serveOrderAPI(t, s, db, logs.Logger, env(wrong))
+	api, stopAPI := serveOrderAPI(t, s, db, logs.Logger, telemetry.Config{}, env(wrong)...)
 	c := s.startWith(telemetry.Config{}, logs.Logger, env(wrong)...)
 
 	st, o := call(t, "POST", api+"/orders", `{"customer_id":"c","currency":"EUR","items":[{"sku":"a","quantity":1,"unit_price_minor":5}]}`)
@@ -264,7 +247,7 @@ func TestAWrongPasswordLosesNothingAndNoSecretLeaks(t *testing.T) {
 	}
 
 	// Restarted with the right password: the kept row is published, and projected.
-	serveOrderAPI(t, s, db, logs.Logger, env(right))
+	serveOrderAPI(t, s, db, logs.Logger, telemetry.Config{}, env(right)...)
 	c = s.startWith(telemetry.Config{}, logs.Logger, env(right)...)
 	if st, p := call(t, "GET", c.url+"/orders/"+o.ID+"?min_version=1&wait=20s", ""); st != 200 || p.Version != 1 {
 		t.Fatalf("after the restart the order was not projected: %d %+v", st, p)

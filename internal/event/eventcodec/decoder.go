@@ -139,7 +139,7 @@ func (d *Decoder) schema(ctx context.Context, id uint32) (writerSchema, error) {
 		return writerSchema{}, fmt.Errorf("%w: id %d: %w", ErrUnknownSchema, id, err)
 	}
 	if err != nil {
-		return writerSchema{}, fmt.Errorf("schema registry: fetch schema %d: %w", id, err)
+		return writerSchema{}, fmt.Errorf("fetch schema %d: %w", id, err) // the consumer names the registry
 	}
 	if st := ans.SchemaType(); st != nil && *st != srclient.Avro {
 		return writerSchema{}, fmt.Errorf("%w: id %d is a %s schema", ErrIncompatibleSchema, id, *st)

@@ -27,6 +27,10 @@ const (
 	TypeForbidden    = "/problems/insufficient-scope"
 )
 
+// AuthRetryAfter is the Retry-After of a 503 when the issuer's keys cannot
+// be fetched.
+const AuthRetryAfter = 5 * time.Second
+
 // Leeway is how far past its exp a token is still taken (clocks drift);
 // nbf gets the verifier's own five minutes.
 const Leeway = 30 * time.Second
@@ -84,6 +88,14 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		tok, err := a.verifier.Verify(r.Context(), raw)
+		if err != nil && strings.Contains(err.Error(), "fetching keys") {
+			// The issuer's JWKS cannot be fetched (a key not cached yet, the
+			// identity provider down): the token may well be good, so the
+			// client should retry it, not drop it.
+			Unavailable(w, r, AuthRetryAfter, TypeUnavailable,
+				"the keys that verify bearer tokens cannot be fetched from the issuer right now; retry after the Retry-After delay")
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="orders", error="invalid_token"`)
 			Problem(w, r, http.StatusUnauthorized, TypeUnauthorized, "Unauthorized", "the bearer token is not valid: "+reason(err), nil)

@@ -109,3 +109,29 @@ func TestBearerTokens(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// When the issuer's keys cannot be fetched, a token is neither accepted nor
+// called invalid: the answer is 503 with Retry-After, so the client retries
+// the same token instead of dropping it.
+func TestAnUnreachableIssuerIsUnavailableNotUnauthorized(t *testing.T) {
+	key := tokentest.NewKey(t, "k", jose.ES256)
+	jwks := httptest.NewServer(http.NotFoundHandler()) // an identity provider that does not answer its JWKS
+	defer jwks.Close()
+	root := web.NewRouter(web.RouterConfig{})
+	web.Guarded(root, web.NewAuth(context.Background(), jwks.URL, "https://issuer.example", "orders")).
+		Get("/orders/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	srv := httptest.NewServer(root)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/orders/1", nil)
+	req.Header.Set("Authorization", "Bearer "+tokentest.Token(t, key, tokentest.Claims("https://issuer.example", "orders", "alice", web.ScopeRead)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Type string }
+	_ = json.NewDecoder(resp.Body).Decode(&p)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || p.Type != web.TypeUnavailable {
+		t.Fatalf("%d, Retry-After %q, type %q; want 503 with Retry-After, %s", resp.StatusCode, resp.Header.Get("Retry-After"), p.Type, web.TypeUnavailable)
+	}
+}
