@@ -2,11 +2,17 @@
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: run test check build migrate bench bench-go fuzz clean
+.PHONY: run run-secure test check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080)
 run:
 	$(GO) run ./cmd/playground
+
+## run-secure: the playground secured as in production: Kafka SASL_SSL with SCRAM-SHA-512, the
+##             registry over HTTPS with basic auth, JWT bearer tokens on both APIs; the banner
+##             prints the variables, the files (CA, client.properties, token) and a working curl
+run-secure:
+	$(GO) run ./cmd/playground -secure
 
 ## test: formatting, vet and every test with the race detector (needs PostgreSQL, see README).
 ##       Packages' tests wait on PostgreSQL and the embedded brokers more than they compute, so

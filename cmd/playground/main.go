@@ -9,13 +9,22 @@
 //
 // The OTEL_* and LOG_* variables of the environment reach both services, so
 // `OTEL_TRACES_EXPORTER=console make run` prints their spans.
+//
+// With -secure (`make run-secure`) everything is secured as in production:
+// the broker takes only TLS with SASL/SCRAM-SHA-512, the registry only HTTPS
+// with basic auth, and both APIs only JWT bearer tokens from a local issuer
+// on :8083. A throwaway CA, the credentials and a Kafka client.properties go
+// to a temporary directory (removed on exit), and the banner prints the
+// variables and a curl that works as printed.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -45,24 +54,39 @@ func main() {
 		}
 		return
 	}
-	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	opts := defaults()
+	fs := flag.NewFlagSet("playground", flag.ExitOnError)
+	fs.BoolVar(&opts.secure, "secure", false, "secure everything: Kafka SASL_SSL (SCRAM-SHA-512), registry HTTPS with basic auth, JWT bearer tokens on both APIs")
+	_ = fs.Parse(os.Args[1:])
+	if err := run(ctx, opts, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "playground:", err)
 		os.Exit(1)
 	}
 }
 
-// The playground's fixed addresses, the same as docker-compose.yml's.
 const (
-	kafkaPort    = 9092
-	registryAddr = ":8081"
-	apiAddr      = ":8080"
-	consumerAddr = ":8082"
-	topic        = "order-events"
-	dlqTopic     = "order-events.dlq"
-	partitions   = 6
+	topic      = "order-events"
+	dlqTopic   = "order-events.dlq"
+	partitions = 6
 )
 
-func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+// options are where the playground listens and what it names its
+// databases; the tests move them out of a running playground's way.
+type options struct {
+	secure                                      bool
+	kafkaPort                                   int
+	registryAddr, apiAddr, consumerAddr, issuer string // host:port
+	ordersDB, projectionDB                      string
+}
+
+// defaults are the playground's fixed addresses, the same as
+// docker-compose.yml's (the token issuer is the secure playground's only).
+func defaults() options {
+	return options{kafkaPort: 9092, registryAddr: ":8081", apiAddr: ":8080", consumerAddr: ":8082",
+		issuer: ":8083", ordersDB: "orders", projectionDB: "orders_projection"}
+}
+
+func run(ctx context.Context, opts options, getenv func(string) string, stdout, stderr io.Writer) error {
 	log, err := logging.New(stderr, "info", "text")
 	if err != nil {
 		return err
@@ -78,11 +102,11 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 			log.Warn("stop PostgreSQL", "error", err)
 		}
 	}()
-	ordersURL, err := withDatabase(server, "orders")
+	ordersURL, err := withDatabase(server, opts.ordersDB)
 	if err != nil {
 		return err
 	}
-	projectionURL, err := withDatabase(server, "orders_projection")
+	projectionURL, err := withDatabase(server, opts.projectionDB)
 	if err != nil {
 		return err
 	}
@@ -92,14 +116,24 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		}
 	}
 
-	kafka, err := devstack.StartKafka(devstack.KafkaConfig{Port: kafkaPort, Partitions: partitions, Topics: []string{topic, dlqTopic}})
+	kcfg := devstack.KafkaConfig{Port: opts.kafkaPort, Partitions: partitions, Topics: []string{topic, dlqTopic}}
+	rcfg := devstack.RegistryConfig{Addr: opts.registryAddr}
+	var sec *security
+	if opts.secure {
+		if sec, err = secure(opts.issuer); err != nil {
+			return err
+		}
+		defer sec.close()
+		kcfg.Opts, rcfg.TLS, rcfg.BasicAuthUserInfo = sec.kafkaOpts, sec.serverTLS, sec.registryUserInfo
+	}
+	kafka, err := devstack.StartKafka(kcfg)
 	if err != nil {
-		return fmt.Errorf("start Kafka on :%d: %w", kafkaPort, err)
+		return fmt.Errorf("start Kafka on :%d: %w", opts.kafkaPort, err)
 	}
 	defer kafka.Close()
-	registry, err := devstack.StartRegistry(registryAddr)
+	registry, err := devstack.StartRegistryWith(rcfg)
 	if err != nil {
-		return fmt.Errorf("start Schema Registry on %s: %w", registryAddr, err)
+		return fmt.Errorf("start Schema Registry on %s: %w", opts.registryAddr, err)
 	}
 	defer registry.Close()
 
@@ -111,8 +145,14 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		"LOG_FORMAT":          "text",
 	}
 	services := map[string]map[string]string{
-		"order-api":      {"HTTP_ADDR": apiAddr, "DATABASE_URL": ordersURL},
-		"order-consumer": {"HTTP_ADDR": consumerAddr, "DATABASE_URL": projectionURL},
+		"order-api":      {"HTTP_ADDR": opts.apiAddr, "DATABASE_URL": ordersURL},
+		"order-consumer": {"HTTP_ADDR": opts.consumerAddr, "DATABASE_URL": projectionURL},
+	}
+	if sec != nil {
+		maps.Copy(shared, sec.env)
+		if err := sec.writeFiles(shared, services); err != nil {
+			return err
+		}
 	}
 	// Check both configurations here, so a bad variable fails before anything starts.
 	if _, err := config.Load[orderapi.Config](overlay(getenv, shared, services["order-api"])); err != nil {
@@ -126,7 +166,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return fmt.Errorf("find the playground's binary to start the services: %w", err)
 	}
 
-	banner(stdout, pgdb.Redact(ordersURL), pgdb.Redact(projectionURL))
+	b := bannerData{API: devstack.LocalURL("http", opts.apiAddr), Consumer: devstack.LocalURL("http", opts.consumerAddr), Brokers: kafka.Brokers()[0],
+		Registry: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Partitions: partitions,
+		OrdersDB: pgdb.Redact(ordersURL), ProjectionDB: pgdb.Redact(projectionURL), Secure: sec}
+	if err := bannerTemplate.Execute(stdout, b); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for name, env := range services {
 		g.Go(func() error { return startService(gctx, self, name, shared, env, stderr) })
@@ -212,32 +257,4 @@ func withDatabase(server, name string) (string, error) {
 	}
 	u.Path = "/" + name
 	return u.String(), nil
-}
-
-func banner(w io.Writer, ordersDB, projectionDB string) {
-	fmt.Fprintf(w, `
-Orders on Kafka — playground
-  order-api        http://localhost:8080
-  order-consumer   http://localhost:8082   group order-projector
-  Kafka            localhost:9092   topics %s, %s (%d partitions)
-  Schema Registry  http://localhost:8081   subject %s-value
-  PostgreSQL       %s (order-api), %s (order-consumer)
-
-Place an order:
-  curl -si localhost:8080/orders -H 'Content-Type: application/json' \
-    -d '{"customer_id":"c-42","currency":"EUR","items":[{"sku":"BOOK-1","quantity":2,"unit_price_minor":1250}]}'
-Pay it (use the id from the Location header), then read the projection:
-  curl -si -X POST localhost:8080/orders/<id>/pay
-  curl -s localhost:8082/orders/<id>
-Read the events (raw bytes; any Confluent Avro client decodes them with the registry above):
-  kcat -b localhost:9092 -t order-events -C -e -f '%%p/%%o key=%%k headers=%%h\n'
-Send a poison message, then see it in the dead-letter topic:
-  echo 'not avro' | kcat -b localhost:9092 -t order-events -P -k some-order
-  go run ./cmd/order-consumer dlq list
-Metrics, and a minute of load at 500 orders/s:
-  curl -s localhost:8080/metrics; curl -s localhost:8082/metrics
-  make bench
-
-Ctrl-C stops everything.
-`, topic, dlqTopic, partitions, topic, ordersDB, projectionDB)
 }

@@ -1,10 +1,13 @@
 package devstack
 
 import (
+	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +18,10 @@ import (
 // Start simulate an outage: the port refuses connections in between, and the
 // registry's data survives.
 type RegistryServer struct {
-	reg  *schemaregistry.Registry
-	addr string // the resolved address, reused by Start
+	reg     *schemaregistry.Registry
+	addr    string // the resolved address, reused by Start
+	handler http.Handler
+	tls     *tls.Config
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -24,30 +29,80 @@ type RegistryServer struct {
 
 // StartRegistry serves a new registry on addr ("127.0.0.1:0" picks a port).
 func StartRegistry(addr string) (*RegistryServer, error) {
-	ln, err := net.Listen("tcp", addr)
+	return StartRegistryWith(RegistryConfig{Addr: addr})
+}
+
+// RegistryConfig configures StartRegistryWith.
+type RegistryConfig struct {
+	Addr string // "127.0.0.1:0" picks a port
+	// TLS, when set, serves HTTPS only.
+	TLS *tls.Config
+	// BasicAuthUserInfo, when set ("user:password", Confluent's
+	// basic.auth.user.info), refuses any request without those
+	// credentials with 401, as a secured Confluent registry does.
+	BasicAuthUserInfo string
+}
+
+// StartRegistryWith serves a new registry as cfg says.
+func StartRegistryWith(cfg RegistryConfig) (*RegistryServer, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("schema registry: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("schema registry: listen on %s: %w", cfg.Addr, err)
 	}
-	r := &RegistryServer{reg: schemaregistry.New(), addr: ln.Addr().String()}
+	r := &RegistryServer{reg: schemaregistry.New(), addr: ln.Addr().String(), tls: cfg.TLS}
+	r.handler = r.reg
+	if cfg.BasicAuthUserInfo != "" {
+		r.handler = requireBasicAuth(cfg.BasicAuthUserInfo, r.reg)
+	}
 	r.serve(ln)
 	return r, nil
+}
+
+// requireBasicAuth answers 401 in the registry's error format unless the
+// request carries userInfo's credentials.
+func requireBasicAuth(userInfo string, next http.Handler) http.Handler {
+	wantUser, wantPass, _ := strings.Cut(userInfo, ":")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(wantUser)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(pass), []byte(wantPass)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="SchemaRegistry"`)
+			w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error_code":401,"message":"Unauthorized"}`))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (r *RegistryServer) serve(ln net.Listener) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.srv = &http.Server{Handler: r.reg, ReadHeaderTimeout: 5 * time.Second}
+	r.srv = &http.Server{Handler: r.handler, ReadHeaderTimeout: 5 * time.Second}
 	srv := r.srv
+	if r.tls != nil {
+		ln = tls.NewListener(ln, r.tls)
+	}
 	go func() { _ = srv.Serve(ln) }()
 }
 
 // URL is the registry's base URL.
 func (r *RegistryServer) URL() string {
-	host, port, _ := net.SplitHostPort(r.addr)
+	if r.tls != nil {
+		return LocalURL("https", r.addr)
+	}
+	return LocalURL("http", r.addr)
+}
+
+// LocalURL is the URL of a server listening on addr, as this machine
+// reaches it: a listener on every interface (":8080") is localhost.
+func LocalURL(scheme, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Stop closes the listener and every connection: clients get "connection
