@@ -41,7 +41,7 @@ func TestBothAPIsRequireBearerTokens(t *testing.T) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client(t, url).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/migrations"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 // startOrderAPI runs a real order-api against the stack's Kafka and registry.
@@ -46,7 +47,9 @@ func serveOrderAPI(t *testing.T, s *stack, db *pgtest.DB, log *slog.Logger, tel 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return stacktest.Serve(t, svc)
+	url, stop := stacktest.Serve(t, svc)
+	serves(t, url, openapi.OrderAPI())
+	return url, stop
 }
 
 type apiOrder struct {
@@ -67,7 +70,7 @@ func call(t *testing.T, method, url, body string) (int, apiOrder) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client(t, url).Do(req)
 	if err != nil {
 		t.Error(err)
 		return 0, apiOrder{}

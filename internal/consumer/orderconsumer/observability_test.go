@@ -31,7 +31,7 @@ import (
 // labels sorted; histograms appear as their _count and _sum.
 func scrape(t *testing.T, base string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	resp, err := client(t, base).Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestTraceContextReachesKafkaAndTheConsumerLog(t *testing.T) {
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("traceparent", "00-"+traceID+"-"+clientSp+"-01")
 			req.Header.Set("X-Correlation-ID", "trace-test")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client(t, api).Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -355,7 +355,7 @@ func TestShutdownAnswersWaitingReads(t *testing.T) {
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		resp, err := http.Get(c.url + "/orders/" + uuid.NewString() + "?min_version=1&wait=25s")
+		resp, err := client(t, c.url).Get(c.url + "/orders/" + uuid.NewString() + "?min_version=1&wait=25s")
 		if err != nil {
 			answered <- answer{0, err}
 			return

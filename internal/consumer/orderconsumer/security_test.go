@@ -2,23 +2,13 @@ package orderconsumer_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -36,55 +26,28 @@ import (
 // testCA makes a CA, a broker certificate for 127.0.0.1 and a client
 // certificate signed by it, and returns the broker's TLS config, the CA's
 // PEM file and the client's certificate and key files.
-func testCA(t *testing.T) (brokerTLS *tls.Config, caFile, clientCert, clientKey string) {
+func testCA(t *testing.T) (brokerTLS *tls.Config, pki *devstack.PKI, caFile, clientCert, clientKey string) {
 	t.Helper()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, srvKey := key(), key()
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	pki, err := devstack.NewPKI()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srv, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
+	if brokerTLS, err = pki.ServerTLS(); err != nil {
 		t.Fatal(err)
 	}
-	cliKey := key()
-	cli := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "order-consumer"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	cliDER, err := x509.CreateCertificate(rand.Reader, cli, ca, &cliKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliKeyDER, err := x509.MarshalECPrivateKey(cliKey)
+	certPEM, keyPEM, err := pki.ClientCert("order-consumer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	write := func(name, typ string, der []byte) string {
+	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	caFile = write("ca.pem", "CERTIFICATE", caDER)
-	clientCert, clientKey = write("client.pem", "CERTIFICATE", cliDER), write("client-key.pem", "EC PRIVATE KEY", cliKeyDER)
-	brokerTLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}}
-	return brokerTLS, caFile, clientCert, clientKey
+	return brokerTLS, pki, write("ca.pem", pki.CAPEM), write("client.pem", certPEM), write("client-key.pem", keyPEM)
 }
 
 // Both services, every Kafka client of theirs and the DLQ commands reach a
@@ -92,13 +55,9 @@ func testCA(t *testing.T) (brokerTLS *tls.Config, caFile, clientCert, clientKey 
 // placed through order-api is relayed and projected; with a wrong password
 // the consumer is not ready and says why.
 func TestBothServicesReachASecuredCluster(t *testing.T) {
-	brokerTLS, caFile, clientCert, clientKey := testCA(t)
+	brokerTLS, pki, caFile, clientCert, clientKey := testCA(t)
 	mutual := brokerTLS.Clone()
-	mutual.ClientAuth, mutual.ClientCAs = tls.RequireAndVerifyClientCert, x509.NewCertPool()
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil || !mutual.ClientCAs.AppendCertsFromPEM(caPEM) {
-		t.Fatal("the test CA", err)
-	}
+	mutual.ClientAuth, mutual.ClientCAs = tls.RequireAndVerifyClientCert, pki.Pool()
 	for _, tc := range []struct {
 		name string
 		opts []kfake.Opt
@@ -231,7 +190,7 @@ func TestAWrongPasswordLosesNothingAndNoSecretLeaks(t *testing.T) {
 		t.Fatalf("%d outbox rows unpublished (%v), want the order's 1 kept", unpublished, err)
 	}
 	for _, u := range []string{api + "/metrics", c.url + "/metrics"} {
-		resp, err := http.Get(u)
+		resp, err := client(t, u).Get(u)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
@@ -29,6 +31,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 const (
@@ -113,7 +116,40 @@ func (s *stack) startWith(tel telemetry.Config, log *slog.Logger, extra ...strin
 		s.t.Fatal(err)
 	}
 	url, stop := stacktest.Serve(s.t, svc)
+	serves(s.t, url, openapi.OrderConsumer())
 	return &instance{url: url, svc: svc, stop: stop}
+}
+
+// documents holds the OpenAPI document of each service the tests started,
+// by base URL, so that the helpers calling them (call, get, scrape, …) hold
+// every exchange to it.
+var documents sync.Map // base URL → *[]byte
+
+// serves notes that the service at url answers as document says, until t
+// ends (its port may then serve another test's service).
+func serves(t testing.TB, url string, document []byte) {
+	d := &document
+	documents.Store(url, d)
+	t.Cleanup(func() { documents.CompareAndDelete(url, d) })
+}
+
+// client is an http.Client whose every exchange with the service at url (a
+// service the tests started, see serves) is validated against its OpenAPI
+// document: a mismatch fails t (openapitest).
+func client(t testing.TB, url string) *http.Client {
+	var document []byte
+	documents.Range(func(base, d any) bool {
+		if url == base || strings.HasPrefix(url, base.(string)+"/") {
+			document = *d.(*[]byte)
+			return false
+		}
+		return true
+	})
+	if document == nil {
+		t.Errorf("no service the tests started answers at %s", url)
+		return http.DefaultClient
+	}
+	return openapitest.Load(t, document).Client(t)
 }
 
 // event makes the events of one order: placed, then paid, then refunded.
@@ -221,7 +257,7 @@ func (s *stack) ledger() map[string]string {
 
 func get(t *testing.T, url string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := client(t, url).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

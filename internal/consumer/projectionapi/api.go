@@ -1,13 +1,14 @@
 // Package projectionapi is order-consumer's read API (:8082): GET
-// /orders/{id} from the projection, /healthz and /readyz. It only reads: what
-// it returns is what the consumer has applied, never anything newer, and an
-// order's ETag is its projected version, comparable with order-api's ETag for
-// the same order. Errors are RFC 9457 problem details like order-api's, and
-// so are its refusals: a path or query that is not text is 400, a 405 says
-// Allow, HEAD is GET without the body, and a database it cannot reach is 503
-// with Retry-After. At most Config.MaxWaiting reads wait for a version at
-// once; beyond that a read that would wait is refused with 503 at once, so a
-// flood of them costs one read each, not a request held for up to MaxWait.
+// /orders/{id} from the projection, /healthz, /readyz and /openapi.yaml. It
+// only reads: what it returns is what the consumer has applied, never
+// anything newer, and an order's ETag is its projected version, comparable
+// with order-api's ETag for the same order. Errors are RFC 9457 problem
+// details like order-api's, and so are its refusals: a path or query that is
+// not text is 400, a 405 says Allow, HEAD is GET without the body, and a
+// database it cannot reach is 503 with Retry-After. At most
+// Config.MaxWaiting reads wait for a version at once; beyond that a read that
+// would wait is refused with 503 at once, so a flood of them costs one read
+// each, not a request held for up to MaxWait.
 package projectionapi
 
 import (
@@ -25,6 +26,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/web"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 // Store reads the projection.
@@ -79,7 +81,8 @@ type api struct {
 	waiting  chan struct{} // one token per waiting read, MaxWaiting in all
 }
 
-// New returns the API's handler.
+// New returns the API's handler, which serves its contract,
+// openapi/order-consumer.yaml, at GET /openapi.yaml.
 func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 	a := &api{store: store, log: cfg.Logger, versions: cfg.Versions}
 	if a.versions == nil {
@@ -92,7 +95,7 @@ func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 		panic("projectionapi: Config.MaxWaiting must be at least 1")
 	}
 	a.waiting = make(chan struct{}, cfg.MaxWaiting)
-	root := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks})
+	root := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks, OpenAPI: openapi.OrderConsumer()})
 	r := web.Guarded(root, cfg.Auth)
 	r.Get("/orders/{id}", a.get)
 	return root

@@ -18,11 +18,13 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/migrations"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -59,9 +61,17 @@ func newServer(t *testing.T, cfg projectionapi.Config) server {
 		cfg.MaxWaiting = 16
 	}
 	reads := new(atomic.Int64)
-	srv := httptest.NewServer(projectionapi.New(cfg, countingStore{store, reads}, web.Check{Name: "database", Func: store.Ping}))
-	t.Cleanup(srv.Close)
+	srv := serve(t, projectionapi.New(cfg, countingStore{store, reads}, web.Check{Name: "database", Func: store.Ping}))
 	return server{Server: srv, db: db, store: store, reads: reads}
+}
+
+// serve serves h for the test, every request and response validated against
+// the read API's OpenAPI document: a mismatch fails t.
+func serve(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(openapitest.Load(t, openapi.OrderConsumer()).Handler(t, h))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 type response struct {
@@ -266,8 +276,7 @@ func TestReadiness(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := httptest.NewServer(projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), MaxWaiting: 1}, nil, tc.checks...))
-			defer srv.Close()
+			srv := serve(t, projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), MaxWaiting: 1}, nil, tc.checks...))
 			r := server{Server: srv}.do(t, http.MethodGet, "/readyz", nil)
 			var got struct {
 				Status string

@@ -105,13 +105,17 @@ type RouterConfig struct {
 	Metrics http.Handler
 	// Checks are /readyz's.
 	Checks []Check
+	// OpenAPI, when set, is the API's OpenAPI document, served as it is at
+	// GET /openapi.yaml.
+	OpenAPI []byte
 }
 
 // NewRouter returns a router with what every API of ours answers the same
 // way: a path or query that is not text is 400, an unknown route 404 and a
 // known one with another method 405 with Allow (problem+json each), HEAD is
-// GET without the body, GET /healthz, /readyz and, if set, /metrics. Add
-// the API's own routes through Guarded, and serve the router returned here.
+// GET without the body, GET /healthz, /readyz and, if set, /metrics and
+// /openapi.yaml. Add the API's own routes through Guarded, and serve the
+// router returned here.
 func NewRouter(cfg RouterConfig) chi.Router {
 	r := chi.NewRouter()
 	r.Use(cfg.Middleware...)
@@ -128,12 +132,18 @@ func NewRouter(cfg RouterConfig) chi.Router {
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
 	}
+	if cfg.OpenAPI != nil {
+		r.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/yaml") // RFC 9512
+			_, _ = w.Write(cfg.OpenAPI)
+		})
+	}
 	return r
 }
 
 // Guarded is r for adding routes that need auth's bearer token; with auth
 // nil (authentication off), r itself. The platform's routes (/healthz,
-// /readyz, /metrics) are added by NewRouter and stay open.
+// /readyz, /metrics, /openapi.yaml) are added by NewRouter and stay open.
 func Guarded(r chi.Router, auth *Auth) chi.Router {
 	if auth == nil {
 		return r

@@ -42,6 +42,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/platform/web"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 // MaxBodyBytes is the largest request body accepted (413 beyond).
@@ -74,8 +75,10 @@ type api struct {
 	tracer trace.Tracer
 }
 
-// New returns the API's handler. It calls store and checks only: never the
-// Schema Registry or Kafka, so orders are taken while those are down.
+// New returns the API's handler, which serves its contract,
+// openapi/order-api.yaml, at GET /openapi.yaml. It calls store and checks
+// only: never the Schema Registry or Kafka, so orders are taken while those
+// are down.
 func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
 	a := &api{store: store, log: cfg.Logger, now: cfg.Now}
 	if a.log == nil {
@@ -92,6 +95,7 @@ func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
 		Middleware: append(cfg.Middleware[:len(cfg.Middleware):len(cfg.Middleware)], a.requestMeta),
 		Metrics:    cfg.Metrics,
 		Checks:     checks,
+		OpenAPI:    openapi.OrderAPI(),
 	})
 	root, r := r, web.Guarded(r, cfg.Auth)
 	r.Post("/orders", a.place)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
@@ -21,6 +22,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
 	"github.com/ordersonkafka/orders/internal/producer/orderstore"
 	"github.com/ordersonkafka/orders/migrations"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 type env struct {
@@ -32,9 +34,17 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	store, db := newStore(t)
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, store, web.Check{Name: "database", Func: store.Ping}))
-	t.Cleanup(srv.Close)
+	srv := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, store, web.Check{Name: "database", Func: store.Ping}))
 	return &env{t: t, srv: srv, db: db}
+}
+
+// serve serves h for the test, every request and response validated against
+// order-api's OpenAPI document: a mismatch fails t.
+func serve(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(openapitest.Load(t, openapi.OrderAPI()).Handler(t, h))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // newStore is order-api's store on a fresh database of its own.

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 // FuzzRequests sends order-api's handler, on a real store in PostgreSQL,
@@ -16,12 +18,14 @@ import (
 // an order, pay, refund or cancel one, read one, list. Whatever comes in,
 // the answer is not a 5xx (a hostile request is the client's fault, and the
 // database is up), and an error is a small problem+json body with the same
-// status, however much the client sent. The seeds are issue 8's
+// status, however much the client sent; and each exchange follows
+// order-api's OpenAPI document (openapitest). The seeds are issue 8's
 // hostile requests (findings 10 to 16). `make fuzz` runs it for a while;
 // `make test` runs the seeds.
 func FuzzRequests(f *testing.F) {
 	store, _ := newStore(f)
 	h := httpapi.New(httpapi.Config{Logger: stacktest.Logger(f)}, store)
+	contract := openapitest.Load(f, openapi.OrderAPI())
 	var seeded struct{ ID string }
 	placeReq := httptest.NewRequest("POST", "/orders", strings.NewReader(`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","quantity":1,"unit_price_minor":1}]}`))
 	placeReq.Header.Set("Content-Type", "application/json")
@@ -85,7 +89,7 @@ func FuzzRequests(f *testing.F) {
 			}
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		contract.Handler(t, h).ServeHTTP(rec, req)
 		if rec.Code >= 500 {
 			t.Fatalf("%s %.80s: %d %s", method, target, rec.Code, rec.Body)
 		}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -307,13 +306,12 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 	spans := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
 	defer tp.Shutdown(context.Background()) //nolint:errcheck
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+	srv := serve(t, httpapi.New(httpapi.Config{
 		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
 		Tracer:     tp.Tracer("test"),
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(reg),
 	}, store))
-	defer srv.Close()
 	e := &env{t: t, srv: srv, db: db}
 	id := e.place()["id"].(string)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -33,8 +32,7 @@ func (failingStore) Update(context.Context, uuid.UUID, order.VersionMatch, func(
 // Idempotency-Key, a change ignores it and is made safe by If-Match.
 func TestInternalErrorSaysHowToRetryThisRoute(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, failingStore{}))
-	t.Cleanup(srv.Close)
+	srv := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, failingStore{}))
 	e := &env{t: t, srv: srv}
 	p := wantProblem(t, e.do("POST", "/orders", validOrder, "Idempotency-Key", "k-1"), http.StatusInternalServerError, "/problems/internal")
 	if !strings.Contains(p.Detail, "Idempotency-Key") {

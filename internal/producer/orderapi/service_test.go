@@ -15,6 +15,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
@@ -22,6 +23,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 	"github.com/ordersonkafka/orders/migrations"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 type stack struct {
@@ -71,8 +73,10 @@ func (s *stack) start(t *testing.T, extra ...string) *instance {
 	return &instance{url: url, svc: svc, log: log, stop: stop}
 }
 
-// send POSTs body to url; it may run on any goroutine.
-func send(url, body string, headers ...string) (int, map[string]any, error) {
+// send POSTs body to url; it may run on any goroutine. The request and its
+// answer are validated against order-api's OpenAPI document: a mismatch fails
+// t.
+func send(t testing.TB, url, body string, headers ...string) (int, map[string]any, error) {
 	req, err := http.NewRequest("POST", url, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
@@ -83,7 +87,7 @@ func send(url, body string, headers ...string) (int, map[string]any, error) {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Load(t, openapi.OrderAPI()).Client(t).Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -97,7 +101,7 @@ func send(url, body string, headers ...string) (int, map[string]any, error) {
 
 func post(t *testing.T, url, body string, headers ...string) (int, map[string]any) {
 	t.Helper()
-	st, m, err := send(url, body, headers...)
+	st, m, err := send(t, url, body, headers...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +249,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	}
 	paid := make(chan answer, 1)
 	go func() {
-		st, _, err := send(api.url+"/orders/"+id+"/pay", "")
+		st, _, err := send(t, api.url+"/orders/"+id+"/pay", "")
 		paid <- answer{st, err}
 	}()
 	stacktest.WaitFor(t, "the pay request to wait on the row lock", wait, func() bool {

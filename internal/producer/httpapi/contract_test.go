@@ -1,0 +1,113 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
+	"github.com/ordersonkafka/orders/internal/devkit/tokentest"
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/web"
+	"github.com/ordersonkafka/orders/internal/producer/httpapi"
+	"github.com/ordersonkafka/orders/openapi"
+)
+
+// The router serves exactly the operations of openapi/order-api.yaml, with
+// authentication on or off: a route added without its operation (a new
+// action) fails here, and so does an operation nothing serves. Every other
+// test of this package checks its requests and answers against the same
+// document (serve).
+func TestRoutesAreTheDocumentsOperations(t *testing.T) {
+	t.Parallel()
+	contract := openapitest.Load(t, openapi.OrderAPI())
+	for name, auth := range map[string]*web.Auth{
+		"authentication off": nil,
+		"authentication on":  web.NewAuth(context.Background(), "http://127.0.0.1:1/jwks", "https://issuer.example", "orders"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Metrics: telemetry.MetricsHandler(telemetry.NewRegistry()), Auth: auth}, nil)
+			contract.Routes(t, h.(chi.Routes))
+		})
+	}
+}
+
+// GET /openapi.yaml is the document kept in the repository, byte for byte,
+// without a token.
+func TestServesItsOpenAPIDocument(t *testing.T) {
+	t.Parallel()
+	auth := web.NewAuth(context.Background(), "http://127.0.0.1:1/jwks", "https://issuer.example", "orders")
+	srv := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: auth}, nil))
+	resp, err := http.Get(srv.URL + "/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" {
+		t.Fatalf("%d %q, want 200 application/yaml", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if !bytes.Equal(body, openapi.OrderAPI()) {
+		t.Errorf("served %d bytes that are not openapi/order-api.yaml (%d bytes)", len(body), len(openapi.OrderAPI()))
+	}
+}
+
+// With authentication on, the refusals (401, 403, and 503 while the
+// issuer's keys cannot be fetched) and the open routes answer as the
+// document says; serve checks each answer against it.
+func TestAuthenticationAnswersAsDocumented(t *testing.T) {
+	t.Parallel()
+	const issuer, audience = "https://issuer.example", "orders"
+	iss := tokentest.New(t)
+	key := tokentest.NewKey(t, "k1", jose.ES256)
+	iss.Publish(key)
+	read := "Bearer " + tokentest.Token(t, key, tokentest.Claims(issuer, audience, "reader", web.ScopeRead))
+	write := "Bearer " + tokentest.Token(t, key, tokentest.Claims(issuer, audience, "writer", web.ScopeWrite))
+	api := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: web.NewAuth(context.Background(), iss.URL, issuer, audience)}, nil))
+	noKeys := httptest.NewServer(http.NotFoundHandler()) // an identity provider that does not answer its JWKS
+	t.Cleanup(noKeys.Close)
+	keyless := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: web.NewAuth(context.Background(), noKeys.URL, issuer, audience)}, nil))
+	const id = "0193f2a0-0000-7000-8000-000000000000"
+	for _, tc := range []struct {
+		name, method, base, path, authz string
+		status                          int
+	}{
+		{"a read without a token", "GET", api.URL, "/orders/" + id, "", 401},
+		{"a read with a malformed token", "GET", api.URL, "/orders/" + id, "Bearer not.a.jwt", 401},
+		{"a read with the write scope only", "GET", api.URL, "/orders", write, 403},
+		{"a pay with the read scope only", "POST", api.URL, "/orders/" + id + "/pay", read, 403},
+		{"a read with the read scope, of a malformed id", "GET", api.URL, "/orders/not-a-uuid", read, 400},
+		{"a read while the issuer's keys cannot be fetched", "GET", keyless.URL, "/orders/" + id, read, 503},
+		{"/healthz without a token", "GET", api.URL, "/healthz", "", 200},
+		{"/readyz without a token", "GET", api.URL, "/readyz", "", 200},
+		{"/openapi.yaml without a token", "GET", api.URL, "/openapi.yaml", "", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, tc.base+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.authz != "" {
+				req.Header.Set("Authorization", tc.authz)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Errorf("%d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+}
