@@ -5,16 +5,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/devkit/tokentest"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/migrations"
+	"github.com/ordersonkafka/orders/openapi"
 )
 
 // The whole token matrix on each real API (the two services as they run,
 // each with an issuer of its own so each rotates its keys alone): order-api
-// on a read and a place, order-consumer on a read (it has no write route).
+// on a read and a place, order-consumer on a read (it has no write route);
+// every refusal is also held to the API's OpenAPI document.
 func TestTheTokenMatrixOnEachRealAPI(t *testing.T) {
 	t.Parallel()
 	const issuer, audience = "https://issuer.example", "orders"
@@ -44,9 +47,10 @@ func TestTheTokenMatrixOnEachRealAPI(t *testing.T) {
 		tokentest.Matrix(t, apiIss, issuer, audience, tokentest.API{
 			Read: request("GET", api+unknown, ""), ReadOK: 404,
 			Write:   request("POST", api+"/orders", `{"customer_id":"c","currency":"EUR","items":[{"sku":"a","quantity":1,"unit_price_minor":5}]}`),
-			WriteOK: 201})
+			WriteOK: 201, Client: openapitest.Load(t, openapi.OrderAPI()).Client(t)})
 	})
 	t.Run("order-consumer", func(t *testing.T) {
-		tokentest.Matrix(t, consumerIss, issuer, audience, tokentest.API{Read: request("GET", c.url+unknown, ""), ReadOK: 404})
+		tokentest.Matrix(t, consumerIss, issuer, audience, tokentest.API{Read: request("GET", c.url+unknown, ""), ReadOK: 404,
+			Client: openapitest.Load(t, openapi.OrderConsumer()).Client(t)})
 	})
 }
