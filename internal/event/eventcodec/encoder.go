@@ -12,12 +12,11 @@
 //     publishing.
 //   - Decoder runs in consumers: it fetches the writer's schema by the ID in
 //     the frame, resolves it against the newest reader schema and classifies
-//     what cannot be decoded as permanent (see Permanent).
+//     what cannot be decoded as permanent (see Class).
 //
-// The registry is called with net/http rather than srclient: srclient v0.7.3
-// takes no context (a hung registry would hang the relay) and does not expose
-// the registry's error codes, which the decoder needs to tell "unknown schema"
-// (permanent) from "registry unreachable" (transient).
+// The registry is reached through srclient (registry.go): each call bounded
+// by a timeout, its error codes read from srclient.Error, so "unknown schema"
+// (40403, permanent) is told from "registry unreachable" (transient).
 package eventcodec
 
 import (
