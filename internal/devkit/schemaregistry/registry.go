@@ -4,10 +4,18 @@
 // playground so the services run the same client code as against Confluent's
 // registry. Data lives in memory; IDs are global and stable for the process.
 //
+// Its compatibility verdicts are Confluent's: the checker is a port of Avro
+// Java's SchemaCompatibility (which Confluent's registry runs), proven
+// against the reader/writer pairs of Avro's Java tests in testdata, and the
+// levels pick the versions to check as Confluent does (the latest, or every
+// version for the _TRANSITIVE levels). Verbose answers give Confluent's
+// reasons: errorType, the path in the schema, and the version.
+//
 // Supported: POST/GET/DELETE on subjects and versions, schema lookup under a
 // subject, GET /schemas/ids/{id} (and its versions), GET /schemas/types,
-// global and per-subject /config, and POST /compatibility/... . Schema
-// references and non-Avro schema types are refused with 422.
+// global and per-subject /config, and POST /compatibility/subjects/{subject}/versions
+// and .../versions/{version}, with ?verbose=true. Schema references and
+// non-Avro schema types are refused with 422.
 package schemaregistry
 
 import (
@@ -17,6 +25,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/go-chi/chi/v5"
@@ -79,6 +88,7 @@ func New() *Registry {
 	m.Get("/config/{subject}", r.getSubjectConfig)
 	m.Put("/config/{subject}", r.putSubjectConfig)
 	m.Delete("/config/{subject}", r.deleteSubjectConfig)
+	m.Post("/compatibility/subjects/{subject}/versions", r.checkCompatibility)
 	m.Post("/compatibility/subjects/{subject}/versions/{version}", r.checkCompatibility)
 	r.handler = m
 	return r
@@ -107,26 +117,43 @@ type schemaRequest struct {
 	References []json.RawMessage `json:"references"`
 }
 
-func readSchema(w http.ResponseWriter, req *http.Request) (*schemaRequest, avro.Schema, bool) {
+// readRequest decodes a request's body, or answers 400.
+func readRequest(w http.ResponseWriter, req *http.Request) (*schemaRequest, bool) {
 	var sr schemaRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 8<<20)).Decode(&sr); err != nil {
 		fail(w, 400, 400, "malformed request body: "+err.Error())
-		return nil, nil, false
+		return nil, false
 	}
+	return &sr, true
+}
+
+// parse parses the requested schema; the error is the 42201 message.
+func (sr *schemaRequest) parse() (avro.Schema, error) {
 	if sr.SchemaType != "" && sr.SchemaType != "AVRO" {
-		fail(w, 422, 42201, fmt.Sprintf("schema type %s is not supported by this registry (AVRO only)", sr.SchemaType))
-		return nil, nil, false
+		return nil, fmt.Errorf("schema type %s is not supported by this registry (AVRO only)", sr.SchemaType)
 	}
 	if len(sr.References) > 0 {
-		fail(w, 422, 42201, "schema references are not supported by this registry")
-		return nil, nil, false
+		return nil, errors.New("schema references are not supported by this registry")
 	}
 	parsed, err := avro.ParseWithCache(sr.Schema, "", &avro.SchemaCache{})
 	if err != nil {
-		fail(w, 422, 42201, "Invalid schema: "+err.Error())
+		return nil, fmt.Errorf("Invalid schema: %w", err)
+	}
+	return parsed, nil
+}
+
+// readSchema decodes and parses the requested schema, or answers 400 or 422.
+func readSchema(w http.ResponseWriter, req *http.Request) (*schemaRequest, avro.Schema, bool) {
+	sr, ok := readRequest(w, req)
+	if !ok {
 		return nil, nil, false
 	}
-	return &sr, parsed, true
+	parsed, err := sr.parse()
+	if err != nil {
+		fail(w, 422, 42201, err.Error())
+		return nil, nil, false
+	}
+	return sr, parsed, true
 }
 
 func (r *Registry) register(w http.ResponseWriter, req *http.Request) {
@@ -144,8 +171,9 @@ func (r *Registry) register(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if msgs := r.incompatible(subject, parsed, r.subjects[subject]); len(msgs) > 0 {
-		fail(w, 409, 409, fmt.Sprintf("Schema being registered is incompatible with an earlier schema for subject %q: %v", subject, msgs))
+	if msgs := incompatible(r.level(subject), parsed, r.subjects[subject]); len(msgs) > 0 {
+		fail(w, 409, 409, fmt.Sprintf("Schema being registered is incompatible with an earlier schema for subject \"%s\", details: [%s]",
+			subject, strings.Join(msgs, ", ")))
 		return
 	}
 	s := r.byCanon[canon]
@@ -167,35 +195,57 @@ func (r *Registry) level(subject string) string {
 	return r.global
 }
 
-// incompatible checks candidate against existing versions under the
-// subject's level and returns why it is refused (nil when it is not).
-// Caller holds mu.
-func (r *Registry) incompatible(subject string, candidate avro.Schema, existing []version) []string {
-	level := r.level(subject)
-	if level == "NONE" || len(existing) == 0 {
+// transitive reports whether level checks every earlier version, not only the latest.
+func transitive(level string) bool { return strings.HasSuffix(level, "_TRANSITIVE") }
+
+// incompatible checks candidate against previous (oldest first) under level,
+// as Confluent's registry does: NONE checks nothing, a _TRANSITIVE level
+// checks every version newest first and stops at the first that fails, the
+// others check the latest only. BACKWARD asks whether candidate reads the old
+// version's data, FORWARD whether the old version reads candidate's, FULL
+// both. It returns Confluent's verbose messages, nil when compatible.
+func incompatible(level string, candidate avro.Schema, previous []version) []string {
+	if level == "NONE" || len(previous) == 0 {
 		return nil
 	}
-	against := existing[len(existing)-1:]
-	if len(level) > len("_TRANSITIVE") && level[len(level)-len("_TRANSITIVE"):] == "_TRANSITIVE" {
-		against = existing
+	against := previous[len(previous)-1:]
+	if transitive(level) {
+		against = make([]version, len(previous))
+		for i, v := range previous {
+			against[len(previous)-1-i] = v
+		}
 	}
-	backward := level == "BACKWARD" || level == "BACKWARD_TRANSITIVE" || level == "FULL" || level == "FULL_TRANSITIVE"
-	forward := level == "FORWARD" || level == "FORWARD_TRANSITIVE" || level == "FULL" || level == "FULL_TRANSITIVE"
-	c := avro.NewSchemaCompatibility()
-	var msgs []string
-	for _, v := range against {
+	backward := strings.HasPrefix(level, "BACKWARD") || strings.HasPrefix(level, "FULL")
+	forward := strings.HasPrefix(level, "FORWARD") || strings.HasPrefix(level, "FULL")
+	for _, old := range against {
+		var msgs []string
+		if forward { // first, as Confluent does; under FULL the version is named once, after the backward half
+			found := checkReaderWriter(old.schema.parsed, candidate)
+			for _, in := range found {
+				msgs = append(msgs, describe(in, "old", "new"))
+			}
+			if len(found) > 0 && !backward {
+				msgs = append(msgs, oldSchemaInfo(old)...)
+			}
+		}
 		if backward {
-			if err := c.Compatible(candidate, v.schema.parsed); err != nil {
-				msgs = append(msgs, fmt.Sprintf("version %d: the new schema cannot read its data (%s): %v", v.version, level, err))
+			found := checkReaderWriter(candidate, old.schema.parsed)
+			for _, in := range found {
+				msgs = append(msgs, describe(in, "new", "old"))
+			}
+			if len(found) > 0 {
+				msgs = append(msgs, oldSchemaInfo(old)...)
 			}
 		}
-		if forward {
-			if err := c.Compatible(v.schema.parsed, candidate); err != nil {
-				msgs = append(msgs, fmt.Sprintf("version %d cannot read the new schema's data (%s): %v", v.version, level, err))
-			}
+		if len(msgs) > 0 {
+			return append(msgs, fmt.Sprintf("{validateFields: 'false', compatibility: '%s'}", level))
 		}
 	}
-	return msgs
+	return nil
+}
+
+func oldSchemaInfo(old version) []string {
+	return []string{fmt.Sprintf("{oldSchemaVersion: %d}", old.version), fmt.Sprintf("{oldSchema: '%s'}", old.schema.canonical)}
 }
 
 func (r *Registry) lookup(w http.ResponseWriter, req *http.Request) {
@@ -438,29 +488,44 @@ func (r *Registry) deleteSubjectConfig(w http.ResponseWriter, req *http.Request)
 	reply(w, map[string]string{"compatibilityLevel": l})
 }
 
+// checkCompatibility answers POST /compatibility/subjects/{subject}/versions
+// (against the versions the subject's level names, as registering would) and
+// POST /compatibility/subjects/{subject}/versions/{version} (against that
+// version only, whatever the level; "latest" of an unknown subject is
+// compatible). With ?verbose=true the answer lists the reasons, and an
+// invalid schema is an incompatible answer rather than a 422, as in
+// Confluent's registry.
 func (r *Registry) checkCompatibility(w http.ResponseWriter, req *http.Request) {
 	subject := chi.URLParam(req, "subject")
-	_, parsed, ok := readSchema(w, req)
+	ref := chi.URLParam(req, "version")
+	verbose := req.URL.Query().Get("verbose") == "true"
+	sr, ok := readRequest(w, req)
 	if !ok {
 		return
 	}
+	parsed, invalid := sr.parse()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ref := chi.URLParam(req, "version")
-	var against []version
-	if _, exists := r.subjects[subject]; exists || (ref != "latest" && ref != "-1") {
-		v, ok := r.findVersion(w, subject, ref)
+	against := r.subjects[subject]
+	if ref != "" && (len(against) > 0 || (ref != "latest" && ref != "-1")) {
+		v, ok := r.findVersion(w, subject, ref) // before the schema's errors, as in Confluent
 		if !ok {
 			return
 		}
-		against = r.subjects[subject]
-		if ref != "latest" && ref != "-1" {
-			against = []version{v}
-		}
+		against = []version{v}
 	}
-	msgs := r.incompatible(subject, parsed, against)
+	var msgs []string
+	switch {
+	case invalid != nil && !verbose:
+		fail(w, 422, 42201, invalid.Error())
+		return
+	case invalid != nil:
+		msgs = []string{invalid.Error()}
+	default:
+		msgs = incompatible(r.level(subject), parsed, against)
+	}
 	body := map[string]any{"is_compatible": len(msgs) == 0}
-	if req.URL.Query().Get("verbose") == "true" {
+	if verbose {
 		if msgs == nil {
 			msgs = []string{}
 		}

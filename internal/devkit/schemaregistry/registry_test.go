@@ -86,9 +86,19 @@ func TestSrclientRegistersAndReadsBack(t *testing.T) {
 	if err != nil || *level != srclient.FullTransitive {
 		t.Fatalf("set level: %v %v", level, err)
 	}
+	// Checking against one version ignores the others, as in Confluent's
+	// registry: noDefault reads and is read by version 2 (which has b), not
+	// version 1 (which lacks it).
 	ok, err := c.IsSchemaCompatible("orders-value", noDefault, "latest", srclient.Avro)
+	if err != nil || !ok {
+		t.Fatalf("a required field against a version that has it: compatible=%v err=%v", ok, err)
+	}
+	ok, err = c.IsSchemaCompatible("orders-value", noDefault, "1", srclient.Avro)
 	if err != nil || ok {
-		t.Fatalf("a required new field under FULL_TRANSITIVE: compatible=%v err=%v", ok, err)
+		t.Fatalf("a required new field against a version without it: compatible=%v err=%v", ok, err)
+	}
+	if _, err := c.CreateSchema("orders-value", noDefault, srclient.Avro); err == nil || !strings.Contains(err.Error(), "READER_FIELD_MISSING_DEFAULT_VALUE") {
+		t.Fatalf("a required new field under FULL_TRANSITIVE was not refused with its reason: %v", err)
 	}
 }
 
@@ -162,6 +172,11 @@ func TestErrorCodes(t *testing.T) {
 		{"protobuf", "POST", "/subjects/s/versions", `{"schema":"syntax = \"proto3\";","schemaType":"PROTOBUF"}`, 422, 42201},
 		{"invalid level", "PUT", "/config/s", `{"compatibility":"SIDEWAYS"}`, 422, 42203},
 		{"subject level not set", "GET", "/config/s", "", 404, 40408},
+		{"compatibility with a version of an unknown subject", "POST", "/compatibility/subjects/nope/versions/1", schemaBody(v1), 404, 40401},
+		{"compatibility with an unknown version", "POST", "/compatibility/subjects/s/versions/7", schemaBody(v1), 404, 40402},
+		{"compatibility with an invalid version", "POST", "/compatibility/subjects/s/versions/x", schemaBody(v1), 422, 42202},
+		{"compatibility of invalid Avro with a version", "POST", "/compatibility/subjects/s/versions/latest", schemaBody(`{"type":"recrd"}`), 422, 42201},
+		{"compatibility of invalid Avro with the subject", "POST", "/compatibility/subjects/s/versions", schemaBody(`{"type":"recrd"}`), 422, 42201},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,5 +223,57 @@ func TestListAndDeleteVersions(t *testing.T) {
 		if st, body := rest(t, c.method, srv.URL+c.path, ""); st != 404 || body["error_code"] != float64(40401) {
 			t.Errorf("%s %s after delete: %d %v", c.method, c.path, st, body)
 		}
+	}
+}
+
+// TestCompatibilityAnswers: what POST /compatibility/... answers besides the
+// verdict, as Confluent's registry does: the reasons with ?verbose=true
+// (errorType, path, the version checked, the level), none without; an
+// unknown subject is compatible unless a version number is named; an invalid
+// schema is an incompatible verbose answer.
+func TestCompatibilityAnswers(t *testing.T) {
+	srv := newServer(t)
+	messages := func(path, schema string) (bool, []string) {
+		t.Helper()
+		st, body := rest(t, "POST", srv.URL+path, schemaBody(schema))
+		if st != 200 {
+			t.Fatalf("POST %s: %d %v", path, st, body)
+		}
+		var msgs []string // nil when the answer has no messages
+		if m, ok := body["messages"].([]any); ok {
+			msgs = make([]string, 0, len(m))
+			for _, x := range m {
+				msgs = append(msgs, x.(string))
+			}
+		}
+		return body["is_compatible"] == true, msgs
+	}
+	for _, path := range []string{"/compatibility/subjects/new/versions", "/compatibility/subjects/new/versions/latest"} {
+		if ok, _ := messages(path, v1); !ok {
+			t.Errorf("%s of a subject without versions: incompatible", path)
+		}
+	}
+	rest(t, "POST", srv.URL+"/subjects/s/versions", schemaBody(v1))
+	ok, msgs := messages("/compatibility/subjects/s/versions/1?verbose=true", noDefault)
+	want := []string{
+		"{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'The field 'b' at path '/fields/1' in the new schema has no default value and is missing in the old schema', additionalInfo:'b'}",
+		"{oldSchemaVersion: 1}",
+	}
+	if ok || len(msgs) != 4 || msgs[0] != want[0] || msgs[1] != want[1] || !strings.HasPrefix(msgs[2], "{oldSchema: '") ||
+		msgs[3] != "{validateFields: 'false', compatibility: 'BACKWARD'}" {
+		t.Errorf("verbose answer: compatible=%v %q", ok, msgs)
+	}
+	if ok, msgs := messages("/compatibility/subjects/s/versions/latest", noDefault); ok || msgs != nil {
+		t.Errorf("answer without verbose: compatible=%v messages %q", ok, msgs)
+	}
+	if ok, msgs := messages("/compatibility/subjects/s/versions?verbose=true", withDefault); !ok || msgs == nil || len(msgs) != 0 {
+		t.Errorf("compatible verbose answer: compatible=%v messages %q, want []", ok, msgs)
+	}
+	if ok, msgs := messages("/compatibility/subjects/s/versions?verbose=true", `{"type":"recrd"}`); ok || len(msgs) != 1 || !strings.HasPrefix(msgs[0], "Invalid schema") {
+		t.Errorf("verbose answer on invalid Avro: compatible=%v %q", ok, msgs)
+	}
+	st, body := rest(t, "POST", srv.URL+"/subjects/s/versions", schemaBody(noDefault))
+	if msg, _ := body["message"].(string); st != 409 || !strings.Contains(msg, want[0]) || !strings.Contains(msg, `for subject "s", details: [`) {
+		t.Errorf("refused registration: %d %v", st, body)
 	}
 }
