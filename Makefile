@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: run run-secure test check build migrate bench bench-go fuzz clean
+.PHONY: run run-secure test schemas-check schemas-register check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080)
 run:
@@ -34,6 +34,15 @@ build:
 ## migrate: create and migrate order-api's database at DATABASE_URL
 migrate:
 	$(GO) run ./cmd/order-api migrate
+
+## schemas-check: the schema gate against SCHEMA_REGISTRY_URL (and its auth variables): each version
+##                of schemas/ in the registry, and whether the newest is compatible (exit 1 if not)
+schemas-check:
+	$(GO) run ./cmd/order-api schemas check
+
+## schemas-register: set the subject's level and register the versions it lacks, oldest first
+schemas-register:
+	$(GO) run ./cmd/order-api schemas register
 
 ## bench: load the running playground (`make run` in another terminal) at 500 orders/s for 60s
 ##        and print orders/s, HTTP and end-to-end latency percentiles and each service's peak RSS.

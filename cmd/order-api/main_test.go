@@ -19,7 +19,7 @@ func TestMigrateCreatesAndMigratesTheDatabase(t *testing.T) {
 	db := pgtest.MustDB(t, nil) // an empty database
 	var out bytes.Buffer
 	env := map[string]string{"DATABASE_URL": db.URL}
-	if err := run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, &out); err != nil {
+	if err := run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "migrations applied") {
@@ -38,7 +38,7 @@ func TestMigrateCreatesAndMigratesTheDatabase(t *testing.T) {
 
 func TestRunRefusesBadArgumentsAndConfiguration(t *testing.T) {
 	none := func(string) string { return "" }
-	if err := run(context.Background(), []string{"serve", "now"}, none, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "usage") {
+	if err := run(context.Background(), []string{"serve", "now"}, none, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "usage") {
 		t.Errorf("unknown arguments: %v", err)
 	}
 	bad := func(k string) string {
@@ -47,7 +47,7 @@ func TestRunRefusesBadArgumentsAndConfiguration(t *testing.T) {
 		}
 		return ""
 	}
-	if err := run(context.Background(), nil, bad, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "RELAY_POLL_INTERVAL") {
+	if err := run(context.Background(), nil, bad, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "RELAY_POLL_INTERVAL") {
 		t.Errorf("malformed duration: %v", err)
 	}
 }
@@ -63,8 +63,8 @@ func TestHealthUsesHTTPAddr(t *testing.T) {
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
 	var out bytes.Buffer
-	ok := run(context.Background(), []string{"health"}, func(k string) string { return map[string]string{"HTTP_ADDR": ":" + u.Port()}[k] }, &out)
-	bad := run(context.Background(), []string{"health"}, func(k string) string { return map[string]string{"HTTP_ADDR": ":1"}[k] }, &out)
+	ok := run(context.Background(), []string{"health"}, func(k string) string { return map[string]string{"HTTP_ADDR": ":" + u.Port()}[k] }, &out, &out)
+	bad := run(context.Background(), []string{"health"}, func(k string) string { return map[string]string{"HTTP_ADDR": ":1"}[k] }, &out, &out)
 	if ok != nil || bad == nil {
 		t.Errorf("health against the server: %v; against nothing: %v", ok, bad)
 	}
@@ -83,7 +83,7 @@ func TestRunRefusesADatabaseURLThatNamesNoDatabase(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			var logs bytes.Buffer
-			err := run(ctx, args, func(k string) string { return env[k] }, &logs)
+			err := run(ctx, args, func(k string) string { return env[k] }, &logs, &logs)
 			if want := "DATABASE_URL="; err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("run = %v, want an error with %q; logs:\n%s", err, want, logs.String())
 			}

@@ -20,7 +20,7 @@ import (
 func TestEveryDLQClassIsDocumented(t *testing.T) {
 	t.Parallel()
 	permanent := []error{eventcodec.ErrNotFramed, eventcodec.ErrUnknownSchema, eventcodec.ErrIncompatibleSchema,
-		eventcodec.ErrUndecodable, eventcodec.ErrInvalidEvent, &pgconn.PgError{Code: "22003"}}
+		eventcodec.ErrUndecodable, eventcodec.ErrInvalidEvent, eventcodec.ErrUnknownSymbol, &pgconn.PgError{Code: "22003"}}
 	for _, rule := range order.EventRules {
 		permanent = append(permanent, &order.EventError{Rule: rule})
 	}

@@ -30,6 +30,11 @@ var (
 	// enum symbol). Whether the event obeys the domain's rules is
 	// order.CheckEvent's business, not the codec's.
 	ErrInvalidEvent = errors.New("decoded event is not a valid order event")
+	// ErrUnknownSymbol: a status or event type this consumer's schema does
+	// not have, read as schemas.UnknownSymbol: the event comes from a newer
+	// producer. It is parked, not guessed at; deploy the newer consumer,
+	// then replay it from the dead-letter topic.
+	ErrUnknownSymbol = errors.New("event from a newer producer: a symbol this consumer does not know")
 )
 
 // Class reports whether err is one of the errors above, which no retry can
@@ -42,7 +47,7 @@ func Class(err error) (class string, permanent bool) {
 	}{
 		{ErrNotFramed, "ErrNotFramed"}, {ErrUnknownSchema, "ErrUnknownSchema"},
 		{ErrIncompatibleSchema, "ErrIncompatibleSchema"}, {ErrUndecodable, "ErrUndecodable"},
-		{ErrInvalidEvent, "ErrInvalidEvent"},
+		{ErrInvalidEvent, "ErrInvalidEvent"}, {ErrUnknownSymbol, "ErrUnknownSymbol"},
 	} {
 		if errors.Is(err, p.err) {
 			return "eventcodec." + p.name, true
@@ -79,11 +84,17 @@ type writerSchema struct {
 // NewDecoder compiles the reader schema; it contacts the registry only when
 // it meets a schema ID for the first time.
 func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
+	return newDecoder(cfg, schemas.Latest().Text)
+}
+
+// newDecoder reads with readerSchema: the newest in schemas/, or in tests
+// a future one.
+func newDecoder(cfg DecoderConfig, readerSchema string) (*Decoder, error) {
 	reg, err := newRegistry(cfg.URL, cfg.Auth, cfg.HTTPClient, cfg.Timeout)
 	if err != nil {
 		return nil, err
 	}
-	reader, err := parseSchema(schemas.Latest().Text)
+	reader, err := parseSchema(readerSchema)
 	if err != nil {
 		return nil, fmt.Errorf("parse reader schema: %w", err)
 	}
@@ -162,6 +173,11 @@ func (d *Decoder) schema(ctx context.Context, id uint32) (writerSchema, error) {
 func fromWire(w wireEvent) (order.Event, error) {
 	invalid := func(format string, args ...any) (order.Event, error) {
 		return order.Event{}, fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
+	}
+	for field, sym := range map[string]string{"event_type": w.EventType, "status": w.Status} {
+		if sym == schemas.UnknownSymbol {
+			return order.Event{}, fmt.Errorf("%w: %s is %s to schema v%d", ErrUnknownSymbol, field, sym, schemas.Latest().Version)
+		}
 	}
 	eventID, err := uuid.Parse(w.EventID)
 	if err != nil {

@@ -20,3 +20,7 @@ func EventTypeSymbol(t order.EventType) (string, bool) {
 	sym, ok := eventTypeSymbols.symbol[t]
 	return sym, ok
 }
+
+// NewDecoderReading is a Decoder whose reader schema is readerSchema: the
+// consumer of a future version.
+var NewDecoderReading = newDecoder

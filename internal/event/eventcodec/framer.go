@@ -24,13 +24,19 @@ type FramerConfig struct {
 	HTTPClient    *http.Client  // optional: its transport is used
 	Timeout       time.Duration // per registry call; default 5s
 	Compatibility string        // set on the subject before registering; default schemas.Compatibility
+	// LookupOnly, when set (SCHEMA_AUTO_REGISTER=false), never registers a
+	// schema nor sets the subject's level: a version the registry does not
+	// hold is an error naming it (`order-api schemas register` adds it),
+	// as Confluent's serializers do with auto.register.schemas=false.
+	LookupOnly bool
 }
 
 // Framer turns Avro bodies into Confluent-framed values, registering their
 // schema on first use. It is safe for concurrent use.
 type Framer struct {
-	reg    *srclient.SchemaRegistryClient
-	compat string
+	reg        *srclient.SchemaRegistryClient
+	compat     string
+	lookupOnly bool
 
 	mu  sync.RWMutex
 	ids map[frameKey]uint32
@@ -50,7 +56,7 @@ func NewFramer(cfg FramerConfig) (*Framer, error) {
 	if cfg.Compatibility == "" {
 		cfg.Compatibility = schemas.Compatibility
 	}
-	return &Framer{reg: reg, compat: cfg.Compatibility, ids: map[frameKey]uint32{}}, nil
+	return &Framer{reg: reg, compat: cfg.Compatibility, lookupOnly: cfg.LookupOnly, ids: map[frameKey]uint32{}}, nil
 }
 
 // Frame returns magic byte 0, the registry ID of schemas/ version
@@ -75,21 +81,67 @@ func (f *Framer) schemaID(ctx context.Context, k frameKey) (uint32, error) {
 	if ok {
 		return id, nil
 	}
-	s, ok := schemas.ByVersion(k.version)
-	if !ok {
+	if _, ok := schemas.ByVersion(k.version); !ok {
 		return 0, fmt.Errorf("frame: no schema version %d in schemas/", k.version)
 	}
-	// srclient's calls take no context: each is bounded by the timeout.
-	if _, err := f.reg.ChangeSubjectCompatibilityLevel(k.subject, srclient.CompatibilityLevel(f.compat)); err != nil {
-		return 0, fmt.Errorf("schema registry: set compatibility of %s: %w", k.subject, err)
+	if f.lookupOnly {
+		id, err := lookup(f.reg, k.subject, k.version)
+		if err != nil {
+			return 0, err
+		}
+		f.remember(k, id)
+		return id, nil
 	}
-	reg, err := f.reg.CreateSchema(k.subject, s.Text, srclient.Avro)
+	// Register every version up to k, oldest first (each is a no-op if the
+	// registry has it): under BACKWARD_TRANSITIVE an older version cannot
+	// follow a newer one, and the relay may meet an old row after a new one.
+	ids, err := register(f.reg, k.subject, f.compat, k.version)
 	if err != nil {
-		return 0, fmt.Errorf("schema registry: register schema v%d under %s: %w", k.version, k.subject, err)
+		return 0, err
 	}
-	id = uint32(reg.ID())
+	for v, id := range ids {
+		f.remember(frameKey{k.subject, v}, id)
+	}
+	return ids[k.version], nil
+}
+
+func (f *Framer) remember(k frameKey, id uint32) {
 	f.mu.Lock()
 	f.ids[k] = id
 	f.mu.Unlock()
-	return id, nil
+}
+
+// register sets subject's level to compat, then registers versions 1 to
+// upTo of schemas/ in order and returns their IDs. srclient's calls take no
+// context: each is bounded by the client's timeout.
+func register(reg *srclient.SchemaRegistryClient, subject, compat string, upTo int) (map[int]uint32, error) {
+	if _, err := reg.ChangeSubjectCompatibilityLevel(subject, srclient.CompatibilityLevel(compat)); err != nil {
+		return nil, fmt.Errorf("schema registry: set compatibility of %s: %w", subject, err)
+	}
+	ids := map[int]uint32{}
+	for _, s := range schemas.All() {
+		if s.Version > upTo {
+			break
+		}
+		got, err := reg.CreateSchema(subject, s.Text, srclient.Avro)
+		if err != nil {
+			return nil, fmt.Errorf("schema registry: register schema v%d under %s: %w", s.Version, subject, err)
+		}
+		ids[s.Version] = uint32(got.ID())
+	}
+	return ids, nil
+}
+
+// lookup returns the ID of version v of schemas/ under subject, without
+// registering it.
+func lookup(reg *srclient.SchemaRegistryClient, subject string, v int) (uint32, error) {
+	s, _ := schemas.ByVersion(v)
+	got, err := reg.LookupSchema(subject, s.Text, srclient.Avro)
+	if c := registryCode(err); c == 40401 || c == 40403 {
+		return 0, fmt.Errorf("schema registry: schema v%d is not registered under %s and SCHEMA_AUTO_REGISTER=false: register it with `order-api schemas register`", v, subject)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("schema registry: look up schema v%d under %s: %w", v, subject, err)
+	}
+	return uint32(got.ID()), nil
 }

@@ -9,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2"
-
+	"github.com/ordersonkafka/orders/internal/devkit/schematest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/schemas"
@@ -51,12 +50,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			continue
 		}
 		ev := events(f)[0]
-		payload, err := avro.Marshal(avro.MustParse(s.Text), map[string]any{
-			"event_id": ev.ID.String(), "event_type": "PLACED", "order_id": ev.Order.ID.String(), "version": int64(1),
-			"status": "PLACED", "occurred_at": ev.OccurredAt, "customer_id": "c", "currency": "EUR",
-			"items":       []map[string]any{{"sku": "s", "quantity": 1, "unit_price_minor": int64(1)}},
-			"total_minor": int64(1), "created_at": ev.Order.CreatedAt, "updated_at": ev.Order.UpdatedAt, "payment_reference": nil,
-		})
+		payload, err := schematest.Encode(s, schematest.Record(ev, nil))
 		if err != nil {
 			f.Fatal(err)
 		}

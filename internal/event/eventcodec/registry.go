@@ -36,8 +36,16 @@ const maxRegistryAnswer = 4 << 20
 // timeout (default 5s) and its answer by maxRegistryAnswer. hc, if set,
 // supplies the transport.
 func newRegistry(url string, auth RegistryAuth, hc *http.Client, timeout time.Duration) (*srclient.SchemaRegistryClient, error) {
+	c, _, err := newRegistryClient(url, auth, hc, timeout)
+	return c, err
+}
+
+// newRegistryClient is newRegistry, and the HTTP client under it (bounded,
+// trusting the CAs; credentials are srclient's to add) for the one call
+// srclient lacks.
+func newRegistryClient(url string, auth RegistryAuth, hc *http.Client, timeout time.Duration) (*srclient.SchemaRegistryClient, *http.Client, error) {
 	if url == "" {
-		return nil, errors.New("schema registry URL is empty")
+		return nil, nil, errors.New("schema registry URL is empty")
 	}
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -49,22 +57,22 @@ func newRegistry(url string, auth RegistryAuth, hc *http.Client, timeout time.Du
 	if auth.TLSCAFile != "" {
 		pem, err := os.ReadFile(auth.TLSCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("schema registry CA file: %w", err)
+			return nil, nil, fmt.Errorf("schema registry CA file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("schema registry CA file %s: no PEM certificate in it", auth.TLSCAFile)
+			return nil, nil, fmt.Errorf("schema registry CA file %s: no PEM certificate in it", auth.TLSCAFile)
 		}
 		t, ok := base.(*http.Transport)
 		if !ok {
-			return nil, errors.New("schema registry CA file: the HTTP client's transport is not an *http.Transport")
+			return nil, nil, errors.New("schema registry CA file: the HTTP client's transport is not an *http.Transport")
 		}
 		t = t.Clone()
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 		base = t
 	}
-	c := srclient.NewSchemaRegistryClient(strings.TrimRight(url, "/"),
-		srclient.WithClient(&http.Client{Transport: limitAnswers{base}, Timeout: timeout}))
+	client := &http.Client{Transport: limitAnswers{base}, Timeout: timeout}
+	c := srclient.NewSchemaRegistryClient(strings.TrimRight(url, "/"), srclient.WithClient(client))
 	c.CodecCreationEnabled(false) // the codec compiles schemas itself, bounded (hamba/avro)
 	switch {
 	case auth.BasicAuthUserInfo != "":
@@ -73,7 +81,7 @@ func newRegistry(url string, auth RegistryAuth, hc *http.Client, timeout time.Du
 	case auth.BearerToken != "":
 		c.SetBearerToken(auth.BearerToken)
 	}
-	return c, nil
+	return c, client, nil
 }
 
 // limitAnswers cuts every answer body at maxRegistryAnswer bytes.

@@ -27,6 +27,13 @@ type Config struct {
 	// purged, and using it again places a new order.
 	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
 
+	// SchemaAutoRegister lets the relay register the event schema (and set
+	// its subject's level) on first use, as Confluent's serializers do with
+	// auto.register.schemas. Off, it only looks the schema up, and a version
+	// the registry lacks keeps its rows in the outbox until someone runs
+	// `order-api schemas register`.
+	SchemaAutoRegister bool `env:"SCHEMA_AUTO_REGISTER" envDefault:"true"`
+
 	// RelayEnabled runs the outbox relay in this process. Turn it off to run
 	// API-only replicas; at most one relay publishes at a time anyway.
 	RelayEnabled bool `env:"RELAY_ENABLED" envDefault:"true"`

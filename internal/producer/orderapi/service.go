@@ -78,8 +78,8 @@ func (s *Service) wire(m *service.Main) error {
 }
 
 func (s *Service) wireRelay() error {
-	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
-		BasicAuthUserInfo: s.cfg.SchemaRegistryUserInfo, BearerToken: s.cfg.SchemaRegistryBearerToken, TLSCAFile: s.cfg.SchemaRegistryCAFile}})
+	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL, Auth: registryAuth(s.cfg),
+		LookupOnly: !s.cfg.SchemaAutoRegister})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,91 @@
+package orderapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/schemas"
+)
+
+func registryAuth(cfg Config) eventcodec.RegistryAuth {
+	return eventcodec.RegistryAuth{BasicAuthUserInfo: cfg.SchemaRegistryUserInfo,
+		BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}
+}
+
+func gate(cfg Config) (*eventcodec.Gate, string, error) {
+	g, err := eventcodec.NewGate(eventcodec.GateConfig{URL: cfg.SchemaRegistryURL, Auth: registryAuth(cfg)})
+	return g, eventcodec.Subject(cfg.Topic), err
+}
+
+// SchemasCheck is `order-api schemas check`, the schema gate: it prints
+// each version of schemas/, whether the registry at SCHEMA_REGISTRY_URL
+// has it (and its ID), and whether the newest is compatible with the
+// subject under the subject's level, with the registry's reasons. It
+// returns eventcodec.ErrIncompatible when it is not, and any failure to ask.
+func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
+	g, subject, err := gate(cfg)
+	if err != nil {
+		return err
+	}
+	rep, err := g.Check(ctx, subject)
+	if err != nil {
+		return err
+	}
+	level := rep.Level
+	if rep.LevelIsGlobal {
+		level += " (the registry's global level: the subject has none of its own)"
+	}
+	fmt.Fprintf(w, "subject %s at %s\n", subject, cfg.SchemaRegistryURL)
+	fmt.Fprintf(w, "  compatibility: %s\n", level)
+	if rep.Level != schemas.Compatibility {
+		fmt.Fprintf(w, "  the policy is %s: `order-api schemas register` (or the relay, on its first event) sets it\n", schemas.Compatibility)
+	}
+	missing := 0
+	for _, v := range rep.Versions {
+		if v.Registered {
+			fmt.Fprintf(w, "  v%d  registered   id %d, subject version %d\n", v.Version, v.ID, v.Subject)
+		} else {
+			missing++
+			fmt.Fprintf(w, "  v%d  missing\n", v.Version)
+		}
+	}
+	latest := schemas.Latest().Version
+	switch {
+	case !rep.SubjectExists:
+		fmt.Fprintf(w, "newest (v%d): compatible: the subject does not exist yet\n", latest)
+	case rep.Compatible:
+		fmt.Fprintf(w, "newest (v%d): compatible with the subject under %s\n", latest, rep.Level)
+	default:
+		fmt.Fprintf(w, "newest (v%d): NOT compatible with the subject under %s:\n", latest, rep.Level)
+		for _, r := range rep.Reasons {
+			fmt.Fprintf(w, "  - %s\n", strings.TrimSpace(r))
+		}
+		return fmt.Errorf("%w %s (v%d under %s)", eventcodec.ErrIncompatible, subject, latest, rep.Level)
+	}
+	if missing > 0 {
+		fmt.Fprintf(w, "%d version(s) missing: the relay registers them on first use, or run `order-api schemas register` (needed with SCHEMA_AUTO_REGISTER=false)\n", missing)
+	}
+	return nil
+}
+
+// SchemasRegister is `order-api schemas register`: it sets the subject's
+// level to the policy's and registers every version it lacks, oldest first,
+// for pipelines that do not let services register at run time.
+func SchemasRegister(ctx context.Context, cfg Config, w io.Writer) error {
+	g, subject, err := gate(cfg)
+	if err != nil {
+		return err
+	}
+	got, err := g.Register(ctx, subject)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "subject %s at %s: compatibility %s\n", subject, cfg.SchemaRegistryURL, schemas.Compatibility)
+	for _, v := range got {
+		fmt.Fprintf(w, "  v%d  registered   id %d, subject version %d\n", v.Version, v.ID, v.Subject)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package orderapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/producer/orderapi"
+	"github.com/ordersonkafka/orders/schemas"
+)
+
+// readyz returns order-api's /readyz checks.
+func readyz(t *testing.T, base string) (int, map[string]string) {
+	t.Helper()
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Checks map[string]string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Checks
+}
+
+// With SCHEMA_AUTO_REGISTER=false and the schema not in the registry, the
+// relay registers nothing: it keeps the order's outbox row and /readyz
+// names the step and the command; once `schemas register` has run, the
+// row is published.
+func TestWithoutAutoRegistrationTheRelayWaitsForTheSchema(t *testing.T) {
+	s := newStack(t)
+	api := s.start(t, "SCHEMA_AUTO_REGISTER", "false")
+	place(t, api.url)
+	var relay string
+	stacktest.WaitFor(t, "/readyz to say the schema is not registered", wait, func() bool {
+		st, checks := readyz(t, api.url)
+		relay = checks["outbox_relay"]
+		return st == 200 && strings.Contains(relay, "not registered")
+	})
+	if !strings.HasPrefix(relay, "frame: ") || !strings.Contains(relay, "order-api schemas register") {
+		t.Errorf("outbox_relay check %q: want the step and the command that fixes it", relay)
+	}
+	if n := s.count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL"); n != 1 {
+		t.Fatalf("%d unpublished outbox rows, want the order's 1 kept", n)
+	}
+	resp, err := http.Get(s.registry.URL() + "/subjects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	_ = json.NewDecoder(resp.Body).Decode(&subjects)
+	resp.Body.Close()
+	if len(subjects) != 0 {
+		t.Fatalf("the relay registered %v with SCHEMA_AUTO_REGISTER=false", subjects)
+	}
+
+	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"SCHEMA_REGISTRY_URL": s.registry.URL()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := orderapi.SchemasRegister(context.Background(), cfg, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	stacktest.WaitFor(t, "the row to be published", wait, func() bool {
+		return s.count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+	})
+	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 1, wait)
+}
+
+// The schema gate against a registry over HTTP: a subject that does not
+// exist, every version registered, a subject holding a schema the newest
+// cannot follow (with the registry's reasons and an error), and a
+// registry with basic auth, reached with the credentials and refused
+// without them.
+func TestTheSchemaGate(t *testing.T) {
+	reg := stacktest.Registry(t)
+	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"SCHEMA_REGISTRY_URL": reg.URL()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	check := func(cfg orderapi.Config) (string, error) {
+		var out bytes.Buffer
+		err := orderapi.SchemasCheck(ctx, cfg, &out)
+		return out.String(), err
+	}
+	latest := schemas.Latest().Version
+
+	out, err := check(cfg)
+	if err != nil || !strings.Contains(out, "the subject does not exist yet") || strings.Count(out, "missing") < latest {
+		t.Fatalf("a missing subject: %v\n%s", err, out)
+	}
+
+	var reg1 bytes.Buffer
+	if err := orderapi.SchemasRegister(ctx, cfg, &reg1); err != nil {
+		t.Fatal(err)
+	}
+	out, err = check(cfg)
+	if err != nil || strings.Contains(out, "missing") || !strings.Contains(out, "compatible with the subject under "+schemas.Compatibility) ||
+		!strings.Contains(out, "compatibility: "+schemas.Compatibility+"\n") {
+		t.Fatalf("every version registered: %v\n%s", err, out)
+	}
+	for v := 1; v <= latest; v++ {
+		if !strings.Contains(out, "registered   id") {
+			t.Fatalf("v%d not shown registered:\n%s", v, out)
+		}
+	}
+
+	// Another subject (another topic) whose history the newest cannot read.
+	other := cfg
+	other.Topic = "legacy-events"
+	put := func(path, body string) {
+		req, _ := http.NewRequest("PUT", reg.URL()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("PUT %s: %v %v", path, resp, err)
+		}
+		resp.Body.Close()
+	}
+	put("/config/legacy-events-value", `{"compatibility":"NONE"}`)
+	legacy, _ := json.Marshal(map[string]string{"schema": `{"type":"record","name":"OrderEvent","namespace":"com.ordersonkafka.orders","fields":[{"name":"status","type":"int"}]}`})
+	resp, err := http.Post(reg.URL()+"/subjects/legacy-events-value/versions", "application/json", bytes.NewReader(legacy))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("register the legacy schema: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	put("/config/legacy-events-value", `{"compatibility":"BACKWARD"}`)
+	out, err = check(other)
+	if !errors.Is(err, eventcodec.ErrIncompatible) || !strings.Contains(out, "NOT compatible") || !strings.Contains(out, "  - ") {
+		t.Fatalf("an incompatible subject: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "the policy is "+schemas.Compatibility) {
+		t.Errorf("the gate does not say the subject's level is not the policy's:\n%s", out)
+	}
+
+	secured, err := devstack.StartRegistryWith(devstack.RegistryConfig{Addr: "127.0.0.1:0", BasicAuthUserInfo: "gate:S3CRET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(secured.Close)
+	withAuth := cfg
+	withAuth.SchemaRegistryURL, withAuth.SchemaRegistryUserInfo = secured.URL(), "gate:S3CRET"
+	if out, err := check(withAuth); err != nil || !strings.Contains(out, "does not exist yet") {
+		t.Fatalf("with the credentials: %v\n%s", err, out)
+	}
+	withAuth.SchemaRegistryUserInfo = "gate:wrong"
+	if _, err := check(withAuth); err == nil || !strings.Contains(err.Error(), "schema registry") || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("with a wrong password: %v, want an error naming the registry and not the password", err)
+	}
+}
