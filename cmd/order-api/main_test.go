@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
+	"github.com/ordersonkafka/orders/schemas"
 )
 
 func TestMigrateCreatesAndMigratesTheDatabase(t *testing.T) {
@@ -91,5 +93,30 @@ func TestRunRefusesADatabaseURLThatNamesNoDatabase(t *testing.T) {
 				t.Errorf("the database named like the user was migrated: %v", tables)
 			}
 		})
+	}
+}
+
+// `order-api schemas check` and `schemas register` reach the registry named
+// by SCHEMA_REGISTRY_URL (orderapi's tests cover what they print and the
+// incompatible case).
+func TestSchemasCommands(t *testing.T) {
+	reg := stacktest.Registry(t)
+	env := func(k string) string { return map[string]string{"SCHEMA_REGISTRY_URL": reg.URL()}[k] }
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"schemas", "check"}, env, &out, &out); err != nil || !strings.Contains(out.String(), "does not exist yet") {
+		t.Fatalf("check before registering: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"schemas", "register"}, env, &out, &out); err != nil || strings.Count(out.String(), "registered") != len(schemas.All()) {
+		t.Fatalf("register: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"schemas", "check"}, env, &out, &out); err != nil || strings.Contains(out.String(), "missing") {
+		t.Fatalf("check after registering: %v\n%s", err, out.String())
+	}
+	if err := run(context.Background(), []string{"schemas", "check"}, func(k string) string {
+		return map[string]string{"SCHEMA_REGISTRY_URL": "http://127.0.0.1:1"}[k]
+	}, &out, &out); err == nil {
+		t.Fatal("check against no registry succeeded")
 	}
 }
