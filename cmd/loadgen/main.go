@@ -35,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -65,6 +66,7 @@ type options struct {
 	e2eSample        float64
 	e2eTimeout       time.Duration
 	json             bool
+	placeOnly        bool
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -77,6 +79,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 0, "lifecycles (orders) started per second; 0: closed loop at -concurrency")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long to generate load")
 	fs.Float64Var(&o.e2eSample, "e2e-sample", 0.25, "fraction of accepted changes whose end-to-end latency is measured")
+	fs.BoolVar(&o.placeOnly, "place-only", false, "only place orders (no pay, refund or cancel): the load of make bench-limit")
 	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 30*time.Second, "give up on a sampled change not visible after this long (counted as missing; at most 30s)")
 	fs.BoolVar(&o.json, "json", false, "print the report as one JSON object")
 	if err := fs.Parse(args); err != nil {
@@ -186,6 +189,7 @@ func (g *generator) run(outer context.Context) report {
 	scrapeDone := make(chan struct{})
 	go func() { defer close(scrapeDone); g.scrapeRSS(ctx) }()
 
+	cpuBefore, _ := g.cpu()
 	start := time.Now()
 	var wg sync.WaitGroup
 	if g.o.rate == 0 {
@@ -232,7 +236,20 @@ func (g *generator) run(outer context.Context) report {
 	elapsed := time.Since(start)
 	g.e2eWG.Wait() // sampled changes still on their way are waited for (bounded by -e2e-timeout)
 	<-scrapeDone
-	return g.report(elapsed)
+	cpuAfter, cpuErrs := g.cpu()
+	r := g.report(elapsed)
+	r.CPUSeconds, r.CPUPer1000Orders, r.CPUErrors = map[string]float64{}, map[string]float64{}, cpuErrs
+	for name, after := range cpuAfter {
+		before, ok := cpuBefore[name]
+		if !ok {
+			continue
+		}
+		r.CPUSeconds[name] = round(after-before, 2)
+		if r.OrdersPlaced > 0 {
+			r.CPUPer1000Orders[name] = round((after-before)/float64(r.OrdersPlaced)*1000, 3)
+		}
+	}
+	return r
 }
 
 // lifecycle places one order and walks it through a random path; once ctx
@@ -253,6 +270,9 @@ func (g *generator) lifecycle(ctx, reqCtx context.Context, rng *rand.Rand) {
 	}
 	g.placed.Add(1)
 	g.sample(id, version, rng)
+	if g.o.placeOnly {
+		return
+	}
 	p := rng.Float64()
 	switch {
 	case p < 0.6:
@@ -359,13 +379,19 @@ func (g *generator) projected(id string, version int64) (int64, error) {
 	return o.Version, err
 }
 
+// targets are the services measured, by name.
+func (g *generator) targets() map[string]string {
+	t := map[string]string{"order-api": g.o.url}
+	if g.o.consumerURL != "" {
+		t["order-consumer"] = g.o.consumerURL
+	}
+	return t
+}
+
 // scrapeRSS reads process_resident_memory_bytes from each service's
 // /metrics once a second until ctx ends, keeping the highest.
 func (g *generator) scrapeRSS(ctx context.Context) {
-	targets := map[string]string{"order-api": g.o.url}
-	if g.o.consumerURL != "" {
-		targets["order-consumer"] = g.o.consumerURL
-	}
+	targets := g.targets()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -388,6 +414,11 @@ func (g *generator) scrapeRSS(ctx context.Context) {
 }
 
 func residentMemory(c *http.Client, url string) (float64, error) {
+	return metricValue(c, url, "process_resident_memory_bytes")
+}
+
+// metricValue reads the unlabelled sample name from the /metrics at url.
+func metricValue(c *http.Client, url, name string) (float64, error) {
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, err
@@ -396,14 +427,14 @@ func residentMemory(c *http.Client, url string) (float64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, errors.New("no process_resident_memory_bytes in /metrics")
+	return 0, fmt.Errorf("no %s in /metrics", name)
 }
 
 // ---- the report ----
@@ -435,6 +466,12 @@ type report struct {
 	E2ESample      float64                   `json:"end_to_end_sample"`
 	RSSMaxMiB      map[string]float64        `json:"rss_max_mib"`
 	RSSErrors      map[string]string         `json:"rss_errors,omitempty"`
+	// CPUSeconds is the CPU each process used from the first order to the
+	// last sampled change seen at the consumer; CPUPer1000Orders divides it
+	// by the orders placed (a lifecycle's further requests included).
+	CPUSeconds       map[string]float64 `json:"cpu_seconds"`
+	CPUPer1000Orders map[string]float64 `json:"cpu_seconds_per_1000_orders"`
+	CPUErrors        map[string]string  `json:"cpu_errors,omitempty"`
 }
 
 func (g *generator) report(elapsed time.Duration) report {
@@ -527,6 +564,13 @@ func (r report) writeText(w io.Writer) {
 	}
 	for n, e := range r.RSSErrors {
 		fmt.Fprintf(w, "  RSS of %s not read: %s\n", n, e)
+	}
+	cpuNames := slices.Sorted(maps.Keys(r.CPUPer1000Orders))
+	for _, n := range cpuNames {
+		fmt.Fprintf(w, "  CPU per 1,000 orders %s %.3fs (%.2fs in all)\n", n, r.CPUPer1000Orders[n], r.CPUSeconds[n])
+	}
+	for n, e := range r.CPUErrors {
+		fmt.Fprintf(w, "  CPU of %s not read: %s\n", n, e)
 	}
 	for e, n := range r.TransportErrs {
 		fmt.Fprintf(w, "  transport error ×%d: %s\n", n, e)

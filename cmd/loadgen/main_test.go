@@ -102,6 +102,29 @@ func TestReportMatchesWhatHappened(t *testing.T) {
 			t.Errorf("no resident memory read for %s: %v %v", svc, r.RSSMaxMiB, r.RSSErrors)
 		}
 	}
+	// The services here share the test's process, so their figures are the
+	// same; PostgreSQL's is the local server's (these tests need one).
+	for _, p := range []string{"order-api", "order-consumer", "postgresql"} {
+		if r.CPUPer1000Orders[p] <= 0 || r.CPUSeconds[p] <= 0 {
+			t.Errorf("no CPU per 1,000 orders for %s: %v %v", p, r.CPUPer1000Orders, r.CPUErrors)
+		}
+	}
+}
+
+// -place-only places orders and sends nothing else.
+func TestPlaceOnly(t *testing.T) {
+	s := startStack(t)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-url", s.api, "-consumer-url", "", "-concurrency", "2", "-duration", "1s", "-place-only", "-json"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Statuses) != 1 || r.Statuses["place"]["201"] == 0 || int64(r.Requests) != r.OrdersPlaced {
+		t.Errorf("statuses %v, %d requests for %d orders: want places only", r.Statuses, r.Requests, r.OrdersPlaced)
+	}
 }
 
 // TestRateModeAndText: with -rate the report is text, names the mode, and

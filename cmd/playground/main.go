@@ -25,10 +25,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -148,6 +150,14 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 		"order-api":      {"HTTP_ADDR": opts.apiAddr, "DATABASE_URL": ordersURL},
 		"order-consumer": {"HTTP_ADDR": opts.consumerAddr, "DATABASE_URL": projectionURL},
 	}
+	// ADMIN_ADDR (pprof) is order-api's; order-consumer's is the next port.
+	if admin := getenv("ADMIN_ADDR"); admin != "" {
+		next, err := nextPort(admin)
+		if err != nil {
+			return err
+		}
+		services["order-api"]["ADMIN_ADDR"], services["order-consumer"]["ADMIN_ADDR"] = admin, next
+	}
 	if sec != nil {
 		maps.Copy(shared, sec.env)
 		if err := sec.writeFiles(shared, services); err != nil {
@@ -247,6 +257,16 @@ func overlay(getenv func(string) string, layers ...map[string]string) func(strin
 		}
 		return getenv(k)
 	}
+}
+
+// nextPort is addr with the port after its own.
+func nextPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n <= 0 || n >= 65535 {
+		return "", fmt.Errorf("ADMIN_ADDR=%q: want host:port with a port below 65535 (order-consumer's is the next one)", addr)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1)), nil
 }
 
 // withDatabase returns the server URL pointing at database name.

@@ -112,3 +112,16 @@ func TestAChildThatFailsIsReported(t *testing.T) {
 		t.Errorf("the child's output does not say why: %q", logs.String())
 	}
 }
+
+// ADMIN_ADDR is order-api's pprof listener; order-consumer gets the next
+// port, so both can be profiled from one variable.
+func TestAdminAddrOfEachService(t *testing.T) {
+	if got, err := nextPort("127.0.0.1:6060"); err != nil || got != "127.0.0.1:6061" {
+		t.Errorf("nextPort = %q, %v", got, err)
+	}
+	for _, bad := range []string{"6060", "localhost:65535", "localhost:x"} {
+		if _, err := nextPort(bad); err == nil || !strings.Contains(err.Error(), "ADMIN_ADDR") {
+			t.Errorf("nextPort(%q) = %v, want an error naming ADMIN_ADDR", bad, err)
+		}
+	}
+}

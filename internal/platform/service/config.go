@@ -45,6 +45,11 @@ type Common struct {
 	AuthJWKSURL  string `env:"AUTH_JWKS_URL"`
 	AuthIssuer   string `env:"AUTH_ISSUER"`
 	AuthAudience string `env:"AUTH_AUDIENCE"`
+	// AdminAddr, when set, serves net/http/pprof's profiles at
+	// /debug/pprof/ on a listener of its own (e.g. 127.0.0.1:6060): off by
+	// default, never on the API's listener; bind it to localhost or a
+	// private network only.
+	AdminAddr string `env:"ADMIN_ADDR"`
 	// ShutdownTimeout bounds the graceful shutdown: in-flight requests
 	// finish, and the relay or the consumer completes its batch, within it.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -63,6 +68,7 @@ func (c Common) Check() []error {
 		c.checkRegistryAuth(),
 		c.checkAuth(),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
+		c.checkAdmin(),
 		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
 		logging.Check(c.LogLevel, c.LogFormat),
 	)
@@ -73,7 +79,7 @@ func (c Common) Check() []error {
 func (c Common) Settings(name, addr, dsn string, maxConns int32) Settings {
 	return Settings{Name: name, HTTPAddr: addr, DatabaseURL: dsn, DatabaseMaxConns: maxConns, Migrate: c.Migrate,
 		ShutdownTimeout: c.ShutdownTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat,
-		AuthJWKSURL: c.AuthJWKSURL, AuthIssuer: c.AuthIssuer, AuthAudience: c.AuthAudience}
+		AuthJWKSURL: c.AuthJWKSURL, AuthIssuer: c.AuthIssuer, AuthAudience: c.AuthAudience, AdminAddr: c.AdminAddr}
 }
 
 // checkRegistryAuth refuses registry credentials that cannot work: user
@@ -117,4 +123,11 @@ func (c Common) checkAuth() error {
 		errs = append(errs, errors.New("AUTH_ISSUER and AUTH_AUDIENCE are required with AUTH_JWKS_URL"))
 	}
 	return errors.Join(errs...)
+}
+
+func (c Common) checkAdmin() error {
+	if c.AdminAddr == "" {
+		return nil
+	}
+	return config.ListenAddr("ADMIN_ADDR", c.AdminAddr)
 }

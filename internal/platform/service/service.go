@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -43,6 +44,8 @@ type Settings struct {
 	// AuthJWKSURL, AuthIssuer and AuthAudience turn on the APIs' bearer
 	// token authentication (web.Auth); an empty JWKS URL leaves it off.
 	AuthJWKSURL, AuthIssuer, AuthAudience string
+	// AdminAddr, when set, is where net/http/pprof is served.
+	AdminAddr string
 }
 
 // Config is a service's configuration: read from the environment by its
@@ -210,6 +213,16 @@ func (m *Main) Serve(ctx context.Context, ln net.Listener, srv *http.Server, par
 	for i, p := range parts {
 		names[i] = p.Name
 	}
+	if addr := m.Settings.AdminAddr; addr != "" {
+		aln, err := net.Listen("tcp", addr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on ADMIN_ADDR %s: %w", addr, err)
+		}
+		m.Log.Info("admin listener: pprof at /debug/pprof/", "addr", aln.Addr().String())
+		admin := m.HTTPServer(adminHandler(), 0) // a CPU profile takes its seconds
+		g.Go(func() error { return web.Serve(gctx, admin, aln, m.Settings.ShutdownTimeout) })
+	}
 	m.Log.Info(m.Settings.Name+" listening", "addr", ln.Addr().String(), "traces", m.Tracing.Exporter, "parts", names)
 	g.Go(func() error { return web.Serve(gctx, srv, ln, m.Settings.ShutdownTimeout) })
 	for _, p := range parts {
@@ -223,4 +236,15 @@ func (m *Main) Serve(ctx context.Context, ln net.Listener, srv *http.Server, par
 	err := g.Wait()
 	m.Log.Info(m.Settings.Name+" stopped", "error", err)
 	return err
+}
+
+// adminHandler serves net/http/pprof's profiles: ADMIN_ADDR's listener only.
+func adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
