@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: run run-secure test schemas-check schemas-register check build migrate bench bench-go fuzz clean
+.PHONY: run run-secure test schemas-check schemas-register bench-limit check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080)
 run:
@@ -50,6 +50,13 @@ schemas-register:
 BENCH_ARGS ?= -rate 500 -concurrency 64 -duration 60s
 bench:
 	$(GO) run ./cmd/loadgen $(BENCH_ARGS)
+
+## bench-limit: against the running playground, a closed-loop place-only load through HTTP, then
+##              pgbench running order-api's place statement on a scratch database, back to back,
+##              and their ratio (needs pgbench). Override with BENCH_LIMIT_ARGS (e.g. -json)
+BENCH_LIMIT_ARGS ?= -concurrency 32 -duration 20s
+bench-limit:
+	$(GO) run ./cmd/loadgen -limit $(BENCH_LIMIT_ARGS)
 
 ## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora).
 ##       A failing input is saved under the package's testdata/fuzz/ and replayed by make test.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // cpuSnapshot is the CPU time each measured process has used so far, in
@@ -26,6 +27,10 @@ func (g *generator) cpu() (cpuSnapshot, map[string]string) {
 			continue
 		}
 		snap[name] = v
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		snap["loadgen"] = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9 // the client's own share of the machine
 	}
 	if v, err := postgresCPU(); err != nil {
 		errs["postgresql"] = err.Error()

@@ -5,7 +5,8 @@
 // projection (end-to-end: API response → Kafka → consumer → read API).
 //
 //	loadgen [-url http://localhost:8080] [-consumer-url http://localhost:8082]
-//	        [-concurrency 16 | -rate 500] [-duration 30s] [-json]
+//	        [-concurrency 16 | -rate 500] [-duration 30s] [-place-only] [-json]
+//	loadgen -limit [-concurrency 32] [-duration 20s] [-pg-url postgres://…] [-json]
 //
 // Each lifecycle places an order and then, by chance, pays it (60%) and
 // maybe refunds it (30% of those), cancels it (30%), or leaves it placed
@@ -67,6 +68,8 @@ type options struct {
 	e2eTimeout       time.Duration
 	json             bool
 	placeOnly        bool
+	limit            bool
+	pgURL            string
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -82,6 +85,8 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.placeOnly, "place-only", false, "only place orders (no pay, refund or cancel): the load of make bench-limit")
 	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 30*time.Second, "give up on a sampled change not visible after this long (counted as missing; at most 30s)")
 	fs.BoolVar(&o.json, "json", false, "print the report as one JSON object")
+	fs.BoolVar(&o.limit, "limit", false, "make bench-limit: a closed-loop place-only load through HTTP, then pgbench with the same statement, and their ratio")
+	fs.StringVar(&o.pgURL, "pg-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "with -limit: the PostgreSQL server pgbench runs on (a scratch database is made there and dropped)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -112,18 +117,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.limit {
+		return runLimit(ctx, o, stdout)
+	}
 	g := newGenerator(o)
 	if err := g.preflight(ctx); err != nil {
 		return err
 	}
 	rep := g.run(ctx)
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return writeJSON(stdout, rep)
 	}
 	rep.writeText(stdout)
 	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // ---- the generator ----

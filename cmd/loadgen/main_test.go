@@ -167,3 +167,29 @@ func TestClearErrors(t *testing.T) {
 		}
 	}
 }
+
+// -limit: place-only through HTTP, then pgbench with order-api's place
+// statement on a scratch database, which is dropped; the ratio is theirs.
+func TestLimit(t *testing.T) {
+	s := startStack(t)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-url", s.api, "-consumer-url", s.consumer, "-concurrency", "2",
+		"-duration", "1s", "-limit", "-pg-url", pgtest.ServerURL(), "-json"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r limitReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("-json output: %v\n%s", err, out.Bytes())
+	}
+	if r.HTTP.OrdersPerSecond <= 0 || r.PgbenchTPS <= 0 || r.Ratio <= 0 || len(r.HTTP.Statuses) != 1 {
+		t.Fatalf("report %+v", r)
+	}
+	if want := round(r.HTTP.OrdersPerSecond/r.PgbenchTPS, 3); r.Ratio != want {
+		t.Errorf("ratio %v, want %v", r.Ratio, want)
+	}
+	var left int
+	if err := s.orders.Pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname = $1", r.PgbenchDatabase).Scan(&left); err != nil || left != 0 {
+		t.Errorf("the scratch database %s is still there (%v)", r.PgbenchDatabase, err)
+	}
+}

@@ -88,10 +88,10 @@ INSERT INTO orders (id, customer_id, currency, items, total_minor, status, versi
                     payment_reference, cancel_reason, refund_reason, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
-// placeSQL writes an order ($7 on) and its outbox row ($1 to $6, see
+// PlaceSQL writes an order ($7 on) and its outbox row ($1 to $6, see
 // envelope.InsertSQL) in one statement: a data-modifying CTE runs whether or
 // not the outer statement reads it.
-const placeSQL = `
+const PlaceSQL = `
 WITH o AS (
     INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
                         payment_reference, cancel_reason, refund_reason, created_at, updated_at)
@@ -128,7 +128,7 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 	}
 	if idem == nil {
 		// One statement, so one round trip and atomic without BEGIN/COMMIT.
-		if _, err := envelope.Insert(ctx, s.pool, placeSQL, outbox, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
+		if _, err := envelope.Insert(ctx, s.pool, PlaceSQL, outbox, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
 			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
 			return nil, false, fmt.Errorf("create order: %w", err)
 		}
