@@ -175,6 +175,15 @@ func (r *Relay) Health() error {
 	return nil
 }
 
+// writerBatch caps kafka-go's batch per partition. kafka-go allocates each
+// partition's batch at its full capacity (a Message is about 150 bytes), so
+// BatchSize 1000 made every write allocate up to 150 KiB per partition for
+// the few rows a relay cycle carries at a steady load: two thirds of
+// order-api's allocated bytes, and its GC and zeroing. A cycle with more rows
+// for a partition is written as several batches, in order; the drain of a
+// backlog measured the same (BenchmarkRelayDrain).
+const writerBatch = 100
+
 // New validates cfg and returns a Relay; it connects to nothing until Run.
 func New(cfg Config) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
@@ -191,7 +200,7 @@ func New(cfg Config) (*Relay, error) {
 		// timeout only stops the writer from waiting for more messages
 		// that will not come (the relay writes synchronously, alone).
 		BatchTimeout:           time.Microsecond,
-		BatchSize:              cfg.BatchSize,
+		BatchSize:              min(cfg.BatchSize, writerBatch),
 		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
 		MaxAttempts:            1,                                  // the relay retries whole batches itself
 		WriteTimeout:           cfg.WriteTimeout,
