@@ -43,6 +43,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -57,6 +58,8 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/go-chi/chi/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/ordersonkafka/orders/internal/platform/web"
 )
 
 // Contract is an OpenAPI document ready to validate exchanges. It is safe
@@ -560,4 +563,39 @@ func cut(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// HoldsAPI checks what every API of ours owes its document: its router,
+// as build makes it with authentication off (nil) and on, serves exactly
+// the document's operations; and GET /openapi.yaml answers, without a
+// token, the document itself, byte for byte, as application/yaml.
+func HoldsAPI(t *testing.T, document []byte, build func(auth *web.Auth) http.Handler) {
+	t.Helper()
+	c := Load(t, document)
+	for name, auth := range map[string]*web.Auth{
+		"authentication off": nil,
+		"authentication on":  web.NewAuth(context.Background(), "http://127.0.0.1:1/jwks", "https://issuer.example", "orders"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := build(auth)
+			c.Routes(t, h.(chi.Routes))
+			srv := httptest.NewServer(c.Handler(t, h))
+			defer srv.Close()
+			resp, err := http.Get(srv.URL + "/openapi.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" {
+				t.Fatalf("GET /openapi.yaml: %d %q, want 200 application/yaml", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			if !bytes.Equal(body, document) {
+				t.Errorf("GET /openapi.yaml served %d bytes that are not the document (%d bytes)", len(body), len(document))
+			}
+		})
+	}
 }

@@ -1,14 +1,11 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
@@ -21,45 +18,14 @@ import (
 )
 
 // The router serves exactly the operations of openapi/order-api.yaml, with
-// authentication on or off: a route added without its operation (a new
-// action) fails here, and so does an operation nothing serves. Every other
-// test of this package checks its requests and answers against the same
-// document (serve).
-func TestRoutesAreTheDocumentsOperations(t *testing.T) {
+// authentication on or off, and GET /openapi.yaml is that document, byte for
+// byte, without a token. Every other test of this package checks its requests
+// and answers against the same document (serve).
+func TestHoldsItsDocument(t *testing.T) {
 	t.Parallel()
-	contract := openapitest.Load(t, openapi.OrderAPI())
-	for name, auth := range map[string]*web.Auth{
-		"authentication off": nil,
-		"authentication on":  web.NewAuth(context.Background(), "http://127.0.0.1:1/jwks", "https://issuer.example", "orders"),
-	} {
-		t.Run(name, func(t *testing.T) {
-			h := httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Metrics: telemetry.MetricsHandler(telemetry.NewRegistry()), Auth: auth}, nil)
-			contract.Routes(t, h.(chi.Routes))
-		})
-	}
-}
-
-// GET /openapi.yaml is the document kept in the repository, byte for byte,
-// without a token.
-func TestServesItsOpenAPIDocument(t *testing.T) {
-	t.Parallel()
-	auth := web.NewAuth(context.Background(), "http://127.0.0.1:1/jwks", "https://issuer.example", "orders")
-	srv := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: auth}, nil))
-	resp, err := http.Get(srv.URL + "/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" {
-		t.Fatalf("%d %q, want 200 application/yaml", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	if !bytes.Equal(body, openapi.OrderAPI()) {
-		t.Errorf("served %d bytes that are not openapi/order-api.yaml (%d bytes)", len(body), len(openapi.OrderAPI()))
-	}
+	openapitest.HoldsAPI(t, openapi.OrderAPI(), func(auth *web.Auth) http.Handler {
+		return httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Metrics: telemetry.MetricsHandler(telemetry.NewRegistry()), Auth: auth}, nil)
+	})
 }
 
 // With authentication on, the refusals (401, 403, and 503 while the
