@@ -175,15 +175,6 @@ func (r *Relay) Health() error {
 	return nil
 }
 
-// writerBatch caps kafka-go's batch per partition. kafka-go allocates each
-// partition's batch at its full capacity (a Message is about 150 bytes), so
-// BatchSize 1000 made every write allocate up to 150 KiB per partition for
-// the few rows a relay cycle carries at a steady load: two thirds of
-// order-api's allocated bytes, and its GC and zeroing. A cycle with more rows
-// for a partition is written as several batches, in order; the drain of a
-// backlog measured the same (BenchmarkRelayDrain).
-const writerBatch = 100
-
 // New validates cfg and returns a Relay; it connects to nothing until Run.
 func New(cfg Config) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
@@ -200,7 +191,7 @@ func New(cfg Config) (*Relay, error) {
 		// timeout only stops the writer from waiting for more messages
 		// that will not come (the relay writes synchronously, alone).
 		BatchTimeout:           time.Microsecond,
-		BatchSize:              min(cfg.BatchSize, writerBatch),
+		BatchSize:              cfg.BatchSize,                      // set to each write's size by publishBatch
 		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
 		MaxAttempts:            1,                                  // the relay retries whole batches itself
 		WriteTimeout:           cfg.WriteTimeout,
@@ -418,6 +409,15 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 		// next leader would publish its rows again. WriteTimeout bounds it.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout+time.Second)
 		defer cancel()
+		// kafka-go makes each partition's batch at the writer's BatchSize
+		// capacity (a Message is about 150 bytes): at RELAY_BATCH_SIZE, every
+		// write of a few rows allocated up to 150 KiB per partition, two
+		// thirds of order-api's allocated bytes and much of its GC. At the
+		// size of this write, no partition can get more than one batch, so a
+		// partial failure leaves each partition's order intact (see below).
+		// Only WriteMessages, on this goroutine, reads BatchSize (and Stats,
+		// which the relay never calls).
+		r.writer.BatchSize = len(pending)
 		start := time.Now()
 		err := r.writer.WriteMessages(wctx, pending...)
 		if err == nil {

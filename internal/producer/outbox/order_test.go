@@ -1,0 +1,74 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/event/envelope"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+// One key's rows, more of them than kafka-go's default batch (100), are
+// published in their order even when the first produce request of the
+// cycle fails: each partition gets one batch per write, so nothing written
+// after the failed rows can land before their retry.
+func TestAFailedProduceKeepsOneKeysOrder(t *testing.T) {
+	h := newHarness(t)
+	const rows = 250
+	enc, _ := eventcodec.NewEncoder()
+	_, ev, err := order.Place(order.NewOrder{CustomerID: "c", Currency: "EUR",
+		Items: []order.Item{{SKU: "s", Quantity: 1, UnitPriceMinor: 100}}}, order.Now(), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, version, err := enc.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same order's key on every row; correlation_id numbers them.
+	if _, err := h.db.Pool.Exec(context.Background(), `
+INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
+SELECT gen_random_uuid(), $1, $2, $3, $4, jsonb_build_object('event_id', gen_random_uuid()::text, 'event_type', 'PLACED', 'correlation_id', i::text)
+FROM generate_series(1, $5) AS i ORDER BY i`, topic, []byte(ev.Order.ID.String()), payload, version, rows); err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan struct{})
+	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.DropControl()
+		close(failed)
+		return nil, errors.New("injected: the first produce request fails"), true
+	})
+	h.relay()
+	select {
+	case <-failed:
+	case <-time.After(wait):
+		t.Fatal("the relay never produced")
+	}
+	h.waitAllPublished()
+	msgs := kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, rows, wait)
+	next := 1 // first occurrences must count up; a retry may repeat what landed
+	for _, m := range msgs {
+		seq := 0
+		for _, hd := range m.Headers {
+			if hd.Key == envelope.HeaderCorrelationID {
+				seq, _ = strconv.Atoi(string(hd.Value))
+			}
+		}
+		switch {
+		case seq == next:
+			next++
+		case seq > next:
+			t.Fatalf("row %d published before row %d (partition %d, offset %d): the key's order is broken", seq, next, m.Partition, m.Offset)
+		}
+	}
+	if next != rows+1 {
+		t.Fatalf("rows 1..%d published in order, want all %d", next-1, rows)
+	}
+}
