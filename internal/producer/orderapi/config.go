@@ -38,7 +38,7 @@ type Config struct {
 	// API-only replicas; at most one relay publishes at a time anyway.
 	RelayEnabled bool `env:"RELAY_ENABLED" envDefault:"true"`
 	// RelayBatchSize is the most outbox rows per relay cycle: one read, one
-	// Kafka write (at most 100 rows per partition per produce request), one mark.
+	// Kafka write (one produce request per partition), one mark.
 	RelayBatchSize int `env:"RELAY_BATCH_SIZE" envDefault:"1000"`
 	// RelayPollInterval is the fallback poll when no NOTIFY arrives.
 	RelayPollInterval time.Duration `env:"RELAY_POLL_INTERVAL" envDefault:"1s"`
