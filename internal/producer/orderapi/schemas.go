@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
@@ -38,7 +39,7 @@ func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
 	if rep.LevelIsGlobal {
 		level += " (the registry's global level: the subject has none of its own)"
 	}
-	fmt.Fprintf(w, "subject %s at %s\n", subject, cfg.SchemaRegistryURL)
+	fmt.Fprintf(w, "subject %s at %s\n", subject, redactURL(cfg.SchemaRegistryURL))
 	fmt.Fprintf(w, "  compatibility: %s\n", level)
 	if rep.Level != schemas.Compatibility {
 		fmt.Fprintf(w, "  the policy is %s: `order-api schemas register` (or the relay, on its first event) sets it\n", schemas.Compatibility)
@@ -83,9 +84,18 @@ func SchemasRegister(ctx context.Context, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "subject %s at %s: compatibility %s\n", subject, cfg.SchemaRegistryURL, schemas.Compatibility)
+	fmt.Fprintf(w, "subject %s at %s: compatibility %s\n", subject, redactURL(cfg.SchemaRegistryURL), schemas.Compatibility)
 	for _, v := range got {
 		fmt.Fprintf(w, "  v%d  registered   id %d, subject version %d\n", v.Version, v.ID, v.Subject)
 	}
 	return nil
+}
+
+// redactURL hides a password given in the URL itself.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(the SCHEMA_REGISTRY_URL given)"
+	}
+	return u.Redacted()
 }

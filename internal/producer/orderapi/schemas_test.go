@@ -142,6 +142,12 @@ func TestTheSchemaGate(t *testing.T) {
 		t.Errorf("the gate does not say the subject's level is not the policy's:\n%s", out)
 	}
 
+	inURL := cfg
+	inURL.SchemaRegistryURL = strings.Replace(reg.URL(), "http://", "http://gate:S3CRET-in-url@", 1)
+	if out, err := check(inURL); err != nil || strings.Contains(out, "S3CRET") {
+		t.Errorf("a password in SCHEMA_REGISTRY_URL: %v, and it shows:\n%s", err, out)
+	}
+
 	secured, err := devstack.StartRegistryWith(devstack.RegistryConfig{Addr: "127.0.0.1:0", BasicAuthUserInfo: "gate:S3CRET"})
 	if err != nil {
 		t.Fatal(err)
