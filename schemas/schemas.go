@@ -114,16 +114,21 @@ func CheckPolicy(versions []Schema) error {
 		}
 		parsed[i] = s
 	}
-	compat := avro.NewSchemaCompatibility()
+	// A checker per pair: hamba/avro's caches verdicts by a fingerprint
+	// that ignores defaults, so a shared one answers for one version with
+	// another's verdict (the embedded registry had the same bug).
+	compatible := func(reader, writer avro.Schema) error {
+		return avro.NewSchemaCompatibility().Compatible(reader, writer)
+	}
 	var errs []error
 	for i, older := range versions {
 		for j := i + 1; j < len(versions); j++ {
 			newer := versions[j]
-			if err := compat.Compatible(parsed[j], parsed[i]); err != nil {
+			if err := compatible(parsed[j], parsed[i]); err != nil {
 				errs = append(errs, fmt.Errorf("v%d cannot read data written with v%d (%s): %w", newer.Version, older.Version, Compatibility, err))
 			}
 			if older.Version >= FullFrom {
-				if err := compat.Compatible(parsed[i], parsed[j]); err != nil {
+				if err := compatible(parsed[i], parsed[j]); err != nil {
 					errs = append(errs, fmt.Errorf("v%d cannot read data written with v%d (full from v%d): %w", older.Version, newer.Version, FullFrom, err))
 				}
 			}

@@ -1,6 +1,7 @@
 package schemas_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -81,6 +82,24 @@ func TestThePolicyRefusesBreakingVersions(t *testing.T) {
 				t.Fatalf("v%d: %v, want an error saying %q", next.Version, err, tc.want)
 			}
 		})
+	}
+}
+
+// Two later versions that differ only in a default are judged each on its
+// own: v(n+2) needs a field the versions before v(n+1) lack, whatever
+// v(n+1) says of it.
+func TestThePolicyJudgesVersionsThatDifferOnlyInADefault(t *testing.T) {
+	latest := schemas.Latest()
+	withDefault := schemas.Schema{Version: latest.Version + 1,
+		Text: strings.Replace(latest.Text, `"fields": [`, `"fields": [{"name": "x", "type": "long", "default": 0},`, 1)}
+	without := schemas.Schema{Version: latest.Version + 2,
+		Text: strings.Replace(latest.Text, `"fields": [`, `"fields": [{"name": "x", "type": "long"},`, 1)}
+	if err := schemas.CheckPolicy(append(schemas.All(), withDefault)); err != nil {
+		t.Fatalf("a field with a default was refused: %v", err)
+	}
+	err := schemas.CheckPolicy(append(schemas.All(), withDefault, without))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("v%d cannot read data written with v1", without.Version)) {
+		t.Fatalf("%v, want v%d refused for the versions without x", err, without.Version)
 	}
 }
 
