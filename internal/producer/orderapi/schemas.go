@@ -2,6 +2,7 @@ package orderapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -21,11 +22,17 @@ func gate(cfg Config) (*eventcodec.Gate, string, error) {
 	return g, eventcodec.Subject(cfg.Topic), err
 }
 
+// ErrLevelMismatch: the subject exists at another compatibility level than
+// the policy's, so the registry's verdict is not the one a deploy meets.
+var ErrLevelMismatch = errors.New("the subject's compatibility level is not the policy's")
+
 // SchemasCheck is `order-api schemas check`, the schema gate: it prints
 // each version of schemas/, whether the registry at SCHEMA_REGISTRY_URL
 // has it (and its ID), and whether the newest is compatible with the
 // subject under the subject's level, with the registry's reasons. It
-// returns eventcodec.ErrIncompatible when it is not, and any failure to ask.
+// returns ErrLevelMismatch when the subject is at another level than the
+// policy's (a deploy sets it first), eventcodec.ErrIncompatible when the
+// newest is not compatible, and any failure to ask.
 func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
 	g, subject, err := gate(cfg)
 	if err != nil {
@@ -41,9 +48,6 @@ func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "subject %s at %s\n", subject, redactURL(cfg.SchemaRegistryURL))
 	fmt.Fprintf(w, "  compatibility: %s\n", level)
-	if rep.Level != schemas.Compatibility {
-		fmt.Fprintf(w, "  the policy is %s: `order-api schemas register` (or the relay, on its first event) sets it\n", schemas.Compatibility)
-	}
 	missing := 0
 	for _, v := range rep.Versions {
 		if v.Registered {
@@ -64,6 +68,15 @@ func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
 		for _, r := range rep.Reasons {
 			fmt.Fprintf(w, "  - %s\n", strings.TrimSpace(r))
 		}
+	}
+	if rep.SubjectExists && rep.Level != schemas.Compatibility {
+		// A deploy sets the policy's level before it registers, so a verdict
+		// under another level is not the one it meets: align it, then ask.
+		fmt.Fprintf(w, "the subject's level is %s, not the policy's %s: a deploy sets it first (the relay, `order-api schemas register`), so align it and check again\n",
+			rep.Level, schemas.Compatibility)
+		return fmt.Errorf("%w: %s is at %s, the policy is %s", ErrLevelMismatch, subject, rep.Level, schemas.Compatibility)
+	}
+	if !rep.Compatible {
 		return fmt.Errorf("%w %s (v%d under %s)", eventcodec.ErrIncompatible, subject, latest, rep.Level)
 	}
 	if missing > 0 {

@@ -114,9 +114,6 @@ func TestTheSchemaGate(t *testing.T) {
 		}
 	}
 
-	// Another subject (another topic) whose history the newest cannot read.
-	other := cfg
-	other.Topic = "legacy-events"
 	put := func(path, body string) {
 		req, _ := http.NewRequest("PUT", reg.URL()+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -126,20 +123,42 @@ func TestTheSchemaGate(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	put("/config/legacy-events-value", `{"compatibility":"NONE"}`)
-	legacy, _ := json.Marshal(map[string]string{"schema": `{"type":"record","name":"OrderEvent","namespace":"com.ordersonkafka.orders","fields":[{"name":"status","type":"int"}]}`})
-	resp, err := http.Post(reg.URL()+"/subjects/legacy-events-value/versions", "application/json", bytes.NewReader(legacy))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("register the legacy schema: %v %v", resp, err)
+	register := func(subject, schema string) {
+		body, _ := json.Marshal(map[string]string{"schema": schema})
+		resp, err := http.Post(reg.URL()+"/subjects/"+subject+"/versions", "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("register under %s: %v %v", subject, resp, err)
+		}
+		resp.Body.Close()
 	}
-	resp.Body.Close()
-	put("/config/legacy-events-value", `{"compatibility":"BACKWARD"}`)
-	out, err = check(other)
+	onTopic := func(topic string) orderapi.Config { c := cfg; c.Topic = topic; return c }
+
+	// A subject at the policy's level whose history the newest cannot read.
+	put("/config/legacy-events-value", `{"compatibility":"NONE"}`)
+	register("legacy-events-value", `{"type":"record","name":"OrderEvent","namespace":"com.ordersonkafka.orders","fields":[{"name":"status","type":"int"}]}`)
+	put("/config/legacy-events-value", `{"compatibility":"`+schemas.Compatibility+`"}`)
+	out, err = check(onTopic("legacy-events"))
 	if !errors.Is(err, eventcodec.ErrIncompatible) || !strings.Contains(out, "NOT compatible") || !strings.Contains(out, "  - ") {
 		t.Fatalf("an incompatible subject: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "the policy is "+schemas.Compatibility) {
-		t.Errorf("the gate does not say the subject's level is not the policy's:\n%s", out)
+
+	// The previous release's subject: FULL_TRANSITIVE with v1 and v2. Under
+	// that level v3 is refused (their enums have no default), and the gate
+	// says the level is not the policy's; once `schemas register` aligns it
+	// (as a deploy would), v3 is registered and the gate passes.
+	put("/config/upgraded-events-value", `{"compatibility":"FULL_TRANSITIVE"}`)
+	for _, s := range schemas.All()[:2] {
+		register("upgraded-events-value", s.Text)
+	}
+	out, err = check(onTopic("upgraded-events"))
+	if !errors.Is(err, orderapi.ErrLevelMismatch) || !strings.Contains(out, "NOT compatible") || !strings.Contains(out, "not the policy's") {
+		t.Fatalf("a subject left at FULL_TRANSITIVE: %v\n%s", err, out)
+	}
+	if err := orderapi.SchemasRegister(ctx, onTopic("upgraded-events"), &bytes.Buffer{}); err != nil {
+		t.Fatalf("register on the upgraded subject: %v", err)
+	}
+	if out, err := check(onTopic("upgraded-events")); err != nil || strings.Contains(out, "missing") {
+		t.Fatalf("after register: %v\n%s", err, out)
 	}
 
 	inURL := cfg
