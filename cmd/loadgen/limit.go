@@ -121,13 +121,27 @@ func runPgbench(ctx context.Context, pgbench string, o options) (float64, string
 		return 0, "", err
 	}
 	secs := max(1, int(o.duration.Round(time.Second).Seconds()))
+	// The password goes in the environment, not on pgbench's command line
+	// (where ps shows it).
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return 0, db, err
+	}
+	env := os.Environ()
+	if pw, ok := u.User.Password(); ok {
+		env = append(env, "PGPASSWORD="+pw)
+		u.User = url.User(u.User.Username())
+	}
 	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared", "-c", strconv.Itoa(o.concurrency),
-		"-j", "2", "-T", strconv.Itoa(secs), "-f", file, dsn)
+		"-j", "2", "-T", strconv.Itoa(secs), "-f", file, u.String())
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, db, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
-	m := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`).FindSubmatch(out)
+	// pgbench 14+ says "without initial connection time", older ones
+	// "excluding connections establishing".
+	m := regexp.MustCompile(`tps = ([0-9.]+) \((?:without initial connection time|excluding connections establishing)\)`).FindSubmatch(out)
 	if m == nil {
 		return 0, db, fmt.Errorf("pgbench printed no tps:\n%s", out)
 	}
@@ -174,7 +188,7 @@ func pgbenchScript() (string, error) {
 func withDatabase(server, name string) (string, error) {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", fmt.Errorf("-pg-url %q: want a postgres:// URL", server)
+		return "", fmt.Errorf("-pg-url %s: want a postgres:// URL", pgdb.Redact(server))
 	}
 	u.Path = "/" + name
 	return u.String(), nil

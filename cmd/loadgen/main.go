@@ -201,7 +201,7 @@ func (g *generator) run(outer context.Context) report {
 	scrapeDone := make(chan struct{})
 	go func() { defer close(scrapeDone); g.scrapeRSS(ctx) }()
 
-	cpuBefore, _ := g.cpu()
+	cpuBefore, cpuBeforeErrs := g.cpu()
 	start := time.Now()
 	var wg sync.WaitGroup
 	if g.o.rate == 0 {
@@ -249,6 +249,11 @@ func (g *generator) run(outer context.Context) report {
 	g.e2eWG.Wait() // sampled changes still on their way are waited for (bounded by -e2e-timeout)
 	<-scrapeDone
 	cpuAfter, cpuErrs := g.cpu()
+	for name, e := range cpuBeforeErrs {
+		if _, ok := cpuErrs[name]; !ok {
+			cpuErrs[name] = "at the start: " + e
+		}
+	}
 	r := g.report(elapsed)
 	r.CPUSeconds, r.CPUPer1000Orders, r.CPUErrors = map[string]float64{}, map[string]float64{}, cpuErrs
 	for name, after := range cpuAfter {

@@ -8,11 +8,14 @@
 //     transaction, so the outbox row holds the exact body that will be
 //     published, and the request never waits on the registry.
 //   - Framer runs in the relay: it registers the schema (setting the subject's
-//     compatibility first) and caches the ID, so a registry outage only delays
-//     publishing.
+//     compatibility first, and every older version before it), or only looks
+//     it up with SCHEMA_AUTO_REGISTER=false, and caches the ID, so a registry
+//     outage only delays publishing.
 //   - Decoder runs in consumers: it fetches the writer's schema by the ID in
 //     the frame, resolves it against the newest reader schema and classifies
 //     what cannot be decoded as permanent (see Class).
+//   - Gate compares schemas/ with a registry for `order-api schemas check`
+//     and `schemas register`.
 //
 // The registry is reached through srclient (registry.go): each call bounded
 // by a timeout, its error codes read from srclient.Error, so "unknown schema"

@@ -32,7 +32,8 @@ type FramerConfig struct {
 }
 
 // Framer turns Avro bodies into Confluent-framed values, registering their
-// schema on first use. It is safe for concurrent use.
+// schema on first use (or, with LookupOnly, looking it up). It is safe for
+// concurrent use.
 type Framer struct {
 	reg        *srclient.SchemaRegistryClient
 	compat     string

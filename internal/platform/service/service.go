@@ -221,7 +221,16 @@ func (m *Main) Serve(ctx context.Context, ln net.Listener, srv *http.Server, par
 		}
 		m.Log.Info("admin listener: pprof at /debug/pprof/", "addr", aln.Addr().String())
 		admin := m.HTTPServer(adminHandler(), 0) // a CPU profile takes its seconds
-		g.Go(func() error { return web.Serve(gctx, admin, aln, m.Settings.ShutdownTimeout) })
+		g.Go(func() error {
+			// Closed, not drained, at shutdown: a profile being taken must not
+			// hold the service up, nor turn a clean stop into a failure.
+			stop := context.AfterFunc(gctx, func() { _ = admin.Close() })
+			defer stop()
+			if err := admin.Serve(aln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin listener: %w", err)
+			}
+			return nil
+		})
 	}
 	m.Log.Info(m.Settings.Name+" listening", "addr", ln.Addr().String(), "traces", m.Tracing.Exporter, "parts", names)
 	g.Go(func() error { return web.Serve(gctx, srv, ln, m.Settings.ShutdownTimeout) })
