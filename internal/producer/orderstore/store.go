@@ -1,7 +1,8 @@
 // Package orderstore is the PostgreSQL implementation of order.Store. Every
 // accepted change writes the order row and its event's outbox row atomically
 // (the transactional outbox): both commit or neither does. A place is one
-// statement; a change is a read and then one version-checked statement that
+// statement, sent with the concurrent places in one round trip and commit
+// (groupCommit); a change is a read and then one version-checked statement that
 // updates the row (taking its lock) and inserts the outbox row, so
 // concurrent changes of one order are serialized — the loser finds the
 // version moved and starts again — and its outbox rows follow its versions.
@@ -37,6 +38,7 @@ type Encoder interface {
 // Store keeps orders and their outbox in PostgreSQL.
 type Store struct {
 	pool        *pgxpool.Pool
+	places      *groupCommit // places without an Idempotency-Key, batched
 	enc         Encoder
 	topic       string
 	afterCommit func()
@@ -61,7 +63,7 @@ func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func(), idem
 	if idemTTL <= 0 {
 		idemTTL = DefaultIdempotencyKeyTTL
 	}
-	return &Store{pool: pool, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout, idemTTL: idemTTL}
+	return &Store{pool: pool, places: &groupCommit{pool: pool}, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout, idemTTL: idemTTL}
 }
 
 // bound limits how long one call waits for the database (pgdb.CallTimeout).
@@ -127,8 +129,9 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 		return nil, false, fmt.Errorf("create order: %w", err)
 	}
 	if idem == nil {
-		// One statement, so one round trip and atomic without BEGIN/COMMIT.
-		if _, err := envelope.Insert(ctx, s.pool, PlaceSQL, outbox, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
+		// One statement, so atomic without BEGIN/COMMIT; concurrent places
+		// share a round trip and a commit (groupCommit).
+		if _, err := envelope.Insert(ctx, s.places, PlaceSQL, outbox, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
 			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
 			return nil, false, fmt.Errorf("create order: %w", err)
 		}
