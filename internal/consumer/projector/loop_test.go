@@ -201,10 +201,14 @@ func fixture(t *testing.T, customers ...string) (decoder, []kafka.Message) {
 	return dec, msgs
 }
 
+// testConsumer is a loop over the fakes. Its linger is long enough that a
+// reader holding several messages hands them over as one batch even on a
+// loaded machine (at 5ms, a CI run split a batch), so the steps the tests
+// expect do not depend on timing.
 func testConsumer(t *testing.T, dec Decoder, p Projector, d DeadLetters) *Consumer {
 	t.Helper()
 	cfg := Config{Brokers: []string{"unused:9092"}, Topic: "order-events", GroupID: "g",
-		BatchSize: 10, BatchLinger: 5 * time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond,
+		BatchSize: 10, BatchLinger: 100 * time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond,
 		ShutdownTimeout: 10 * time.Second, Decoder: dec, Projector: p, DeadLetters: d, Classify: classify,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
 	cfg.setDefaults()
