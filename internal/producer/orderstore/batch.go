@@ -36,6 +36,7 @@ const (
 )
 
 type statement struct {
+	ctx  context.Context // the caller's: once it is done, the statement is not sent
 	sql  string
 	args []any
 	done chan result
@@ -47,9 +48,10 @@ type result struct {
 }
 
 // Exec queues sql and waits for its result, or for ctx. A statement whose
-// caller stopped waiting may still commit, as a cancelled one may.
+// caller stopped waiting before its batch was sent is dropped; one already
+// sent may still commit, as a cancelled statement may.
 func (g *groupCommit) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	st := &statement{sql: sql, args: args, done: make(chan result, 1)}
+	st := &statement{ctx: ctx, sql: sql, args: args, done: make(chan result, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, st)
 	if g.inFlight < maxInFlight {
@@ -82,7 +84,17 @@ func (g *groupCommit) drain() {
 	}
 }
 
-func (g *groupCommit) run(batch []*statement) {
+func (g *groupCommit) run(queued []*statement) {
+	// A caller that gave up while its statement waited must not find its
+	// order written after it was told it failed (it would place it again).
+	batch := queued[:0:0]
+	for _, st := range queued {
+		if err := st.ctx.Err(); err != nil {
+			st.done <- result{err: err}
+			continue
+		}
+		batch = append(batch, st)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgdb.CallTimeout)
 	defer cancel()
 	if len(batch) > 1 {

@@ -25,7 +25,7 @@ func TestGroupCommitGivesEachStatementItsOwnResult(t *testing.T) {
 	run := func(ids ...int) []result {
 		batch := make([]*statement, len(ids))
 		for i, id := range ids {
-			batch[i] = &statement{sql: "INSERT INTO t VALUES ($1)", args: []any{id}, done: make(chan result, 1)}
+			batch[i] = &statement{ctx: ctx, sql: "INSERT INTO t VALUES ($1)", args: []any{id}, done: make(chan result, 1)}
 		}
 		g.run(batch)
 		out := make([]result, len(ids))
@@ -44,8 +44,26 @@ func TestGroupCommitGivesEachStatementItsOwnResult(t *testing.T) {
 	if got[0].err != nil || got[2].err != nil || !errors.As(got[1].err, &pgErr) || pgErr.Code != "23505" {
 		t.Fatalf("results %+v: want 1 and 3 written, 2 refused as a duplicate", got)
 	}
+	// A caller that gave up before its batch was sent gets its error, and
+	// its row is not written; the others' are.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	batch := []*statement{
+		{ctx: ctx, sql: "INSERT INTO t VALUES ($1)", args: []any{20}, done: make(chan result, 1)},
+		{ctx: gone, sql: "INSERT INTO t VALUES ($1)", args: []any{21}, done: make(chan result, 1)},
+		{ctx: ctx, sql: "INSERT INTO t VALUES ($1)", args: []any{22}, done: make(chan result, 1)},
+	}
+	g.run(batch)
+	if r := <-batch[1].done; !errors.Is(r.err, context.Canceled) {
+		t.Errorf("the abandoned statement: %v, want context.Canceled", r.err)
+	}
+	for _, i := range []int{0, 2} {
+		if r := <-batch[i].done; r.err != nil {
+			t.Errorf("statement %d beside an abandoned one: %v", i, r.err)
+		}
+	}
 	var rows string
-	if err := db.Pool.QueryRow(ctx, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t").Scan(&rows); err != nil || rows != "1,2,3,10,11,12" {
+	if err := db.Pool.QueryRow(ctx, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t").Scan(&rows); err != nil || rows != "1,2,3,10,11,12,20,22" {
 		t.Fatalf("rows %s (%v)", rows, err)
 	}
 }
