@@ -80,14 +80,14 @@ func TestEnsurePostgresUsesDatabaseURLWhenSet(t *testing.T) {
 			return "postgres://u@db.example:5432/x"
 		}
 		return ""
-	}, t.Logf)
+	}, t.Logf, "")
 	if err != nil || dsn != "postgres://u@db.example:5432/x" || stop() != nil {
 		t.Fatalf("%q %v", dsn, err)
 	}
 }
 
 func TestEnsurePostgresFindsTheLocalServer(t *testing.T) {
-	dsn, stop, err := devstack.EnsurePostgres(context.Background(), func(string) string { return "" }, t.Logf)
+	dsn, stop, err := devstack.EnsurePostgres(context.Background(), func(string) string { return "" }, t.Logf, "")
 	if err != nil {
 		t.Fatalf("PostgreSQL must answer on 127.0.0.1:5432 for the tests: %v", err)
 	}

@@ -20,3 +20,9 @@ func StartThrowawayForTest(ctx context.Context, logf func(string, ...any)) (dsn,
 }
 
 var ProbeForTest = probe
+
+// StartKeptForTest starts (or starts again) the cluster kept in dir,
+// whatever answers on 5432.
+func StartKeptForTest(ctx context.Context, logf func(string, ...any), dir string) (dsn string, stop func() error, err error) {
+	return startCluster(ctx, logf, dir, false)
+}

@@ -17,6 +17,10 @@ type KafkaConfig struct {
 	Port       int      // 0 picks a free port; the playground uses 9092
 	Partitions int32    // per topic; default 6
 	Topics     []string // created at start; default order-events and order-events.dlq
+	// DataDir, when set, keeps the broker's topics, records and committed
+	// offsets there (kfake's DataDir): a broker started again on the same
+	// directory resumes them, and creates Topics only the first time.
+	DataDir string
 	// Opts are further kfake options: EnableSASL, Superuser and TLS make a
 	// secured broker, as the tests of KAFKA_SECURITY_PROTOCOL need.
 	Opts []kfake.Opt
@@ -40,6 +44,9 @@ func StartKafka(cfg KafkaConfig) (*Kafka, error) {
 	if cfg.Port != 0 {
 		opts = append(opts, kfake.Ports(cfg.Port))
 	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
 	opts = append(opts, cfg.Opts...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
@@ -55,5 +62,5 @@ func StartKafka(cfg KafkaConfig) (*Kafka, error) {
 // Brokers returns the bootstrap addresses (127.0.0.1:port).
 func (k *Kafka) Brokers() []string { return k.Cluster.ListenAddrs() }
 
-// Close stops the broker; its data is lost.
+// Close stops the broker; its data is lost, unless it has a DataDir.
 func (k *Kafka) Close() { k.Cluster.Close() }

@@ -28,12 +28,14 @@ var errNoPostgres = errors.New("PostgreSQL is required: set DATABASE_URL to a se
 // URL of its "postgres" database and a function that undoes what it started:
 //  1. DATABASE_URL, when set, names the server; it is used as it is.
 //  2. Otherwise a server answering on 127.0.0.1:5432 as user postgres.
-//  3. Otherwise a throwaway cluster made with initdb and started with pg_ctl
-//     (from PATH, or /usr/lib/postgresql/*/bin) on a free port; stop shuts it
-//     down and deletes it.
+//  3. Otherwise a cluster made with initdb and started with pg_ctl (from
+//     PATH, or /usr/lib/postgresql/*/bin) on a free port. With keepDir
+//     empty it is a throwaway: stop shuts it down and deletes it. With
+//     keepDir set, its data lives there: a cluster already in keepDir is
+//     started again with its databases, and stop only shuts it down.
 //
 // Failing all three, the error is one line saying how to get PostgreSQL.
-func EnsurePostgres(ctx context.Context, getenv func(string) string, logf func(format string, args ...any)) (dsn string, stop func() error, err error) {
+func EnsurePostgres(ctx context.Context, getenv func(string) string, logf func(format string, args ...any), keepDir string) (dsn string, stop func() error, err error) {
 	noop := func() error { return nil }
 	if u := getenv("DATABASE_URL"); u != "" {
 		return u, noop, nil
@@ -44,6 +46,9 @@ func EnsurePostgres(ctx context.Context, getenv func(string) string, logf func(f
 		return strings.TrimSuffix(localURL, "&connect_timeout=3"), noop, nil
 	case !isRefused(err):
 		return "", nil, fmt.Errorf("a PostgreSQL server answers on 127.0.0.1:5432 but not as user postgres without a password (%v): set DATABASE_URL", err)
+	}
+	if keepDir != "" {
+		return startCluster(ctx, logf, keepDir, false)
 	}
 	return startThrowaway(ctx, logf)
 }
@@ -92,15 +97,33 @@ func isExec(p string) bool {
 }
 
 func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, func() error, error) {
-	bin, err := findPGBin()
-	if err != nil {
-		return "", nil, err
-	}
 	dir, err := os.MkdirTemp("", "orders-pg-")
 	if err != nil {
 		return "", nil, err
 	}
-	cleanup := func() { _ = os.RemoveAll(dir) }
+	logf("no PostgreSQL found: starting a throwaway cluster in %s", dir)
+	return startCluster(ctx, logf, dir, true)
+}
+
+// startCluster starts the cluster in dir/data, making it first if there is
+// none. With remove, stop deletes dir; otherwise the data stays for the
+// next start.
+func startCluster(ctx context.Context, logf func(string, ...any), dir string, remove bool) (string, func() error, error) {
+	bin, err := findPGBin()
+	if err != nil {
+		if remove {
+			_ = os.RemoveAll(dir)
+		}
+		return "", nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	cleanup := func() {
+		if remove {
+			_ = os.RemoveAll(dir)
+		}
+	}
 	// PostgreSQL refuses to run as root: run it as the postgres system user.
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
@@ -116,6 +139,10 @@ func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, fun
 			cleanup()
 			return "", nil, err
 		}
+		if err := searchableByOthers(filepath.Dir(dir)); err != nil {
+			cleanup()
+			return "", nil, fmt.Errorf("PostgreSQL runs as user postgres, which cannot reach %s: %w (or set DATABASE_URL)", dir, err)
+		}
 	}
 	run := func(name string, args ...string) error {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
@@ -128,8 +155,16 @@ func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, fun
 		return nil
 	}
 	data := filepath.Join(dir, "data")
-	logf("no PostgreSQL found: starting a throwaway cluster in %s", dir)
-	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil {
+		logf("starting the PostgreSQL cluster kept in %s", data)
+		// A playground killed without its cleanup leaves its server running
+		// (it is in its own process group): stop that one first.
+		if run("pg_ctl", "-D", data, "status") == nil {
+			if err := run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop"); err != nil {
+				return "", nil, err
+			}
+		}
+	} else if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
 		cleanup()
 		return "", nil, err
 	}
@@ -138,7 +173,11 @@ func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, fun
 		cleanup()
 		return "", nil, err
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
+	// A throwaway cluster needs no durability; a kept one does.
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, dir)
+	if remove {
+		opts += " -c fsync=off"
+	}
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		cleanup()
 		return "", nil, err
@@ -157,10 +196,37 @@ func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, fun
 	}
 	if err := probe(ctx, url); err != nil {
 		_ = stop()
-		return "", nil, fmt.Errorf("throwaway PostgreSQL does not answer: %w", err)
+		return "", nil, fmt.Errorf("PostgreSQL in %s does not answer: %w", dir, err)
 	}
-	logf("throwaway PostgreSQL on 127.0.0.1:%d (removed on exit)", port)
+	if remove {
+		logf("throwaway PostgreSQL on 127.0.0.1:%d (removed on exit)", port)
+	} else {
+		logf("PostgreSQL on 127.0.0.1:%d, its data kept in %s", port, data)
+	}
 	return url, stop, nil
+}
+
+// searchableByOthers checks that a user other than dir's owners can reach
+// inside dir: every directory from the root to it lets others search it.
+func searchableByOthers(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is not searchable by others (chmod o+x %s)", dir, dir)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
 }
 
 func freePort() (int, error) {

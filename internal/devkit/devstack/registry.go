@@ -41,6 +41,12 @@ type RegistryConfig struct {
 	// basic.auth.user.info), refuses any request without those
 	// credentials with 401, as a secured Confluent registry does.
 	BasicAuthUserInfo string
+	// StatePath, when set, keeps the registry's state in that file: read at
+	// start when it exists, and written (whole, atomically) before any
+	// change is acknowledged, so schema IDs survive a restart. A change
+	// that cannot be saved answers 500, as Confluent's registry does when
+	// it cannot write its _schemas topic.
+	StatePath string
 }
 
 // StartRegistryWith serves a new registry as cfg says.
@@ -49,8 +55,18 @@ func StartRegistryWith(cfg RegistryConfig) (*RegistryServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema registry: listen on %s: %w", cfg.Addr, err)
 	}
-	r := &RegistryServer{reg: schemaregistry.New(), addr: ln.Addr().String(), tls: cfg.TLS}
+	reg := schemaregistry.New()
+	if cfg.StatePath != "" {
+		if reg, err = loadRegistry(cfg.StatePath); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+	}
+	r := &RegistryServer{reg: reg, addr: ln.Addr().String(), tls: cfg.TLS}
 	r.handler = r.reg
+	if cfg.StatePath != "" {
+		r.handler = persistChanges(reg, cfg.StatePath, r.handler)
+	}
 	if cfg.BasicAuthUserInfo != "" {
 		r.handler = requireBasicAuth(cfg.BasicAuthUserInfo, r.reg)
 	}
