@@ -12,6 +12,9 @@ type bannerData struct {
 	Partitions                       int
 	OrdersDB, ProjectionDB           string
 	Secure                           *security
+	State                            *state
+	EnvFiles                         map[string]string // by service; none when nothing is kept
+	Env                              []serviceEnv      // what the playground sets for each service
 }
 
 // bannerTemplate is the playground's banner: where everything is and
@@ -24,6 +27,18 @@ Orders on Kafka — playground{{if .Secure}} (secure){{end}}
                    SASL_SSL, SCRAM-SHA-512 only{{end}}
   Schema Registry  {{.Registry}}   subject {{.Topic}}-value{{if .Secure}}   basic auth{{end}}
   PostgreSQL       {{.OrdersDB}} (order-api), {{.ProjectionDB}} (order-consumer)
+  State            {{.State.Summary}}
+
+The playground sets these for the services (the environment gives the rest, e.g. LOG_LEVEL):
+{{- range .Env}}
+  {{.Name}}:{{range .Vars}}
+    {{.}}{{end}}
+{{- end}}
+{{- with .EnvFiles}}
+Each service's variables are in {{index . "order-api"}} and {{index . "order-consumer"}},
+for the operator commands in another terminal (make build puts them in bin/):
+  (set -a; . {{index . "order-consumer"}}; bin/order-consumer dlq list)
+{{- end}}
 {{- with .Secure}}
   Token issuer     {{.Issuer}}   JWKS {{.JWKSURL}}
 
@@ -51,8 +66,8 @@ Read the dead-letter topic through the secured broker:
 {{- else}}
 Read the events (raw bytes; any Confluent Avro client decodes them with the registry above):
   kcat -b {{.Brokers}} -t {{.Topic}} -C -e -f '%p/%o key=%k headers=%h\n'
-Send a poison message, then see it in the dead-letter topic:
-  echo 'not avro' | kcat -b {{.Brokers}} -t {{.Topic}} -P -k some-order
+Send a poison message (murmur2_random: kcat's default partitioner is not Kafka's), then see it in the dead-letter topic:
+  echo 'not avro' | kcat -b {{.Brokers}} -t {{.Topic}} -P -X partitioner=murmur2_random -k some-order
   go run ./cmd/order-consumer dlq list
 {{- end}}
 {{- if .Secure}}

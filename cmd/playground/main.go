@@ -5,7 +5,17 @@
 // each has its own memory and its own /metrics, as in production), on a real
 // PostgreSQL with a database for each service (see devstack.EnsurePostgres
 // for how one is found or started). `make run` starts it; Ctrl-C stops the
-// services gracefully, then everything else, and removes what it started.
+// services gracefully, then everything else.
+//
+// The playground keeps its state in one directory (-state, default
+// .playground): the broker's data (topics, records, committed offsets), the
+// registry's schemas with their IDs, and the PostgreSQL cluster it had to
+// start when no server answered. Started again, it resumes all of it, so an
+// order placed before a restart is still read, and its events still decode.
+// `make run-fresh` (-fresh) drops the two databases and the directory first.
+// Each start writes every variable it gives the services to
+// <state>/order-api.env and <state>/order-consumer.env, which a shell can
+// source to run the operator commands against the playground.
 //
 // The OTEL_* and LOG_* variables of the environment reach both services, so
 // `OTEL_TRACES_EXPORTER=console make run` prints their spans.
@@ -58,7 +68,9 @@ func main() {
 	}
 	opts := defaults()
 	fs := flag.NewFlagSet("playground", flag.ExitOnError)
-	fs.BoolVar(&opts.secure, "secure", false, "secure everything: Kafka SASL_SSL (SCRAM-SHA-512), registry HTTPS with basic auth, JWT bearer tokens on both APIs")
+	fs.BoolVar(&opts.secure, "secure", false, "secure everything: Kafka SASL_SSL (SCRAM-SHA-512), registry HTTPS with basic auth, JWT bearer tokens on both APIs (keeps no state: new certificates, credentials and broker each run)")
+	fs.StringVar(&opts.state, "state", ".playground", "directory keeping the broker's data, the registry's schemas and a PostgreSQL cluster the playground started, across restarts")
+	fs.BoolVar(&opts.fresh, "fresh", false, "start from nothing: drop the playground's databases and remove the state directory first")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(ctx, opts, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "playground:", err)
@@ -76,6 +88,8 @@ const (
 // databases; the tests move them out of a running playground's way.
 type options struct {
 	secure                                      bool
+	state                                       string // "" keeps nothing (the tests, and -secure)
+	fresh                                       bool
 	kafkaPort                                   int
 	registryAddr, apiAddr, consumerAddr, issuer string // host:port
 	ordersDB, projectionDB                      string
@@ -95,7 +109,14 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 	}
 	logf := func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
 
-	server, stopPG, err := devstack.EnsurePostgres(ctx, getenv, logf)
+	if opts.secure {
+		opts.state = "" // new certificates and credentials each run: nothing to resume
+	}
+	st, err := openState(opts.state, opts.fresh)
+	if err != nil {
+		return err
+	}
+	server, stopPG, err := devstack.EnsurePostgres(ctx, getenv, logf, st.path("postgres"))
 	if err != nil {
 		return err
 	}
@@ -113,13 +134,18 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 		return err
 	}
 	for _, u := range []string{ordersURL, projectionURL} {
+		if opts.fresh {
+			if err := dropDatabase(ctx, server, u); err != nil {
+				return err
+			}
+		}
 		if err := pgdb.EnsureDatabase(ctx, u); err != nil {
 			return err
 		}
 	}
 
-	kcfg := devstack.KafkaConfig{Port: opts.kafkaPort, Partitions: partitions, Topics: []string{topic, dlqTopic}}
-	rcfg := devstack.RegistryConfig{Addr: opts.registryAddr}
+	kcfg := devstack.KafkaConfig{Port: opts.kafkaPort, Partitions: partitions, Topics: []string{topic, dlqTopic}, DataDir: st.path("kafka")}
+	rcfg := devstack.RegistryConfig{Addr: opts.registryAddr, StatePath: st.path("registry.json")}
 	var sec *security
 	if opts.secure {
 		if sec, err = secure(opts.issuer); err != nil {
@@ -158,9 +184,15 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 		}
 		services["order-api"]["ADMIN_ADDR"], services["order-consumer"]["ADMIN_ADDR"] = admin, next
 	}
+	var envFiles map[string]string
 	if sec != nil {
 		maps.Copy(shared, sec.env)
 		if err := sec.writeFiles(shared, services); err != nil {
+			return err
+		}
+		envFiles = sec.EnvFiles
+	} else if st.dir != "" {
+		if envFiles, err = writeEnvFiles(st.dir, "the playground", shared, services); err != nil {
 			return err
 		}
 	}
@@ -178,7 +210,8 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 
 	b := bannerData{API: devstack.LocalURL("http", opts.apiAddr), Consumer: devstack.LocalURL("http", opts.consumerAddr), Brokers: kafka.Brokers()[0],
 		Registry: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Partitions: partitions,
-		OrdersDB: pgdb.Redact(ordersURL), ProjectionDB: pgdb.Redact(projectionURL), Secure: sec}
+		OrdersDB: pgdb.Redact(ordersURL), ProjectionDB: pgdb.Redact(projectionURL), Secure: sec,
+		State: st, EnvFiles: envFiles, Env: bannerEnv(shared, services)}
 	if err := bannerTemplate.Execute(stdout, b); err != nil {
 		return err
 	}

@@ -4,10 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -105,19 +103,9 @@ func secret() string { return rand.Text() }
 // bearer token, and a Kafka client.properties for Java clients and
 // Confluent's tools.
 func (s *security) writeFiles(shared map[string]string, services map[string]map[string]string) error {
-	s.EnvFiles = map[string]string{}
-	for name, env := range services {
-		var b strings.Builder
-		fmt.Fprintf(&b, "# %s's settings in the secure playground: set -a; . %s; set +a\n", name, filepath.Join(s.Dir, name+".env"))
-		all := maps.Clone(shared)
-		maps.Copy(all, env)
-		for _, k := range slices.Sorted(maps.Keys(all)) {
-			fmt.Fprintf(&b, "%s=%s\n", k, shellQuote(all[k]))
-		}
-		s.EnvFiles[name] = filepath.Join(s.Dir, name+".env")
-		if err := os.WriteFile(s.EnvFiles[name], []byte(b.String()), 0o600); err != nil {
-			return err
-		}
+	var err error
+	if s.EnvFiles, err = writeEnvFiles(s.Dir, "the secure playground", shared, services); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(s.Dir, "token"), []byte(s.Token+"\n"), 0o600); err != nil {
 		return err

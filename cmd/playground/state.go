@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+)
+
+// state is the directory the playground keeps between runs; dir "" keeps
+// nothing.
+type state struct {
+	dir     string
+	resumed bool // it held a broker's or a registry's data at start
+	fresh   bool // -fresh removed what it held
+}
+
+// openState makes dir (removing what it held first when fresh) and says
+// whether there is anything to resume in it.
+func openState(dir string, fresh bool) (*state, error) {
+	st := &state{dir: dir, fresh: fresh}
+	if dir == "" {
+		return st, nil
+	}
+	if fresh {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("-fresh: remove %s: %w", dir, err)
+		}
+	}
+	for _, kept := range []string{"kafka", "registry.json"} {
+		if _, err := os.Stat(filepath.Join(dir, kept)); err == nil {
+			st.resumed = true
+		}
+	}
+	// 0755: PostgreSQL, when the playground starts it as root, runs as the
+	// postgres user, which must reach its own directory inside.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return st, nil
+}
+
+// path is name inside the state directory, or "" when nothing is kept.
+func (st *state) path(name string) string {
+	if st.dir == "" {
+		return ""
+	}
+	return filepath.Join(st.dir, name)
+}
+
+// Summary is the banner's line about the state.
+func (st *state) Summary() string {
+	switch {
+	case st.dir == "":
+		return "nothing is kept: everything is new and goes on exit"
+	case st.resumed:
+		return "resumed from " + st.dir + " (broker data, committed offsets, schemas); make run-fresh starts over"
+	case st.fresh:
+		return "started fresh (-fresh dropped the databases and " + st.dir + "), kept in " + st.dir + " from now on"
+	default:
+		return "new, kept in " + st.dir + " across restarts; make run-fresh starts over"
+	}
+}
+
+// dropDatabase drops the database dsn names on server, with its
+// connections, if it exists.
+func dropDatabase(ctx context.Context, server, dsn string) error {
+	name, err := pgdb.DatabaseName(dsn)
+	if err != nil {
+		return err
+	}
+	c, err := pgx.Connect(ctx, server)
+	if err != nil {
+		return fmt.Errorf("-fresh: connect to PostgreSQL: %w", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("-fresh: drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeEnvFiles writes, into dir, each service's variables as a file a
+// shell can source, so the operator commands reach what the playground
+// runs; it returns each file's path by service.
+func writeEnvFiles(dir, what string, shared map[string]string, services map[string]map[string]string) (map[string]string, error) {
+	files := map[string]string{}
+	for name, env := range services {
+		path := filepath.Join(dir, name+".env")
+		var b strings.Builder
+		fmt.Fprintf(&b, "# %s's settings in %s: set -a; . %s; set +a\n", name, what, path)
+		all := maps.Clone(shared)
+		maps.Copy(all, env)
+		for _, k := range slices.Sorted(maps.Keys(all)) {
+			fmt.Fprintf(&b, "%s=%s\n", k, shellQuote(all[k]))
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			return nil, err
+		}
+		files[name] = path
+	}
+	return files, nil
+}
+
+// bannerEnv is every variable the playground sets, per service, in the
+// order the banner prints them.
+func bannerEnv(shared map[string]string, services map[string]map[string]string) []serviceEnv {
+	var out []serviceEnv
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		all := maps.Clone(shared)
+		maps.Copy(all, services[name])
+		e := serviceEnv{Name: name}
+		for _, k := range slices.Sorted(maps.Keys(all)) {
+			v := all[k]
+			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "SECRET") || strings.Contains(k, "USER_INFO") {
+				v = "(in the file)"
+			} else if k == "DATABASE_URL" {
+				v = pgdb.Redact(v)
+			}
+			e.Vars = append(e.Vars, k+"="+v)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+type serviceEnv struct {
+	Name string
+	Vars []string
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+)
+
+// A running playground, on its own ports and databases.
+type playground struct {
+	opts   options
+	banner *stacktest.Log
+	cancel context.CancelFunc
+	result chan error
+	stop   func() // as Ctrl-C; once
+}
+
+func startPlayground(t *testing.T, opts options) *playground {
+	t.Helper()
+	getenv := func(k string) string {
+		if k == "DATABASE_URL" {
+			return pgtest.ServerURL()
+		}
+		return os.Getenv(k)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &playground{opts: opts, banner: stacktest.NewLog(t), cancel: cancel, result: make(chan error, 1)}
+	logs := stacktest.NewLog(t)
+	go func() { p.result <- run(ctx, opts, getenv, p.banner, logs) }()
+	p.stop = sync.OnceFunc(func() {
+		p.cancel()
+		select {
+		case err := <-p.result:
+			if err != nil {
+				t.Errorf("the playground stopped with %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("the playground did not stop")
+		}
+	})
+	t.Cleanup(p.stop)
+	stacktest.WaitFor(t, "the banner", 60*time.Second, func() bool { return strings.Contains(p.banner.String(), "Ctrl-C stops everything") })
+	for _, addr := range []string{opts.apiAddr, opts.consumerAddr} {
+		stacktest.WaitFor(t, addr+" to be ready", 60*time.Second, func() bool {
+			st, _ := httpDo(t, "GET", "http://"+addr+"/readyz", "", false)
+			return st == 200
+		})
+	}
+	return p
+}
+
+func httpDo(t *testing.T, method, url, body string, failOnError bool) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if failOnError {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric is the value of the series named exactly series on a /metrics page.
+func metric(page, series string) string {
+	for line := range strings.SplitSeq(page, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// `make run`, Ctrl-C, `make run` again keeps every order, event and schema:
+// an order placed and paid in the first run is read at both APIs in the
+// second, its events still decode with the registry of the second, the
+// consumer neither projects them again nor dead-letters them, and a new
+// order goes all the way through. -fresh then starts with none of it.
+func TestThePlaygroundKeepsItsStateAcrossARestart(t *testing.T) {
+	t.Parallel()
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
+	opts := options{state: filepath.Join(t.TempDir(), "state"), registryAddr: freeAddr(t), apiAddr: freeAddr(t), consumerAddr: freeAddr(t),
+		ordersDB: "playground_state_" + suffix, projectionDB: "playground_state_projection_" + suffix}
+	t.Cleanup(func() {
+		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.ordersDB+" WITH (FORCE)")
+		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.projectionDB+" WITH (FORCE)")
+	})
+	// The broker's port must be the same across the restarts, as :9092 is.
+	opts.kafkaPort = freePort(t)
+	api, consumer := "http://"+opts.apiAddr, "http://"+opts.consumerAddr
+	place := func() string {
+		t.Helper()
+		st, body := httpDo(t, "POST", api+"/orders", `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"BOOK-1","quantity":1,"unit_price_minor":500}]}`, true)
+		if st != 201 {
+			t.Fatalf("place: %d %s", st, body)
+		}
+		return regexp.MustCompile(`"id":"([^"]+)"`).FindStringSubmatch(body)[1]
+	}
+	payAndProject := func(id string) {
+		t.Helper()
+		if st, body := httpDo(t, "POST", api+"/orders/"+id+"/pay", "", true); st != 200 {
+			t.Fatalf("pay: %d %s", st, body)
+		}
+		stacktest.WaitFor(t, "the paid order in the projection", 60*time.Second, func() bool {
+			st, body := httpDo(t, "GET", consumer+"/orders/"+id, "", false)
+			return st == 200 && strings.Contains(body, `"status":"paid"`)
+		})
+	}
+
+	first := startPlayground(t, opts)
+	if !strings.Contains(first.banner.String(), "State            new, kept in "+opts.state) {
+		t.Fatalf("the first banner does not say the state is new:\n%s", first.banner)
+	}
+	env, err := os.ReadFile(filepath.Join(opts.state, "order-consumer.env"))
+	if err != nil || !strings.Contains(string(env), "HTTP_ADDR='"+opts.consumerAddr+"'") || !strings.Contains(string(env), "DATABASE_URL='") {
+		t.Fatalf("order-consumer.env: %v\n%s", err, env)
+	}
+	old := place()
+	payAndProject(old)
+	first.stop()
+
+	second := startPlayground(t, opts)
+	if !strings.Contains(second.banner.String(), "State            resumed from "+opts.state) {
+		t.Fatalf("the second banner does not say it resumed:\n%s", second.banner)
+	}
+	for _, url := range []string{api + "/orders/" + old, consumer + "/orders/" + old} {
+		if st, body := httpDo(t, "GET", url, "", true); st != 200 || !strings.Contains(body, `"status":"paid"`) {
+			t.Fatalf("GET %s after the restart: %d %s", url, st, body)
+		}
+	}
+	// The first run's events, read again from the kept topic, decode with the
+	// kept registry: their schema IDs still name the schema they were written with.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, err := kafkatest.ReadAll(ctx, fmt.Sprintf("127.0.0.1:%d", opts.kafkaPort), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: "http://" + opts.registryAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 {
+		t.Fatalf("the topic holds %d events after the restart, want the first run's 2", len(msgs))
+	}
+	for _, m := range msgs {
+		if _, err := dec.Decode(ctx, m.Value); err != nil {
+			t.Fatalf("an event of the first run does not decode after the restart: %v", err)
+		}
+	}
+	fresh := place()
+	payAndProject(fresh)
+	_, page := httpDo(t, "GET", consumer+"/metrics", "", true)
+	for series, want := range map[string]string{
+		`consumer_events_total{outcome="applied"}`:       "2", // the new order's two, not the first run's again
+		`consumer_events_total{outcome="duplicate"}`:     "0",
+		`consumer_events_total{outcome="dead_lettered"}`: "0",
+	} {
+		if got := metric(page, series); got != want {
+			t.Errorf("%s = %q after the restart, want %s", series, got, want)
+		}
+	}
+	second.stop()
+
+	opts.fresh = true
+	third := startPlayground(t, opts)
+	if !strings.Contains(third.banner.String(), "State            started fresh") {
+		t.Fatalf("the -fresh banner does not say so:\n%s", third.banner)
+	}
+	for _, url := range []string{api + "/orders/" + old, consumer + "/orders/" + fresh} {
+		if st, body := httpDo(t, "GET", url, "", true); st != 404 {
+			t.Fatalf("GET %s after -fresh: %d %s, want 404", url, st, body)
+		}
+	}
+	msgs, err = kafkatest.ReadAll(ctx, fmt.Sprintf("127.0.0.1:%d", opts.kafkaPort), topic)
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("after -fresh the topic holds %d events (%v), want none", len(msgs), err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	addr := freeAddr(t)
+	var port int
+	if _, err := fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%d", &port); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
