@@ -21,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
@@ -81,6 +83,23 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 		return scrape(t, api)[`outbox_relay_leader{}`] == 1
 	})
 	beforeAPI, beforeConsumer := scrape(t, api), scrape(t, consumer.url)
+	// Before any failure, every counter with known label values has its
+	// series at 0 (an alert on them must see a series from start-up).
+	zeros := map[string]map[string]float64{}
+	for _, step := range []string{"read outbox", "frame", "write to Kafka"} {
+		zeros[`outbox_step_failures_total{step="`+step+`"}`] = beforeAPI
+	}
+	for _, d := range projector.Dependencies {
+		zeros[`consumer_retries_total{dependency="`+d+`"}`] = beforeConsumer
+	}
+	for _, c := range orderconsumer.Classes() {
+		zeros[`consumer_dlq_published_total{class="`+c+`"}`] = beforeConsumer
+	}
+	for key, page := range zeros {
+		if v, ok := page[key]; !ok || v != 0 {
+			t.Errorf("%s before any failure: %v (present: %v), want a series at 0", key, v, ok)
+		}
+	}
 
 	st, o := call(t, "POST", api+"/orders", `{"customer_id":"m","currency":"EUR","items":[{"sku":"s","quantity":1,"unit_price_minor":100}]}`)
 	if st != 201 {

@@ -49,6 +49,17 @@ func Classify(err error) (permanent bool, class string) {
 
 var _ projector.Classifier = Classify
 
+// Classes lists every class Classify gives a permanent failure: the values
+// of consumer_dlq_published_total's class label, exported at 0 from start-up
+// so an alert on them sees a series before the first dead letter.
+func Classes() []string {
+	classes := eventcodec.Classes()
+	for _, rule := range order.EventRules {
+		classes = append(classes, (&order.EventError{Rule: rule}).Class())
+	}
+	return append(classes, "projection.RejectedByDatabase")
+}
+
 // Service is a wired order-consumer, ready to Serve.
 type Service struct {
 	*service.Main
@@ -105,7 +116,7 @@ func (s *Service) wire(m *service.Main) error {
 	s.Defer(func(context.Context) { dlq.Close() })
 	s.versions = projectionapi.NewVersions()
 	pc.Projector, pc.DeadLetters, pc.Committed = s.store, deadLetters{dlq}, s.versions.Applied
-	pc.Metrics = projector.NewMetrics(s.Registry)
+	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
 	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err

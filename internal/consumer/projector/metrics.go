@@ -26,6 +26,20 @@ type Metrics struct {
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .02, .03, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
+// Dependencies are the values of consumer_retries_total's dependency label:
+// what a retried step waited on.
+var Dependencies = []string{DepDatabase, DepRegistry, DepFetch, DepCommit, DepDLQ, DepKafka}
+
+// The dependencies a retry names.
+const (
+	DepDatabase = "database"
+	DepRegistry = "schema registry"
+	DepFetch    = "kafka fetch"
+	DepCommit   = "kafka commit"
+	DepDLQ      = "dead-letter topic"
+	DepKafka    = "kafka" // the rebuild's reads of the topic's offsets
+)
+
 // NewMetrics registers the consumer's metrics on reg:
 //
 //	consumer_events_total{outcome}            events by outcome: applied, duplicate, stale, dead_lettered
@@ -34,7 +48,12 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .02, .03, .05, .075, .1, 
 //	consumer_batch_duration_seconds           a batch from fetched to committed (decode, apply, DLQ, commit)
 //	consumer_batch_size                       messages per batch
 //	consumer_end_to_end_latency_seconds       an applied event's occurred_at to its batch committed here
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+//
+// Every series with a known label value is exported at 0 from the start, as
+// Prometheus recommends, so a dashboard or an alert on it has a series before
+// the first event: the outcomes, the dependencies a retry names, and
+// dlqClasses (the classes the caller's Classifier gives).
+func NewMetrics(reg prometheus.Registerer, dlqClasses ...string) *Metrics {
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_events_total",
 			Help: "Consumed messages by outcome: applied, duplicate, stale (older than the projection), dead_lettered."}, []string{"outcome"}),
@@ -52,7 +71,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.events, m.retries, m.dlq = telemetry.Register(reg, m.events), telemetry.Register(reg, m.retries), telemetry.Register(reg, m.dlq)
 	m.batch, m.size, m.e2e = telemetry.Register(reg, m.batch), telemetry.Register(reg, m.size), telemetry.Register(reg, m.e2e)
 	for _, o := range []string{"applied", "duplicate", "stale", "dead_lettered"} {
-		m.events.WithLabelValues(o) // export zeros, so rate() works from the first scrape
+		m.events.WithLabelValues(o)
+	}
+	for _, d := range Dependencies {
+		m.retries.WithLabelValues(d)
+	}
+	for _, c := range dlqClasses {
+		m.dlq.WithLabelValues(c)
 	}
 	return m
 }

@@ -330,7 +330,7 @@ func (c *Consumer) loop(ctx context.Context, r Reader) {
 		fetchFailures++
 		c.setFetchErr(fmt.Errorf("kafka: %w", err))
 		c.stats.retries.Add(1)
-		c.m.retries.WithLabelValues("kafka fetch").Inc()
+		c.m.retries.WithLabelValues(DepFetch).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
 		c.log.Warn("fetch failed; retrying", "attempt", fetchFailures, "backoff", d.String(), "error", err)
 		if !backoff.Sleep(ctx, d) {
@@ -461,10 +461,10 @@ func (c *Consumer) process(ctx context.Context, r Reader, batch []kafka.Message)
 		items[i].ctx, items[i].span = c.startSpan(ctx, m, start)
 	}
 	defer func() { c.finish(items, start, err) }()
-	if err := c.retry(ctx, "schema registry", func() error { return c.decode(ctx, items) }); err != nil {
+	if err := c.retry(ctx, DepRegistry, func() error { return c.decode(ctx, items) }); err != nil {
 		return err
 	}
-	if err := c.retry(ctx, "database", func() error { return c.apply(ctx, items) }); err != nil {
+	if err := c.retry(ctx, DepDatabase, func() error { return c.apply(ctx, items) }); err != nil {
 		return err
 	}
 	var dead []DeadLetter
@@ -474,7 +474,7 @@ func (c *Consumer) process(ctx context.Context, r Reader, batch []kafka.Message)
 		}
 	}
 	if len(dead) > 0 {
-		if err := c.retry(ctx, "dead-letter topic", func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
+		if err := c.retry(ctx, DepDLQ, func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
 			return err
 		}
 		c.stats.deadLettered.Add(int64(len(dead)))
@@ -486,7 +486,7 @@ func (c *Consumer) process(ctx context.Context, r Reader, batch []kafka.Message)
 			}
 		}
 	}
-	if err := c.retry(ctx, "kafka commit", func() error { return r.CommitMessages(ctx, batch...) }); err != nil {
+	if err := c.retry(ctx, DepCommit, func() error { return r.CommitMessages(ctx, batch...) }); err != nil {
 		return err
 	}
 	c.stats.batches.Add(1)

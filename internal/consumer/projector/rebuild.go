@@ -121,7 +121,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 
 	client := cfg.Security.Client(cfg.Brokers, 10*time.Second)
 	var bounds []kafkalog.Bounds
-	if err := c.retry(ctx, "kafka", func() (err error) { bounds, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
+	if err := c.retry(ctx, DepKafka, func() (err error) { bounds, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
 		return RebuildResult{}, fmt.Errorf("rebuild: %w", err)
 	}
 	var res RebuildResult
@@ -165,7 +165,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	}
 	// Retention may have deleted events while they were being read past.
 	var after []kafkalog.Bounds
-	if err := c.retry(ctx, "kafka", func() (err error) { after, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
+	if err := c.retry(ctx, DepKafka, func() (err error) { after, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
 		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	for _, a := range after {
@@ -179,14 +179,14 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 			missing, behind int64
 			examples        []string
 		)
-		if err := c.retry(ctx, "database", func() (err error) { missing, behind, examples, err = target.Loss(ctx); return err }); err != nil {
+		if err := c.retry(ctx, DepDatabase, func() (err error) { missing, behind, examples, err = target.Loss(ctx); return err }); err != nil {
 			return res, fmt.Errorf("rebuild: %w", err)
 		}
 		if missing > 0 || behind > 0 {
 			return res, &LossError{Topic: topic, Missing: missing, Behind: behind, Examples: examples}
 		}
 	}
-	if err := c.retry(ctx, "database", func() error { return target.Commit(ctx, topic, origin) }); err != nil {
+	if err := c.retry(ctx, DepDatabase, func() error { return target.Commit(ctx, topic, origin) }); err != nil {
 		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	c.log.Info("projection rebuilt", "read", res.Read, "applied", res.Applied, "duplicate", res.Duplicate,
@@ -200,10 +200,10 @@ func (c *Consumer) rebuildBatch(ctx context.Context, batch []item, res *RebuildR
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := c.retry(ctx, "schema registry", func() error { return c.decode(ctx, batch) }); err != nil {
+	if err := c.retry(ctx, DepRegistry, func() error { return c.decode(ctx, batch) }); err != nil {
 		return err
 	}
-	if err := c.retry(ctx, "database", func() error { return c.apply(ctx, batch) }); err != nil {
+	if err := c.retry(ctx, DepDatabase, func() error { return c.apply(ctx, batch) }); err != nil {
 		return err
 	}
 	for _, it := range batch {

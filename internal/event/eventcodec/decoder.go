@@ -41,19 +41,30 @@ var (
 // cure, and names it ("eventcodec.ErrUndecodable"): the stable class a dead
 // letter carries.
 func Class(err error) (class string, permanent bool) {
-	for _, p := range []struct {
-		err  error
-		name string
-	}{
-		{ErrNotFramed, "ErrNotFramed"}, {ErrUnknownSchema, "ErrUnknownSchema"},
-		{ErrIncompatibleSchema, "ErrIncompatibleSchema"}, {ErrUndecodable, "ErrUndecodable"},
-		{ErrInvalidEvent, "ErrInvalidEvent"}, {ErrUnknownSymbol, "ErrUnknownSymbol"},
-	} {
+	for _, p := range permanentErrors {
 		if errors.Is(err, p.err) {
 			return "eventcodec." + p.name, true
 		}
 	}
 	return "", false
+}
+
+var permanentErrors = []struct {
+	err  error
+	name string
+}{
+	{ErrNotFramed, "ErrNotFramed"}, {ErrUnknownSchema, "ErrUnknownSchema"},
+	{ErrIncompatibleSchema, "ErrIncompatibleSchema"}, {ErrUndecodable, "ErrUndecodable"},
+	{ErrInvalidEvent, "ErrInvalidEvent"}, {ErrUnknownSymbol, "ErrUnknownSymbol"},
+}
+
+// Classes lists every class Class gives.
+func Classes() []string {
+	out := make([]string, len(permanentErrors))
+	for i, p := range permanentErrors {
+		out[i] = "eventcodec." + p.name
+	}
+	return out
 }
 
 // DecoderConfig configures a Decoder.

@@ -46,8 +46,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.leader, m.published, m.batchSize = telemetry.Register(reg, m.leader), telemetry.Register(reg, m.published), telemetry.Register(reg, m.batchSize)
 	m.write, m.latency, m.failures = telemetry.Register(reg, m.write), telemetry.Register(reg, m.latency), telemetry.Register(reg, m.failures)
+	for _, step := range []string{stepRead, stepFrame, stepWrite} {
+		m.failures.WithLabelValues(step) // at 0 from start-up, so an alert on it has a series
+	}
 	return m
 }
+
+// The relay's steps, the values of outbox_step_failures_total's step label.
+const (
+	stepRead  = "read outbox"
+	stepFrame = "frame"
+	stepWrite = "write to Kafka"
+)
 
 // backlogCollector reads the backlog from the database at scrape time, so
 // every replica — leader, standby or API-only — reports the same truth.

@@ -373,7 +373,7 @@ const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
 // ends or the lock connection is lost (leadership is gone).
 func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64) (int, error) {
 	var rows []row
-	if err := r.retry(ctx, conn, "read outbox", func() error {
+	if err := r.retry(ctx, conn, stepRead, func() error {
 		var err error
 		rows, err = r.readBatch(ctx, conn, *acked)
 		return err
@@ -386,7 +386,7 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 	}
 
 	msgs := make([]kafka.Message, len(rows))
-	if err := r.retry(ctx, conn, "frame", func() error {
+	if err := r.retry(ctx, conn, stepFrame, func() error {
 		for i, rw := range rows {
 			if msgs[i].Value != nil {
 				continue // framed on an earlier attempt
@@ -403,7 +403,7 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 	}
 
 	pending := msgs
-	if err := r.retry(ctx, conn, "write to Kafka", func() error {
+	if err := r.retry(ctx, conn, stepWrite, func() error {
 		// A write under way finishes even if shutdown begins meanwhile: cut
 		// short, it may have reached the broker unacknowledged, and the
 		// next leader would publish its rows again. WriteTimeout bounds it.
