@@ -150,11 +150,13 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 		ctx, subject := web.TrackSubject(ctx)
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, metaKey{}, meta)))
 		route := chi.RouteContext(r.Context()).RoutePattern()
-		if route != "" { // unmatched requests keep the bare method as name
+		span.SetAttributes(attribute.String("http.request.method", method), attribute.Int("http.response.status_code", sw.status))
+		if route != "" { // unmatched requests keep the bare method as name, and no http.route
 			span.SetName(spanMethod + " " + route)
+			span.SetAttributes(attribute.String("http.route", route))
+		} else {
+			route = "unmatched" // as the metrics' route label says
 		}
-		span.SetAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route),
-			attribute.Int("http.response.status_code", sw.status))
 		attrs := []slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", sw.status),
 			slog.Duration("duration", time.Since(start))}
 		if method == telemetry.OtherMethod {

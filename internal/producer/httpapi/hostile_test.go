@@ -363,6 +363,31 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 			t.Errorf("method_original of %d bytes logged", len(o))
 		}
 	}
+
+	// A path no route matches logs route=unmatched, as its metrics say,
+	// not an empty route; a matched one logs its pattern.
+	if r := e.do("GET", "/no/such/route", ""); r.status != 404 {
+		t.Fatalf("GET /no/such/route: %d", r.status)
+	}
+	routes := map[string]string{}
+	for line := range strings.Lines(logs.String()) {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatal(err)
+		}
+		if route, ok := l["route"].(string); ok && l["method"] == "GET" {
+			routes[route] = route
+		}
+	}
+	if _, ok := routes["unmatched"]; !ok {
+		t.Errorf("no log line with route=unmatched for GET /no/such/route; GET routes logged: %v", routes)
+	}
+	if _, ok := routes[""]; ok {
+		t.Error("a log line with an empty route")
+	}
+	if _, ok := routes["/metrics"]; !ok {
+		t.Errorf("no log line with route=/metrics; GET routes logged: %v", routes)
+	}
 }
 
 // Finding 16: error details speak JSON, never Go.
