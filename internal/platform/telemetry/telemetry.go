@@ -111,7 +111,13 @@ func NewTracing(ctx context.Context, service string, getenv func(string) string)
 	}
 	// The documented variables (Vars) are given explicitly, so the SDK's own
 	// reading of the process environment never overrides what getenv said.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sampler), sdktrace.WithBatcher(exp))
+	// The console is for a person watching: each span is printed as it ends,
+	// not up to 5 s later with its batch.
+	processor := sdktrace.WithBatcher(exp)
+	if name == "console" {
+		processor = sdktrace.WithSyncer(exp)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sampler), processor)
 	return Tracing{Provider: tp, Exporter: name, shutdown: tp.Shutdown}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
@@ -85,5 +86,32 @@ func TestTraceparentRoundTrip(t *testing.T) {
 		if got := telemetry.Traceparent(telemetry.Extract(context.Background(), bad, "")); got != "" {
 			t.Errorf("%q accepted as %q", bad, got)
 		}
+	}
+}
+
+// With OTEL_TRACES_EXPORTER=console a span is on stderr as soon as it ends,
+// not when a batch is flushed seconds later or at shutdown.
+func TestConsoleSpansArePrintedAsTheyEnd(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w // the exporter takes the writer when it is made
+	tr, err := telemetry.NewTracing(context.Background(), "svc", func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "console"}[k]
+	})
+	os.Stderr = stderr
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background()) //nolint:errcheck
+	_, span := tr.Provider.Tracer("t").Start(context.Background(), "the-span")
+	span.End()
+	_ = r.SetReadDeadline(time.Now().Add(time.Second)) // well under the batcher's 5 s
+	buf := make([]byte, 64<<10)
+	n, err := r.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), `"Name":"the-span"`) {
+		t.Fatalf("stderr within a second of End: %q, %v", buf[:n], err)
 	}
 }
