@@ -5,8 +5,11 @@
 // projection (end-to-end: API response → Kafka → consumer → read API).
 //
 //	loadgen [-url http://localhost:8080] [-consumer-url http://localhost:8082]
-//	        [-concurrency 16 | -rate 500] [-duration 30s] [-place-only] [-json]
+//	        [-rate 500] [-concurrency 64] [-duration 60s] [-place-only] [-json]
 //	loadgen -limit [-concurrency 32] [-duration 20s] [-pg-url postgres://…] [-json]
+//
+// The defaults are make bench's (and, with -limit, make bench-limit's), so
+// make bench BENCH_ARGS='-rate 250' changes the rate and keeps the rest.
 //
 // Each lifecycle places an order and then, by chance, pays it (60%) and
 // maybe refunds it (30% of those), cancels it (30%), or leaves it placed
@@ -78,9 +81,9 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.SetOutput(out)
 	fs.StringVar(&o.url, "url", "http://localhost:8080", "order-api base URL")
 	fs.StringVar(&o.consumerURL, "consumer-url", "http://localhost:8082", "order-consumer base URL (empty: no end-to-end latency)")
-	fs.IntVar(&o.concurrency, "concurrency", 16, "workers running order lifecycles")
-	fs.Float64Var(&o.rate, "rate", 0, "lifecycles (orders) started per second; 0: closed loop at -concurrency")
-	fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long to generate load")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "workers running order lifecycles (with -limit, default 32)")
+	fs.Float64Var(&o.rate, "rate", 500, "lifecycles (orders) started per second; 0: closed loop at -concurrency (-limit is always a closed loop)")
+	fs.DurationVar(&o.duration, "duration", 60*time.Second, "how long to generate load (with -limit, default 20s, for each of HTTP and pgbench)")
 	fs.Float64Var(&o.e2eSample, "e2e-sample", 0.25, "fraction of accepted changes whose end-to-end latency is measured")
 	fs.BoolVar(&o.placeOnly, "place-only", false, "only place orders (no pay, refund or cancel): the load of make bench-limit")
 	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 30*time.Second, "give up on a sampled change not visible after this long (counted as missing; at most 30s)")
@@ -89,6 +92,16 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.pgURL, "pg-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "with -limit: the PostgreSQL server pgbench runs on (a scratch database is made there and dropped)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.limit { // make bench-limit's defaults, for what the command line leaves out
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["concurrency"] {
+			o.concurrency = 32
+		}
+		if !set["duration"] {
+			o.duration = 20 * time.Second
+		}
 	}
 	switch {
 	case fs.NArg() > 0:

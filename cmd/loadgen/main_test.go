@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
@@ -61,7 +62,7 @@ func TestReportMatchesWhatHappened(t *testing.T) {
 	s := startStack(t)
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-url", s.api, "-consumer-url", s.consumer,
-		"-concurrency", "4", "-duration", "2s", "-e2e-sample", "1", "-json"}, &out)
+		"-rate", "0", "-concurrency", "4", "-duration", "2s", "-e2e-sample", "1", "-json"}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestReportMatchesWhatHappened(t *testing.T) {
 func TestPlaceOnly(t *testing.T) {
 	s := startStack(t)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-url", s.api, "-consumer-url", "", "-concurrency", "2", "-duration", "1s", "-place-only", "-json"}, &out); err != nil {
+	if err := run(context.Background(), []string{"-url", s.api, "-consumer-url", "", "-rate", "0", "-concurrency", "2", "-duration", "1s", "-place-only", "-json"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	var r report
@@ -148,6 +149,30 @@ func TestRateModeAndText(t *testing.T) {
 	}
 	if placed == 0 || placed > 41 {
 		t.Errorf("%d orders placed at -rate 40 for 1s", placed)
+	}
+}
+
+// The defaults are make bench's, so BENCH_ARGS='-rate 250' keeps the rest;
+// with -limit they are make bench-limit's.
+func TestDefaultsAreTheBenchTargets(t *testing.T) {
+	for _, c := range []struct {
+		args        []string
+		rate        float64
+		concurrency int
+		duration    time.Duration
+	}{
+		{nil, 500, 64, time.Minute},
+		{[]string{"-rate", "250"}, 250, 64, time.Minute},
+		{[]string{"-limit"}, 500, 32, 20 * time.Second}, // -limit ignores the rate: a closed loop
+		{[]string{"-limit", "-concurrency", "8"}, 500, 8, 20 * time.Second},
+	} {
+		o, err := parse(c.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.rate != c.rate || o.concurrency != c.concurrency || o.duration != c.duration {
+			t.Errorf("%v: rate %v, concurrency %d, duration %s; want %v, %d, %s", c.args, o.rate, o.concurrency, o.duration, c.rate, c.concurrency, c.duration)
+		}
 	}
 }
 
