@@ -59,7 +59,7 @@ func TestDocumentsAreValidOpenAPI31(t *testing.T) {
 }
 
 // The documents name the domain's statuses, all of them and only them: a
-// new status (README, "How to add a state") fails here until it is added.
+// new status (docs/events.md, "How to add a state") fails here until it is added.
 // The action routes are checked against each router (openapitest.Routes).
 func TestDocumentsSpeakTheDomainsVocabulary(t *testing.T) {
 	t.Parallel()

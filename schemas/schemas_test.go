@@ -47,7 +47,7 @@ func versions() []int {
 // here, before the registry (or an old consumer) would meet it.
 func TestEveryVersionPairSatisfiesThePolicy(t *testing.T) {
 	if schemas.Compatibility != "BACKWARD_TRANSITIVE" {
-		t.Fatalf("policy changed to %s: update this test and the README", schemas.Compatibility)
+		t.Fatalf("policy changed to %s: update this test and docs/events.md", schemas.Compatibility)
 	}
 	if err := schemas.CheckPolicy(schemas.All()); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package orderconsumer_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"testing"
@@ -14,9 +15,12 @@ import (
 	"github.com/ordersonkafka/orders/internal/order"
 )
 
-// Every permanent failure has a stable class, and the README's table of DLQ
-// classes lists exactly those: a user filtering letters or alerting on
-// consumer_dlq_published_total{class} can trust it.
+// eventsDoc holds the table of DLQ classes.
+const eventsDoc = "../../../docs/events.md"
+
+// Every permanent failure has a stable class, and the table of DLQ classes
+// in docs/events.md lists exactly those: a user filtering letters or
+// alerting on consumer_dlq_published_total{class} can trust it.
 func TestEveryDLQClassIsDocumented(t *testing.T) {
 	t.Parallel()
 	permanent := []error{eventcodec.ErrNotFramed, eventcodec.ErrUnknownSchema, eventcodec.ErrIncompatibleSchema,
@@ -32,25 +36,32 @@ func TestEveryDLQClassIsDocumented(t *testing.T) {
 		}
 		classes[class] = true
 	}
+	listed := map[string]bool{}
+	for _, c := range orderconsumer.Classes() {
+		listed[c] = true
+	}
+	if !maps.Equal(listed, classes) {
+		t.Errorf("Classes() = %v, want the classes Classify gives: %v", listed, classes)
+	}
 	if p, _ := orderconsumer.Classify(errors.New("connection refused")); p {
 		t.Error("an unknown error is permanent")
 	}
-	readme, err := os.ReadFile("../../../README.md")
+	doc, err := os.ReadFile(eventsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `((?:eventcodec|order|projection)\\.[A-Za-z.]+)` \\|").FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range regexp.MustCompile("(?m)^\\| `((?:eventcodec|order|projection)\\.[A-Za-z.]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
 		documented[m[1]] = true
 	}
 	for c := range classes {
 		if !documented[c] {
-			t.Errorf("README's DLQ class table lacks %s", c)
+			t.Errorf("%s's DLQ class table lacks %s", eventsDoc, c)
 		}
 	}
 	for c := range documented {
 		if !classes[c] {
-			t.Errorf("README documents DLQ class %s, which nothing produces", c)
+			t.Errorf("%s documents DLQ class %s, which nothing produces", eventsDoc, c)
 		}
 	}
 }

@@ -70,7 +70,7 @@ func scrape(t *testing.T, base string) map[string]float64 {
 }
 
 // TestMetricsMoveWithAFlow scrapes both services before and after a place,
-// a pay and a poison message, and checks every metric the README lists
+// a pay and a poison message, and checks every metric docs/operations.md lists
 // moved by what happened.
 func TestMetricsMoveWithAFlow(t *testing.T) {
 	t.Parallel()

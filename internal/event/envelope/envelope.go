@@ -5,7 +5,7 @@
 // order-api writes one outbox row per event (NewRow, Insert), the relay turns
 // the row's headers into the message's Kafka headers in HeaderOrder
 // (KafkaHeaders), and the consumer reads them back (TraceHeaders). The names
-// and their order are what the README documents; they never change.
+// and their order are what docs/events.md documents; they never change.
 package envelope
 
 import (

@@ -13,7 +13,7 @@ import (
 // BenchmarkPlaceOrder measures POST /orders through the real handler and
 // store on real PostgreSQL (one order row + one outbox row per request), in
 // parallel. `make bench-go` reports it; the load figures against pgbench
-// are in the README.
+// are in docs/performance.md.
 func BenchmarkPlaceOrder(b *testing.B) {
 	store, _ := newStore(b)
 	h := httpapi.New(httpapi.Config{Logger: stacktest.Logger(b)}, store)

@@ -24,20 +24,20 @@ func (c *collecting) MustRegister(xs ...prometheus.Collector) {
 }
 func (c *collecting) Unregister(prometheus.Collector) bool { return false }
 
-// TestREADMEListsEveryMetricAndTracingVariable keeps the README's metrics
-// table and tracing table true to the code: every metric the services
-// register is in the table and every table row is a metric they register;
-// every OTEL_* variable honoured is named.
-func TestREADMEListsEveryMetricAndTracingVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../../README.md")
+// TestOperationsDocListsEveryMetricAndTracingVariable keeps the metrics table
+// and tracing table of docs/operations.md true to the code: every metric the
+// services register is in the table and every table row is a metric they
+// register; every OTEL_* variable honoured is named.
+func TestOperationsDocListsEveryMetricAndTracingVariable(t *testing.T) {
+	doc, err := os.ReadFile(operationsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(readme)
+	text := string(doc)
 	start := strings.Index(text, "### Metrics")
 	end := strings.Index(text, "### Tracing")
 	if start < 0 || end < start {
-		t.Fatal("README has no ### Metrics section followed by ### Tracing")
+		t.Fatal(operationsDoc + " has no ### Metrics section followed by ### Tracing")
 	}
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)[{`]").FindAllStringSubmatch(text[start:end], -1) {
@@ -64,17 +64,17 @@ func TestREADMEListsEveryMetricAndTracingVariable(t *testing.T) {
 	}
 	for name := range registered {
 		if !documented[name] {
-			t.Errorf("README's metrics table lacks %s", name)
+			t.Errorf("%s's metrics table lacks %s", operationsDoc, name)
 		}
 	}
 	for name := range documented {
 		if !registered[name] {
-			t.Errorf("README's metrics table lists %s, which no service registers", name)
+			t.Errorf("%s's metrics table lists %s, which no service registers", operationsDoc, name)
 		}
 	}
 	for _, v := range telemetry.Vars {
 		if !strings.Contains(text, "`"+v+"`") {
-			t.Errorf("README does not name %s", v)
+			t.Errorf("%s does not name %s", operationsDoc, v)
 		}
 	}
 }

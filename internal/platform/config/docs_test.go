@@ -11,11 +11,15 @@ import (
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 )
 
-// TestREADMEDocumentsEveryVariable keeps the README's configuration tables
-// true: each service's table lists every variable it reads, with the real
-// default, and nothing it does not read.
-func TestREADMEDocumentsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../../README.md")
+// operationsDoc holds the configuration tables, the metrics table and the
+// tracing variables.
+const operationsDoc = "../../../docs/operations.md"
+
+// TestOperationsDocDocumentsEveryVariable keeps the configuration tables of
+// docs/operations.md true: each service's table lists every variable it
+// reads, with the real default, and nothing it does not read.
+func TestOperationsDocDocumentsEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile(operationsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +33,10 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 		{"order-consumer reads only environment variables", consumerVars},
 	} {
 		t.Run(tc.marker, func(t *testing.T) {
-			section := string(readme)
+			section := string(doc)
 			start := strings.Index(section, tc.marker)
 			if start < 0 {
-				t.Fatalf("README has no section introduced by %q", tc.marker)
+				t.Fatalf("%s has no section introduced by %q", operationsDoc, tc.marker)
 			}
 			section = section[start:]
 			if end := strings.Index(section, "\n\n\n"); end > 0 {
@@ -53,14 +57,14 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 			for _, v := range tc.vars {
 				def, ok := documented[v.Name]
 				if !ok {
-					t.Errorf("README does not document %s", v.Name)
+					t.Errorf("%s does not document %s", operationsDoc, v.Name)
 				} else if def != v.Default {
-					t.Errorf("README says %s defaults to %q; the code says %q", v.Name, def, v.Default)
+					t.Errorf("%s says %s defaults to %q; the code says %q", operationsDoc, v.Name, def, v.Default)
 				}
 				delete(documented, v.Name)
 			}
 			for name := range documented {
-				t.Errorf("README documents %s, which the service does not read", name)
+				t.Errorf("%s documents %s, which the service does not read", operationsDoc, name)
 			}
 		})
 	}
