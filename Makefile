@@ -1,20 +1,35 @@
 # The two commands the README promises: `make run` and `make test`.
-GO      ?= go
+# GO is scripts/go: the go on this machine if it can build the module (a go
+# >= 1.21 fetches go.mod's toolchain itself unless GOTOOLCHAIN=local), else
+# go.mod's toolchain, downloaded once into ~/.cache/orders-go with the older go.
+GO      ?= ./scripts/go
 PKGS    := ./...
 
-.PHONY: run run-secure test schemas-check schemas-register bench-limit check build migrate bench bench-go fuzz clean
+.PHONY: run run-fresh run-secure test schemas-check schemas-register bench-limit check build migrate bench bench-go fuzz clean
 
-## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080)
-run:
-	$(GO) run ./cmd/playground
+## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080);
+##      its broker data, schemas and any PostgreSQL it started are kept in .playground/ across restarts
+run: bin/playground
+	bin/playground
+
+## run-fresh: the playground from nothing: drops its two databases and .playground/ first
+run-fresh: bin/playground
+	bin/playground -fresh
+
+# bin/playground is rebuilt every time (go build is quick when nothing changed); the first
+# build downloads the modules and compiles everything, which takes about a minute.
+.PHONY: bin/playground
+bin/playground:
+	@echo "==> compiling the playground (the first build downloads modules and takes about a minute)"
+	@$(GO) build -o bin/playground ./cmd/playground
 
 ## run-secure: the playground secured as in production: Kafka SASL_SSL with SCRAM-SHA-512, the
 ##             registry over HTTPS with basic auth, JWT bearer tokens on both APIs; the banner
 ##             prints the variables, the files (CA, client.properties, token) and a working curl
-run-secure:
-	$(GO) run ./cmd/playground -secure
+run-secure: bin/playground
+	bin/playground -secure
 
-## test: formatting, vet and every test with the race detector (needs PostgreSQL, see README).
+## test: formatting, vet and every test with the race detector (needs PostgreSQL and gcc, see README).
 ##       Packages' tests wait on PostgreSQL and the embedded brokers more than they compute, so
 ##       TEST_PARALLEL packages (default 4) run at once whatever the core count.
 TEST_PARALLEL ?= 4
@@ -23,7 +38,7 @@ test: check
 
 ## check: gofmt and go vet, failing on any finding
 check:
-	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	@unformatted="$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
@@ -47,14 +62,14 @@ schemas-register:
 ## bench: load the running playground (`make run` in another terminal) at 500 orders/s for 60s
 ##        and print orders/s, HTTP and end-to-end latency percentiles and each service's peak RSS.
 ##        Override with BENCH_ARGS, e.g. make bench BENCH_ARGS='-rate 250 -duration 30s -json'
-BENCH_ARGS ?= -rate 500 -concurrency 64 -duration 60s
+BENCH_ARGS ?=
 bench:
 	$(GO) run ./cmd/loadgen $(BENCH_ARGS)
 
 ## bench-limit: against the running playground, a closed-loop place-only load through HTTP, then
 ##              pgbench running order-api's place statement on a scratch database, back to back,
 ##              and their ratio (needs pgbench). Override with BENCH_LIMIT_ARGS (e.g. -json)
-BENCH_LIMIT_ARGS ?= -concurrency 32 -duration 20s
+BENCH_LIMIT_ARGS ?=
 bench-limit:
 	$(GO) run ./cmd/loadgen -limit $(BENCH_LIMIT_ARGS)
 

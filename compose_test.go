@@ -6,16 +6,20 @@ package orders_test
 // parser, and both are checked against what the services actually read.
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -85,7 +89,7 @@ func TestComposeServicesAndPorts(t *testing.T) {
 		for _, pc := range service(t, p, name).Ports {
 			published = append(published, pc.Published)
 			// Host port = container port everywhere, so the addresses in the
-			// README work both on the host and inside the network.
+			// docs work both on the host and inside the network.
 			if pc.Published == port && pc.Target != parsePort(t, port) {
 				t.Errorf("%s publishes %s to container port %d", name, port, pc.Target)
 			}
@@ -372,10 +376,11 @@ func TestComposeStartOrder(t *testing.T) {
 func TestComposeApplicationContainers(t *testing.T) {
 	p := loadCompose(t)
 	installed := dockerfileBinaries(t)
+	image := builtImage(t, p)
 	for name, entrypoint := range map[string]string{"order-api": "", "order-consumer": "/usr/local/bin/order-consumer"} {
 		s := service(t, p, name)
-		if s.Build == nil {
-			t.Errorf("%s is not built from the Dockerfile", name)
+		if s.Image != image {
+			t.Errorf("%s runs image %q, not %q, the one built from the Dockerfile", name, s.Image, image)
 		}
 		if got := strings.Join(s.Entrypoint, " "); got != entrypoint {
 			t.Errorf("%s entrypoint %q, want %q", name, got, entrypoint)
@@ -387,6 +392,301 @@ func TestComposeApplicationContainers(t *testing.T) {
 		hc := s.HealthCheck
 		if hc == nil || !slices.Equal([]string(hc.Test), []string{"CMD", bin, "health"}) {
 			t.Errorf("%s health check %v, want [CMD %s health]", name, hc, bin)
+		}
+	}
+}
+
+// builtImage returns the name of the one image the file builds from the
+// Dockerfile, failing unless exactly one service builds it.
+func builtImage(t *testing.T, p *types.Project) string {
+	t.Helper()
+	var builders []string
+	var image string
+	for name, s := range p.Services {
+		if s.Build == nil {
+			continue
+		}
+		builders = append(builders, name)
+		image = s.Image
+		if df := s.Build.Dockerfile; df != "" && df != "Dockerfile" {
+			t.Errorf("%s builds from %s, not the Dockerfile", name, df)
+		}
+	}
+	if len(builders) != 1 {
+		t.Fatalf("services %v build an image; want exactly one, whose image the others reuse", builders)
+	}
+	if image == "" {
+		t.Fatalf("%s builds without image:, so the other service cannot name what it built", builders[0])
+	}
+	return image
+}
+
+// The image is built once: one service builds it under a name, the other
+// runs that name. Neither may pull it: pulling a name that exists only on
+// this machine fails at best, and at worst fetches someone else's image.
+func TestComposeBuildsTheImageOnce(t *testing.T) {
+	p := loadCompose(t)
+	image := builtImage(t, p)
+	users := 0
+	for name, s := range p.Services {
+		if s.Image != image {
+			continue
+		}
+		users++
+		want := types.PullPolicyNever
+		if s.Build != nil {
+			want = types.PullPolicyBuild
+		}
+		if s.PullPolicy != want {
+			t.Errorf("%s runs the image built here with pull_policy %q, want %q", name, s.PullPolicy, want)
+		}
+	}
+	if users != 2 {
+		t.Errorf("%d services run %s, want order-api and order-consumer", users, image)
+	}
+}
+
+// A variable set to what the service does anyway has no effect, yet reads as
+// a choice the file made: each variable given to a service must change its
+// configuration, and the tracing variables count only while tracing is on.
+func TestComposeEveryVariableHasAnEffect(t *testing.T) {
+	p := loadCompose(t)
+	loaders := map[string]func(getenv func(string) string) (any, error){
+		"order-api": func(getenv func(string) string) (any, error) {
+			return config.Load[orderapi.Config](getenv)
+		},
+		"order-consumer": func(getenv func(string) string) (any, error) {
+			return config.Load[orderconsumer.Config](getenv)
+		},
+	}
+	for name, load := range loaders {
+		s := service(t, p, name)
+		all := func(k string) string { return env(s, k) }
+		got, err := load(all)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		tracing, err := telemetry.NewTracing(context.Background(), name, all)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_ = tracing.Shutdown(context.Background())
+		for k := range s.Environment {
+			if slices.Contains(telemetry.Vars, k) {
+				switch {
+				case tracing.Exporter == "none":
+					t.Errorf("%s: %s has no effect: tracing is off (OTEL_TRACES_EXPORTER unset or none)", name, k)
+				case k == "OTEL_SERVICE_NAME" && env(s, k) == name:
+					t.Errorf("%s: OTEL_SERVICE_NAME=%s has no effect: it is the service's own name", name, env(s, k))
+				}
+				continue
+			}
+			without, err := load(func(v string) string {
+				if v == k {
+					return ""
+				}
+				return all(v)
+			})
+			if err != nil {
+				t.Errorf("%s: without %s: %v", name, k, err)
+				continue
+			}
+			if reflect.DeepEqual(got, without) {
+				t.Errorf("%s: %s=%q has no effect: it is the default", name, k, env(s, k))
+			}
+		}
+	}
+}
+
+// `docker compose up --wait` returns once every service is healthy, or
+// running if it has no health check, or exited if it is a one-shot others
+// wait for: every long-running service needs a health check for "healthy"
+// to mean anything, Control Center's included, since the documentation's
+// "open :9021" step relies on it.
+func TestComposeUpWaitMeansHealthy(t *testing.T) {
+	p := loadCompose(t)
+	oneShot := map[string]bool{}
+	for _, s := range p.Services {
+		for dep, d := range s.DependsOn {
+			if d.Condition == types.ServiceConditionCompletedSuccessfully {
+				oneShot[dep] = true
+			}
+		}
+	}
+	for name, s := range p.Services {
+		hc := s.HealthCheck
+		hasCheck := hc != nil && !hc.Disable && len(hc.Test) > 0
+		switch {
+		case oneShot[name] && hasCheck:
+			t.Errorf("%s is a one-shot others wait to complete, but has a health check", name)
+		case !oneShot[name] && !hasCheck:
+			t.Errorf("%s has no health check: `up --wait` would not wait for it to serve", name)
+		}
+	}
+
+	// Control Center's check asks its own UI, on the port compose publishes,
+	// and fails on an HTTP error, as Confluent's cp-demo does.
+	cc := service(t, p, "control-center")
+	if cc.HealthCheck == nil {
+		t.FailNow()
+	}
+	test := []string(cc.HealthCheck.Test)
+	if len(test) < 3 || test[0] != "CMD" || test[1] != "curl" || !slices.Contains(test, "--fail") {
+		t.Fatalf("control-center health check %q, want [CMD curl --fail … URL]", test)
+	}
+	u, err := url.Parse(test[len(test)-1])
+	if err != nil || u.Hostname() != "localhost" {
+		t.Fatalf("control-center health check asks %q, want a URL on localhost", test[len(test)-1])
+	}
+	var targets []string
+	for _, pc := range cc.Ports {
+		targets = append(targets, strconv.Itoa(int(pc.Target)))
+	}
+	if !slices.Contains(targets, u.Port()) {
+		t.Errorf("control-center health check asks port %s; it publishes %v", u.Port(), targets)
+	}
+	// Control Center starts in minutes, not seconds: failing it early would
+	// fail `up --wait` on a machine that is merely slow.
+	var retries uint64
+	var interval time.Duration
+	if hc := cc.HealthCheck; hc.Retries != nil && hc.Interval != nil {
+		retries, interval = *hc.Retries, time.Duration(*hc.Interval)
+	}
+	if time.Duration(retries)*interval < 3*time.Minute {
+		t.Errorf("control-center health check gives up after %d retries %v apart; want at least 3 minutes", retries, interval)
+	}
+}
+
+// composeDoc is docs/docker-compose.md, the compose file's user documentation.
+func composeDoc(t *testing.T) (text string, shellLines []string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("docs", "docker-compose.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBlock := false
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "```") {
+			inBlock = !inBlock && strings.HasPrefix(line, "```sh")
+			continue
+		}
+		if inBlock && line != "" && !strings.HasPrefix(line, "#") {
+			shellLines = append(shellLines, line)
+		}
+	}
+	return string(b), shellLines
+}
+
+// The documentation states what the file needs and says how to wait for it.
+func TestComposeDocStatesMemoryAndWait(t *testing.T) {
+	text, lines := composeDoc(t)
+	if !regexp.MustCompile(`(?i)at least 6\s*GB of memory`).MatchString(text) {
+		t.Error("docs/docker-compose.md does not state the memory Docker needs (at least 6 GB)")
+	}
+	waits := false
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[0] == "docker" && f[1] == "compose" && f[2] == "up" && slices.Contains(f, "--wait") {
+			waits = true
+		}
+	}
+	if !waits {
+		t.Error("docs/docker-compose.md starts the file without `docker compose up … --wait`")
+	}
+}
+
+// An operator command needs the service's settings: run in the service's own
+// container (exec, or run with the service's entrypoint), or from the host
+// with a DATABASE_URL that the compose PostgreSQL accepts — its defaults lack
+// the password.
+func TestComposeDocOperatorCommands(t *testing.T) {
+	p := loadCompose(t)
+	_, lines := composeDoc(t)
+	installed := dockerfileBinaries(t)
+	image := builtImage(t, p)
+	pg := service(t, p, "postgres")
+	pgUser := env(pg, "POSTGRES_USER")
+	if pgUser == "" {
+		pgUser = "postgres" // the image's default
+	}
+	var pgPort string
+	for _, pc := range pg.Ports {
+		if pc.Target == 5432 {
+			pgPort = pc.Published
+		}
+	}
+	databases := map[string]string{"order-api": "orders", "order-consumer": "orders_projection"}
+	subcommands := map[string][]string{
+		"order-api":      {"migrate", "health", "schemas"},
+		"order-consumer": {"migrate", "health", "dlq", "rebuild"},
+	}
+	checkArgs := func(line, bin string, args []string) {
+		t.Helper()
+		if len(args) == 0 || !slices.Contains(subcommands[bin], args[0]) {
+			t.Errorf("%q: %s has no subcommand %v", line, bin, args)
+		}
+	}
+	seen := map[string]int{}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && f[0] == "docker" && f[1] == "compose" && f[2] == "exec":
+			svc, bin := f[3], f[4]
+			if _, ok := databases[svc]; !ok {
+				continue
+			}
+			seen["exec"]++
+			if service(t, p, svc).Image != image || !slices.Contains(installed, "/usr/local/bin/"+bin) {
+				t.Errorf("%q: the %s container has no %s", line, svc, bin)
+			}
+			if bin != svc {
+				t.Errorf("%q: %s runs in %s's container, with that service's settings (its DATABASE_URL names %s)", line, bin, svc, databases[svc])
+			}
+			checkArgs(line, bin, f[5:])
+		case len(f) >= 4 && f[0] == "docker" && f[1] == "compose" && f[2] == "run":
+			i := 3
+			for i < len(f) && strings.HasPrefix(f[i], "-") {
+				i++
+			}
+			if i >= len(f) {
+				t.Errorf("%q names no service", line)
+				continue
+			}
+			svc := f[i]
+			if _, ok := databases[svc]; !ok {
+				continue
+			}
+			seen["run"]++
+			// run starts the service's entrypoint, the binary itself, with
+			// the arguments: naming the binary again would be an argument.
+			checkArgs(line, svc, f[i+1:])
+		case len(f) >= 2 && strings.HasPrefix(f[0], "DATABASE_URL="):
+			bin := path.Base(f[1])
+			db, ok := databases[bin]
+			if !ok {
+				t.Errorf("%q: DATABASE_URL for %s, which is not a service", line, f[1])
+				continue
+			}
+			seen["host"]++
+			u, err := url.Parse(strings.Trim(strings.TrimPrefix(f[0], "DATABASE_URL="), `'"`))
+			if err != nil {
+				t.Errorf("%q: %v", line, err)
+				continue
+			}
+			password, _ := u.User.Password()
+			if u.Hostname() != "localhost" && u.Hostname() != "127.0.0.1" || u.Port() != pgPort ||
+				u.User.Username() != pgUser || password != env(pg, "POSTGRES_PASSWORD") ||
+				strings.TrimPrefix(u.Path, "/") != db {
+				t.Errorf("%q: DATABASE_URL is not the compose PostgreSQL as the host reaches it (localhost:%s, its user and password, database %s)", line, pgPort, db)
+			}
+			checkArgs(line, bin, f[2:])
+		}
+	}
+	for _, how := range []string{"exec", "run", "host"} {
+		if seen[how] == 0 {
+			t.Errorf("docs/docker-compose.md shows no operator command run with %s", how)
 		}
 	}
 }

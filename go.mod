@@ -2,6 +2,8 @@ module github.com/ordersonkafka/orders
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	github.com/caarlos0/env/v11 v11.4.2
 	github.com/compose-spec/compose-go/v2 v2.16.2
