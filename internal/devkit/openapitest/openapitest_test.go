@@ -135,13 +135,17 @@ func TestExchangesAreHeldToTheDocument(t *testing.T) {
 			for _, via := range []string{"Handler", "Transport"} {
 				f := &failures{TB: t}
 				contract := openapitest.Load(t, []byte(document))
-				client := http.DefaultClient
+				// Each server's own client: the subtests run in parallel, and
+				// another's srv.Close closes http.DefaultTransport's idle
+				// connections, which broke a request sent on one once.
 				var srv *httptest.Server
+				var client *http.Client
 				if via == "Handler" {
 					srv = httptest.NewServer(contract.Handler(f, tc.handler))
+					client = srv.Client()
 				} else {
 					srv = httptest.NewServer(tc.handler)
-					client = contract.Client(f)
+					client = &http.Client{Transport: contract.Transport(f, srv.Client().Transport)}
 				}
 				req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
 				if err != nil {
