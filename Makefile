@@ -5,7 +5,7 @@
 GO      ?= ./scripts/go
 PKGS    := ./...
 
-.PHONY: run run-fresh run-secure test schemas-check schemas-register bench-limit check build migrate bench bench-go fuzz clean
+.PHONY: run run-fresh run-secure test schemas-check schemas-register bench-limit bench-floor check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080);
 ##      its broker data, schemas and any PostgreSQL it started are kept in .playground/ across restarts
@@ -72,6 +72,14 @@ bench:
 BENCH_LIMIT_ARGS ?=
 bench-limit:
 	$(GO) run ./cmd/loadgen -limit $(BENCH_LIMIT_ARGS)
+
+## bench-floor: what the stack costs before the services' own work: the CPU per request of a bare
+##              net/http server decoding a place-order body, with one pgx INSERT per request and
+##              without it, open loop at 1,000 requests/s (order-api's rate under make bench).
+##              Needs PostgreSQL (-pg-url), not the playground. Override with BENCH_FLOOR_ARGS
+BENCH_FLOOR_ARGS ?=
+bench-floor:
+	$(GO) run ./cmd/loadgen -floor $(BENCH_FLOOR_ARGS)
 
 ## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora).
 ##       A failing input is saved under the package's testdata/fuzz/ and replayed by make test.

@@ -7,6 +7,7 @@
 //	loadgen [-url http://localhost:8080] [-consumer-url http://localhost:8082]
 //	        [-rate 500] [-concurrency 64] [-duration 60s] [-place-only] [-json]
 //	loadgen -limit [-concurrency 32] [-duration 20s] [-pg-url postgres://…] [-json]
+//	loadgen -floor [-rate 1000] [-duration 20s] [-pg-url postgres://…] [-json]
 //
 // The defaults are make bench's (and, with -limit, make bench-limit's), so
 // make bench BENCH_ARGS='-rate 250' changes the rate and keeps the rest.
@@ -56,6 +57,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if pgURL := os.Getenv(floorServerEnv); pgURL != "" {
+		if err := floorServer(pgURL); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen floor server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
@@ -72,6 +80,7 @@ type options struct {
 	json             bool
 	placeOnly        bool
 	limit            bool
+	floor            bool
 	pgURL            string
 }
 
@@ -89,18 +98,32 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 30*time.Second, "give up on a sampled change not visible after this long (counted as missing; at most 30s)")
 	fs.BoolVar(&o.json, "json", false, "print the report as one JSON object")
 	fs.BoolVar(&o.limit, "limit", false, "make bench-limit: a closed-loop place-only load through HTTP, then pgbench with the same statement, and their ratio")
+	fs.BoolVar(&o.floor, "floor", false, "make bench-floor: the CPU per request of a bare net/http server with one pgx INSERT per request, and without it, at -rate (default 1000) for -duration (default 20s) each")
 	fs.StringVar(&o.pgURL, "pg-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "with -limit: the PostgreSQL server pgbench runs on (a scratch database is made there and dropped)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.limit { // make bench-limit's defaults, for what the command line leaves out
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case o.limit && o.floor:
+		return o, errors.New("-limit and -floor are two benchmarks: pick one")
+	case o.limit: // make bench-limit's defaults, for what the command line leaves out
 		if !set["concurrency"] {
 			o.concurrency = 32
 		}
 		if !set["duration"] {
 			o.duration = 20 * time.Second
+		}
+	case o.floor: // make bench-floor's: order-api's request rate under make bench
+		if !set["rate"] {
+			o.rate = 1000
+		}
+		if !set["duration"] {
+			o.duration = 20 * time.Second
+		}
+		if o.rate == 0 {
+			return o, errors.New("-floor needs a -rate above 0")
 		}
 	}
 	switch {
@@ -132,6 +155,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if o.limit {
 		return runLimit(ctx, o, stdout)
+	}
+	if o.floor {
+		return runFloor(ctx, o, stdout)
 	}
 	g := newGenerator(o)
 	if err := g.preflight(ctx); err != nil {

@@ -165,6 +165,7 @@ func TestDefaultsAreTheBenchTargets(t *testing.T) {
 		{[]string{"-rate", "250"}, 250, 64, time.Minute},
 		{[]string{"-limit"}, 500, 32, 20 * time.Second}, // -limit ignores the rate: a closed loop
 		{[]string{"-limit", "-concurrency", "8"}, 500, 8, 20 * time.Second},
+		{[]string{"-floor"}, 1000, 64, 20 * time.Second},
 	} {
 		o, err := parse(c.args, io.Discard)
 		if err != nil {
@@ -183,6 +184,8 @@ func TestClearErrors(t *testing.T) {
 	}{
 		{[]string{"-url", "http://127.0.0.1:1", "-duration", "1s"}, "not reachable (is `make run` running?)"},
 		{[]string{"-concurrency", "0"}, "-concurrency must be at least 1"},
+		{[]string{"-floor", "-limit"}, "pick one"},
+		{[]string{"-floor", "-rate", "0"}, "-floor needs a -rate above 0"},
 		{[]string{"-e2e-sample", "2"}, "-e2e-sample must be within [0, 1]"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
