@@ -116,7 +116,7 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 	if err != nil {
 		return err
 	}
-	server, stopPG, err := devstack.EnsurePostgres(ctx, getenv, logf, st.path("postgres"))
+	server, stopPG, err := devstack.EnsurePostgres(ctx, getenv, logf, st.clusterDir())
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
@@ -30,8 +31,10 @@ func openState(dir string, fresh bool) (*state, error) {
 		return st, nil
 	}
 	if fresh {
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("-fresh: remove %s: %w", dir, err)
+		for _, d := range []string{dir, st.clusterDir()} {
+			if err := os.RemoveAll(d); err != nil {
+				return nil, fmt.Errorf("-fresh: remove %s: %w", d, err)
+			}
 		}
 	}
 	for _, kept := range []string{"kafka", "registry.json"} {
@@ -54,6 +57,11 @@ func (st *state) path(name string) string {
 	}
 	return filepath.Join(st.dir, name)
 }
+
+// clusterDir is where a PostgreSQL cluster the playground starts is kept:
+// in the state directory, unless the postgres user cannot reach it there
+// (see devstack.ClusterDir).
+func (st *state) clusterDir() string { return devstack.ClusterDir(st.path("postgres")) }
 
 // Summary is the banner's line about the state.
 func (st *state) Summary() string {

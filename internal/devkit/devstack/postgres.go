@@ -2,8 +2,11 @@ package devstack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -116,7 +119,12 @@ func startCluster(ctx context.Context, logf func(string, ...any), dir string, re
 		}
 		return "", nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Its parents stay reachable by others (the postgres user, when root
+	// runs this), the directory itself is the cluster's alone.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", nil, err
 	}
 	cleanup := func() {
@@ -204,6 +212,22 @@ func startCluster(ctx context.Context, logf func(string, ...any), dir string, re
 		logf("PostgreSQL on 127.0.0.1:%d, its data kept in %s", port, data)
 	}
 	return url, stop, nil
+}
+
+// ClusterDir is where a cluster kept for dir lives: dir itself, unless this
+// process is root and the postgres user, which runs the cluster, cannot
+// reach dir (a repository under /root, mode 0700): then a directory of
+// /var/tmp named after dir, which survives a reboot as dir would.
+func ClusterDir(dir string) string {
+	if dir == "" || os.Geteuid() != 0 {
+		return dir
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil || searchableByOthers(filepath.Dir(abs)) == nil {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join("/var/tmp", "orders-playground-"+hex.EncodeToString(sum[:6]), filepath.Base(abs))
 }
 
 // searchableByOthers checks that a user other than dir's owners can reach

@@ -155,17 +155,23 @@ func TestABrokerWithADataDirKeepsRecordsAndOffsets(t *testing.T) {
 	produceAndCommit(t, ctx, k, "b", "2")
 }
 
-// The cluster kept in a directory starts again with its databases.
+// The cluster kept in a directory starts again with its databases. The
+// directory is in t.TempDir, which is 0700: when the tests run as root, the
+// postgres user cannot reach it, and ClusterDir gives a directory of
+// /var/tmp instead, the same one each time.
 func TestAKeptClusterKeepsItsDatabases(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "postgres")
+	want := filepath.Join(t.TempDir(), "postgres")
+	dir := devstack.ClusterDir(want)
+	if dir != devstack.ClusterDir(want) {
+		t.Fatal("ClusterDir is not the same twice")
+	}
 	if os.Geteuid() == 0 {
-		// The postgres user runs it, and must reach the directory: t.TempDir
-		// makes the test's directory and its own 0700.
-		for _, d := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
+		if !strings.HasPrefix(dir, "/var/tmp/orders-playground-") {
+			t.Fatalf("as root, ClusterDir(%s) = %s, want a directory of /var/tmp the postgres user reaches", want, dir)
 		}
+		t.Cleanup(func() { os.RemoveAll(filepath.Dir(dir)) })
+	} else if dir != want {
+		t.Fatalf("ClusterDir(%s) = %s, want it unchanged", want, dir)
 	}
 	ctx := context.Background()
 	dsn, stop, err := devstack.StartKeptForTest(ctx, t.Logf, dir)
