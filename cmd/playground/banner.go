@@ -62,13 +62,13 @@ Pay it (use the id from the Location header), then read the projection:
   curl -s {{.Consumer}}/orders/<id>{{.Auth}}
 {{- if .Secure}}
 Read the dead-letter topic through the secured broker:
-  (set -a; . {{.Secure.EnvFile "order-consumer"}}; go run ./cmd/order-consumer dlq list)
+  make build; (set -a; . {{.Secure.EnvFile "order-consumer"}}; bin/order-consumer dlq list)
 {{- else}}
 Read the events (raw bytes; any Confluent Avro client decodes them with the registry above):
   kcat -b {{.Brokers}} -t {{.Topic}} -C -e -f '%p/%o key=%k headers=%h\n'
 Send a poison message (murmur2_random: kcat's default partitioner is not Kafka's), then see it in the dead-letter topic:
   echo 'not avro' | kcat -b {{.Brokers}} -t {{.Topic}} -P -X partitioner=murmur2_random -k some-order
-  go run ./cmd/order-consumer dlq list
+  bin/order-consumer dlq list                      (after make build)
 {{- end}}
 {{- if .Secure}}
 Metrics (open without a token, like /healthz and /readyz):

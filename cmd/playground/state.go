@@ -67,7 +67,7 @@ func (st *state) clusterDir() string { return devstack.ClusterDir(st.path("postg
 func (st *state) Summary() string {
 	switch {
 	case st.dir == "":
-		return "nothing is kept: everything is new and goes on exit"
+		return "no broker data, schemas or secrets kept: new each run, gone on exit (the databases are make run's)"
 	case st.resumed:
 		return "resumed from " + st.dir + " (broker data, committed offsets, schemas); make run-fresh starts over"
 	case st.fresh:
