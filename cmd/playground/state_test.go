@@ -139,6 +139,23 @@ func TestThePlaygroundKeepsItsStateAcrossARestart(t *testing.T) {
 	}
 	old := place()
 	payAndProject(old)
+	// The projection shows the change once its transaction commits; the
+	// offset is committed after that. Stop once it is, so that what the
+	// restart must keep is the committed offset (a stop in between would
+	// rightly redeliver the last batch, counted as duplicates).
+	stacktest.WaitFor(t, "the consumer's offsets committed (lag 0)", 30*time.Second, func() bool {
+		_, page := httpDo(t, "GET", consumer+"/metrics", "", false)
+		lag, seen := 0.0, false
+		for line := range strings.SplitSeq(page, "\n") {
+			if strings.HasPrefix(line, "consumer_lag{") {
+				var v float64
+				if _, err := fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v); err == nil {
+					lag, seen = lag+v, true
+				}
+			}
+		}
+		return seen && lag == 0
+	})
 	first.stop()
 
 	second := startPlayground(t, opts)
