@@ -44,6 +44,7 @@ type Store struct {
 	afterCommit func()
 	timeout     time.Duration
 	idemTTL     time.Duration
+	recent      *recentOrders // the orders last written here: a change skips its read
 }
 
 var _ order.Store = (*Store)(nil)
@@ -63,7 +64,8 @@ func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func(), idem
 	if idemTTL <= 0 {
 		idemTTL = DefaultIdempotencyKeyTTL
 	}
-	return &Store{pool: pool, places: &groupCommit{pool: pool}, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout, idemTTL: idemTTL}
+	return &Store{pool: pool, places: &groupCommit{pool: pool}, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout, idemTTL: idemTTL,
+		recent: newRecentOrders(recentOrdersMax)}
 }
 
 // bound limits how long one call waits for the database (pgdb.CallTimeout).
@@ -135,6 +137,7 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
 			return nil, false, fmt.Errorf("create order: %w", err)
 		}
+		s.recent.put(o)
 		s.afterCommit()
 		return nil, false, nil
 	}
@@ -171,6 +174,7 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 	if err := tx.Commit(ctx); err != nil {
 		return nil, false, fmt.Errorf("create order: commit: %w", err)
 	}
+	s.recent.put(o)
 	s.afterCommit()
 	return idem.Response, false, nil
 }
@@ -247,9 +251,13 @@ const maxChangeAttempts = 16
 // Update implements order.Store. It reads the order, lets fn change it, and
 // writes the change with its outbox row in one version-checked statement (two
 // round trips in all, no explicit transaction); if another change of the
-// order committed in between, it starts again from the new version. The
-// whole call, retries included, waits for the database at most
-// pgdb.CallTimeout.
+// order committed in between, it starts again from the new version. When this
+// store wrote the order last (placed or changed it), it first tries the
+// change on the order as written, without reading it: one round trip, and
+// anything else — a version the match refuses, fn refusing, another change
+// in between — goes the way above, from a read. fn may therefore be called
+// more than once, each time on a fresh copy. The whole call, retries
+// included, waits for the database at most pgdb.CallTimeout.
 func (s *Store) Update(ctx context.Context, id uuid.UUID, match order.VersionMatch, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
 	bctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -261,6 +269,11 @@ func (s *Store) Update(ctx context.Context, id uuid.UUID, match order.VersionMat
 }
 
 func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMatch, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
+	if o, ok := s.recent.get(id); ok && (match == nil || match(o.Version)) {
+		if changed, done, err := s.changeWritten(ctx, o, fn); done {
+			return changed, err
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		o, err := scanOrder(s.pool.QueryRow(ctx, selectOrderSQL, id))
 		if err != nil {
@@ -284,6 +297,7 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMat
 			return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
 		}
 		if n == 1 {
+			s.recent.put(o)
 			s.afterCommit()
 			return o, nil
 		}
@@ -291,6 +305,34 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMat
 			return order.Order{}, fmt.Errorf("update order %s: still changing concurrently after %d attempts", id, attempt)
 		}
 	}
+}
+
+// changeWritten tries fn's change on o, the order as this store last wrote
+// it, without reading it first. done is false when the change must be made
+// from a read instead: fn refused o (it may be stale), or the write changed
+// nothing (the order has moved on, or is gone). A database error is final,
+// as it would be for the write after a read.
+func (s *Store) changeWritten(ctx context.Context, o order.Order, fn func(*order.Order) (order.Event, error)) (changed order.Order, done bool, err error) {
+	read := o.Version
+	ev, err := fn(&o)
+	if err != nil {
+		return order.Order{}, false, nil
+	}
+	row, err := s.outboxRow(ev)
+	if err != nil {
+		return order.Order{}, false, nil
+	}
+	n, err := envelope.Insert(ctx, s.pool, changeSQL, row, o.ID, read, o.Status, o.Version, o.PaymentReference,
+		o.CancelReason, o.RefundReason, o.UpdatedAt)
+	if err != nil {
+		return order.Order{}, true, fmt.Errorf("update order %s: %w", o.ID, err)
+	}
+	if n != 1 {
+		return order.Order{}, false, nil
+	}
+	s.recent.put(o)
+	s.afterCommit()
+	return o, true, nil
 }
 
 // outboxRow encodes ev and returns its outbox row.
