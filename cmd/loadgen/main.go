@@ -190,7 +190,8 @@ type generator struct {
 	errs      map[string]int         // transport errors, by message
 	placed    atomic.Int64
 	late      atomic.Int64
-	e2eMiss   atomic.Int64
+	e2eMiss   atomic.Int64 // not visible at the consumer within -e2e-timeout
+	e2eRefuse atomic.Int64 // the consumer refused the read (503: too many waiting reads) or failed
 	e2eWG     sync.WaitGroup
 	rssMax    map[string]float64
 	rssErrors map[string]string
@@ -402,7 +403,11 @@ func (g *generator) sample(id string, version int64, rng *rand.Rand) {
 	accepted := time.Now()
 	g.e2eWG.Go(func() {
 		v, err := g.projected(id, version)
-		if err != nil || v < version {
+		if err != nil {
+			g.e2eRefuse.Add(1)
+			return
+		}
+		if v < version {
 			g.e2eMiss.Add(1)
 			return
 		}
@@ -519,6 +524,7 @@ type report struct {
 	HTTPByOp       map[string]latency        `json:"http_latency_by_operation"`
 	EndToEnd       latency                   `json:"end_to_end_latency"`
 	E2EMissing     int64                     `json:"end_to_end_missing"`
+	E2ERefused     int64                     `json:"end_to_end_refused"` // reads the consumer refused or that failed: not measured, not missing
 	E2ESample      float64                   `json:"end_to_end_sample"`
 	RSSMaxMiB      map[string]float64        `json:"rss_max_mib"`
 	RSSErrors      map[string]string         `json:"rss_errors,omitempty"`
@@ -544,6 +550,7 @@ func (g *generator) report(elapsed time.Duration) report {
 		HTTPByOp:        map[string]latency{},
 		EndToEnd:        summarize(g.e2eLat),
 		E2EMissing:      g.e2eMiss.Load(),
+		E2ERefused:      g.e2eRefuse.Load(),
 		E2ESample:       g.o.e2eSample,
 		RSSMaxMiB:       map[string]float64{},
 		RSSErrors:       g.rssErrors,
@@ -610,6 +617,9 @@ func (r report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  HTTP latency       %s\n", r.HTTP)
 	fmt.Fprintf(w, "  end-to-end latency %s (API response → same version at the consumer; %g of changes sampled; %d missing)\n",
 		r.EndToEnd, r.E2ESample, r.E2EMissing)
+	if r.E2ERefused > 0 {
+		fmt.Fprintf(w, "  end-to-end reads   %d refused or failed (503: more than HTTP_MAX_WAITING_READS waiting): not measured\n", r.E2ERefused)
+	}
 	names := make([]string, 0, len(r.RSSMaxMiB))
 	for n := range r.RSSMaxMiB {
 		names = append(names, n)

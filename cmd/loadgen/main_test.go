@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +99,8 @@ func TestReportMatchesWhatHappened(t *testing.T) {
 		}
 	}
 	// Every change was sampled, and every one became visible at the consumer.
-	if r.EndToEnd.Count != r.Requests || r.E2EMissing != 0 {
-		t.Errorf("end-to-end samples %d (missing %d) for %d accepted changes", r.EndToEnd.Count, r.E2EMissing, r.Requests)
+	if r.EndToEnd.Count != r.Requests || r.E2EMissing != 0 || r.E2ERefused != 0 {
+		t.Errorf("end-to-end samples %d (missing %d, refused %d) for %d accepted changes", r.EndToEnd.Count, r.E2EMissing, r.E2ERefused, r.Requests)
 	}
 	for _, svc := range []string{"order-api", "order-consumer"} {
 		if r.RSSMaxMiB[svc] <= 0 {
@@ -174,6 +178,41 @@ func TestDefaultsAreTheBenchTargets(t *testing.T) {
 		if o.rate != c.rate || o.concurrency != c.concurrency || o.duration != c.duration {
 			t.Errorf("%v: rate %v, concurrency %d, duration %s; want %v, %d, %s", c.args, o.rate, o.concurrency, o.duration, c.rate, c.concurrency, c.duration)
 		}
+	}
+}
+
+// A sampled read the consumer refuses (503 when HTTP_MAX_WAITING_READS are
+// already waiting) is counted as refused, not as a change missing from the
+// projection: the report must not suggest lost events when the consumer
+// only shed load. The consumer here is the real one behind a proxy that
+// refuses every waiting read.
+func TestRefusedReadsAreNotMissing(t *testing.T) {
+	s := startStack(t)
+	target, err := url.Parse(s.consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	shedding := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("min_version") {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many waiting reads", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer shedding.Close()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-url", s.api, "-consumer-url", shedding.URL,
+		"-rate", "0", "-concurrency", "2", "-duration", "1s", "-e2e-sample", "1", "-json"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests == 0 || r.E2ERefused != int64(r.Requests) || r.E2EMissing != 0 || r.EndToEnd.Count != 0 {
+		t.Errorf("%d changes, all sampled and refused: report says refused %d, missing %d, measured %d", r.Requests, r.E2ERefused, r.E2EMissing, r.EndToEnd.Count)
 	}
 }
 
