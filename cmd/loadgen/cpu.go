@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -32,29 +33,80 @@ func (g *generator) cpu() (cpuSnapshot, map[string]string) {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		snap["loadgen"] = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9 // the client's own share of the machine
 	}
-	if v, err := postgresCPU(); err != nil {
+	if err := g.pg.sample(); err != nil {
 		errs["postgresql"] = err.Error()
 	} else {
-		snap["postgresql"] = v
+		snap["postgresql"] = g.pg.total()
 	}
 	return snap, errs
+}
+
+// postgresTracker adds up the CPU of PostgreSQL's processes from its first
+// sample on, process by process, so that a process ending during the run
+// (another client's connection closing, a test database dropped) keeps the
+// CPU it was seen to use instead of taking it out of the sum: sampled each
+// second with the memory, a process loses at most its last second. A process
+// that starts during the run counts from its start.
+type postgresTracker struct {
+	mu      sync.Mutex
+	started bool
+	procs   map[int]*procCPU
+	reused  float64 // what processes whose PID was taken by a new one had used
+}
+
+type procCPU struct{ first, last float64 }
+
+func (t *postgresTracker) sample() error {
+	now, err := postgresProcs()
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.procs == nil {
+		t.procs = map[int]*procCPU{}
+	}
+	for pid, v := range now {
+		p, ok := t.procs[pid]
+		switch {
+		case !ok && t.started:
+			t.procs[pid] = &procCPU{first: 0, last: v}
+		case !ok:
+			t.procs[pid] = &procCPU{first: v, last: v}
+		case v < p.last: // the PID now names another process
+			t.reused += p.last - p.first
+			*p = procCPU{first: 0, last: v}
+		default:
+			p.last = v
+		}
+	}
+	t.started = true
+	return nil
+}
+
+// total is the CPU used since the first sample, in seconds.
+func (t *postgresTracker) total() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sum := t.reused
+	for _, p := range t.procs {
+		sum += p.last - p.first
+	}
+	return sum
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every
 // Linux architecture Go supports (sysconf(_SC_CLK_TCK) would need cgo).
 const clockTicks = 100
 
-// postgresCPU sums utime and stime of every process named postgres. A
-// process that exits during the run takes its CPU with it (the services'
-// pools keep their connections, so little is lost); one that starts is
-// counted from its start.
-func postgresCPU() (float64, error) {
+// postgresProcs reads utime and stime of every process named postgres, in
+// seconds, by PID.
+func postgresProcs() (map[int]float64, error) {
 	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil || len(stats) == 0 {
-		return 0, errors.New("no /proc to read PostgreSQL's CPU from (Linux only)")
+		return nil, errors.New("no /proc to read PostgreSQL's CPU from (Linux only)")
 	}
-	var ticks float64
-	found := false
+	procs := map[int]float64{}
 	for _, p := range stats {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -74,11 +126,14 @@ func postgresCPU() (float64, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		ticks += u + s
-		found = true
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		procs[pid] = (u + s) / clockTicks
 	}
-	if !found {
-		return 0, errors.New("no process named postgres visible on this machine (a remote server is not measured)")
+	if len(procs) == 0 {
+		return nil, errors.New("no process named postgres visible on this machine (a remote server is not measured)")
 	}
-	return ticks / clockTicks, nil
+	return procs, nil
 }
