@@ -27,6 +27,15 @@ func Positive(name string, d time.Duration) error {
 	return nil
 }
 
+// NotNegative refuses a negative duration; 0 is allowed (and means
+// something the variable's documentation says).
+func NotNegative(name string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%s=%s must not be negative", name, d)
+	}
+	return nil
+}
+
 // AtLeast refuses v below lowest; note explains lowest if it needs to.
 func AtLeast(name string, v, lowest int, note string) error {
 	if v < lowest {

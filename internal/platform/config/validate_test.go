@@ -184,9 +184,12 @@ func TestConfigInvalidSettingsAreRefusedNamingTheVariable(t *testing.T) {
 }
 
 // Every number and duration a service reads is refused when negative, and
-// every duration when zero (none has a meaning for 0: the components would
-// read it as their default). Found from the variables' defaults, so a
-// variable added later is covered too.
+// every duration when zero (0 has no meaning for them: the components would
+// read it as their default) but those of zeroMeans. Found from the
+// variables' defaults, so a variable added later is covered too.
+// zeroMeans are the durations whose 0 is a setting of its own, documented.
+var zeroMeans = map[string]string{"RELAY_RETENTION": "delete published rows at once"}
+
 func TestConfigEveryNegativeNumberAndDurationIsRefused(t *testing.T) {
 	for _, s := range services {
 		vars, err := s.vars()
@@ -198,6 +201,12 @@ func TestConfigEveryNegativeNumberAndDurationIsRefused(t *testing.T) {
 			var bad []string
 			if _, err := time.ParseDuration(v.Default); err == nil && v.Default != "0" {
 				bad = []string{"-1s", "0s"}
+				if zeroMeans[v.Name] != "" {
+					bad = []string{"-1s"}
+					if err := s.validate(t, map[string]string{v.Name: "0s"}, nil); err != nil {
+						t.Errorf("%s: %s=0s, which means %s, refused: %v", s.name, v.Name, zeroMeans[v.Name], err)
+					}
+				}
 			} else if isInteger(v.Default) {
 				bad = []string{"-1"}
 			}

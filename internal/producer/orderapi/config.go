@@ -44,7 +44,8 @@ type Config struct {
 	RelayPollInterval time.Duration `env:"RELAY_POLL_INTERVAL" envDefault:"1s"`
 	// RelayLockRetryInterval is how often a standby relay tries to take over.
 	RelayLockRetryInterval time.Duration `env:"RELAY_LOCK_RETRY_INTERVAL" envDefault:"1s"`
-	// RelayRetention is how long published outbox rows are kept before purge.
+	// RelayRetention is how long published outbox rows are kept before purge;
+	// 0 deletes each row as soon as Kafka acknowledged it (see outbox.Config).
 	RelayRetention time.Duration `env:"RELAY_RETENTION" envDefault:"24h"`
 	// RelayBackoffMin and RelayBackoffMax bound the retry delay of a failed batch.
 	RelayBackoffMin time.Duration `env:"RELAY_BACKOFF_MIN" envDefault:"100ms"`
@@ -66,7 +67,7 @@ func (c Config) Validate() error {
 		config.Positive("IDEMPOTENCY_KEY_TTL", c.IdempotencyKeyTTL),
 		config.Positive("RELAY_POLL_INTERVAL", c.RelayPollInterval),
 		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
-		config.Positive("RELAY_RETENTION", c.RelayRetention),
+		config.NotNegative("RELAY_RETENTION", c.RelayRetention),
 		config.Backoff("RELAY_BACKOFF_MIN", c.RelayBackoffMin, "RELAY_BACKOFF_MAX", c.RelayBackoffMax),
 	}, c.Common.Check()...)...)
 }

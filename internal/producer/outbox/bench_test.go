@@ -7,12 +7,20 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/producer/outbox"
 )
 
 // BenchmarkRelayDrain measures how fast one relay drains a backlog of
 // 100,000 outbox rows (real events, distinct keys) to the embedded broker:
-// read, frame, produce with acks=all, mark. Reported as events/s.
+// read, frame, produce with acks=all, mark — or, with retention=0
+// (RELAY_RETENTION=0), delete. Reported as events/s.
 func BenchmarkRelayDrain(b *testing.B) {
+	for _, retention := range []time.Duration{24 * time.Hour, 0} {
+		b.Run("retention="+retention.String(), func(b *testing.B) { relayDrain(b, retention) })
+	}
+}
+
+func relayDrain(b *testing.B, retention time.Duration) {
 	const backlog = 100_000
 	for range b.N {
 		b.StopTimer()
@@ -35,7 +43,7 @@ FROM generate_series(1, $3)`, payload, version, backlog)
 		}
 		b.StartTimer()
 		start := time.Now()
-		_, stop := h.relay()
+		_, stop := h.relay(func(c *outbox.Config) { c.Retention = retention })
 		for h.unpublished() > 0 {
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -397,12 +397,32 @@ func TestPurgeDeletesOnlyOldPublishedRows(t *testing.T) {
 	}
 }
 
+// With Retention 0 a row is deleted once Kafka acknowledged it, instead of
+// marked: every event is on the topic, each order's in version order, and
+// the outbox is empty.
+func TestWithRetentionZeroPublishedRowsAreDeleted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	n := h.orders(20)
+	h.relay(func(c *outbox.Config) { c.Retention = 0; c.BatchSize = 7 })
+	stacktest.WaitFor(t, "the outbox to empty", wait, func() bool { return h.count("SELECT count(*) FROM outbox") == 0 })
+	if _, seen := h.check(n); len(seen) != n {
+		t.Fatalf("%d distinct events on the topic, want %d", len(seen), n)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	err := outbox.Config{}.Validate()
-	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Framer", "BatchSize", "PollInterval", "Retention", "backoff"} {
+	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Framer", "BatchSize", "PollInterval", "backoff"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
 		}
+	}
+	if strings.Contains(err.Error(), "Retention") {
+		t.Errorf("Validate() = %v: a Retention of 0 (delete on publish) is valid", err)
+	}
+	if err := (outbox.Config{Retention: -time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "Retention must not be negative") {
+		t.Errorf("Validate() with a negative Retention = %v", err)
 	}
 }
 
