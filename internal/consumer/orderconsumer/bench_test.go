@@ -2,10 +2,14 @@ package orderconsumer_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
 
 // BenchmarkConsume measures order-consumer draining a backlog of 100,000
@@ -28,7 +32,10 @@ func BenchmarkConsume(b *testing.B) {
 		s.produce(batch...)
 		b.StartTimer()
 		start := time.Now()
-		c := s.start() // default CONSUMER_BATCH_SIZE (500)
+		// The service's default logging (LOG_LEVEL=info, JSON): the tests'
+		// logger keeps a debug line per event in memory, which is not what
+		// a deployment pays.
+		c := s.startWith(telemetry.Config{}, slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))) // default CONSUMER_BATCH_SIZE (500)
 		for c.svc.Consumer().Stats().Applied < 2*orders {
 			time.Sleep(5 * time.Millisecond)
 		}
