@@ -135,7 +135,7 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 	}
 	for _, u := range []string{ordersURL, projectionURL} {
 		if opts.fresh {
-			if err := dropDatabase(ctx, server, u); err != nil {
+			if err := dropDatabase(ctx, u); err != nil {
 				return err
 			}
 		}

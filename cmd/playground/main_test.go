@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,86 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// testOptions are the playground's options for a test: free ports, and
+// databases of its own named after name, dropped when t ends.
+func testOptions(t *testing.T, name string) options {
+	t.Helper()
+	suffix := fmt.Sprintf("%s_%d", name, time.Now().UnixNano())
+	opts := options{registryAddr: freeAddr(t), apiAddr: freeAddr(t), consumerAddr: freeAddr(t), issuer: "127.0.0.1:0",
+		ordersDB: "playground_" + suffix, projectionDB: "playground_projection_" + suffix}
+	t.Cleanup(func() {
+		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.ordersDB+" WITH (FORCE)")
+		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.projectionDB+" WITH (FORCE)")
+	})
+	return opts
+}
+
+// A running playground, started by a test.
+type playground struct {
+	banner *stacktest.Log
+	stop   func() // as Ctrl-C, failing t unless it stops cleanly; once, and at the latest when t ends
+}
+
+// startPlayground runs the playground with opts, on the tests' PostgreSQL
+// server, and returns once it printed its banner and both services are
+// ready; it fails t at once if the playground stops before.
+func startPlayground(t *testing.T, opts options) *playground {
+	t.Helper()
+	return startPlaygroundOn(t, opts, pgtest.ServerURL())
+}
+
+// startPlaygroundOn is startPlayground with DATABASE_URL set to databaseURL.
+func startPlaygroundOn(t *testing.T, opts options, databaseURL string) *playground {
+	t.Helper()
+	getenv := func(k string) string {
+		if k == "DATABASE_URL" {
+			return databaseURL
+		}
+		return os.Getenv(k)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &playground{banner: stacktest.NewLog(t)}
+	logs := stacktest.NewLog(t) // printed if the test fails
+	result := make(chan error, 1)
+	go func() { result <- run(ctx, opts, getenv, p.banner, logs) }()
+	p.stop = sync.OnceFunc(func() {
+		cancel()
+		select {
+		case err := <-result:
+			if err != nil {
+				t.Errorf("the playground after Ctrl-C: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("the playground did not stop")
+		}
+	})
+	t.Cleanup(p.stop)
+	running := func() {
+		select {
+		case err := <-result:
+			result <- err // for stop
+			t.Fatalf("the playground stopped before it was ready: %v", err)
+		default:
+		}
+	}
+	stacktest.WaitFor(t, "the banner", 60*time.Second, func() bool {
+		running()
+		return strings.Contains(p.banner.String(), "Ctrl-C stops everything")
+	})
+	for _, addr := range []string{opts.apiAddr, opts.consumerAddr} {
+		stacktest.WaitFor(t, addr+" to be ready", 60*time.Second, func() bool {
+			running()
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	}
+	return p
 }
 
 func freeAddr(t *testing.T) string {

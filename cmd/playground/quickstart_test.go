@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
-	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
 // The README's quickstart works as written: its block, run with bash against
@@ -30,44 +26,13 @@ func TestTheREADMEQuickstartWorksAsWritten(t *testing.T) {
 		t.Fatal("the quickstart test runs the README's block, which needs curl, not on PATH")
 	}
 
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
-	opts := options{state: t.TempDir(), registryAddr: "127.0.0.1:0", apiAddr: freeAddr(t), consumerAddr: freeAddr(t),
-		issuer: "127.0.0.1:0", ordersDB: "playground_quickstart_" + suffix, projectionDB: "playground_quickstart_projection_" + suffix}
-	t.Cleanup(func() {
-		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.ordersDB+" WITH (FORCE)")
-		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.projectionDB+" WITH (FORCE)")
-	})
+	opts := testOptions(t, "quickstart")
+	opts.state = t.TempDir()
 	script = pointAt(t, script, map[string]string{"localhost:8080": opts.apiAddr, "localhost:8082": opts.consumerAddr})
-
-	getenv := func(k string) string {
-		if k == "DATABASE_URL" {
-			return pgtest.ServerURL()
-		}
-		return os.Getenv(k)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	banner, logs := stacktest.NewLog(t), stacktest.NewLog(t) // printed if the test fails
-	result := make(chan error, 1)
-	go func() { result <- run(ctx, opts, getenv, banner, logs) }()
-	for _, addr := range []string{opts.apiAddr, opts.consumerAddr} {
-		stacktest.WaitFor(t, addr+" to be ready", 60*time.Second, func() bool {
-			select {
-			case err := <-result:
-				t.Fatalf("the playground stopped before it was ready: %v", err)
-			default:
-			}
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-	}
+	p := startPlayground(t, opts)
 
 	for i := 1; i <= 2; i++ {
-		rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+		rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmd := exec.CommandContext(rctx, bash, "--noprofile", "--norc", "-c", script)
 		// The APIs are on this machine: a proxy in the environment must not
 		// stand in between.
@@ -84,16 +49,7 @@ func TestTheREADMEQuickstartWorksAsWritten(t *testing.T) {
 				i, strings.Join(problems, "\n"), out, stderr.String(), strings.Join(want, "\n"))
 		}
 	}
-
-	cancel()
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatalf("the playground after Ctrl-C: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the playground did not stop")
-	}
+	p.stop() // and it stops cleanly after
 }
 
 // quickstart returns the README's quickstart: the first ```sh block after the

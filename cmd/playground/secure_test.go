@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
-	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 )
@@ -31,26 +29,10 @@ import (
 // its credentials; and the secrets' directory is gone once it stops.
 func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 	t.Parallel()
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
-	opts := options{secure: true, registryAddr: "127.0.0.1:0", apiAddr: freeAddr(t), consumerAddr: freeAddr(t),
-		issuer: "127.0.0.1:0", ordersDB: "playground_secure_" + suffix, projectionDB: "playground_secure_projection_" + suffix}
-	t.Cleanup(func() {
-		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.ordersDB+" WITH (FORCE)")
-		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.projectionDB+" WITH (FORCE)")
-	})
-	getenv := func(k string) string {
-		if k == "DATABASE_URL" {
-			return pgtest.ServerURL()
-		}
-		return os.Getenv(k)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	banner, logs := stacktest.NewLog(t), stacktest.NewLog(t)
-	result := make(chan error, 1)
-	go func() { result <- run(ctx, opts, getenv, banner, logs) }()
-	stacktest.WaitFor(t, "the banner", 60*time.Second, func() bool { return strings.Contains(banner.String(), "Ctrl-C stops everything") })
-	out := banner.String()
+	opts := testOptions(t, "secure")
+	opts.secure = true
+	p := startPlayground(t, opts)
+	out := p.banner.String()
 
 	token := regexp.MustCompile(`export TOKEN='([^']+)'`).FindStringSubmatch(out)
 	if token == nil {
@@ -62,16 +44,6 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 		t.Fatalf("the banner has %d curl commands, want place, pay and read:\n%s", len(cmds), out)
 	}
 	place, pay, read := cmds[0], cmds[1], cmds[2]
-	for _, addr := range []string{opts.apiAddr, opts.consumerAddr} {
-		stacktest.WaitFor(t, addr+" to be ready", 60*time.Second, func() bool {
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-	}
 
 	if st, _ := place.without("Authorization").do(t); st != 401 {
 		t.Fatalf("POST /orders without the token: %d, want 401: authentication is off", st)
@@ -105,7 +77,7 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer lcancel()
 	if entries, err := orderconsumer.ListDLQ(lctx, cfg, deadletter.Filter{}); err != nil || len(entries) != 0 {
 		t.Fatalf("dlq list with the written variables: %v %v", entries, err)
@@ -156,15 +128,7 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatalf("the playground after Ctrl-C: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the playground did not stop")
-	}
+	p.stop()
 	if _, err := os.Stat(filepath.Dir(envFile[1])); !os.IsNotExist(err) {
 		t.Errorf("the secrets' directory outlives the playground: %v", err)
 	}

@@ -77,14 +77,18 @@ func (st *state) Summary() string {
 	}
 }
 
-// dropDatabase drops the database dsn names on server, with its
-// connections, if it exists.
-func dropDatabase(ctx context.Context, server, dsn string) error {
-	name, err := pgdb.DatabaseName(dsn)
+// dropDatabase drops the database dsn names, with its connections, if it
+// exists, connecting to the server's "postgres" database to do so (server
+// may name the very database being dropped: DATABASE_URL=…/orders).
+func dropDatabase(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return err
+		return fmt.Errorf("-fresh: %w", err)
 	}
-	c, err := pgx.Connect(ctx, server)
+	name := cfg.Database
+	admin := cfg.Copy()
+	admin.Database = "postgres"
+	c, err := pgx.ConnectConfig(ctx, admin)
 	if err != nil {
 		return fmt.Errorf("-fresh: connect to PostgreSQL: %w", err)
 	}

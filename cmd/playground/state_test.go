@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,49 +17,6 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 )
-
-// A running playground, on its own ports and databases.
-type playground struct {
-	opts   options
-	banner *stacktest.Log
-	cancel context.CancelFunc
-	result chan error
-	stop   func() // as Ctrl-C; once
-}
-
-func startPlayground(t *testing.T, opts options) *playground {
-	t.Helper()
-	getenv := func(k string) string {
-		if k == "DATABASE_URL" {
-			return pgtest.ServerURL()
-		}
-		return os.Getenv(k)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &playground{opts: opts, banner: stacktest.NewLog(t), cancel: cancel, result: make(chan error, 1)}
-	logs := stacktest.NewLog(t)
-	go func() { p.result <- run(ctx, opts, getenv, p.banner, logs) }()
-	p.stop = sync.OnceFunc(func() {
-		p.cancel()
-		select {
-		case err := <-p.result:
-			if err != nil {
-				t.Errorf("the playground stopped with %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("the playground did not stop")
-		}
-	})
-	t.Cleanup(p.stop)
-	stacktest.WaitFor(t, "the banner", 60*time.Second, func() bool { return strings.Contains(p.banner.String(), "Ctrl-C stops everything") })
-	for _, addr := range []string{opts.apiAddr, opts.consumerAddr} {
-		stacktest.WaitFor(t, addr+" to be ready", 60*time.Second, func() bool {
-			st, _ := httpDo(t, "GET", "http://"+addr+"/readyz", "", false)
-			return st == 200
-		})
-	}
-	return p
-}
 
 func httpDo(t *testing.T, method, url, body string, failOnError bool) (int, string) {
 	t.Helper()
@@ -100,13 +56,8 @@ func metric(page, series string) string {
 // order goes all the way through. -fresh then starts with none of it.
 func TestThePlaygroundKeepsItsStateAcrossARestart(t *testing.T) {
 	t.Parallel()
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
-	opts := options{state: filepath.Join(t.TempDir(), "state"), registryAddr: freeAddr(t), apiAddr: freeAddr(t), consumerAddr: freeAddr(t),
-		ordersDB: "playground_state_" + suffix, projectionDB: "playground_state_projection_" + suffix}
-	t.Cleanup(func() {
-		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.ordersDB+" WITH (FORCE)")
-		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.projectionDB+" WITH (FORCE)")
-	})
+	opts := testOptions(t, "state")
+	opts.state = filepath.Join(t.TempDir(), "state")
 	// The broker's port must be the same across the restarts, as :9092 is.
 	opts.kafkaPort = freePort(t)
 	api, consumer := "http://"+opts.apiAddr, "http://"+opts.consumerAddr
@@ -201,8 +152,14 @@ func TestThePlaygroundKeepsItsStateAcrossARestart(t *testing.T) {
 	}
 	second.stop()
 
+	// -fresh, with DATABASE_URL naming the very database it drops: the
+	// drop goes through the server's postgres database.
 	opts.fresh = true
-	third := startPlayground(t, opts)
+	ordersURL, err := withDatabase(pgtest.ServerURL(), opts.ordersDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := startPlaygroundOn(t, opts, ordersURL)
 	if !strings.Contains(third.banner.String(), "State            started fresh") {
 		t.Fatalf("the -fresh banner does not say so:\n%s", third.banner)
 	}
