@@ -2,7 +2,7 @@ package outbox_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -13,13 +13,25 @@ import (
 	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/producer/outbox"
 )
 
 // One key's rows, more of them than kafka-go's default batch (100), are
-// published in their order even when the first produce request of the
-// cycle fails: each partition gets one batch per write, so nothing written
-// after the failed rows can land before their retry.
+// published in their order even when a produce request fails: each
+// partition gets one batch per write, so nothing written after the failed
+// rows can land before their retry. In batches of 40 the relay has read and
+// framed the next batch while the failing one was written (the pipeline):
+// that batch must still wait for the retry.
 func TestAFailedProduceKeepsOneKeysOrder(t *testing.T) {
+	for _, c := range []struct{ batch, failAt int }{{1000, 1}, {40, 1}, {40, 3}} {
+		t.Run(fmt.Sprintf("batch=%d,failing=%d", c.batch, c.failAt), func(t *testing.T) {
+			t.Parallel()
+			failedProduceKeepsOrder(t, c.batch, c.failAt)
+		})
+	}
+}
+
+func failedProduceKeepsOrder(t *testing.T, batch, failAt int) {
 	h := newHarness(t)
 	const rows = 250
 	enc, _ := eventcodec.NewEncoder()
@@ -40,12 +52,17 @@ FROM generate_series(1, $5) AS i ORDER BY i`, topic, []byte(ev.Order.ID.String()
 		t.Fatal(err)
 	}
 	failed := make(chan struct{})
+	produces := 0
 	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.KeepControl()
+		if produces++; produces < failAt {
+			return nil, nil, false
+		}
 		h.kafka.Cluster.DropControl()
 		close(failed)
-		return nil, errors.New("injected: the first produce request fails"), true
+		return nil, fmt.Errorf("injected: produce request %d fails", failAt), true
 	})
-	h.relay()
+	h.relay(func(c *outbox.Config) { c.BatchSize = batch })
 	select {
 	case <-failed:
 	case <-time.After(wait):

@@ -199,7 +199,7 @@ func New(cfg Config) (*Relay, error) {
 		// timeout only stops the writer from waiting for more messages
 		// that will not come (the relay writes synchronously, alone).
 		BatchTimeout:           time.Microsecond,
-		BatchSize:              cfg.BatchSize,                      // set to each write's size by publishBatch
+		BatchSize:              cfg.BatchSize,                      // set to each write's size by write
 		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
 		MaxAttempts:            1,                                  // the relay retries whole batches itself
 		WriteTimeout:           cfg.WriteTimeout,
@@ -305,16 +305,8 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	}()
 	var lastPurge time.Time
 	for {
-		// Drain: read (marking the batch before) until nothing is left; rows
-		// committed while a batch was written are picked up at once.
-		for {
-			n, err := r.publishBatch(ctx, conn, &acked)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
+		if err := r.drain(ctx, conn, &acked); err != nil {
+			return err
 		}
 		if r.cfg.Retention > 0 && time.Since(lastPurge) >= r.cfg.PurgeInterval {
 			r.purge(ctx, conn)
@@ -364,17 +356,18 @@ type row struct {
 	createdAt     time.Time
 }
 
-// selectBatchSQL marks the previous batch ($2, acknowledged by Kafka) and
-// reads the next one in one statement. The outer SELECT sees the snapshot
-// from before the UPDATE, hence the explicit exclusion of $2, written as
-// NOT IN (subquery) so PostgreSQL hashes it (id <> ALL($2) compared every
-// row with every id: 16% slower draining a backlog in batches of 1000).
+// selectBatchSQL marks the rows Kafka acknowledged ($2) and reads the next
+// batch in one statement, leaving out the batch being written to Kafka ($3).
+// The outer SELECT sees the snapshot from before the UPDATE, hence the
+// explicit exclusion of $2 too, written as NOT IN (subquery) so PostgreSQL
+// hashes it (id <> ALL($2) compared every row with every id: 16% slower
+// draining a backlog in batches of 1000).
 const selectBatchSQL = `
 WITH marked AS (
     UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[])
 )
 SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`
+FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
 
 const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
 
@@ -385,31 +378,93 @@ WITH deleted AS (
     DELETE FROM outbox WHERE id = ANY($2::bigint[])
 )
 SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`
+FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
 	deleteSQL = `DELETE FROM outbox WHERE id = ANY($1)`
 )
 
-// publishBatch marks the rows in *acked as published, reads the oldest
-// unpublished rows and publishes them, retrying each step until it succeeds,
-// and leaves their ids in *acked for the next call to mark. It returns how
-// many rows it published (0: the outbox is drained), or an error when ctx
-// ends or the lock connection is lost (leadership is gone).
-func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64) (int, error) {
-	var rows []row
-	if err := r.retry(ctx, conn, stepRead, func() error {
-		var err error
-		rows, err = r.readBatch(ctx, conn, *acked)
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	*acked = nil // marked by the read
-	if len(rows) == 0 {
-		return 0, nil
-	}
+// flight is a batch being written to Kafka by a goroutine of its own.
+type flight struct {
+	rows    []row
+	pending []kafka.Message // what is not acknowledged yet
+	done    chan error      // the first attempt's result
+}
 
+// ids returns the batch's outbox ids (nil for no flight).
+func (f *flight) ids() []int64 {
+	if f == nil {
+		return nil
+	}
+	ids := make([]int64, len(f.rows))
+	for i, rw := range f.rows {
+		ids[i] = rw.id
+	}
+	return ids
+}
+
+// drain publishes until the outbox is empty, as a pipeline: while one batch
+// is being written to Kafka, the next is read (marking the one before as
+// published, in the same statement) and framed. Writes stay one at a time,
+// in read order, and the next starts only once the last is acknowledged in
+// full, so a partition's order holds as it does without the pipeline. The
+// acknowledged rows are left in *acked, for the next read or the end of
+// leading to mark. It returns an error when ctx ends or the lock connection
+// is lost (leadership is gone), after the write in flight has ended.
+func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) (err error) {
+	var writing *flight
+	defer func() {
+		if writing == nil {
+			return
+		}
+		// A write under way is finished (it may already be at the broker)
+		// and, if acknowledged, marked when leading ends: never left for a
+		// next leader to publish again when it need not be.
+		if werr := <-writing.done; werr == nil {
+			*acked = append(*acked, r.written(writing)...)
+		}
+	}()
+	for {
+		var rows []row
+		if err := r.retry(ctx, conn, stepRead, func() error {
+			var err error
+			rows, err = r.readBatch(ctx, conn, *acked, writing.ids())
+			return err
+		}); err != nil {
+			return err
+		}
+		*acked = nil // marked by the read
+		msgs, err := r.frame(ctx, conn, rows)
+		if err != nil {
+			return err
+		}
+		wrote := writing != nil
+		if wrote {
+			werr := <-writing.done
+			if werr != nil {
+				werr = r.retryFrom(ctx, conn, stepWrite, werr, func() error { return r.write(ctx, writing) })
+			}
+			if werr != nil {
+				writing = nil // abandoned: the next leader publishes it again
+				return werr
+			}
+			*acked = r.written(writing)
+			writing = nil
+		}
+		if len(rows) == 0 {
+			if wrote {
+				continue // one more read marks what was just written
+			}
+			return nil
+		}
+		writing = &flight{rows: rows, pending: msgs, done: make(chan error, 1)}
+		go func(f *flight) { f.done <- r.write(ctx, f) }(writing)
+	}
+}
+
+// frame frames each row's payload with its schema ID, retrying while the
+// registry cannot be reached.
+func (r *Relay) frame(ctx context.Context, conn *pgx.Conn, rows []row) ([]kafka.Message, error) {
 	msgs := make([]kafka.Message, len(rows))
-	if err := r.retry(ctx, conn, stepFrame, func() error {
+	err := r.retry(ctx, conn, stepFrame, func() error {
 		for i, rw := range rows {
 			if msgs[i].Value != nil {
 				continue // framed on an earlier attempt
@@ -421,57 +476,56 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn, acked *[]int64
 			msgs[i] = message(rw, v)
 		}
 		return nil
-	}); err != nil {
-		return 0, err
-	}
+	})
+	return msgs, err
+}
 
-	pending := msgs
-	if err := r.retry(ctx, conn, stepWrite, func() error {
-		// A write under way finishes even if shutdown begins meanwhile: cut
-		// short, it may have reached the broker unacknowledged, and the
-		// next leader would publish its rows again. WriteTimeout bounds it.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout+time.Second)
-		defer cancel()
-		// kafka-go makes each partition's batch at the writer's BatchSize
-		// capacity (a Message is about 150 bytes): at RELAY_BATCH_SIZE, every
-		// write of a few rows allocated up to 150 KiB per partition, two
-		// thirds of order-api's allocated bytes and much of its GC. At the
-		// size of this write, no partition can get more than one batch, so a
-		// partial failure leaves each partition's order intact (see below).
-		// Only WriteMessages, on this goroutine, reads BatchSize (and Stats,
-		// which the relay never calls).
-		r.writer.BatchSize = len(pending)
-		start := time.Now()
-		err := r.writer.WriteMessages(wctx, pending...)
-		if err == nil {
-			r.metrics.write.Observe(time.Since(start).Seconds())
-		}
-		var werrs kafka.WriteErrors
-		if errors.As(err, &werrs) && len(werrs) == len(pending) {
-			// Keep only what failed: the rest is acknowledged, and its
-			// partitions' order is kept because each partition got one batch.
-			var failed []kafka.Message
-			for i, e := range werrs {
-				if e != nil {
-					failed = append(failed, pending[i])
-				}
-			}
-			pending = failed
-		}
-		return err
-	}); err != nil {
-		return 0, err
+// write makes one attempt to write what f has pending, and leaves pending
+// what failed.
+func (r *Relay) write(ctx context.Context, f *flight) error {
+	// A write under way finishes even if shutdown begins meanwhile: cut
+	// short, it may have reached the broker unacknowledged, and the next
+	// leader would publish its rows again. WriteTimeout bounds it.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout+time.Second)
+	defer cancel()
+	// kafka-go makes each partition's batch at the writer's BatchSize
+	// capacity (a Message is about 150 bytes): at RELAY_BATCH_SIZE, every
+	// write of a few rows allocated up to 150 KiB per partition, two thirds
+	// of order-api's allocated bytes and much of its GC. At the size of this
+	// write, no partition can get more than one batch, so a partial failure
+	// leaves each partition's order intact (see below). Only WriteMessages,
+	// called by one write at a time, reads BatchSize (and Stats, which the
+	// relay never calls).
+	r.writer.BatchSize = len(f.pending)
+	start := time.Now()
+	err := r.writer.WriteMessages(wctx, f.pending...)
+	if err == nil {
+		r.metrics.write.Observe(time.Since(start).Seconds())
 	}
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) && len(werrs) == len(f.pending) {
+		// Keep only what failed: the rest is acknowledged, and its
+		// partitions' order is kept because each partition got one batch.
+		var failed []kafka.Message
+		for i, e := range werrs {
+			if e != nil {
+				failed = append(failed, f.pending[i])
+			}
+		}
+		f.pending = failed
+	}
+	return err
+}
+
+// written records an acknowledged batch in the metrics and returns its ids.
+func (r *Relay) written(f *flight) []int64 {
 	now := time.Now()
-	ids := make([]int64, len(rows))
-	for i, rw := range rows {
-		ids[i] = rw.id
+	for _, rw := range f.rows {
 		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
 	}
-	*acked = ids
-	r.metrics.published.Add(float64(len(rows)))
-	r.metrics.batchSize.Observe(float64(len(rows)))
-	return len(rows), nil
+	r.metrics.published.Add(float64(len(f.rows)))
+	r.metrics.batchSize.Observe(float64(len(f.rows)))
+	return f.ids()
 }
 
 func message(rw row, value []byte) kafka.Message {
@@ -479,16 +533,20 @@ func message(rw row, value []byte) kafka.Message {
 }
 
 // readBatch marks acked as published and returns the oldest unpublished
-// rows, at most BatchSize of them and MaxBatchBytes in all.
-func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked []int64) ([]row, error) {
+// rows but those in flight, at most BatchSize of them and MaxBatchBytes in
+// all.
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64) ([]row, error) {
 	if acked == nil {
 		acked = []int64{}
+	}
+	if inFlight == nil {
+		inFlight = []int64{}
 	}
 	query := selectBatchSQL
 	if r.cfg.Retention == 0 {
 		query = selectBatchDeletingSQL
 	}
-	rs, err := conn.Query(ctx, query, r.cfg.BatchSize, acked)
+	rs, err := conn.Query(ctx, query, r.cfg.BatchSize, acked, inFlight)
 	if err != nil {
 		return nil, err
 	}
@@ -548,8 +606,16 @@ func (r *Relay) purge(ctx context.Context, conn *pgx.Conn) {
 // new attempt it checks the lock connection: if it is gone, so is leadership,
 // and the step is abandoned (the next leader redoes it).
 func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step func() error) error {
+	return r.retryFrom(ctx, conn, what, step(), step)
+}
+
+// retryFrom is retry for a step whose first attempt, made elsewhere, ended
+// with err.
+func (r *Relay) retryFrom(ctx context.Context, conn *pgx.Conn, what string, err error, step func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := step()
+		if attempt > 1 {
+			err = step()
+		}
 		if err == nil {
 			if attempt > 1 {
 				r.failing.Store(nil)
