@@ -361,3 +361,75 @@ func (f *flakyAfter) Apply(ctx context.Context, events []order.Event) ([]order.O
 	}
 	return f.projector.Apply(ctx, events)
 }
+
+// heldCommits is a reader whose commits wait until release is closed.
+type heldCommits struct {
+	*reader
+	release chan struct{}
+	begun   chan struct{} // one value as each commit begins
+}
+
+func (h *heldCommits) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
+	var offs []string
+	for _, m := range msgs {
+		offs = append(offs, fmt.Sprint(m.Offset))
+	}
+	h.tl.add("begin commit %s", strings.Join(offs, ","))
+	h.begun <- struct{}{}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.reader.CommitMessages(ctx, msgs...)
+}
+
+// While a batch's offsets are being committed, the next batch is fetched
+// and applied; its commit waits for the one before, so commits keep their
+// order and each still follows its batch's effect.
+func TestTheNextBatchIsAppliedWhileTheLastIsCommitted(t *testing.T) {
+	tl := &timeline{}
+	dec, msgs := fixture(t, "a", "b", "c")
+	r := &heldCommits{reader: &reader{tl: tl, msgs: make(chan kafka.Message, len(msgs))},
+		release: make(chan struct{}), begun: make(chan struct{}, 2)}
+	r.msgs <- msgs[0]
+	r.msgs <- msgs[1]
+	c := testConsumer(t, dec, &projector{tl: tl}, &dlq{tl: tl})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); c.loop(ctx, r) }()
+
+	select {
+	case <-r.begun: // the first batch's commit is held
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the first batch was never committed; steps: %s", tl)
+	}
+	r.msgs <- msgs[2]
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(tl.String(), "apply c") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the next batch was not applied while the last was committed; steps: %s", tl)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := r.commits(); len(got) != 0 {
+		t.Fatalf("committed %v while the first commit was held", got)
+	}
+	close(r.release)
+	for len(r.commits()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for both commits; steps: %s", tl)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	want := "apply a,b | begin commit 0,1 | apply c | commit 0,1 | begin commit 2 | commit 2"
+	if got := tl.String(); got != want {
+		t.Errorf("steps: %s\nwant:  %s", got, want)
+	}
+	if st := c.Stats(); st.Applied != 3 || st.Batches != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}

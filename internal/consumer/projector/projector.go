@@ -20,6 +20,9 @@
 //     comes out of sequence, data the database rejects) go to the DLQ byte
 //     for byte (invariant 6);
 //   - events keep their partition's order: a batch is applied in fetch order;
+//   - a batch's commit runs beside the next batch's fetch, decode and apply,
+//     never before its own batch's effect, and commits go one at a time, in
+//     order;
 //   - what arrives is bounded: the decoder checks every claimed length,
 //     header values used for tracing are length-checked text.
 package projector
@@ -187,10 +190,11 @@ type Consumer struct {
 	m     *Metrics
 	stats struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
 
-	mu       sync.Mutex
-	notReady error // the step of a batch being retried
-	fetchErr error // fetching failed (the group cannot join, the broker is down)
-	topicErr error // the topic does not exist, or cannot be checked
+	mu        sync.Mutex
+	notReady  error // the step of a batch being retried
+	commitErr error // the commit being retried
+	fetchErr  error // fetching failed (the group cannot join, the broker is down)
+	topicErr  error // the topic does not exist, or cannot be checked
 
 	logMu    sync.Mutex
 	lastLogs map[string]time.Time // kafka-go's error lines, for rate limiting
@@ -217,6 +221,8 @@ func (c *Consumer) Ready() error {
 	switch {
 	case c.notReady != nil:
 		return c.notReady
+	case c.commitErr != nil:
+		return c.commitErr
 	case c.fetchErr != nil:
 		return c.fetchErr
 	}
@@ -232,6 +238,14 @@ func (c *Consumer) setFetchErr(err error) {
 func (c *Consumer) setReady(err error) {
 	c.mu.Lock()
 	c.notReady = err
+	c.mu.Unlock()
+}
+
+// setCommitErr is setReady for commits, which run beside the next batch's
+// steps: each clears only its own failure.
+func (c *Consumer) setCommitErr(err error) {
+	c.mu.Lock()
+	c.commitErr = err
 	c.mu.Unlock()
 }
 
@@ -306,17 +320,34 @@ func (c *Consumer) consume(ctx context.Context) {
 
 // loop fetches and processes batches from r until ctx ends; the batch in
 // hand then is finished and committed (within ShutdownTimeout).
+//
+// It is a pipeline of two: a batch's offsets are committed by a goroutine of
+// their own while the next batch is fetched, decoded and applied. A commit
+// still follows its batch's effect (it starts only once the batch is
+// applied and its dead letters are durable), and commits go one at a time,
+// in order: the next batch's commit waits for the last one's.
 func (c *Consumer) loop(ctx context.Context, r Reader) {
+	var committing *commitFlight
+	defer func() { committing.wait() }()
 	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
 		if len(batch) > 0 {
 			// Finish the batch even if ctx ends now, within the shutdown bound.
 			bctx, cancel := c.batchContext(ctx)
-			err := c.process(bctx, r, batch)
-			cancel()
-			if err != nil {
-				c.log.Warn("batch abandoned; it will be redelivered", "messages", len(batch), "error", err)
+			items, start, perr := c.process(bctx, batch)
+			if cerr := committing.wait(); perr == nil && cerr != nil {
+				// Only a shutdown past its bound abandons a commit: this
+				// batch, applied, is redelivered with it (idempotently).
+				perr = errors.New("the batch before was not committed")
+			}
+			committing = nil
+			if perr != nil {
+				cancel()
+				c.finish(items, start, perr)
+				c.log.Warn("batch abandoned; it will be redelivered", "messages", len(batch), "error", perr)
+			} else {
+				committing = c.commit(bctx, cancel, r, batch, items, start)
 			}
 		}
 		if ctx.Err() != nil {
@@ -337,6 +368,38 @@ func (c *Consumer) loop(ctx context.Context, r Reader) {
 			return
 		}
 	}
+}
+
+// commitFlight is a batch whose offsets a goroutine is committing.
+type commitFlight struct{ done chan error }
+
+// wait returns the commit's result once it has ended (nil for no flight).
+func (f *commitFlight) wait() error {
+	if f == nil {
+		return nil
+	}
+	err := <-f.done
+	f.done <- err // for a later wait
+	return err
+}
+
+// commit commits the batch's offsets in a goroutine, retrying until it
+// succeeds or ctx ends, then records what became of its messages.
+func (c *Consumer) commit(ctx context.Context, cancel context.CancelFunc, r Reader, batch []kafka.Message, items []item, start time.Time) *commitFlight {
+	f := &commitFlight{done: make(chan error, 1)}
+	go func() {
+		defer cancel()
+		err := c.retry(ctx, DepCommit, func() error { return r.CommitMessages(ctx, batch...) })
+		if err == nil {
+			c.stats.batches.Add(1)
+			c.setCommitErr(nil)
+		} else {
+			c.log.Warn("batch abandoned; it will be redelivered", "messages", len(batch), "error", err)
+		}
+		c.finish(items, start, err)
+		f.done <- err
+	}()
+	return f
 }
 
 // watchTopic checks the topic's metadata until ctx ends, reporting the
@@ -451,16 +514,20 @@ type item struct {
 	span    trace.Span
 }
 
-// process decodes, applies, dead-letters and commits one batch, retrying
-// transient failures until they pass or ctx ends.
-func (c *Consumer) process(ctx context.Context, r Reader, batch []kafka.Message) (err error) {
-	start := time.Now()
-	items := make([]item, len(batch))
+// process decodes, applies and dead-letters one batch, retrying transient
+// failures until they pass or ctx ends; then the batch may be committed.
+func (c *Consumer) process(ctx context.Context, batch []kafka.Message) (items []item, start time.Time, err error) {
+	start = time.Now()
+	items = make([]item, len(batch))
 	for i, m := range batch {
 		items[i].msg = m
 		items[i].ctx, items[i].span = c.startSpan(ctx, m, start)
 	}
-	defer func() { c.finish(items, start, err) }()
+	return items, start, c.settleBatch(ctx, items)
+}
+
+// settleBatch is process's work: decode, apply, dead-letter.
+func (c *Consumer) settleBatch(ctx context.Context, items []item) error {
 	if err := c.retry(ctx, DepRegistry, func() error { return c.decode(ctx, items) }); err != nil {
 		return err
 	}
@@ -486,10 +553,6 @@ func (c *Consumer) process(ctx context.Context, r Reader, batch []kafka.Message)
 			}
 		}
 	}
-	if err := c.retry(ctx, DepCommit, func() error { return r.CommitMessages(ctx, batch...) }); err != nil {
-		return err
-	}
-	c.stats.batches.Add(1)
 	c.setReady(nil)
 	return nil
 }
@@ -663,7 +726,11 @@ func (c *Consumer) retry(ctx context.Context, dependency string, step func() err
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (while stopping: %v)", dependency, err, ctx.Err())
 		}
-		c.setReady(fmt.Errorf("%s: %w", dependency, err))
+		if dependency == DepCommit {
+			c.setCommitErr(fmt.Errorf("%s: %w", dependency, err))
+		} else {
+			c.setReady(fmt.Errorf("%s: %w", dependency, err))
+		}
 		c.stats.retries.Add(1)
 		c.m.retries.WithLabelValues(dependency).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
