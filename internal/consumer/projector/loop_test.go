@@ -433,3 +433,76 @@ func TestTheNextBatchIsAppliedWhileTheLastIsCommitted(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// failingCommits is a reader whose commits fail while fail is set.
+type failingCommits struct {
+	*reader
+	mu   sync.Mutex
+	fail bool
+}
+
+func (f *failingCommits) setFail(v bool) { f.mu.Lock(); f.fail = v; f.mu.Unlock() }
+
+func (f *failingCommits) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail {
+		return errTransient
+	}
+	return f.reader.CommitMessages(ctx, msgs...)
+}
+
+// A commit being retried beside the next batch's steps reports the consumer
+// not ready, naming the commit, until it succeeds; the batch after it,
+// applied meanwhile, does not clear that.
+func TestAFailingCommitReportsNotReadyUntilItPasses(t *testing.T) {
+	for _, long := range []bool{true, false} {
+		t.Run(fmt.Sprintf("backoff of a minute=%v", long), func(t *testing.T) {
+			tl := &timeline{}
+			dec, msgs := fixture(t, "a", "b")
+			r := &failingCommits{reader: &reader{tl: tl, msgs: make(chan kafka.Message, len(msgs))}, fail: true}
+			r.msgs <- msgs[0]
+			c := testConsumer(t, dec, &projector{tl: tl}, &dlq{tl: tl})
+			if long {
+				// One failed commit, then a minute's wait: the only thing
+				// that could make the consumer ready meanwhile is the batch
+				// applied after it.
+				c.cfg.BackoffMin, c.cfg.BackoffMax, c.cfg.ShutdownTimeout = time.Minute, time.Minute, time.Millisecond
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); c.loop(ctx, r) }()
+			defer func() { cancel(); <-done }()
+			until := func(what string, cond func() bool) {
+				t.Helper()
+				deadline := time.Now().Add(10 * time.Second)
+				for !cond() {
+					if time.Now().After(deadline) {
+						t.Fatalf("timed out waiting for %s; steps: %s; ready: %v", what, tl, c.Ready())
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			until("the commit to fail", func() bool { return c.Ready() != nil })
+			r.msgs <- msgs[1]
+			until("the next batch to be applied", func() bool { return strings.Contains(tl.String(), "apply b") })
+			if long {
+				// The next batch marks its own steps ready microseconds after
+				// its apply; look for a while longer than that.
+				for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+					if err := c.Ready(); err == nil || !strings.Contains(err.Error(), DepCommit) {
+						t.Fatalf("Ready() = %v while the commit waits to be retried, want it to name %q", err, DepCommit)
+					}
+				}
+				return
+			}
+			r.setFail(false)
+			until("both commits", func() bool { return len(r.commits()) == 2 })
+			until("ready again", func() bool { return c.Ready() == nil })
+			if want := "apply a | apply b | commit 0 | commit 1"; tl.String() != want {
+				t.Errorf("steps: %s\nwant:  %s", tl, want)
+			}
+		})
+	}
+}
