@@ -14,11 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/devkit/cpustat"
 )
 
 // -floor measures what this stack costs before any of the services' own
@@ -224,9 +225,7 @@ func floorServer(pgURL string) error {
 	mux.HandleFunc("POST /db", handler(true))
 	mux.HandleFunc("POST /nodb", handler(false))
 	mux.HandleFunc("GET /cpu", func(w http.ResponseWriter, _ *http.Request) {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		fmt.Fprintf(w, "%f", time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
+		fmt.Fprintf(w, "%f", cpustat.Self())
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

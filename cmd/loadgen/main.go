@@ -52,6 +52,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ordersonkafka/orders/internal/devkit/cpustat"
 )
 
 func main() {
@@ -194,7 +196,7 @@ type generator struct {
 	e2eRefuse atomic.Int64 // the consumer refused the read (503: too many waiting reads) or failed
 	e2eWG     sync.WaitGroup
 	rssMax    map[string]float64
-	pg        postgresTracker
+	pg        cpustat.PostgresTracker
 	rssErrors map[string]string
 }
 
@@ -457,7 +459,7 @@ func (g *generator) scrapeRSS(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		_ = g.pg.sample() // PostgreSQL's processes each second too (see postgresTracker); cpu reports a failure
+		_ = g.pg.Sample() // PostgreSQL's processes each second too (see cpustat.PostgresTracker); cpu reports a failure
 		for name, u := range targets {
 			v, err := residentMemory(g.client, u+"/metrics")
 			g.mu.Lock()

@@ -1,4 +1,4 @@
-package main
+package cpustat
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 // own) still counts, and the figure never goes down (it once came out
 // negative when other tests' backends ended during a run).
 func TestPostgresCPUKeepsWhatEndedProcessesUsed(t *testing.T) {
-	var tr postgresTracker
-	if err := tr.sample(); err != nil {
+	var tr PostgresTracker
+	if err := tr.Sample(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -32,10 +32,10 @@ func TestPostgresCPUKeepsWhatEndedProcessesUsed(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM generate_series(1, 5000000) g WHERE g % 7 = 0").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.sample(); err != nil {
+	if err := tr.Sample(); err != nil {
 		t.Fatal(err)
 	}
-	used := tr.total()
+	used := tr.Total()
 	if used < 0.05 {
 		t.Fatalf("PostgreSQL used %.3fs for a query over 5 million rows, want some", used)
 	}
@@ -43,7 +43,7 @@ func TestPostgresCPUKeepsWhatEndedProcessesUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		procs, err := postgresProcs()
+		procs, err := PostgresProcs()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,10 +55,10 @@ func TestPostgresCPUKeepsWhatEndedProcessesUsed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := tr.sample(); err != nil {
+	if err := tr.Sample(); err != nil {
 		t.Fatal(err)
 	}
-	if after := tr.total(); after < used {
+	if after := tr.Total(); after < used {
 		t.Errorf("PostgreSQL's CPU fell from %.3fs to %.3fs when a backend ended", used, after)
 	}
 }
