@@ -289,11 +289,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		if len(acked) > 0 {
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
 			defer cancel()
-			final := markSQL
-			if r.cfg.Retention == 0 {
-				final = deleteSQL
-			}
-			if _, err := r.cfg.Pool.Exec(mctx, final, acked); err != nil {
+			if _, err := r.cfg.Pool.Exec(mctx, r.finalMarkSQL(), acked); err != nil {
 				r.log.Warn("could not mark published rows; they will be published again", "rows", len(acked), "error", err)
 			}
 		}
@@ -395,6 +391,14 @@ FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[]
 
 const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
 
+// finalMarkSQL marks ($1) published rows outside a batch read.
+func (r *Relay) finalMarkSQL() string {
+	if r.cfg.Retention == 0 {
+		return deleteSQL
+	}
+	return markSQL
+}
+
 // With Retention 0, published rows are deleted instead of marked.
 const (
 	selectBatchDeletingSQL = `
@@ -410,6 +414,7 @@ FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[]
 type flight struct {
 	rows    []row
 	pending []kafka.Message // what is not acknowledged yet
+	more    bool            // the read that gave rows stopped at a limit: more may wait
 	done    chan error      // the first attempt's result
 }
 
@@ -425,15 +430,16 @@ func (f *flight) ids() []int64 {
 	return ids
 }
 
-// drain publishes until the outbox is empty, as a pipeline: while one batch
-// is being written to Kafka, the next is read (marking the one before as
-// published, in the same statement) and framed. Writes stay one at a time,
-// in read order, and the next starts only once the last is acknowledged in
-// full, so a partition's order holds as it does without the pipeline. The
-// acknowledged rows are left in *acked, for the next read or the end of
-// leading to mark. It returns an error when ctx ends or the lock connection
-// is lost (leadership is gone), after the write in flight has ended.
-func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) (err error) {
+// drain publishes until the outbox is empty. From a backlog it is a
+// pipeline: while one batch is being written to Kafka, the next is read
+// (marking the one before as published, in the same statement) and framed.
+// Writes stay one at a time, in read order, and the next starts only once
+// the last is acknowledged in full, so a partition's order holds as it does
+// without the pipeline. The acknowledged rows are left in *acked, for the
+// next read or the end of leading to mark. It returns an error when ctx
+// ends or the lock connection is lost (leadership is gone), after the write
+// in flight has ended; no new write starts once ctx has ended.
+func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error {
 	var writing *flight
 	defer func() {
 		if writing == nil {
@@ -446,62 +452,100 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) (err 
 			*acked = append(*acked, r.written(writing)...)
 		}
 	}()
+	// settle ends the write in flight, retrying it until Kafka acknowledged
+	// it, and leaves its ids in *acked.
+	settle := func() error {
+		f := writing
+		writing = nil
+		if f == nil {
+			return nil
+		}
+		err := <-f.done
+		if err != nil {
+			err = r.retryFrom(ctx, conn, stepWrite, err, func() error { return r.write(ctx, f) })
+		}
+		if err != nil {
+			return err // abandoned: the next leader publishes it again
+		}
+		*acked = append(*acked, r.written(f)...)
+		return nil
+	}
+	// step runs a step of the next batch; if it fails, the write in flight
+	// is settled before the step is retried, so that a failing broker is
+	// retried and reported as itself, not hidden behind an outage of the
+	// database or the registry. While the registry is out, the rows Kafka
+	// acknowledged are marked at once, as they were before the pipeline
+	// (the read that marks them comes only after the outage).
+	step := func(what string, run func() error) error {
+		err := run()
+		if err == nil {
+			return nil
+		}
+		if serr := settle(); serr != nil {
+			return serr
+		}
+		if what == stepFrame && len(*acked) > 0 {
+			if _, merr := conn.Exec(ctx, r.finalMarkSQL(), *acked); merr == nil {
+				*acked = nil
+			}
+		}
+		return r.retryFrom(ctx, conn, what, err, run)
+	}
 	for {
-		var rows []row
-		if err := r.retry(ctx, conn, stepRead, func() error {
+		if writing != nil && !writing.more {
+			// The batch in flight emptied the outbox when it was read:
+			// nothing to read ahead, and the next read is to mark it.
+			if err := settle(); err != nil {
+				return err
+			}
+		}
+		var (
+			rows []row
+			more bool
+		)
+		if err := step(stepRead, func() error {
 			var err error
-			rows, err = r.readBatch(ctx, conn, *acked, writing.ids())
+			rows, more, err = r.readBatch(ctx, conn, *acked, writing.ids())
 			return err
 		}); err != nil {
 			return err
 		}
 		*acked = nil // marked by the read
-		msgs, err := r.frame(ctx, conn, rows)
-		if err != nil {
+		msgs := make([]kafka.Message, len(rows))
+		if err := step(stepFrame, func() error { return r.frame(ctx, rows, msgs) }); err != nil {
 			return err
 		}
 		wrote := writing != nil
-		if wrote {
-			werr := <-writing.done
-			if werr != nil {
-				werr = r.retryFrom(ctx, conn, stepWrite, werr, func() error { return r.write(ctx, writing) })
-			}
-			if werr != nil {
-				writing = nil // abandoned: the next leader publishes it again
-				return werr
-			}
-			*acked = r.written(writing)
-			writing = nil
+		if err := settle(); err != nil {
+			return err
 		}
-		if len(rows) == 0 {
-			if wrote {
-				continue // one more read marks what was just written
-			}
+		switch {
+		case len(rows) == 0 && wrote:
+			continue // one more read marks what was just written
+		case len(rows) == 0:
 			return nil
+		case ctx.Err() != nil:
+			return ctx.Err() // stopping: read, never written, never marked
 		}
-		writing = &flight{rows: rows, pending: msgs, done: make(chan error, 1)}
+		writing = &flight{rows: rows, pending: msgs, more: more, done: make(chan error, 1)}
 		go func(f *flight) { f.done <- r.write(ctx, f) }(writing)
 	}
 }
 
-// frame frames each row's payload with its schema ID, retrying while the
-// registry cannot be reached.
-func (r *Relay) frame(ctx context.Context, conn *pgx.Conn, rows []row) ([]kafka.Message, error) {
-	msgs := make([]kafka.Message, len(rows))
-	err := r.retry(ctx, conn, stepFrame, func() error {
-		for i, rw := range rows {
-			if msgs[i].Value != nil {
-				continue // framed on an earlier attempt
-			}
-			v, err := r.cfg.Framer.Frame(ctx, rw.topic, rw.schemaVersion, rw.payload)
-			if err != nil {
-				return err
-			}
-			msgs[i] = message(rw, v)
+// frame frames each row's payload with its schema ID into msgs, keeping
+// what an earlier attempt framed.
+func (r *Relay) frame(ctx context.Context, rows []row, msgs []kafka.Message) error {
+	for i, rw := range rows {
+		if msgs[i].Value != nil {
+			continue
 		}
-		return nil
-	})
-	return msgs, err
+		v, err := r.cfg.Framer.Frame(ctx, rw.topic, rw.schemaVersion, rw.payload)
+		if err != nil {
+			return err
+		}
+		msgs[i] = message(rw, v)
+	}
+	return nil
 }
 
 // write makes one attempt to write what f has pending, and leaves pending
@@ -558,8 +602,8 @@ func message(rw row, value []byte) kafka.Message {
 
 // readBatch marks acked as published and returns the oldest unpublished
 // rows but those in flight, at most BatchSize of them and MaxBatchBytes in
-// all.
-func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64) ([]row, error) {
+// all, and whether it stopped at one of those limits (more may wait).
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64) ([]row, bool, error) {
 	if acked == nil {
 		acked = []int64{}
 	}
@@ -572,12 +616,13 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight [
 	}
 	rs, err := conn.Query(ctx, query, r.cfg.BatchSize, acked, inFlight)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rs.Close()
 	var (
 		out   []row
 		bytes int
+		more  bool
 	)
 	for rs.Next() {
 		var (
@@ -585,19 +630,26 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight [
 			headers []byte
 		)
 		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if rw.headers, err = envelope.KafkaHeaders(headers); err != nil {
-			return nil, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
+			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
 		}
 		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64
 		if len(out) > 0 && bytes+size > r.cfg.MaxBatchBytes {
-			break // the rest goes in the next batch, in order
+			more = true // the rest goes in the next batch, in order
+			break
 		}
 		bytes += size
 		out = append(out, rw)
 	}
-	return out, rs.Err()
+	// Close reads the statement to its end: only then is the mark known to
+	// have committed.
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, more || len(out) == r.cfg.BatchSize, nil
 }
 
 const purgeSQL = `

@@ -2,9 +2,11 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -501,6 +503,11 @@ func TestCommitsWakeTheRelay(t *testing.T) {
 func TestTheBatchReadWalksTheQueueIndexInOrder(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
+	// No autoanalyze between the writes and the plans (this test's own
+	// database): the situation is a table PostgreSQL has not analyzed.
+	if _, err := h.db.Pool.Exec(ctx, `ALTER TABLE outbox SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.db.Pool.Exec(ctx, `
 INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
 SELECT gen_random_uuid(), 'order-events', convert_to(gen_random_uuid()::text, 'UTF8'), decode(repeat('ab', 150), 'hex'), 1,
@@ -541,4 +548,122 @@ SELECT gen_random_uuid(), 'order-events', convert_to(gen_random_uuid()::text, 'U
 	if !strings.Contains(p, "Index Scan using outbox_unpublished") || strings.Contains(p, "Bitmap") || strings.Contains(p, "Sort") {
 		t.Fatalf("the relay's batch read is not an ordered scan of outbox_unpublished:\n%s", p)
 	}
+}
+
+// countingFramer counts the rows framed and keeps the context of the last.
+type countingFramer struct {
+	outbox.Framer
+	mu   sync.Mutex
+	n    int
+	last context.Context
+}
+
+func (f *countingFramer) Frame(ctx context.Context, topic string, version int, payload []byte) ([]byte, error) {
+	f.mu.Lock()
+	f.n++
+	f.last = ctx
+	f.mu.Unlock()
+	return f.Framer.Frame(ctx, topic, version, payload)
+}
+
+// A relay stopping while a write is in flight finishes that write and marks
+// its rows, but starts no other: the batch it read ahead meanwhile is left
+// unmarked, for the next leader.
+func TestAStoppingRelayStartsNoNewWrite(t *testing.T) {
+	h := newHarness(t)
+	h.orders(20) // 30 events: a backlog of 6 batches
+	const batch = 5
+	var produces atomic.Int32
+	held, release := make(chan struct{}), make(chan struct{})
+	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.KeepControl()
+		if produces.Add(1) == 1 {
+			close(held) // the first write waits at the broker (one of its partitions' requests)
+			select {
+			case <-release:
+			case <-time.After(wait):
+			}
+		}
+		return nil, nil, false
+	})
+	fr := &countingFramer{}
+	_, stop := h.relay(func(c *outbox.Config) { c.BatchSize = batch; fr.Framer = c.Framer; c.Framer = fr })
+	select {
+	case <-held:
+	case <-time.After(wait):
+		t.Fatal("the relay never produced")
+	}
+	var ctx context.Context
+	stacktest.WaitFor(t, "the next batch read ahead and framed", wait, func() bool {
+		fr.mu.Lock()
+		defer fr.mu.Unlock()
+		ctx = fr.last
+		return fr.n >= 2*batch
+	})
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	<-ctx.Done() // the stop has begun
+	close(release)
+	<-stopped
+	if msgs := kafkatest.MustReadAll(t, h.kafka.Brokers()[0], topic); len(msgs) != batch {
+		t.Fatalf("%d events on the topic, want the first batch's %d: the relay wrote the batch it read ahead after it was told to stop", len(msgs), batch)
+	}
+	if got := h.count("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"); got != batch {
+		t.Fatalf("%d rows marked published, want the %d of the acknowledged write", got, batch)
+	}
+}
+
+// failingFramer fails every frame while failing is set.
+type failingFramer struct {
+	outbox.Framer
+	failing atomic.Bool
+}
+
+func (f *failingFramer) Frame(ctx context.Context, topic string, version int, payload []byte) ([]byte, error) {
+	if f.failing.Load() {
+		return nil, errors.New("injected: the registry cannot be reached")
+	}
+	return f.Framer.Frame(ctx, topic, version, payload)
+}
+
+// When the registry fails while the next batch is framed, the batch written
+// before it is still marked published during the outage (not held until the
+// registry is back, to be published again if the relay dies meanwhile), and
+// everything is published once the registry answers again.
+func TestARegistryOutageDoesNotHoldTheLastBatchUnmarked(t *testing.T) {
+	h := newHarness(t)
+	n := h.orders(20) // 30 events: a backlog of 6 batches
+	const batch = 5
+	fr := &failingFramer{}
+	h.relay(func(c *outbox.Config) {
+		c.BatchSize = batch
+		fr.Framer = c.Framer
+		c.Framer = &onFrame{Framer: fr, at: batch + 1, do: func() { fr.failing.Store(true) }}
+	})
+	stacktest.WaitFor(t, "the first batch marked while the registry fails", wait, func() bool {
+		return h.count("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == batch
+	})
+	if !fr.failing.Load() || h.unpublished() != n-batch {
+		t.Fatalf("failing %v, %d rows unpublished: want the registry failing and all but the first batch unpublished", fr.failing.Load(), h.unpublished())
+	}
+	fr.failing.Store(false)
+	h.waitAllPublished()
+	if _, seen := h.check(n); len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
+
+// onFrame calls do once, just before the at-th row is framed.
+type onFrame struct {
+	outbox.Framer
+	at    int32
+	calls atomic.Int32
+	do    func()
+}
+
+func (f *onFrame) Frame(ctx context.Context, topic string, version int, payload []byte) ([]byte, error) {
+	if f.calls.Add(1) == f.at {
+		f.do()
+	}
+	return f.Framer.Frame(ctx, topic, version, payload)
 }
