@@ -356,8 +356,8 @@ func prepareSession(ctx context.Context, conn *pgx.Conn) error {
 	// steady flow), the planner prefers a bitmap scan and a sort, which
 	// flag nothing and visit every dead entry's heap page on every read:
 	// measured at 500 orders/s, 27 ms per read of about 28 rows (26,000
-	// dead entries, autovacuum not yet come), and the relay did nothing
-	// else. With those plans off on this connection, a read took about
+	// dead entries, nothing vacuumed or analyzed yet), and the relay did
+	// nothing else. With those plans off on this connection, a read took about
 	// 0.5 ms: end-to-end p50 38 → 10 ms, PostgreSQL's CPU per order 40%
 	// lower (docs/performance.md).
 	if _, err := conn.Exec(ctx, "SET enable_bitmapscan = off; SET enable_seqscan = off"); err != nil {
