@@ -237,6 +237,18 @@ func runLoop(t *testing.T, c *Consumer, r Reader, what string, until func() bool
 	<-done
 }
 
+// waitUntil waits up to 20s for cond, failing with what and the steps so far.
+func waitUntil(t *testing.T, tl *timeline, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; steps: %s", what, tl)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestTheLoopCommitsOnlyAfterTheEffect(t *testing.T) {
 	tl := &timeline{}
 	dec, msgs := fixture(t, "a", "b", "c")
@@ -406,23 +418,12 @@ func TestTheNextBatchIsAppliedWhileTheLastIsCommitted(t *testing.T) {
 		t.Fatalf("the first batch was never committed; steps: %s", tl)
 	}
 	r.msgs <- msgs[2]
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(tl.String(), "apply c") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the next batch was not applied while the last was committed; steps: %s", tl)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, tl, "the next batch applied while the last is committed", func() bool { return strings.Contains(tl.String(), "apply c") })
 	if got := r.commits(); len(got) != 0 {
 		t.Fatalf("committed %v while the first commit was held", got)
 	}
 	close(r.release)
-	for len(r.commits()) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for both commits; steps: %s", tl)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, tl, "both commits", func() bool { return len(r.commits()) == 3 })
 	cancel()
 	<-done
 	want := "apply a,b | begin commit 0,1 | apply c | commit 0,1 | begin commit 2 | commit 2"
@@ -474,19 +475,9 @@ func TestAFailingCommitReportsNotReadyUntilItPasses(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); c.loop(ctx, r) }()
 			defer func() { cancel(); <-done }()
-			until := func(what string, cond func() bool) {
-				t.Helper()
-				deadline := time.Now().Add(10 * time.Second)
-				for !cond() {
-					if time.Now().After(deadline) {
-						t.Fatalf("timed out waiting for %s; steps: %s; ready: %v", what, tl, c.Ready())
-					}
-					time.Sleep(time.Millisecond)
-				}
-			}
-			until("the commit to fail", func() bool { return c.Ready() != nil })
+			waitUntil(t, tl, "the commit to fail", func() bool { return c.Ready() != nil })
 			r.msgs <- msgs[1]
-			until("the next batch to be applied", func() bool { return strings.Contains(tl.String(), "apply b") })
+			waitUntil(t, tl, "the next batch to be applied", func() bool { return strings.Contains(tl.String(), "apply b") })
 			if long {
 				// The next batch marks its own steps ready microseconds after
 				// its apply; look for a while longer than that.
@@ -498,8 +489,8 @@ func TestAFailingCommitReportsNotReadyUntilItPasses(t *testing.T) {
 				return
 			}
 			r.setFail(false)
-			until("both commits", func() bool { return len(r.commits()) == 2 })
-			until("ready again", func() bool { return c.Ready() == nil })
+			waitUntil(t, tl, "both commits", func() bool { return len(r.commits()) == 2 })
+			waitUntil(t, tl, "ready again", func() bool { return c.Ready() == nil })
 			if want := "apply a | apply b | commit 0 | commit 1"; tl.String() != want {
 				t.Errorf("steps: %s\nwant:  %s", tl, want)
 			}
