@@ -12,7 +12,7 @@ import (
 var files embed.FS
 
 // Orders returns the migrations of order-api's database (orders, outbox,
-// idempotency keys).
+// its archive of published rows, idempotency keys).
 func Orders() fs.FS { return sub("orders") }
 
 // Projection returns the migrations of order-consumer's database (the order

@@ -16,7 +16,7 @@ func TestMigrateIsIdempotentAndCreatesTables(t *testing.T) {
 	if err := pgdbMigrate(ctx, db.URL); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	for _, table := range []string{"orders", "outbox", "idempotency_keys"} {
+	for _, table := range []string{"orders", "outbox", "outbox_published", "idempotency_keys"} {
 		var n int
 		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_name = $1", table).Scan(&n); err != nil {
 			t.Fatal(err)

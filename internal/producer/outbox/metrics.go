@@ -87,7 +87,7 @@ func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.backlo
 
 const backlogSQL = `
 SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-FROM outbox WHERE published_at IS NULL`
+FROM outbox`
 
 func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.scrapeTimeout)

@@ -53,8 +53,8 @@ const DefaultLockKey int64 = 0x6f7574626f78 // "outbox"
 // takes the default named when zero.
 type Config struct {
 	// DatabaseURL opens the relay's dedicated connection, which holds the
-	// advisory lock, LISTENs for new rows and reads, marks and purges the
-	// outbox (with synchronous_commit off: see lead). Required.
+	// advisory lock, LISTENs for new rows and reads, marks (moves) and
+	// purges the outbox (with synchronous_commit off: see lead). Required.
 	DatabaseURL string
 	// Pool writes the last marks when leading ends (the dedicated
 	// connection, which runs the batch queries, may be gone). Required.
@@ -79,12 +79,11 @@ type Config struct {
 	// LockRetryInterval is how often a standby tries to take the lock.
 	// Required.
 	LockRetryInterval time.Duration
-	// Retention is how long published rows are kept. 0 deletes each row
-	// once Kafka acknowledged it, in place of marking it: no trail of what
-	// was published, and less work for PostgreSQL per row (a mark writes a
-	// new version of the row and its index entries; a delete writes
-	// neither): the mark-and-read statement takes about a third of the
-	// time, and a backlog drained 1.5 to 2.5 times as fast (docs/performance.md).
+	// Retention is how long published rows are kept in outbox_published,
+	// where the batch read moves them. 0 deletes each row once Kafka
+	// acknowledged it, in place of moving it: no trail of what was
+	// published, and a backlog drained about 1.5 times as fast
+	// (docs/performance.md).
 	Retention time.Duration
 	// PurgeInterval is how often the leader deletes rows past Retention.
 	// Default 1m.
@@ -348,18 +347,15 @@ func prepareSession(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
 		return fmt.Errorf("set synchronous_commit: %w", err)
 	}
-	// The batch read must walk outbox_unpublished in id order and stop at
-	// its LIMIT. Each mark leaves the partial index an entry for the old,
-	// now dead, row version until vacuum; an ordered index scan flags those
-	// it passes as dead, so the next scans skip them. But when it expects
-	// fewer unpublished rows than the LIMIT (a table not analyzed yet, a
-	// steady flow), the planner prefers a bitmap scan and a sort, which
-	// flag nothing and visit every dead entry's heap page on every read:
-	// measured at 500 orders/s, 27 ms per read of about 28 rows (26,000
-	// dead entries, nothing vacuumed or analyzed yet), and the relay did
-	// nothing else. With those plans off on this connection, a read took about
-	// 0.5 ms: end-to-end p50 38 → 10 ms, PostgreSQL's CPU per order 40%
-	// lower (docs/performance.md).
+	// The batch read must walk the outbox's primary key in id order and
+	// stop at its LIMIT. Expecting few rows (a table analyzed while it held
+	// few), the planner prefers a sequential scan and a sort, which read
+	// every page, dead rows included, on every read; before migration 00004
+	// it chose a bitmap scan of the queue's partial index, which visited
+	// every dead entry's heap page: measured at 500 orders/s, 27 ms per read
+	// of about 28 rows, and the relay did nothing else. With those plans off
+	// on this connection, a read took about 0.5 ms: end-to-end p50 38 → 10
+	// ms, PostgreSQL's CPU per order 40% lower (docs/performance.md).
 	if _, err := conn.Exec(ctx, "SET enable_bitmapscan = off; SET enable_seqscan = off"); err != nil {
 		return fmt.Errorf("set the relay's plans: %w", err)
 	}
@@ -376,20 +372,30 @@ type row struct {
 	createdAt     time.Time
 }
 
-// selectBatchSQL marks the rows Kafka acknowledged ($2) and reads the next
-// batch in one statement, leaving out the batch being written to Kafka ($3).
-// The outer SELECT sees the snapshot from before the UPDATE, hence the
-// explicit exclusion of $2 too, written as NOT IN (subquery) so PostgreSQL
-// hashes it (id <> ALL($2) compared every row with every id: 16% slower
-// draining a backlog in batches of 1000).
+// selectBatchSQL moves the rows Kafka acknowledged ($2) to outbox_published
+// and reads the next batch in one statement, leaving out the batch being
+// written to Kafka ($3). The outer SELECT sees the snapshot from before the
+// DELETE, hence the explicit exclusion of $2 too, written as NOT IN
+// (subquery) so PostgreSQL hashes it (id <> ALL($2) compared every row with
+// every id: 16% slower draining a backlog in batches of 1000).
 const selectBatchSQL = `
-WITH marked AS (
-    UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[])
+WITH moved AS (
+    DELETE FROM outbox WHERE id = ANY($2::bigint[])
+    RETURNING id, event_id, topic, message_key, payload, schema_version, headers, created_at
+), archived AS (
+    INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
+    SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved
 )
 SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
+FROM outbox WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
 
-const markSQL = `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`
+const markSQL = `
+WITH moved AS (
+    DELETE FROM outbox WHERE id = ANY($1::bigint[])
+    RETURNING id, event_id, topic, message_key, payload, schema_version, headers, created_at
+)
+INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved`
 
 // finalMarkSQL marks ($1) published rows outside a batch read.
 func (r *Relay) finalMarkSQL() string {
@@ -399,14 +405,14 @@ func (r *Relay) finalMarkSQL() string {
 	return markSQL
 }
 
-// With Retention 0, published rows are deleted instead of marked.
+// With Retention 0, published rows are deleted instead of kept.
 const (
 	selectBatchDeletingSQL = `
 WITH deleted AS (
     DELETE FROM outbox WHERE id = ANY($2::bigint[])
 )
 SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
+FROM outbox WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
 	deleteSQL = `DELETE FROM outbox WHERE id = ANY($1)`
 )
 
@@ -653,8 +659,8 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight [
 }
 
 const purgeSQL = `
-DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT 5000)`
+DELETE FROM outbox_published WHERE id IN (
+    SELECT id FROM outbox_published WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT 5000)`
 
 // purge deletes published rows past retention in chunks, so one purge never
 // holds a long transaction. Failures are logged and retried next interval.
