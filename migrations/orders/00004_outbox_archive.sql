@@ -1,12 +1,18 @@
 -- +goose Up
 -- Published rows move out of the outbox, into outbox_published, in the
 -- relay's batch statement. The outbox then holds only what is not published
--- yet: the relay's read walks no trail of published rows' dead index entries
--- (before, each mark left one in the queue's partial index until vacuum,
--- and a read passed every one of them), autovacuum keeps the small table
--- clean, and moving a row (a delete and an insert into a table with two
--- indexes) costs PostgreSQL about half what marking it did (an update
--- writing a new version and an entry in each of three indexes).
+-- yet, plus the dead rows of what moved until vacuum removes them: small
+-- enough for autovacuum to keep clean (before, a day of marked rows stayed,
+-- and each mark left a dead entry in the queue's partial index that every
+-- read passed until vacuum), and moving a row (a delete and an insert into
+-- a table with two indexes) costs PostgreSQL about half what marking it did
+-- (an update writing a new version and an entry in each of three indexes).
+--
+-- No relay may mark rows while they move: an old replica's mark between
+-- the copy and the delete would be lost (its row deleted unarchived, or
+-- left unmarked and published again). The lock waits for marks under way
+-- and holds new writes to the outbox until this migration commits.
+LOCK TABLE outbox IN SHARE ROW EXCLUSIVE MODE;
 CREATE TABLE outbox_published (
     id             bigint      PRIMARY KEY,
     event_id       uuid        NOT NULL,

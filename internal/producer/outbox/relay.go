@@ -374,7 +374,9 @@ type row struct {
 
 // selectBatchSQL moves the rows Kafka acknowledged ($2) to outbox_published
 // and reads the next batch in one statement, leaving out the batch being
-// written to Kafka ($3). The outer SELECT sees the snapshot from before the
+// written to Kafka ($3). An archived row with the same id (the outbox's
+// sequence reset by hand) is replaced: publishing must not stop on the
+// trail. The outer SELECT sees the snapshot from before the
 // DELETE, hence the explicit exclusion of $2 too, written as NOT IN
 // (subquery) so PostgreSQL hashes it (id <> ALL($2) compared every row with
 // every id: 16% slower draining a backlog in batches of 1000).
@@ -385,6 +387,9 @@ WITH moved AS (
 ), archived AS (
     INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
     SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved
+    ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, topic = excluded.topic, message_key = excluded.message_key,
+        payload = excluded.payload, schema_version = excluded.schema_version, headers = excluded.headers,
+        created_at = excluded.created_at, published_at = excluded.published_at
 )
 SELECT id, topic, message_key, payload, schema_version, headers, created_at
 FROM outbox WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
@@ -395,7 +400,10 @@ WITH moved AS (
     RETURNING id, event_id, topic, message_key, payload, schema_version, headers, created_at
 )
 INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved`
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved
+ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, topic = excluded.topic, message_key = excluded.message_key,
+    payload = excluded.payload, schema_version = excluded.schema_version, headers = excluded.headers,
+    created_at = excluded.created_at, published_at = excluded.published_at`
 
 // finalMarkSQL marks ($1) published rows outside a batch read.
 func (r *Relay) finalMarkSQL() string {

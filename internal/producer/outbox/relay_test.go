@@ -675,3 +675,24 @@ func (f *onFrame) Frame(ctx context.Context, topic string, version int, payload 
 	}
 	return f.Framer.Frame(ctx, topic, version, payload)
 }
+
+// An archived row with the id of a row still to publish (the outbox's
+// sequence reset by hand, as TRUNCATE … RESTART IDENTITY does) does not
+// stop the relay: the row is published and replaces it in the archive.
+func TestAnArchivedIDDoesNotStopTheRelay(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.db.Pool.Exec(context.Background(), `
+INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
+VALUES (1, gen_random_uuid(), 'order-events', 'old', '\x00', 1, '{}', now() - interval '1 day', now() - interval '1 day')`); err != nil {
+		t.Fatal(err)
+	}
+	n := h.orders(2) // 3 events, ids 1 to 3
+	h.relay()
+	h.waitAllPublished()
+	if _, seen := h.check(n); len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+	if kept := h.count("SELECT count(*) FROM outbox_published WHERE message_key <> 'old'"); kept != n {
+		t.Fatalf("%d rows archived, want all %d, the old row with id 1 replaced", kept, n)
+	}
+}
