@@ -523,16 +523,11 @@ func (c *Consumer) process(ctx context.Context, batch []kafka.Message) (items []
 		items[i].msg = m
 		items[i].ctx, items[i].span = c.startSpan(ctx, m, start)
 	}
-	return items, start, c.settleBatch(ctx, items)
-}
-
-// settleBatch is process's work: decode, apply, dead-letter.
-func (c *Consumer) settleBatch(ctx context.Context, items []item) error {
 	if err := c.retry(ctx, DepRegistry, func() error { return c.decode(ctx, items) }); err != nil {
-		return err
+		return items, start, err
 	}
 	if err := c.retry(ctx, DepDatabase, func() error { return c.apply(ctx, items) }); err != nil {
-		return err
+		return items, start, err
 	}
 	var dead []DeadLetter
 	for _, it := range items {
@@ -542,7 +537,7 @@ func (c *Consumer) settleBatch(ctx context.Context, items []item) error {
 	}
 	if len(dead) > 0 {
 		if err := c.retry(ctx, DepDLQ, func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
-			return err
+			return items, start, err
 		}
 		c.stats.deadLettered.Add(int64(len(dead)))
 		for _, it := range items {
@@ -554,7 +549,7 @@ func (c *Consumer) settleBatch(ctx context.Context, items []item) error {
 		}
 	}
 	c.setReady(nil)
-	return nil
+	return items, start, nil
 }
 
 // decode fills in each item's event, or its dead letter for permanent

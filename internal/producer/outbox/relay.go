@@ -290,11 +290,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		if len(acked) > 0 {
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.WriteTimeout)
 			defer cancel()
-			_, err := r.cfg.Pool.Exec(mctx, r.finalMarkSQL(), acked)
-			if archiveConflict(err) {
-				_, err = r.cfg.Pool.Exec(mctx, replacing(r.finalMarkSQL()), acked)
-			}
-			if err != nil {
+			if err := r.mark(mctx, r.cfg.Pool, acked); err != nil {
 				r.log.Warn("could not mark published rows; they will be published again", "rows", len(acked), "error", err)
 			}
 		}
@@ -422,12 +418,20 @@ func archiveConflict(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "outbox_published_pkey"
 }
 
-// finalMarkSQL marks ($1) published rows outside a batch read.
-func (r *Relay) finalMarkSQL() string {
+// mark marks ids published outside a batch read, on db (the lock
+// connection, or the pool once leading ends).
+func (r *Relay) mark(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, ids []int64) error {
 	if r.cfg.Retention == 0 {
-		return deleteSQL
+		_, err := db.Exec(ctx, deleteSQL, ids)
+		return err
 	}
-	return markSQL
+	_, err := db.Exec(ctx, markSQL, ids)
+	if archiveConflict(err) {
+		_, err = db.Exec(ctx, replacing(markSQL), ids)
+	}
+	return err
 }
 
 // With Retention 0, published rows are deleted instead of kept.
@@ -515,14 +519,8 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		if serr := settle(); serr != nil {
 			return serr
 		}
-		if what == stepFrame && len(*acked) > 0 {
-			_, merr := conn.Exec(ctx, r.finalMarkSQL(), *acked)
-			if archiveConflict(merr) {
-				_, merr = conn.Exec(ctx, replacing(r.finalMarkSQL()), *acked)
-			}
-			if merr == nil {
-				*acked = nil
-			}
+		if what == stepFrame && len(*acked) > 0 && r.mark(ctx, conn, *acked) == nil {
+			*acked = nil
 		}
 		return r.retryFrom(ctx, conn, what, err, run)
 	}

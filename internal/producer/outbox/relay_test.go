@@ -696,3 +696,49 @@ VALUES (1, gen_random_uuid(), 'order-events', 'old', '\x00', 1, '{}', now() - in
 		t.Fatalf("%d rows archived, want all %d, the old row with id 1 replaced", kept, n)
 	}
 }
+
+// The relay's database connection dying while a batch is at the broker and
+// the next was read ahead (a database restart, a killed backend), and that
+// batch's write then failing, loses nothing: leadership ends with neither
+// batch marked, the relay connects again, takes the lock back and
+// publishes everything; the price is at most duplicates.
+func TestTheDatabaseConnectionDyingMidPipelineLosesNothing(t *testing.T) {
+	h := newHarness(t)
+	n := h.orders(20) // 30 events: a backlog of 6 batches
+	const batch = 5
+	held, release := make(chan struct{}), make(chan struct{})
+	var produces atomic.Int32
+	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.KeepControl()
+		if produces.Add(1) == 1 {
+			close(held)
+			select {
+			case <-release:
+			case <-time.After(wait):
+			}
+			return nil, errors.New("injected: the held produce fails"), true
+		}
+		return nil, nil, false
+	})
+	fr := &countingFramer{}
+	h.relay(func(c *outbox.Config) { c.BatchSize = batch; fr.Framer = c.Framer; c.Framer = fr })
+	select {
+	case <-held:
+	case <-time.After(wait):
+		t.Fatal("the relay never produced")
+	}
+	stacktest.WaitFor(t, "the next batch read ahead and framed", wait, func() bool {
+		fr.mu.Lock()
+		defer fr.mu.Unlock()
+		return fr.n >= 2*batch
+	})
+	// The backend holding the relay's advisory lock is the relay's connection.
+	if got := h.count(`SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); got != 1 {
+		t.Fatalf("terminated %d relay connections, want 1", got)
+	}
+	close(release)
+	h.waitAllPublished()
+	if _, seen := h.check(n); len(seen) != n {
+		t.Fatalf("%d distinct events, want %d", len(seen), n)
+	}
+}
