@@ -574,28 +574,11 @@ func (f *countingFramer) Frame(ctx context.Context, topic string, version int, p
 	return f.Framer.Frame(ctx, topic, version, payload)
 }
 
-// A relay stopping while a write is in flight finishes that write and marks
-// its rows, but starts no other: the batch it read ahead meanwhile is left
-// unmarked, for the next leader.
-func TestAStoppingRelayStartsNoNewWrite(t *testing.T) {
-	h := newHarness(t)
-	h.orders(20) // 30 events: a backlog of 6 batches
-	const batch = 5
-	var produces atomic.Int32
-	held, release := make(chan struct{}), make(chan struct{})
-	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-		h.kafka.Cluster.KeepControl()
-		if produces.Add(1) == 1 {
-			close(held) // the first write waits at the broker (one of its partitions' requests)
-			select {
-			case <-release:
-			case <-time.After(wait):
-			}
-		}
-		return nil, nil, false
-	})
-	fr := &countingFramer{}
-	_, stop := h.relay(func(c *outbox.Config) { c.BatchSize = batch; fr.Framer = c.Framer; c.Framer = fr })
+// readAhead waits until the relay's first write is held at the broker and
+// the batch after it was read ahead and framed; it returns the context of
+// the last frame (the relay's).
+func (f *countingFramer) readAhead(t *testing.T, held <-chan struct{}, batch int) context.Context {
+	t.Helper()
 	select {
 	case <-held:
 	case <-time.After(wait):
@@ -603,11 +586,48 @@ func TestAStoppingRelayStartsNoNewWrite(t *testing.T) {
 	}
 	var ctx context.Context
 	stacktest.WaitFor(t, "the next batch read ahead and framed", wait, func() bool {
-		fr.mu.Lock()
-		defer fr.mu.Unlock()
-		ctx = fr.last
-		return fr.n >= 2*batch
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		ctx = f.last
+		return f.n >= 2*batch
 	})
+	return ctx
+}
+
+// holdFirstProduce makes the broker hold the first produce request (one
+// partition's share of the relay's first write, which holds the write) until
+// release is closed, then answer it with err, or normally when err is nil.
+// The returned channel closes when that request arrives.
+func (h *harness) holdFirstProduce(release <-chan struct{}, err error) <-chan struct{} {
+	held := make(chan struct{})
+	var produces atomic.Int32
+	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.KeepControl()
+		if produces.Add(1) != 1 {
+			return nil, nil, false
+		}
+		close(held)
+		select {
+		case <-release:
+		case <-time.After(wait):
+		}
+		return nil, err, err != nil
+	})
+	return held
+}
+
+// A relay stopping while a write is in flight finishes that write and marks
+// its rows, but starts no other: the batch it read ahead meanwhile is left
+// unmarked, for the next leader.
+func TestAStoppingRelayStartsNoNewWrite(t *testing.T) {
+	h := newHarness(t)
+	h.orders(20) // 30 events: a backlog of 6 batches
+	const batch = 5
+	release := make(chan struct{})
+	held := h.holdFirstProduce(release, nil)
+	fr := &countingFramer{}
+	_, stop := h.relay(func(c *outbox.Config) { c.BatchSize = batch; fr.Framer = c.Framer; c.Framer = fr })
+	ctx := fr.readAhead(t, held, batch)
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
 	<-ctx.Done() // the stop has begun
@@ -706,32 +726,11 @@ func TestTheDatabaseConnectionDyingMidPipelineLosesNothing(t *testing.T) {
 	h := newHarness(t)
 	n := h.orders(20) // 30 events: a backlog of 6 batches
 	const batch = 5
-	held, release := make(chan struct{}), make(chan struct{})
-	var produces atomic.Int32
-	h.kafka.Cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-		h.kafka.Cluster.KeepControl()
-		if produces.Add(1) == 1 {
-			close(held)
-			select {
-			case <-release:
-			case <-time.After(wait):
-			}
-			return nil, errors.New("injected: the held produce fails"), true
-		}
-		return nil, nil, false
-	})
+	release := make(chan struct{})
+	held := h.holdFirstProduce(release, errors.New("injected: the held produce fails"))
 	fr := &countingFramer{}
 	h.relay(func(c *outbox.Config) { c.BatchSize = batch; fr.Framer = c.Framer; c.Framer = fr })
-	select {
-	case <-held:
-	case <-time.After(wait):
-		t.Fatal("the relay never produced")
-	}
-	stacktest.WaitFor(t, "the next batch read ahead and framed", wait, func() bool {
-		fr.mu.Lock()
-		defer fr.mu.Unlock()
-		return fr.n >= 2*batch
-	})
+	fr.readAhead(t, held, batch)
 	// The backend holding the relay's advisory lock is the relay's connection.
 	if got := h.count(`SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); got != 1 {
 		t.Fatalf("terminated %d relay connections, want 1", got)
