@@ -77,15 +77,15 @@ func checkLists(fsys fs.FS) (map[string][]string, error) {
 }
 
 // TestStatusChecksAreTheDomainLists keeps the CHECK constraints of both
-// databases equal to order.Statuses (and order.EventTypes, for any column
+// databases equal to order.Standard.Statuses() (and order.Standard.EventTypes(), for any column
 // named event_type that is checked): a new status the database would
 // refuse fails here, not in production.
 func TestStatusChecksAreTheDomainLists(t *testing.T) {
 	var statuses, types []string
-	for _, s := range order.Statuses {
+	for _, s := range order.Standard.Statuses() {
 		statuses = append(statuses, string(s))
 	}
-	for _, e := range order.EventTypes {
+	for _, e := range order.Standard.EventTypes() {
 		types = append(types, string(e))
 	}
 	for db, c := range map[string]struct {

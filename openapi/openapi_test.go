@@ -64,7 +64,7 @@ func TestDocumentsAreValidOpenAPI31(t *testing.T) {
 func TestDocumentsSpeakTheDomainsVocabulary(t *testing.T) {
 	t.Parallel()
 	var want []string
-	for _, s := range order.Statuses {
+	for _, s := range order.Standard.Statuses() {
 		want = append(want, string(s))
 	}
 	for _, d := range documents {

@@ -12,8 +12,9 @@ import (
 )
 
 // What an event must be for a consumer to accept it: one the API could have
-// written. CheckEvent applies the same rules the API applies to requests
-// (NewOrder.Validate, Change.Validate), plus what the state machine implies.
+// written. Machine.CheckEvent applies the same rules the API applies to
+// requests (NewOrder.Validate, Change.Validate), plus what the state machine
+// implies.
 
 // EventRule names a rule an event can break. The names are stable: they end
 // the dead-letter class of a refused event ("order.InvalidEvent.KeyMismatch").
@@ -29,8 +30,8 @@ const (
 	// (PLACED → placed, PAID → paid, REFUNDED → refunded, CANCELLED → cancelled).
 	RuleTypeStatusMismatch EventRule = "TypeStatusMismatch"
 	// RuleVersionStatusMismatch: the version is the one the status implies
-	// (placed 1, paid and cancelled 2, refunded 3): in this state machine the
-	// version counts the transitions that lead to a status.
+	// (Machine.Version; in Standard placed 1, paid and cancelled 2, refunded
+	// 3): a status is reached by one path, and the version counts it.
 	RuleVersionStatusMismatch EventRule = "VersionStatusMismatch"
 	// RuleInvalidOrder: the order's fields obey the rules a request must obey
 	// (NewOrder.Validate, Change.Validate), and carry only the details its
@@ -77,58 +78,11 @@ func (e *EventError) Error() string {
 // Class is the stable name of the refusal, for dead-letter headers and metrics.
 func (e *EventError) Class() string { return "order.InvalidEvent." + string(e.Rule) }
 
-// The state machine read backwards: the status each event type leads to, the
-// status it follows (none for PLACED), the version each status is at and the
-// actions on the path to it, which say which details (payment reference,
-// reasons) an order in that status can carry.
-var (
-	eventStatus   = map[EventType]Status{EventPlaced: StatusPlaced}
-	eventFollows  = map[EventType]Status{}
-	statusVersion = map[Status]int64{StatusPlaced: 1}
-	statusPath    = map[Status][]Action{StatusPlaced: nil}
-)
-
-// PathTo returns the actions that take a placed order to s, in order, and
-// false if no transition leads to s.
-func PathTo(s Status) ([]Action, bool) {
-	p, ok := statusPath[s]
-	return slices.Clone(p), ok
-}
-
-func init() {
-	// Walk the transitions from placed; every status is reached by exactly
-	// one path, so its depth is its version.
-	for frontier := []Status{StatusPlaced}; len(frontier) > 0; {
-		from := frontier[0]
-		frontier = frontier[1:]
-		for a, t := range transitions[from] {
-			eventStatus[t.event], eventFollows[t.event] = t.to, from
-			statusVersion[t.to] = statusVersion[from] + 1
-			statusPath[t.to] = append(slices.Clone(statusPath[from]), a)
-			frontier = append(frontier, t.to)
-		}
-	}
-}
-
-// Version returns the version an order in status s is at, or 0 for an
-// unknown status.
-func (s Status) Version() int64 { return statusVersion[s] }
-
-// Status returns the status an event of type t leads to, or "" for an
-// unknown type.
-func (t EventType) Status() Status { return eventStatus[t] }
-
-// Follows returns the status an order is in before an event of type t, and
-// false for PLACED (which follows nothing) or an unknown type.
-func (t EventType) Follows() (Status, bool) {
-	s, ok := eventFollows[t]
-	return s, ok
-}
-
 // CheckEvent returns nil if ev, delivered with message key key, is an event
-// the API could have written, and an *EventError naming the first rule it
-// breaks otherwise. now is the checker's clock, for RuleImplausibleTime.
-func CheckEvent(ev Event, key []byte, now time.Time) error {
+// the API running m could have written, and an *EventError naming the first
+// rule it breaks otherwise. now is the checker's clock, for
+// RuleImplausibleTime.
+func (m *Machine) CheckEvent(ev Event, key []byte, now time.Time) error {
 	o := ev.Order
 	fail := func(rule EventRule, format string, args ...any) error {
 		return &EventError{Rule: rule, Detail: fmt.Sprintf(format, args...)}
@@ -136,14 +90,14 @@ func CheckEvent(ev Event, key []byte, now time.Time) error {
 	if !isKeyOf(key, o.ID) {
 		return fail(RuleKeyMismatch, "message key %s is not order_id %s", Quote(string(key), 64), o.ID)
 	}
-	want := ev.Type.Status()
+	want := m.EventStatus(ev.Type)
 	if want == "" {
 		return fail(RuleTypeStatusMismatch, "unknown event type %s", Quote(string(ev.Type), 32))
 	}
 	if o.Status != want {
 		return fail(RuleTypeStatusMismatch, "a %s event leaves the order %s, not %s", ev.Type, want, Quote(string(o.Status), 32))
 	}
-	if v := o.Status.Version(); o.Version != v {
+	if v := m.Version(o.Status); o.Version != v {
 		return fail(RuleVersionStatusMismatch, "an order that is %s is at version %d, not %d", o.Status, v, o.Version)
 	}
 	var ve ValidationError
@@ -156,13 +110,14 @@ func CheckEvent(ev Event, key []byte, now time.Time) error {
 	if err := (NewOrder{CustomerID: o.CustomerID, Currency: o.Currency, Items: o.Items}).Validate(); err != nil {
 		ve.Fields = append(ve.Fields, err.(*ValidationError).Fields...)
 	}
+	path := m.path[o.Status]
 	details := []struct {
 		field, value string
 		allowed      bool
 	}{
-		{"payment_reference", o.PaymentReference, slices.Contains(statusPath[o.Status], ActionPay)},
-		{"cancel_reason", o.CancelReason, slices.Contains(statusPath[o.Status], ActionCancel)},
-		{"refund_reason", o.RefundReason, slices.Contains(statusPath[o.Status], ActionRefund)},
+		{"payment_reference", o.PaymentReference, slices.Contains(path, ActionPay)},
+		{"cancel_reason", o.CancelReason, slices.Contains(path, ActionCancel)},
+		{"refund_reason", o.RefundReason, slices.Contains(path, ActionRefund)},
 	}
 	for _, d := range details {
 		switch {

@@ -2,9 +2,12 @@
 // the events each accepted transition produces. It imports nothing of ours and
 // no driver; adapters (HTTP, PostgreSQL, Kafka) depend on it, never the reverse.
 //
-// Guarantees: an Order only changes through Apply, every accepted transition
-// increments Version by exactly one (1 on Place) and yields exactly one Event
-// carrying the order's full state after the change.
+// Guarantees: an Order only changes through Place and a Machine's Apply,
+// every accepted transition increments Version by exactly one (1 on Place)
+// and yields exactly one Event carrying the order's full state after the
+// change. The state machine is a value (Machine; Standard is the one the
+// service runs), so the API, the consumer's checks and its judge all read
+// the same table, and a test can pass another.
 package order
 
 import (
@@ -13,7 +16,6 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,7 +24,8 @@ import (
 // Status is the lifecycle state of an order.
 type Status string
 
-// The states of the order state machine. Refunded and Cancelled are terminal.
+// The statuses of the Standard state machine. Refunded and Cancelled are
+// terminal.
 const (
 	StatusPlaced    Status = "placed"
 	StatusPaid      Status = "paid"
@@ -30,82 +33,28 @@ const (
 	StatusCancelled Status = "cancelled"
 )
 
-// Statuses lists every status, in lifecycle order. It is the one list of
-// them: the Avro enum, the SQL CHECKs and the API's messages are tested
-// against it.
-var Statuses = []Status{StatusPlaced, StatusPaid, StatusRefunded, StatusCancelled}
-
-// Valid reports whether s is one of the known statuses.
-func (s Status) Valid() bool { return slices.Contains(Statuses, s) }
-
 // Action is a request to move an order to another state.
 type Action string
 
-// The actions a client can request on an existing order.
+// The actions a client can request on an existing order in the Standard
+// machine.
 const (
 	ActionPay    Action = "pay"
 	ActionRefund Action = "refund"
 	ActionCancel Action = "cancel"
 )
 
-// Actions lists every action; each has a route of its own in the API.
-var Actions = []Action{ActionPay, ActionRefund, ActionCancel}
-
 // EventType names what happened to an order. The values are the Avro enum
 // symbols of the event schema and the event_type header.
 type EventType string
 
-// One event type per transition.
+// One event type per transition of the Standard machine, and PLACED.
 const (
 	EventPlaced    EventType = "PLACED"
 	EventPaid      EventType = "PAID"
 	EventRefunded  EventType = "REFUNDED"
 	EventCancelled EventType = "CANCELLED"
 )
-
-// EventTypes lists every event type, in lifecycle order: PLACED, then the
-// event of each transition. EventType.Status and EventType.Follows read the
-// transitions table, so a new type needs no mapping besides its transition.
-var EventTypes = []EventType{EventPlaced, EventPaid, EventRefunded, EventCancelled}
-
-// transitions is the whole state machine: from a state, an action leads to a
-// new state and emits an event type. Anything absent is refused. Every
-// status but StatusPlaced is reached by exactly one transition.
-var transitions = map[Status]map[Action]struct {
-	to    Status
-	event EventType
-}{
-	StatusPlaced: {
-		ActionPay:    {StatusPaid, EventPaid},
-		ActionCancel: {StatusCancelled, EventCancelled},
-	},
-	StatusPaid: {
-		ActionRefund: {StatusRefunded, EventRefunded},
-	},
-}
-
-// Transition is one edge of the state machine: Action takes an order that
-// is From to To and emits an event of type Event.
-type Transition struct {
-	From   Status
-	Action Action
-	To     Status
-	Event  EventType
-}
-
-// Transitions returns every transition the state machine allows, ordered by
-// From as in Statuses, then by Action as in Actions.
-func Transitions() []Transition {
-	var out []Transition
-	for _, from := range Statuses {
-		for _, a := range Actions {
-			if t, ok := transitions[from][a]; ok {
-				out = append(out, Transition{From: from, Action: a, To: t.to, Event: t.event})
-			}
-		}
-	}
-	return out
-}
 
 // Limits on what a client may send. They keep rows, events and responses a
 // sane size; the HTTP layer also caps the body at 1 MiB.
@@ -319,12 +268,10 @@ type Change struct {
 	Reason           string // refund and cancel
 }
 
-// Validate checks the optional details of a change.
+// Validate checks the optional details of a change; whether its action is
+// one a machine has is the machine's to say (Machine.Apply).
 func (c Change) Validate() error {
 	var ve ValidationError
-	if !slices.Contains(Actions, c.Action) {
-		ve.add("action", "unknown action %s", Quote(string(c.Action), 32))
-	}
 	if len(c.PaymentReference) > MaxTextLength {
 		ve.add("payment_reference", "must be at most %d bytes", MaxTextLength)
 	} else if !ValidText(c.PaymentReference) {
@@ -345,32 +292,6 @@ func (c Change) Validate() error {
 		return &ve
 	}
 	return nil
-}
-
-// Apply performs c on the order in place, incrementing its version, and returns
-// the resulting event. It returns a *TransitionError (errors.Is
-// ErrInvalidTransition) and leaves o untouched if the state machine refuses c,
-// or a *ValidationError if c's details are not acceptable.
-func (o *Order) Apply(c Change, now time.Time, meta Meta) (Event, error) {
-	if err := c.Validate(); err != nil {
-		return Event{}, err
-	}
-	t, ok := transitions[o.Status][c.Action]
-	if !ok {
-		return Event{}, &TransitionError{From: o.Status, Action: c.Action}
-	}
-	o.Status = t.to
-	o.Version++
-	o.UpdatedAt = now
-	switch c.Action {
-	case ActionPay:
-		o.PaymentReference = c.PaymentReference
-	case ActionCancel:
-		o.CancelReason = c.Reason
-	case ActionRefund:
-		o.RefundReason = c.Reason
-	}
-	return newEvent(t.event, *o, now, meta), nil
 }
 
 func newEvent(t EventType, o Order, now time.Time, meta Meta) Event {
@@ -446,19 +367,3 @@ type Store interface {
 	// unchanged (nothing is written then).
 	Update(ctx context.Context, id uuid.UUID, match VersionMatch, fn func(*Order) (Event, error)) (Order, error)
 }
-
-// Outcome is what applying one event to a projection of orders did.
-type Outcome string
-
-// The outcomes of applying an event. Applying is idempotent: an event_id seen
-// before is a duplicate, and an event whose version is not newer than the
-// projection's is stale; neither changes the projection. An event that is
-// newer but does not follow the state the projection holds (RuleOutOfSequence)
-// is out of sequence: it changes nothing and is not recorded, so it can still
-// apply later, once what precedes it has.
-const (
-	OutcomeApplied       Outcome = "applied"
-	OutcomeDuplicate     Outcome = "duplicate"
-	OutcomeStale         Outcome = "stale"
-	OutcomeOutOfSequence Outcome = "out_of_sequence"
-)

@@ -30,12 +30,12 @@ func placed(t *testing.T) order.Order {
 func at(t *testing.T, s order.Status) order.Order {
 	t.Helper()
 	o := placed(t)
-	path, ok := order.PathTo(s)
+	path, ok := order.Standard.PathTo(s)
 	if !ok {
 		t.Fatalf("no transition leads to %s", s)
 	}
 	for _, a := range path {
-		if _, err := o.Apply(order.Change{Action: a}, order.Now(), order.Meta{}); err != nil {
+		if _, err := order.Standard.Apply(&o, order.Change{Action: a}, order.Now(), order.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,8 +58,8 @@ func TestEveryStatusActionPair(t *testing.T) {
 		order.StatusPlaced: {order.ActionPay: {order.StatusPaid, order.EventPaid}, order.ActionCancel: {order.StatusCancelled, order.EventCancelled}},
 		order.StatusPaid:   {order.ActionRefund: {order.StatusRefunded, order.EventRefunded}},
 	}
-	for _, from := range order.Statuses {
-		for _, action := range order.Actions {
+	for _, from := range order.Standard.Statuses() {
+		for _, action := range order.Standard.Actions() {
 			want, ok := allowed[from][action]
 			name := string(action) + " of a " + string(from) + " order is "
 			if ok {
@@ -71,7 +71,7 @@ func TestEveryStatusActionPair(t *testing.T) {
 				o := at(t, from)
 				before := o
 				now := order.Now().Add(time.Minute)
-				ev, err := o.Apply(order.Change{Action: action}, now, order.Meta{})
+				ev, err := order.Standard.Apply(&o, order.Change{Action: action}, now, order.Meta{})
 				if !ok {
 					if !errors.Is(err, order.ErrInvalidTransition) || !strings.Contains(err.Error(), string(from)) {
 						t.Fatalf("err = %v, want ErrInvalidTransition naming %s", err, from)

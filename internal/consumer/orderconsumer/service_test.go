@@ -160,11 +160,11 @@ func history(t testing.TB) []order.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paid, err := o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
+	paid, err := order.Standard.Apply(&o, order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	refunded, err := o.Apply(order.Change{Action: order.ActionRefund}, order.Now(), order.Meta{})
+	refunded, err := order.Standard.Apply(&o, order.Change{Action: order.ActionRefund}, order.Now(), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

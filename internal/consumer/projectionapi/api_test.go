@@ -120,7 +120,7 @@ func placedAndPaid(t *testing.T, s server) order.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paid, err := o.Apply(order.Change{Action: order.ActionPay, PaymentReference: "pay-1"}, t0.Add(time.Minute), order.Meta{})
+	paid, err := order.Standard.Apply(&o, order.Change{Action: order.ActionPay, PaymentReference: "pay-1"}, t0.Add(time.Minute), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func TestWaitingReadsAreCapped(t *testing.T) {
 		}
 	}
 	// Version 3 answers the two waiting reads, and frees their slots.
-	refunded, err := paid.Order.Apply(order.Change{Action: order.ActionRefund}, t0.Add(2*time.Minute), order.Meta{})
+	refunded, err := order.Standard.Apply(&paid.Order, order.Change{Action: order.ActionRefund}, t0.Add(2*time.Minute), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func TestGetWaitsForAVersion(t *testing.T) {
 	paid := placedAndPaid(t, s) // version 2
 	id := paid.Order.ID
 	path := "/orders/" + id.String()
-	refunded, err := paid.Order.Apply(order.Change{Action: order.ActionRefund}, t0.Add(2*time.Minute), order.Meta{})
+	refunded, err := order.Standard.Apply(&paid.Order, order.Change{Action: order.ActionRefund}, t0.Add(2*time.Minute), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestGetWaitRereadsWithoutNotification(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, projectionapi.Config{})
 	paid := placedAndPaid(t, s)
-	refunded, err := paid.Order.Apply(order.Change{Action: order.ActionRefund}, t0.Add(2*time.Minute), order.Meta{})
+	refunded, err := order.Standard.Apply(&paid.Order, order.Change{Action: order.ActionRefund}, t0.Add(2*time.Minute), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func backlog(tb testing.TB, n int) []order.Event {
 				tb.Fatal(err)
 			}
 			events = append(events, placed)
-			ev, err := o.Apply(order.Change{Action: order.ActionPay, PaymentReference: "ref"}, now, order.Meta{})
+			ev, err := order.Standard.Apply(&o, order.Change{Action: order.ActionPay, PaymentReference: "ref"}, now, order.Meta{})
 			if err != nil {
 				tb.Fatal(err)
 			}

@@ -233,7 +233,7 @@ func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcom
 		statuses[i], customers[i], currencies[i], items[i], totals[i] = string(o.Status), o.CustomerID, o.Currency, string(b), o.TotalMinor
 		payRefs[i], cancels[i], refunds[i] = o.PaymentReference, o.CancelReason, o.RefundReason
 		created[i], updated[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.OccurredAt
-		if prev, ok := ev.Type.Follows(); ok {
+		if prev, ok := order.Standard.Follows(ev.Type); ok {
 			follows[i] = string(prev)
 		}
 		locks = append(locks, lockKey(o.ID))

@@ -31,11 +31,11 @@ func history(tb testing.TB) []order.Event {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	paid, err := o.Apply(order.Change{Action: order.ActionPay, PaymentReference: "pay-42"}, t0.Add(time.Minute), order.Meta{})
+	paid, err := order.Standard.Apply(&o, order.Change{Action: order.ActionPay, PaymentReference: "pay-42"}, t0.Add(time.Minute), order.Meta{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	refunded, err := o.Apply(order.Change{Action: order.ActionRefund, Reason: "damaged"}, t0.Add(2*time.Minute), order.Meta{})
+	refunded, err := order.Standard.Apply(&o, order.Change{Action: order.ActionRefund, Reason: "damaged"}, t0.Add(2*time.Minute), order.Meta{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func ledger(t *testing.T, db *pgtest.DB) map[uuid.UUID]string {
 func cancelled(t *testing.T, placed order.Event) order.Event {
 	t.Helper()
 	o := placed.Order
-	ev, err := o.Apply(order.Change{Action: order.ActionCancel, Reason: "no"}, t0.Add(time.Minute), order.Meta{})
+	ev, err := order.Standard.Apply(&o, order.Change{Action: order.ActionCancel, Reason: "no"}, t0.Add(time.Minute), order.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,9 @@ type Config struct {
 	// partitions and no error from kafka-go, so nothing else would tell.
 	TopicCheckInterval time.Duration
 
+	// Machine is the order state machine events are checked against
+	// (order.Machine.CheckEvent). Default order.Standard.
+	Machine     *order.Machine
 	Decoder     Decoder
 	Projector   Projector
 	DeadLetters DeadLetters
@@ -145,6 +148,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	if c.Machine == nil {
+		c.Machine = order.Standard
 	}
 }
 
@@ -564,7 +570,7 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 		ev, err := c.cfg.Decoder.Decode(ctx, it.msg.Value)
 		if err == nil {
 			// Only an event the API could have written is applied.
-			err = order.CheckEvent(ev, it.msg.Key, time.Now())
+			err = c.cfg.Machine.CheckEvent(ev, it.msg.Key, time.Now())
 		}
 		if err != nil {
 			if permanent, class := c.cfg.Classify(err); permanent {
@@ -634,7 +640,7 @@ func (c *Consumer) settle(it *item, outcome order.Outcome) {
 		return
 	}
 	o := it.ev.Order
-	prev, _ := it.ev.Type.Follows()
+	prev, _ := c.cfg.Machine.Follows(it.ev.Type)
 	detail := fmt.Sprintf("a %s event at version %d follows %s at version %d, which the projection of order %s does not hold",
 		it.ev.Type, o.Version, prev, o.Version-1, o.ID)
 	err := &order.EventError{Rule: order.RuleOutOfSequence, Detail: detail}

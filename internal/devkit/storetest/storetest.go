@@ -88,7 +88,7 @@ func place(t *testing.T, s order.Store, customer string) order.Order {
 // change is an Update's fn applying action.
 func change(action order.Action) func(*order.Order) (order.Event, error) {
 	return func(o *order.Order) (order.Event, error) {
-		return o.Apply(order.Change{Action: action}, order.Now(), order.Meta{})
+		return order.Standard.Apply(o, order.Change{Action: action}, order.Now(), order.Meta{})
 	}
 }
 
@@ -231,7 +231,7 @@ func update(t *testing.T, s order.Store) {
 	o := place(t, s, "c-1")
 	var seen []int64
 	paid, err := s.Update(ctx(t), o.ID, func(v int64) bool { seen = append(seen, v); return v == 1 }, func(o *order.Order) (order.Event, error) {
-		return o.Apply(order.Change{Action: order.ActionPay, PaymentReference: "psp-1"}, order.Now(), order.Meta{})
+		return order.Standard.Apply(o, order.Change{Action: order.ActionPay, PaymentReference: "psp-1"}, order.Now(), order.Meta{})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -31,10 +31,10 @@ func events(t testing.TB) []order.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paid, _ := o.Apply(order.Change{Action: order.ActionPay, PaymentReference: "psp-9"}, now.Add(time.Second), order.Meta{})
-	refunded, _ := o.Apply(order.Change{Action: order.ActionRefund, Reason: "broken"}, now.Add(2*time.Second), order.Meta{})
+	paid, _ := order.Standard.Apply(&o, order.Change{Action: order.ActionPay, PaymentReference: "psp-9"}, now.Add(time.Second), order.Meta{})
+	refunded, _ := order.Standard.Apply(&o, order.Change{Action: order.ActionRefund, Reason: "broken"}, now.Add(2*time.Second), order.Meta{})
 	o2, placed2, _ := order.Place(order.NewOrder{CustomerID: "c-2", Currency: "USD", Items: []order.Item{{SKU: "C", Quantity: 1, UnitPriceMinor: 5}}}, now, order.Meta{})
-	cancelled, _ := o2.Apply(order.Change{Action: order.ActionCancel, Reason: "changed mind"}, now.Add(time.Second), order.Meta{})
+	cancelled, _ := order.Standard.Apply(&o2, order.Change{Action: order.ActionCancel, Reason: "changed mind"}, now.Add(time.Second), order.Meta{})
 	return []order.Event{placed, paid, refunded, placed2, cancelled}
 }
 

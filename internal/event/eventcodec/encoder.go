@@ -149,8 +149,8 @@ func deref(s *string) string {
 // are built from the domain's lists, so a new status or event type needs no
 // edit here, only its symbol in a new schema (the codec tests compare them).
 var (
-	statusSymbols    = newSymbols(order.Statuses)
-	eventTypeSymbols = newSymbols(order.EventTypes)
+	statusSymbols    = newSymbols(order.Standard.Statuses())
+	eventTypeSymbols = newSymbols(order.Standard.EventTypes())
 )
 
 // symbols maps the values of a domain enum to their Avro symbols and back.

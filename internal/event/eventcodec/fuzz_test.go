@@ -80,7 +80,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		runtime.ReadMemStats(&before)
 		ev, err := dec.Decode(ctx, value)
 		if err == nil {
-			err = order.CheckEvent(ev, key, time.Now())
+			err = order.Standard.CheckEvent(ev, key, time.Now())
 		}
 		runtime.ReadMemStats(&after)
 		var ee *order.EventError

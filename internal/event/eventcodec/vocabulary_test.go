@@ -26,8 +26,8 @@ func TestRoundTripEveryStatusAndEventType(t *testing.T) {
 	dec, _ := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: url})
 	ctx := context.Background()
 	base := events(t)[0]
-	for _, typ := range order.EventTypes {
-		for _, status := range order.Statuses {
+	for _, typ := range order.Standard.EventTypes() {
+		for _, status := range order.Standard.Statuses() {
 			ev := base
 			ev.Type, ev.Order.Status = typ, status
 			payload, v, err := enc.Encode(ev)
@@ -84,14 +84,14 @@ func TestSchemaEnumsAreTheDomainLists(t *testing.T) {
 		t.Fatalf("order_event.v%d.avsc is a %s, not a record", latest.Version, s.Type())
 	}
 	var statuses, types []string
-	for _, st := range order.Statuses {
+	for _, st := range order.Standard.Statuses() {
 		sym, ok := eventcodec.StatusSymbol(st)
 		if !ok {
 			t.Fatalf("the codec has no symbol for status %s", st)
 		}
 		statuses = append(statuses, sym)
 	}
-	for _, et := range order.EventTypes {
+	for _, et := range order.Standard.EventTypes() {
 		sym, ok := eventcodec.EventTypeSymbol(et)
 		if !ok {
 			t.Fatalf("the codec has no symbol for event type %s", et)

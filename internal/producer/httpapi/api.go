@@ -66,13 +66,19 @@ type Config struct {
 	Metrics http.Handler
 	// Auth, when set, requires a bearer token on every order route.
 	Auth *web.Auth
+	// Machine is the order state machine: one route per action, the
+	// statuses a list may filter by, the transitions a change may take.
+	// Default order.Standard.
+	Machine *order.Machine
 }
 
 type api struct {
-	store  order.Store
-	log    *slog.Logger
-	now    func() time.Time
-	tracer trace.Tracer
+	store      order.Store
+	machine    *order.Machine
+	statusList string // every status, for the refusal of an unknown ?status=
+	log        *slog.Logger
+	now        func() time.Time
+	tracer     trace.Tracer
 }
 
 // New returns the API's handler, which serves its contract,
@@ -80,7 +86,15 @@ type api struct {
 // only: never the Schema Registry or Kafka, so orders are taken while those
 // are down.
 func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
-	a := &api{store: store, log: cfg.Logger, now: cfg.Now}
+	a := &api{store: store, machine: cfg.Machine, log: cfg.Logger, now: cfg.Now}
+	if a.machine == nil {
+		a.machine = order.Standard
+	}
+	names := make([]string, 0, len(a.machine.Statuses()))
+	for _, st := range a.machine.Statuses() {
+		names = append(names, string(st))
+	}
+	a.statusList = strings.Join(names, ", ")
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -101,7 +115,7 @@ func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
 	r.Post("/orders", a.place)
 	r.Get("/orders", a.list)
 	r.Get("/orders/{id}", a.get)
-	for _, action := range order.Actions { // POST /orders/{id}/pay, /refund, /cancel
+	for _, action := range a.machine.Actions() { // POST /orders/{id}/pay, /refund, /cancel
 		r.Post("/orders/{id}/"+string(action), a.change(action))
 	}
 	return root
@@ -345,15 +359,6 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	web.JSON(w, http.StatusOK, web.OrderOf(o))
 }
 
-// statusList names every status, for the refusal of an unknown ?status=.
-var statusList = func() string {
-	names := make([]string, len(order.Statuses))
-	for i, st := range order.Statuses {
-		names[i] = string(st)
-	}
-	return strings.Join(names, ", ")
-}()
-
 type listResponse struct {
 	Items      []web.Order `json:"items"`
 	NextCursor string      `json:"next_cursor,omitempty"`
@@ -362,9 +367,9 @@ type listResponse struct {
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
-	if f.Status != "" && !f.Status.Valid() {
+	if f.Status != "" && !a.machine.HasStatus(f.Status) {
 		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-			"status must be one of "+statusList+"; got "+order.Quote(string(f.Status), 32), nil)
+			"status must be one of "+a.statusList+"; got "+order.Quote(string(f.Status), 32), nil)
 		return
 	}
 	if s := q.Get("limit"); s != "" {
@@ -443,7 +448,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 		}
 		meta := metaFrom(r.Context())
 		o, err := a.store.Update(r.Context(), id, match, func(o *order.Order) (order.Event, error) {
-			return o.Apply(c, a.now(), meta)
+			return a.machine.Apply(o, c, a.now(), meta)
 		})
 		if err != nil {
 			a.storeError(w, r, err)

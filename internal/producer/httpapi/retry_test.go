@@ -38,7 +38,7 @@ func TestInternalErrorSaysHowToRetryThisRoute(t *testing.T) {
 	if !strings.Contains(p.Detail, "Idempotency-Key") {
 		t.Errorf("POST /orders: %q does not say to retry with the same Idempotency-Key", p.Detail)
 	}
-	for _, a := range order.Actions {
+	for _, a := range order.Standard.Actions() {
 		p := wantProblem(t, e.do("POST", "/orders/"+uuid.NewString()+"/"+string(a), ""), http.StatusInternalServerError, "/problems/internal")
 		if strings.Contains(p.Detail, "Idempotency-Key") || !strings.Contains(p.Detail, "If-Match") {
 			t.Errorf("POST /orders/{id}/%s: %q promises what the route does not do", a, p.Detail)

@@ -17,7 +17,7 @@ func TestEveryTransitionHasARoute(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	defer func() { e.t = t }()
-	for _, tr := range order.Transitions() {
+	for _, tr := range order.Standard.Transitions() {
 		t.Run(string(tr.Action)+" of a "+string(tr.From)+" order", func(t *testing.T) {
 			e.t = t // the env's helpers fail this subtest
 			id := e.place()["id"].(string)
@@ -42,13 +42,13 @@ func TestEveryTransitionHasARoute(t *testing.T) {
 func TestEveryStatusIsAListFilter(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	for _, s := range order.Statuses {
+	for _, s := range order.Standard.Statuses() {
 		if r := e.do("GET", "/orders?status="+string(s), ""); r.status != http.StatusOK {
 			t.Errorf("GET /orders?status=%s: %d %s", s, r.status, r.body)
 		}
 	}
 	p := wantProblem(t, e.do("GET", "/orders?status=no-such-status", ""), http.StatusBadRequest, "/problems/malformed-request")
-	for _, s := range order.Statuses {
+	for _, s := range order.Standard.Statuses() {
 		if !strings.Contains(p.Detail, string(s)) {
 			t.Errorf("the refusal of an unknown status does not name %s: %q", s, p.Detail)
 		}
@@ -58,7 +58,7 @@ func TestEveryStatusIsAListFilter(t *testing.T) {
 // pathTo returns the actions that take a placed order to s.
 func pathTo(t *testing.T, s order.Status) []order.Action {
 	t.Helper()
-	p, ok := order.PathTo(s)
+	p, ok := order.Standard.PathTo(s)
 	if !ok {
 		t.Fatalf("no transition leads to %s", s)
 	}

@@ -53,7 +53,9 @@ func act(a order.Action) func(*order.Order) (order.Event, error) {
 	if a == order.ActionPay {
 		c = order.Change{Action: a, PaymentReference: "psp-1"}
 	}
-	return func(o *order.Order) (order.Event, error) { return o.Apply(c, order.Now(), order.Meta{}) }
+	return func(o *order.Order) (order.Event, error) {
+		return order.Standard.Apply(o, c, order.Now(), order.Meta{})
+	}
 }
 
 // A change of an order this replica wrote last takes one statement, not a

@@ -63,7 +63,7 @@ func TestEveryAcceptedChangeAndOnlyItWritesAnOutboxRow(t *testing.T) {
 		return o
 	}
 	pay := func(o *order.Order) (order.Event, error) {
-		return o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
+		return order.Standard.Apply(o, order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
 	}
 
 	plain := place(nil)
@@ -123,7 +123,7 @@ func TestAnUnreachableDatabaseIsErrUnavailable(t *testing.T) {
 		"List": func() error { _, _, err := s.List(ctx, order.ListFilter{Limit: 10}); return err },
 		"Update": func() error {
 			_, err := s.Update(ctx, o.ID, nil, func(o *order.Order) (order.Event, error) {
-				return o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
+				return order.Standard.Apply(o, order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
 			})
 			return err
 		},

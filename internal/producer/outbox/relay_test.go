@@ -121,7 +121,7 @@ func (h *harness) orders(n int) int {
 		events++
 		if i%2 == 0 {
 			_, err := h.store.Update(ctx, o.ID, nil, func(o *order.Order) (order.Event, error) {
-				return o.Apply(order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
+				return order.Standard.Apply(o, order.Change{Action: order.ActionPay}, order.Now(), order.Meta{})
 			})
 			if err != nil {
 				h.t.Fatal(err)

@@ -1,0 +1,162 @@
+package order_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/devkit/ordertest"
+	"github.com/ordersonkafka/orders/internal/order"
+)
+
+func nothingKnown(uuid.UUID) bool { return false }
+
+// Each outcome, on the smallest case that shows it.
+func TestJudgeDecidesEachOutcome(t *testing.T) {
+	m := order.Standard
+	start := order.Now().Add(-time.Hour)
+	paid := ordertest.Full(m, order.StatusRefunded, "c-1", "EUR", start)       // PLACED, PAID, REFUNDED
+	cancelled := ordertest.Full(m, order.StatusCancelled, "c-2", "EUR", start) // PLACED, CANCELLED
+	refundAfterCancel := paid[2]
+	refundAfterCancel.Order.ID = cancelled[0].Order.ID // a REFUNDED at v3 for the cancelled order
+	placedV1 := order.Held{Version: 1, Status: order.StatusPlaced}
+	for _, tc := range []struct {
+		name   string
+		held   map[uuid.UUID]order.Held
+		known  []uuid.UUID
+		events []order.Event
+		want   []order.Outcome
+	}{
+		{"a new order's PLACED is applied", nil, nil, paid[:1], []order.Outcome{order.OutcomeApplied}},
+		{"an event_id recorded before is a duplicate", map[uuid.UUID]order.Held{paid[0].Order.ID: placedV1}, []uuid.UUID{paid[0].ID},
+			paid[:1], []order.Outcome{order.OutcomeDuplicate}},
+		{"a second copy in the batch is a duplicate", nil, nil, []order.Event{paid[0], paid[0]},
+			[]order.Outcome{order.OutcomeApplied, order.OutcomeDuplicate}},
+		{"an older version, never recorded, is stale", map[uuid.UUID]order.Held{paid[0].Order.ID: {Version: 3, Status: order.StatusRefunded}}, nil,
+			paid[1:2], []order.Outcome{order.OutcomeStale}},
+		{"a PAID before its PLACED is out of sequence, and applies when it comes again after", nil, nil,
+			[]order.Event{paid[1], paid[0], paid[1]}, []order.Outcome{order.OutcomeOutOfSequence, order.OutcomeApplied, order.OutcomeApplied}},
+		{"a version that skips one is out of sequence", map[uuid.UUID]order.Held{paid[0].Order.ID: placedV1}, nil,
+			paid[2:3], []order.Outcome{order.OutcomeOutOfSequence}},
+		{"a REFUNDED after a cancellation is out of sequence", map[uuid.UUID]order.Held{cancelled[0].Order.ID: {Version: 2, Status: order.StatusCancelled}}, nil,
+			[]order.Event{refundAfterCancel}, []order.Outcome{order.OutcomeOutOfSequence}},
+		{"a whole history applies in one batch", nil, nil, paid, []order.Outcome{order.OutcomeApplied, order.OutcomeApplied, order.OutcomeApplied}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			known := func(id uuid.UUID) bool { return slices.Contains(tc.known, id) }
+			var got []order.Outcome
+			for _, v := range m.Judge(tc.events, tc.held, known) {
+				got = append(got, v.Outcome)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("outcomes %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The longest history of the longer machine — four events, one more than
+// any history of Standard — applies in one batch, each event from the
+// state the one before left.
+func TestAHistoryOfAnyLengthAppliesInOneBatch(t *testing.T) {
+	m := ordertest.Longer
+	h := ordertest.Full(m, ordertest.StatusDelivered, "c-1", "EUR", order.Now().Add(-time.Hour))
+	from := order.Held{}
+	for i, v := range m.Judge(h, nil, nothingKnown) {
+		if v.Outcome != order.OutcomeApplied || v.From != from {
+			t.Fatalf("event %d (%s): %+v, want applied from %+v", i, h[i].Type, v, from)
+		}
+		from = order.Held{Version: h[i].Order.Version, Status: h[i].Order.Status}
+	}
+}
+
+// judgeOneByOne judges each event in a batch of its own, carrying forward
+// what each verdict says the projection then holds and has recorded: the
+// meaning of applying one at a time, which Judge must reproduce for a
+// whole batch.
+func judgeOneByOne(m *order.Machine, events []order.Event, held map[uuid.UUID]order.Held, known map[uuid.UUID]bool) []order.Verdict {
+	var out []order.Verdict
+	for i := range events {
+		out = append(out, judge(m, events[i:i+1], held, known)...)
+	}
+	return out
+}
+
+// judge judges a batch and records what its verdicts say, as a store does:
+// an applied event's order holds its version and status, and an applied or
+// stale event's ID is known.
+func judge(m *order.Machine, events []order.Event, held map[uuid.UUID]order.Held, known map[uuid.UUID]bool) []order.Verdict {
+	verdicts := m.Judge(events, held, func(id uuid.UUID) bool { return known[id] })
+	for i, v := range verdicts {
+		ev := events[i]
+		switch v.Outcome {
+		case order.OutcomeApplied:
+			held[ev.Order.ID] = order.Held{Version: ev.Order.Version, Status: ev.Order.Status}
+			known[ev.ID] = true
+		case order.OutcomeStale:
+			known[ev.ID] = true
+		}
+	}
+	return verdicts
+}
+
+// A batch is judged as its events one at a time, whatever the machine:
+// random histories walked from each machine, interleaved and redelivered
+// as a partition holds them, with some events moved ahead of their
+// predecessors (out of sequence), some old ones delivered again late
+// (duplicates) and some old versions under new event IDs (stale, as after
+// the ledger forgot them), cut into batches at random. In order, without
+// the moves, every order ends at its history's last event.
+func TestAJudgedBatchIsItsEventsJudgedOneAtATime(t *testing.T) {
+	for _, m := range []*order.Machine{order.Standard, ordertest.Longer} {
+		for seed := range uint64(200) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			start := order.Now().Add(-time.Hour)
+			var histories [][]order.Event
+			for range 1 + rng.IntN(12) {
+				histories = append(histories, ordertest.Walk(m, rng, start, 0.15, 3))
+			}
+			events := ordertest.Deliver(rng, 0.1, histories...)
+			if seed%2 == 1 {
+				for range 1 + rng.IntN(4) { // an event ahead of its predecessor
+					i := rng.IntN(len(events))
+					j := rng.IntN(i + 1)
+					ev := events[i]
+					events = slices.Insert(slices.Delete(events, i, i+1), j, ev)
+				}
+				for range rng.IntN(3) { // an old event again, late
+					events = append(events, events[rng.IntN(len(events))])
+				}
+				for range 1 + rng.IntN(3) { // an old version under a new event_id, late, twice
+					ev := events[rng.IntN(len(events))]
+					ev.ID = uuid.New()
+					events = append(events, ev, ev)
+				}
+			}
+			name := fmt.Sprintf("machine of %d statuses, seed %d", len(m.Statuses()), seed)
+			want := judgeOneByOne(m, events, map[uuid.UUID]order.Held{}, map[uuid.UUID]bool{})
+			held, known := map[uuid.UUID]order.Held{}, map[uuid.UUID]bool{}
+			var got []order.Verdict
+			for rest := events; len(rest) > 0; {
+				n := 1 + rng.IntN(len(rest))
+				got = append(got, judge(m, rest[:n], held, known)...)
+				rest = rest[n:]
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s: batched verdicts differ from one at a time\n got %v\nwant %v", name, got, want)
+			}
+			if seed%2 == 0 {
+				for _, h := range histories {
+					last := h[len(h)-1].Order
+					if got := held[last.ID]; got.Version != last.Version || got.Status != last.Status {
+						t.Fatalf("%s: order %s holds %+v, want its last event's version %d, %s", name, last.ID, got, last.Version, last.Status)
+					}
+				}
+			}
+		}
+	}
+}
