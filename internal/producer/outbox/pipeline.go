@@ -222,14 +222,14 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight [
 	if inFlight == nil {
 		inFlight = []int64{}
 	}
-	query := selectBatchSQL
 	if r.cfg.Retention == 0 {
-		query = selectBatchDeletingSQL
+		// Nothing moves to outbox_published, so nothing there to replace.
+		return r.read(ctx, conn, selectBatchDeletingSQL, acked, inFlight)
 	}
-	out, more, err := r.read(ctx, conn, query, acked, inFlight)
+	out, more, err := r.read(ctx, conn, selectBatchSQL, acked, inFlight)
 	if archiveConflict(err) {
 		r.log.Warn("outbox_published already holds ids being moved there; replacing them (was the outbox's id sequence reset?)", "error", err)
-		out, more, err = r.read(ctx, conn, replacing(query), acked, inFlight)
+		out, more, err = r.read(ctx, conn, selectBatchReplacingSQL, acked, inFlight)
 	}
 	return out, more, err
 }
@@ -292,7 +292,7 @@ func (r *Relay) mark(ctx context.Context, db interface {
 	}
 	_, err := db.Exec(ctx, markSQL, ids)
 	if archiveConflict(err) {
-		_, err = db.Exec(ctx, replacing(markSQL), ids)
+		_, err = db.Exec(ctx, markReplacingSQL, ids)
 	}
 	return err
 }
