@@ -76,7 +76,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		}
 		err := <-f.done
 		if err != nil {
-			err = r.retryFrom(ctx, conn, stepWrite, err, func() error { return r.write(ctx, f) })
+			err = r.retry(ctx, conn, stepWrite, err, func() error { return r.write(ctx, f) })
 		}
 		if err != nil {
 			return err // abandoned: the next leader publishes it again
@@ -101,7 +101,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		if what == stepFrame && len(*acked) > 0 && r.mark(ctx, conn, *acked) == nil {
 			*acked = nil
 		}
-		return r.retryFrom(ctx, conn, what, err, run)
+		return r.retry(ctx, conn, what, err, run)
 	}
 	for {
 		if writing != nil && !writing.more {
@@ -297,16 +297,12 @@ func (r *Relay) mark(ctx context.Context, db interface {
 	return err
 }
 
-// retry runs step until it succeeds, backing off between attempts. Before each
-// new attempt it checks the lock connection: if it is gone, so is leadership,
-// and the step is abandoned (the next leader redoes it).
-func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, step func() error) error {
-	return r.retryFrom(ctx, conn, what, step(), step)
-}
-
-// retryFrom is retry for a step whose first attempt, made elsewhere, ended
-// with err.
-func (r *Relay) retryFrom(ctx context.Context, conn *pgx.Conn, what string, err error, step func() error) error {
+// retry runs step again until it succeeds, backing off between attempts;
+// err is how its first attempt, made by the caller, ended (nil: nothing to
+// retry). Before each new attempt it checks the lock connection: if it is
+// gone, so is leadership, and the step is abandoned (the next leader redoes
+// it).
+func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, err error, step func() error) error {
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			err = step()
