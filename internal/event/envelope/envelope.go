@@ -1,23 +1,16 @@
 // Package envelope is the contract between the producer and the consumer
-// around an event's Avro value: the outbox row that carries it, the SQL that
-// writes that row, and the Kafka header names and their parsing.
+// around an event's Avro value: the Kafka header names and their parsing.
 //
-// order-api writes one outbox row per event (NewRow, Insert), the relay turns
-// the row's headers into the message's Kafka headers in HeaderOrder
+// The outbox package writes an event's headers into its outbox row, the relay
+// turns the row's headers into the message's Kafka headers in HeaderOrder
 // (KafkaHeaders), and the consumer reads them back (TraceHeaders). The names
 // and their order are what docs/events.md documents; they never change.
 package envelope
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"strings"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/order"
@@ -40,72 +33,6 @@ var HeaderOrder = [...]string{HeaderEventID, HeaderEventType, HeaderTraceparent,
 // believes: a W3C traceparent is 55 bytes, and order-api makes up a
 // correlation ID past 128.
 const MaxTraceHeader = 256
-
-// Row is one event ready for the outbox table.
-type Row struct {
-	EventID       uuid.UUID
-	Topic         string
-	Key           []byte // the order ID in canonical text form: the message key
-	Payload       []byte // the Avro body, not framed (the relay adds the frame)
-	SchemaVersion int    // the schemas/ version Payload was written with
-	Headers       []byte // a JSON object of header name to value (the headers column)
-}
-
-// NewRow returns the outbox row of ev for topic, whose Avro body payload was
-// written with schemas/ version schemaVersion.
-func NewRow(topic string, ev order.Event, payload []byte, schemaVersion int) (Row, error) {
-	headers, err := json.Marshal(map[string]string{
-		HeaderEventID:       ev.ID.String(),
-		HeaderEventType:     string(ev.Type),
-		HeaderTraceparent:   ev.Meta.Traceparent,
-		HeaderCorrelationID: ev.Meta.CorrelationID,
-	})
-	if err != nil {
-		return Row{}, fmt.Errorf("outbox headers of event %s: %w", ev.ID, err)
-	}
-	return Row{
-		EventID:       ev.ID,
-		Topic:         topic,
-		Key:           []byte(ev.Order.ID.String()),
-		Payload:       payload,
-		SchemaVersion: schemaVersion,
-		Headers:       headers,
-	}, nil
-}
-
-// InsertSQL inserts one outbox row whose values are $1 to $6, in the order
-// of Row's fields. It is a statement of its own (a SELECT without FROM
-// yields one row) and is written to end a longer one: after a WITH clause,
-// whose parameters then number from $7, it writes the row in the same
-// statement as the order; followed by "FROM u", it inserts the row only if
-// the WITH's u returns one.
-const InsertSQL = `
-INSERT INTO outbox (event_id, topic, message_key, payload, schema_version, headers)
-SELECT $1::uuid, $2::text, $3::bytea, $4::bytea, $5::int, $6::jsonb`
-
-// Execer runs a statement: pgx.Tx, *pgxpool.Pool and *pgx.Conn are ones.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-var errNotInsertSQL = errors.New("envelope: statement does not contain InsertSQL")
-
-// Insert runs stmt, which is InsertSQL or a statement built around it, with
-// r as $1 to $6 and args from $7 on, and returns how many outbox rows it
-// inserted. Errors are db's, unwrapped, or an error if stmt does not
-// contain InsertSQL (its parameters would not be r's).
-func Insert(ctx context.Context, db Execer, stmt string, r Row, args ...any) (int64, error) {
-	if !strings.Contains(stmt, InsertSQL) {
-		return 0, errNotInsertSQL
-	}
-	all := make([]any, 0, 6+len(args))
-	all = append(all, r.EventID, r.Topic, r.Key, r.Payload, r.SchemaVersion, r.Headers)
-	tag, err := db.Exec(ctx, stmt, append(all, args...)...)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
-}
 
 // KafkaHeaders returns the Kafka headers of an outbox row's headers column,
 // in HeaderOrder, or an error if it is not a JSON object of strings.

@@ -6,6 +6,9 @@
 // updates the row (taking its lock) and inserts the outbox row, so
 // concurrent changes of one order are serialized — the loser finds the
 // version moved and starts again — and its outbox rows follow its versions.
+// The outbox row and its INSERT are the outbox package's, which owns that
+// table (outbox.NewRow, outbox.InsertSQL): the store writes them inside its
+// own statements and transactions.
 //
 // Each call waits for the database at most pgdb.CallTimeout, and a failure
 // to reach or use it is reported as order.ErrUnavailable (the driver's error
@@ -24,9 +27,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/internal/producer/outbox"
 )
 
 // Encoder turns an event into the Avro body stored in the outbox, and names
@@ -93,14 +96,14 @@ INSERT INTO orders (id, customer_id, currency, items, total_minor, status, versi
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
 // PlaceSQL writes an order ($7 on) and its outbox row ($1 to $6, see
-// envelope.InsertSQL) in one statement: a data-modifying CTE runs whether or
+// outbox.InsertSQL) in one statement: a data-modifying CTE runs whether or
 // not the outer statement reads it.
 const PlaceSQL = `
 WITH o AS (
     INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
                         payment_reference, cancel_reason, refund_reason, created_at, updated_at)
     VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-)` + envelope.InsertSQL
+)` + outbox.InsertSQL
 
 // insertIdempotencySQL records a key, or takes over one recorded more than
 // the TTL ($5) ago, which is no longer honoured (the purge may not have
@@ -122,7 +125,7 @@ func (s *Store) Create(ctx context.Context, o order.Order, ev order.Event, idem 
 }
 
 func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem *order.Idempotency) (resp []byte, replayed bool, err error) {
-	outbox, err := s.outboxRow(ev)
+	row, err := s.outboxRow(ev)
 	if err != nil {
 		return nil, false, err
 	}
@@ -133,7 +136,7 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 	if idem == nil {
 		// One statement, so atomic without BEGIN/COMMIT; concurrent places
 		// share a round trip and a commit (groupCommit).
-		if _, err := envelope.Insert(ctx, s.places, PlaceSQL, outbox, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
+		if _, err := outbox.Insert(ctx, s.places, PlaceSQL, row, o.ID, o.CustomerID, o.Currency, items, o.TotalMinor,
 			o.Status, o.Version, o.PaymentReference, o.CancelReason, o.RefundReason, o.CreatedAt, o.UpdatedAt); err != nil {
 			return nil, false, fmt.Errorf("create order: %w", err)
 		}
@@ -168,7 +171,7 @@ func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem 
 		}
 		return stored, true, nil // the deferred rollback discards our order
 	}
-	if _, err := envelope.Insert(ctx, tx, envelope.InsertSQL, outbox); err != nil {
+	if _, err := outbox.Insert(ctx, tx, outbox.InsertSQL, row); err != nil {
 		return nil, false, fmt.Errorf("create order: insert outbox row: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -231,7 +234,7 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) ([]order.Order, bo
 
 // changeSQL applies a change ($7 on) only if the order is still at the
 // version it was read at, and inserts its outbox row ($1 to $6, see
-// envelope.InsertSQL) in the same statement, from u: only if the UPDATE
+// outbox.InsertSQL) in the same statement, from u: only if the UPDATE
 // changed the row. The UPDATE takes the row lock first, so a concurrent
 // change of the same order waits, then finds the version moved and changes
 // nothing (0 rows): outbox rows of one order are inserted in version order.
@@ -241,7 +244,7 @@ WITH u AS (
                       refund_reason = $13, updated_at = $14
     WHERE id = $7 AND version = $8
     RETURNING id
-)` + envelope.InsertSQL + ` FROM u`
+)` + outbox.InsertSQL + ` FROM u`
 
 // maxChangeAttempts bounds the optimistic retries of one change. Each lost
 // race means another change of the same order committed meanwhile; after
@@ -291,7 +294,7 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, match order.VersionMat
 		if err != nil {
 			return order.Order{}, err
 		}
-		n, err := envelope.Insert(ctx, s.pool, changeSQL, row, o.ID, read, o.Status, o.Version, o.PaymentReference,
+		n, err := outbox.Insert(ctx, s.pool, changeSQL, row, o.ID, read, o.Status, o.Version, o.PaymentReference,
 			o.CancelReason, o.RefundReason, o.UpdatedAt)
 		if err != nil {
 			return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
@@ -322,7 +325,7 @@ func (s *Store) changeWritten(ctx context.Context, o order.Order, fn func(*order
 	if err != nil {
 		return order.Order{}, false, nil
 	}
-	n, err := envelope.Insert(ctx, s.pool, changeSQL, row, o.ID, read, o.Status, o.Version, o.PaymentReference,
+	n, err := outbox.Insert(ctx, s.pool, changeSQL, row, o.ID, read, o.Status, o.Version, o.PaymentReference,
 		o.CancelReason, o.RefundReason, o.UpdatedAt)
 	if err != nil {
 		return order.Order{}, true, fmt.Errorf("update order %s: %w", o.ID, err)
@@ -336,12 +339,12 @@ func (s *Store) changeWritten(ctx context.Context, o order.Order, fn func(*order
 }
 
 // outboxRow encodes ev and returns its outbox row.
-func (s *Store) outboxRow(ev order.Event) (envelope.Row, error) {
+func (s *Store) outboxRow(ev order.Event) (outbox.Row, error) {
 	payload, version, err := s.enc.Encode(ev)
 	if err != nil {
-		return envelope.Row{}, err
+		return outbox.Row{}, err
 	}
-	return envelope.NewRow(s.topic, ev, payload, version)
+	return outbox.NewRow(s.topic, ev, payload, version)
 }
 
 func scanOrder(row pgx.Row) (order.Order, error) {

@@ -283,9 +283,7 @@ func archiveConflict(err error) bool {
 
 // mark marks ids published outside a batch read, on db (the lock
 // connection, or the pool once leading ends).
-func (r *Relay) mark(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, ids []int64) error {
+func (r *Relay) mark(ctx context.Context, db Execer, ids []int64) error {
 	if r.cfg.Retention == 0 {
 		_, err := db.Exec(ctx, deleteSQL, ids)
 		return err

@@ -1,23 +1,3 @@
-// Package outbox relays the transactional outbox to Kafka.
-//
-// Guarantees (invariants 2 and 3 of the design):
-//   - At least once: a row is marked published only after the broker
-//     acknowledged it with acks=all. A crash between the two, or a produce
-//     that was applied but answered with an error, publishes it again, with
-//     the same event_id header.
-//   - Order: one relay publishes at a time (the holder of a PostgreSQL
-//     advisory lock on a dedicated connection); it publishes unpublished rows
-//     in outbox id order, and retries a failed batch before anything after it.
-//     Each Kafka write carries at most one record batch per partition, so a
-//     partition can never keep a later batch while an earlier one failed.
-//   - Liveness: a registry or broker outage only delays publishing; the relay
-//     backs off exponentially with jitter and resumes by itself. When the
-//     holder dies its connection closes, PostgreSQL frees the lock, and a
-//     standby takes over within LockRetryInterval.
-//
-// Two relays can briefly overlap only if the leader's lock connection is lost
-// while it is writing a batch; the consequence is duplicates, never loss, and
-// the leader stops publishing as soon as it notices.
 package outbox
 
 import (
