@@ -1,8 +1,9 @@
 // Package outbox owns the transactional outbox: the outbox table's row and
 // the statement that writes it, which order-api's store runs in the same
 // transaction as the order (Row, NewRow, InsertSQL, Insert), and the relay
-// that publishes those rows to Kafka and then moves them to outbox_published,
-// or deletes them with Retention 0 (Relay), woken by a Notifier. Every
+// that publishes those rows to Kafka, their headers column read into Kafka
+// headers (KafkaHeaders), and then moves them to outbox_published, or
+// deletes them with Retention 0 (Relay), woken by a Notifier. Every
 // statement on outbox and outbox_published is written in this package
 // (migrations aside): order-api's store runs InsertSQL within its own.
 //

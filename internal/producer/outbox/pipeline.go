@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
 )
 
@@ -254,7 +253,7 @@ func (r *Relay) read(ctx context.Context, conn *pgx.Conn, query string, acked, i
 		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
 			return nil, false, err
 		}
-		if rw.headers, err = envelope.KafkaHeaders(headers); err != nil {
+		if rw.headers, err = KafkaHeaders(headers); err != nil {
 			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
 		}
 		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64

@@ -72,7 +72,7 @@ func TestHeadersRoundTripThroughTheOutbox(t *testing.T) {
 			if topic != "order-events" || string(key) != ev.Order.ID.String() || string(payload) != "\x02" || version != 2 {
 				t.Errorf("row: topic %q key %q payload % x version %d", topic, key, payload, version)
 			}
-			headers, err := envelope.KafkaHeaders(readHeaders(t, db, ev))
+			headers, err := outbox.KafkaHeaders(readHeaders(t, db, ev))
 			if err != nil {
 				t.Fatal(err)
 			}
