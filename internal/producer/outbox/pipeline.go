@@ -13,7 +13,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
 )
 
-type row struct {
+// batchRow is an unpublished outbox row as a batch read returns it, its
+// headers read into Kafka headers; Row is the one order-api writes.
+type batchRow struct {
 	id            int64
 	topic         string
 	key           []byte
@@ -25,7 +27,7 @@ type row struct {
 
 // flight is a batch being written to Kafka by a goroutine of its own.
 type flight struct {
-	rows    []row
+	rows    []batchRow
 	pending []kafka.Message // what is not acknowledged yet
 	more    bool            // the read that gave rows stopped at a limit: more may wait
 	done    chan error      // the first attempt's result
@@ -111,7 +113,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 			}
 		}
 		var (
-			rows []row
+			rows []batchRow
 			more bool
 		)
 		if err := step(stepRead, func() error {
@@ -145,7 +147,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 
 // frame frames each row's payload with its schema ID into msgs, keeping
 // what an earlier attempt framed.
-func (r *Relay) frame(ctx context.Context, rows []row, msgs []kafka.Message) error {
+func (r *Relay) frame(ctx context.Context, rows []batchRow, msgs []kafka.Message) error {
 	for i, rw := range rows {
 		if msgs[i].Value != nil {
 			continue
@@ -207,14 +209,14 @@ func (r *Relay) written(f *flight) []int64 {
 	return f.ids()
 }
 
-func message(rw row, value []byte) kafka.Message {
+func message(rw batchRow, value []byte) kafka.Message {
 	return kafka.Message{Topic: rw.topic, Key: rw.key, Value: value, Headers: rw.headers}
 }
 
 // readBatch marks acked as published and returns the oldest unpublished
 // rows but those in flight, at most BatchSize of them and MaxBatchBytes in
 // all, and whether it stopped at one of those limits (more may wait).
-func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64) ([]row, bool, error) {
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64) ([]batchRow, bool, error) {
 	if acked == nil {
 		acked = []int64{}
 	}
@@ -234,20 +236,20 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight [
 }
 
 // read runs a batch read.
-func (r *Relay) read(ctx context.Context, conn *pgx.Conn, query string, acked, inFlight []int64) ([]row, bool, error) {
+func (r *Relay) read(ctx context.Context, conn *pgx.Conn, query string, acked, inFlight []int64) ([]batchRow, bool, error) {
 	rs, err := conn.Query(ctx, query, r.cfg.BatchSize, acked, inFlight)
 	if err != nil {
 		return nil, false, err
 	}
 	defer rs.Close()
 	var (
-		out   []row
+		out   []batchRow
 		bytes int
 		more  bool
 	)
 	for rs.Next() {
 		var (
-			rw      row
+			rw      batchRow
 			headers []byte
 		)
 		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
