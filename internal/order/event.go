@@ -3,12 +3,11 @@ package order
 import (
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/text"
 )
 
 // What an event must be for a consumer to accept it: one the API could have
@@ -88,14 +87,14 @@ func (m *Machine) CheckEvent(ev Event, key []byte, now time.Time) error {
 		return &EventError{Rule: rule, Detail: fmt.Sprintf(format, args...)}
 	}
 	if !isKeyOf(key, o.ID) {
-		return fail(RuleKeyMismatch, "message key %s is not order_id %s", Quote(string(key), 64), o.ID)
+		return fail(RuleKeyMismatch, "message key %s is not order_id %s", text.Quote(string(key), 64), o.ID)
 	}
 	want := m.EventStatus(ev.Type)
 	if want == "" {
-		return fail(RuleTypeStatusMismatch, "unknown event type %s", Quote(string(ev.Type), 32))
+		return fail(RuleTypeStatusMismatch, "unknown event type %s", text.Quote(string(ev.Type), 32))
 	}
 	if o.Status != want {
-		return fail(RuleTypeStatusMismatch, "a %s event leaves the order %s, not %s", ev.Type, want, Quote(string(o.Status), 32))
+		return fail(RuleTypeStatusMismatch, "a %s event leaves the order %s, not %s", ev.Type, want, text.Quote(string(o.Status), 32))
 	}
 	if v := m.Version(o.Status); o.Version != v {
 		return fail(RuleVersionStatusMismatch, "an order that is %s is at version %d, not %d", o.Status, v, o.Version)
@@ -125,8 +124,8 @@ func (m *Machine) CheckEvent(ev Event, key []byte, now time.Time) error {
 			ve.add(d.field, "cannot be set on an order that is %s", o.Status)
 		case len(d.value) > MaxTextLength:
 			ve.add(d.field, "must be at most %d bytes", MaxTextLength)
-		case !ValidText(d.value):
-			ve.add(d.field, textRule)
+		case !text.Valid(d.value):
+			ve.add(d.field, text.Rule)
 		}
 	}
 	if len(ve.Fields) > 0 {
@@ -169,25 +168,4 @@ func isKeyOf(key []byte, id uuid.UUID) bool {
 		}
 	}
 	return true
-}
-
-const textRule = "must be valid UTF-8 without NUL characters"
-
-// ValidText reports whether s can be stored and echoed as text: valid UTF-8
-// without NUL (U+0000), which PostgreSQL's text cannot hold.
-func ValidText(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
-}
-
-// Quote returns s as a Go-quoted string of at most max bytes of s, marked
-// with "…" when cut, so error details never echo a client's input whole.
-func Quote(s string, max int) string {
-	if len(s) <= max {
-		return strconv.Quote(s)
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strconv.Quote(s[:cut]) + "…"
 }

@@ -134,15 +134,6 @@ func TestRequestsWithTextPostgreSQLCannotStoreAreRefused(t *testing.T) {
 	}
 }
 
-func TestQuoteCutsLongInputOnARuneBoundary(t *testing.T) {
-	if got := order.Quote("short", 10); got != `"short"` {
-		t.Errorf("got %s", got)
-	}
-	if got := order.Quote("ééééé", 3); got != `"é"…` {
-		t.Errorf("got %s", got)
-	}
-}
-
 func BenchmarkCheckEvent(b *testing.B) {
 	o, placed, _ := order.Place(order.NewOrder{CustomerID: "c-1", Currency: "EUR",
 		Items: []order.Item{{SKU: "A", Quantity: 2, UnitPriceMinor: 150}, {SKU: "B", Quantity: 1, UnitPriceMinor: 99}}}, order.Now(), order.Meta{})

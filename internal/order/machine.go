@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/ordersonkafka/orders/internal/text"
 )
 
 // Transition is one edge of a state machine: Action takes an order that is
@@ -192,7 +194,7 @@ func (m *Machine) Follows(t EventType) (Status, bool) {
 func (m *Machine) Apply(o *Order, c Change, now time.Time, meta Meta) (Event, error) {
 	err := c.Validate()
 	if !m.HasAction(c.Action) {
-		ve := ValidationError{Fields: []FieldError{{Field: "action", Detail: "unknown action " + Quote(string(c.Action), 32)}}}
+		ve := ValidationError{Fields: []FieldError{{Field: "action", Detail: "unknown action " + text.Quote(string(c.Action), 32)}}}
 		if err != nil {
 			ve.Fields = append(ve.Fields, err.(*ValidationError).Fields...)
 		}

@@ -1,6 +1,7 @@
 // Package order is the domain of the service: an Order, its state machine and
-// the events each accepted transition produces. It imports nothing of ours and
-// no driver; adapters (HTTP, PostgreSQL, Kafka) depend on it, never the reverse.
+// the events each accepted transition produces. It imports no driver and
+// nothing of ours but internal/text, the leaf rule for text every layer
+// shares; adapters (HTTP, PostgreSQL, Kafka) depend on it, never the reverse.
 //
 // Guarantees: an Order only changes through Place and a Machine's Apply,
 // every accepted transition increments Version by exactly one (1 on Place)
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/ordersonkafka/orders/internal/text"
 )
 
 // Status is the lifecycle state of an order.
@@ -164,7 +167,7 @@ type NewOrder struct {
 }
 
 // Validate checks every field and returns a *ValidationError listing all
-// problems, or nil. Text must be valid UTF-8 without NUL (ValidText). It also
+// problems, or nil. Text must be valid UTF-8 without NUL (text.Valid). It also
 // rejects totals that do not fit in an int64.
 func (n NewOrder) Validate() error {
 	var ve ValidationError
@@ -173,8 +176,8 @@ func (n NewOrder) Validate() error {
 		ve.add("customer_id", "is required")
 	case len(n.CustomerID) > MaxCustomerIDLen:
 		ve.add("customer_id", "must be at most %d bytes", MaxCustomerIDLen)
-	case !ValidText(n.CustomerID):
-		ve.add("customer_id", textRule)
+	case !text.Valid(n.CustomerID):
+		ve.add("customer_id", text.Rule)
 	}
 	switch {
 	case n.Currency == "":
@@ -196,8 +199,8 @@ func (n NewOrder) Validate() error {
 				ve.add(field("sku"), "is required")
 			case len(it.SKU) > MaxSKULength:
 				ve.add(field("sku"), "must be at most %d bytes", MaxSKULength)
-			case !ValidText(it.SKU):
-				ve.add(field("sku"), textRule)
+			case !text.Valid(it.SKU):
+				ve.add(field("sku"), text.Rule)
 			}
 			if it.Quantity <= 0 {
 				ve.add(field("quantity"), "must be a positive integer")
@@ -274,16 +277,16 @@ func (c Change) Validate() error {
 	var ve ValidationError
 	if len(c.PaymentReference) > MaxTextLength {
 		ve.add("payment_reference", "must be at most %d bytes", MaxTextLength)
-	} else if !ValidText(c.PaymentReference) {
-		ve.add("payment_reference", textRule)
+	} else if !text.Valid(c.PaymentReference) {
+		ve.add("payment_reference", text.Rule)
 	}
 	if c.PaymentReference != "" && c.Action != ActionPay {
 		ve.add("payment_reference", "is only accepted by pay")
 	}
 	if len(c.Reason) > MaxTextLength {
 		ve.add("reason", "must be at most %d bytes", MaxTextLength)
-	} else if !ValidText(c.Reason) {
-		ve.add("reason", textRule)
+	} else if !text.Valid(c.Reason) {
+		ve.add("reason", text.Rule)
 	}
 	if c.Reason != "" && c.Action == ActionPay {
 		ve.add("reason", "is only accepted by refund and cancel")

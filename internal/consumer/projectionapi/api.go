@@ -26,6 +26,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/web"
+	"github.com/ordersonkafka/orders/internal/text"
 	"github.com/ordersonkafka/orders/openapi"
 )
 
@@ -166,14 +167,14 @@ func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, b
 	if v := q.Get("min_version"); v != "" {
 		if minVersion, err = strconv.ParseInt(v, 10, 64); err != nil || minVersion < 1 {
 			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-				fmt.Sprintf("min_version %s is not a positive integer", order.Quote(v, 32)), nil)
+				fmt.Sprintf("min_version %s is not a positive integer", text.Quote(v, 32)), nil)
 			return 0, 0, false
 		}
 	}
 	if v := q.Get("wait"); v != "" {
 		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > MaxWait {
 			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-				fmt.Sprintf("wait %s is not a duration between 0s and %s", order.Quote(v, 32), MaxWait), nil)
+				fmt.Sprintf("wait %s is not a duration between 0s and %s", text.Quote(v, 32), MaxWait), nil)
 			return 0, 0, false
 		}
 	}

@@ -52,6 +52,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/text"
 )
 
 // Decoder turns a message value into an event (eventcodec.Decoder).
@@ -655,8 +656,8 @@ func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Ti
 	tp, corr := envelope.TraceHeaders(m.Headers)
 	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, tp, ""), corr)
 	key := string(m.Key)
-	if len(m.Key) > 64 || !order.ValidText(key) {
-		key = order.Quote(key, 64) // an order ID is 36 bytes; anything else is shown, not stored whole
+	if len(m.Key) > 64 || !text.Valid(key) {
+		key = text.Quote(key, 64) // an order ID is 36 bytes; anything else is shown, not stored whole
 	}
 	return c.cfg.Tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
 		trace.WithAttributes(

@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/text"
 )
 
 // The Kafka headers of every event.
@@ -37,11 +38,11 @@ const MaxTraceHeader = 256
 
 // TraceHeaders returns the traceparent and correlation_id of a message's
 // headers, each only if it is at most MaxTraceHeader bytes of valid text
-// (order.ValidText), and "" otherwise: they come from outside and end up in
+// (text.Valid), and "" otherwise: they come from outside and end up in
 // spans and log lines. If a header is repeated, the last believable one wins.
 func TraceHeaders(headers []kafka.Header) (traceparent, correlationID string) {
 	for _, h := range headers {
-		if len(h.Value) > MaxTraceHeader || !order.ValidText(string(h.Value)) {
+		if len(h.Value) > MaxTraceHeader || !text.Valid(string(h.Value)) {
 			continue
 		}
 		switch h.Key {

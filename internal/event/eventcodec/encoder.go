@@ -30,6 +30,7 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/text"
 	"github.com/ordersonkafka/orders/schemas"
 )
 
@@ -101,11 +102,11 @@ func toWire(ev order.Event) (*wireEvent, error) {
 	o := ev.Order
 	typ, ok := eventTypeSymbols.symbol[ev.Type]
 	if !ok {
-		return nil, fmt.Errorf("unknown event type %s", order.Quote(string(ev.Type), 32))
+		return nil, fmt.Errorf("unknown event type %s", text.Quote(string(ev.Type), 32))
 	}
 	status, ok := statusSymbols.symbol[o.Status]
 	if !ok {
-		return nil, fmt.Errorf("unknown status %s", order.Quote(string(o.Status), 32))
+		return nil, fmt.Errorf("unknown status %s", text.Quote(string(o.Status), 32))
 	}
 	items := make([]wireItem, len(o.Items))
 	for i, it := range o.Items {

@@ -6,7 +6,7 @@
 //     the same way (405 with Allow, a query or path that is not text, 503 with
 //     Retry-After). A problem body echoes what the client sent at most once
 //     and bounded: instance is the request's path, escaped and cut at
-//     MaxInstance bytes, and details quote client input cut (order.Quote);
+//     MaxInstance bytes, and details quote client input cut (text.Quote);
 //   - a router with /healthz, /readyz (concurrent checks, each bounded) and
 //     /metrics, the JSON writer, the 500 path, and one JSON representation
 //     and entity tag of an order;

@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/text"
 )
 
 // methods are the standard methods a route can be registered for, in the
@@ -66,18 +66,18 @@ func quoteMethod(m string) string {
 	if len(m) <= 32 {
 		return m
 	}
-	return order.Quote(m, 32)
+	return text.Quote(m, 32)
 }
 
 // ValidText refuses, with 400, a request whose path or query string is not
 // text: a parameter (name or value) that, percent-decoded, is not valid
 // UTF-8 or holds NUL, or a query string that is not percent-encoded
-// properly. Such a parameter can match nothing the APIs store (order.ValidText),
+// properly. Such a parameter can match nothing the APIs store (text.Valid),
 // and PostgreSQL refuses it in a query as an error, not as "no match"; so it
 // never reaches the store.
 func ValidText(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !order.ValidText(r.URL.Path) {
+		if !text.Valid(r.URL.Path) {
 			Problem(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
 				"the path is not valid text: percent-encoded bytes must be UTF-8, without NUL", nil)
 			return
@@ -89,13 +89,13 @@ func ValidText(next http.Handler) http.Handler {
 			return
 		}
 		for name, values := range q {
-			bad := !order.ValidText(name)
+			bad := !text.Valid(name)
 			for _, v := range values {
-				bad = bad || !order.ValidText(v)
+				bad = bad || !text.Valid(v)
 			}
 			if bad {
 				Problem(w, r, http.StatusBadRequest, TypeMalformed, "Bad Request",
-					"query parameter "+order.Quote(name, 32)+" is not valid text: percent-encoded bytes must be UTF-8, without NUL", nil)
+					"query parameter "+text.Quote(name, 32)+" is not valid text: percent-encoded bytes must be UTF-8, without NUL", nil)
 				return
 			}
 		}

@@ -42,6 +42,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/platform/web"
+	"github.com/ordersonkafka/orders/internal/text"
 	"github.com/ordersonkafka/orders/openapi"
 )
 
@@ -176,7 +177,7 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 		if method == telemetry.OtherMethod {
 			// The method itself is a token (net/http refuses anything else),
 			// kept on this request's span and log line only, and cut.
-			original := order.Quote(r.Method, 32)
+			original := text.Quote(r.Method, 32)
 			span.SetAttributes(attribute.String("http.request.method_original", original))
 			attrs = append(attrs, slog.String("method_original", original))
 		}
@@ -184,8 +185,8 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 			span.SetStatus(codes.Error, http.StatusText(sw.status))
 		}
 		if sub := subject(); sub != "" { // the token's subject, never the token
-			if len(sub) > 128 || !order.ValidText(sub) {
-				sub = order.Quote(sub, 128)
+			if len(sub) > 128 || !text.Valid(sub) {
+				sub = text.Quote(sub, 128)
 			}
 			attrs = append(attrs, slog.String("sub", sub))
 		}
@@ -369,14 +370,14 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	f := order.ListFilter{CustomerID: q.Get("customer_id"), Status: order.Status(q.Get("status")), Limit: order.DefaultListLimit}
 	if f.Status != "" && !a.machine.HasStatus(f.Status) {
 		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-			"status must be one of "+a.statusList+"; got "+order.Quote(string(f.Status), 32), nil)
+			"status must be one of "+a.statusList+"; got "+text.Quote(string(f.Status), 32), nil)
 		return
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > order.MaxListLimit {
 			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-				fmt.Sprintf("limit must be an integer from 1 to %d; got %s", order.MaxListLimit, order.Quote(s, 32)), nil)
+				fmt.Sprintf("limit must be an integer from 1 to %d; got %s", order.MaxListLimit, text.Quote(s, 32)), nil)
 			return
 		}
 		f.Limit = n
@@ -577,7 +578,7 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any, required boo
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		web.Problem(w, r, http.StatusUnsupportedMediaType, web.TypeMediaType, "Unsupported Media Type",
-			"request body must be application/json in UTF-8; charset "+order.Quote(cs, 32)+" is not supported", nil)
+			"request body must be application/json in UTF-8; charset "+text.Quote(cs, 32)+" is not supported", nil)
 		return false
 	}
 	if !utf8.Valid(body) {
@@ -668,13 +669,13 @@ func walkJSON(dec *json.Decoder, t reflect.Type, path string, depth int) error {
 				where = path
 			}
 			if seen[key] {
-				return &jsonError{fmt.Sprintf("key %s appears more than once in %s", order.Quote(key, 64), where)}
+				return &jsonError{fmt.Sprintf("key %s appears more than once in %s", text.Quote(key, 64), where)}
 			}
 			seen[key] = true
 			var next reflect.Type
 			if fields != nil {
 				if next, ok = fields[key]; !ok {
-					return &jsonError{fmt.Sprintf("unknown field %s in %s (names are case-sensitive)", order.Quote(key, 64), where)}
+					return &jsonError{fmt.Sprintf("unknown field %s in %s (names are case-sensitive)", text.Quote(key, 64), where)}
 				}
 			}
 			if err := walkJSON(dec, next, joinPath(path, key), depth+1); err != nil {
@@ -732,7 +733,7 @@ func describeJSONError(err error) string {
 	case errors.As(err, &typ):
 		what := "the request body"
 		if typ.Field != "" {
-			what = "field " + order.Quote(typ.Field, 64)
+			what = "field " + text.Quote(typ.Field, 64)
 		}
 		return fmt.Sprintf("%s must be %s, got %s", what, jsonType(typ.Type), typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):
