@@ -21,18 +21,24 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/ordersonkafka/orders/internal/order"
 )
 
 // Details is an RFC 9457 problem details body.
 type Details struct {
-	Type     string             `json:"type"`
-	Title    string             `json:"title"`
-	Status   int                `json:"status"`
-	Detail   string             `json:"detail,omitempty"`
-	Instance string             `json:"instance,omitempty"`
-	Errors   []order.FieldError `json:"errors,omitempty"` // for validation problems
+	Type     string       `json:"type"`
+	Title    string       `json:"title"`
+	Status   int          `json:"status"`
+	Detail   string       `json:"detail,omitempty"`
+	Instance string       `json:"instance,omitempty"`
+	Errors   []FieldError `json:"errors,omitempty"` // for validation problems
+}
+
+// FieldError is one entry of a validation problem's errors: what is wrong
+// with one field of the request. The API maps its domain's refusals to it,
+// so the body's shape is the platform's, the same in every API.
+type FieldError struct {
+	Field  string `json:"field"`  // JSON path, e.g. items[2].quantity
+	Detail string `json:"detail"` // human-readable reason
 }
 
 // Problem types: stable URIs a client can switch on. They are identifiers,
@@ -66,14 +72,14 @@ const (
 )
 
 // Problem sends a problem response for r.
-func Problem(w http.ResponseWriter, r *http.Request, status int, typ, title, detail string, fields []order.FieldError) {
+func Problem(w http.ResponseWriter, r *http.Request, status int, typ, title, detail string, fields []FieldError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if len(fields) > 0 {
-		clipped := make([]order.FieldError, len(fields))
+		clipped := make([]FieldError, len(fields))
 		for i, f := range fields {
-			clipped[i] = order.FieldError{Field: clip(f.Field, MaxDetail), Detail: clip(f.Detail, MaxDetail)}
+			clipped[i] = FieldError{Field: clip(f.Field, MaxDetail), Detail: clip(f.Detail, MaxDetail)}
 		}
 		fields = clipped
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 )
 
@@ -36,7 +35,7 @@ func TestWriteCutsDetailsAndUnavailableSaysRetryAfter(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/orders", nil)
 	long := strings.Repeat("é", 10000)
 	web.Problem(w, r, 422, web.TypeValidation, "Unprocessable Content", long,
-		[]order.FieldError{{Field: "currency", Detail: "got " + long}})
+		[]web.FieldError{{Field: "currency", Detail: "got " + long}})
 	var p web.Details
 	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
 		t.Fatal(err)

@@ -256,8 +256,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(fields) > 0 {
-		web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content",
-			"the order is not valid; see errors", fields)
+		invalid(w, r, "the order is not valid; see errors", fields)
 		return
 	}
 	o, ev, err := order.Place(n, a.now(), metaFrom(r.Context()))
@@ -440,8 +439,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 		if err := c.Validate(); err != nil {
 			var ve *order.ValidationError
 			if errors.As(err, &ve) {
-				web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content",
-					"the request is not valid; see errors", ve.Fields)
+				invalid(w, r, "the request is not valid; see errors", ve.Fields)
 				return
 			}
 			a.internal(w, r, err)
@@ -786,11 +784,19 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 		web.Problem(w, r, http.StatusPreconditionFailed, web.TypePrecondition, "Precondition Failed",
 			"the order has changed since the version in If-Match; GET it and retry", nil)
 	case errors.As(err, &ve):
-		web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content",
-			"the request is not valid; see errors", ve.Fields)
+		invalid(w, r, "the request is not valid; see errors", ve.Fields)
 	default:
 		a.internal(w, r, err)
 	}
+}
+
+// invalid answers 422 with the domain's field errors as the problem's errors.
+func invalid(w http.ResponseWriter, r *http.Request, detail string, fields []order.FieldError) {
+	errs := make([]web.FieldError, len(fields))
+	for i, f := range fields {
+		errs[i] = web.FieldError{Field: f.Field, Detail: f.Detail}
+	}
+	web.Problem(w, r, http.StatusUnprocessableEntity, web.TypeValidation, "Unprocessable Content", detail, errs)
 }
 
 // internal answers 500 without details and logs the cause. Only POST
