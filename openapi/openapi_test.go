@@ -3,6 +3,8 @@ package openapi_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -122,4 +124,63 @@ func TestHeaderObjectsHaveNoUnknownFields(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The JSON form of an order is what the documents say it is: each field of
+// openapi.Order and openapi.ProjectedOrder is a property of the schema it
+// answers with, every property is a field, and a field may be left out
+// (omitempty) exactly when the schema does not require it.
+func TestTheJSONFormOfAnOrderIsTheDocumentsSchema(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		document, schema string
+		doc              []byte
+		form             reflect.Type
+	}{
+		{"order-api.yaml", "Order", openapi.OrderAPI(), reflect.TypeFor[openapi.Order]()},
+		{"order-consumer.yaml", "ProjectedOrder", openapi.OrderConsumer(), reflect.TypeFor[openapi.ProjectedOrder]()},
+	} {
+		t.Run(tc.document+" "+tc.schema, func(t *testing.T) {
+			ref := load(t, tc.doc).Components.Schemas[tc.schema]
+			if ref == nil || ref.Value == nil {
+				t.Fatalf("no %s schema", tc.schema)
+			}
+			var properties, required []string
+			for name := range ref.Value.Properties {
+				properties = append(properties, name)
+			}
+			required = append(required, ref.Value.Required...)
+			var fields, always []string
+			for name, optional := range jsonNames(tc.form) {
+				fields = append(fields, name)
+				if !optional {
+					always = append(always, name)
+				}
+			}
+			for _, s := range [][]string{properties, required, fields, always} {
+				slices.Sort(s)
+			}
+			if !slices.Equal(fields, properties) {
+				t.Errorf("the Go form has the fields %v; the schema the properties %v", fields, properties)
+			}
+			if !slices.Equal(always, required) {
+				t.Errorf("the Go form always writes %v; the schema requires %v", always, required)
+			}
+		})
+	}
+}
+
+// jsonNames returns the JSON names of struct t's fields, embedded structs'
+// included, each with whether encoding/json may leave it out (omitempty).
+func jsonNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			maps.Copy(names, jsonNames(f.Type))
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		names[name] = strings.Contains(","+opts+",", ",omitempty,")
+	}
+	return names
 }

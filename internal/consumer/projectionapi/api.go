@@ -102,14 +102,6 @@ func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 	return root
 }
 
-// orderJSON is the projection of an order as the API shows it: order-api's
-// representation plus when the event occurred and when it was applied here.
-type orderJSON struct {
-	web.Order
-	LastEventAt time.Time `json:"last_event_at"`
-	ProjectedAt time.Time `json:"projected_at"`
-}
-
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
@@ -151,7 +143,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	web.JSON(w, http.StatusOK, orderJSON{Order: web.OrderOf(o), LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt})
+	web.JSON(w, http.StatusOK, openapi.ProjectedOrderOf(p))
 }
 
 // waitParams reads min_version and wait: GET /orders/{id}?min_version=3&wait=5s

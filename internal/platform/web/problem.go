@@ -8,8 +8,8 @@
 //     and bounded: instance is the request's path, escaped and cut at
 //     MaxInstance bytes, and details quote client input cut (text.Quote);
 //   - a router with /healthz, /readyz (concurrent checks, each bounded) and
-//     /metrics, the JSON writer, the 500 path, and one JSON representation
-//     and entity tag of an order;
+//     /metrics, the JSON writer, the 500 path, and the entity tag of a
+//     version (ETag);
 //   - Serve, which runs an http.Server until its context ends, then shuts it
 //     down gracefully within a bound.
 package web

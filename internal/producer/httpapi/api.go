@@ -264,7 +264,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	body, err := json.Marshal(web.OrderOf(o))
+	body, err := json.Marshal(openapi.OrderOf(o))
 	if err != nil {
 		a.internal(w, r, err)
 		return
@@ -288,7 +288,7 @@ func (a *api) place(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if replayed {
-		var first web.Order
+		var first openapi.Order
 		if err := json.Unmarshal(resp, &first); err != nil {
 			a.internal(w, r, fmt.Errorf("stored idempotent response: %w", err))
 			return
@@ -356,12 +356,12 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	web.JSON(w, http.StatusOK, web.OrderOf(o))
+	web.JSON(w, http.StatusOK, openapi.OrderOf(o))
 }
 
 type listResponse struct {
-	Items      []web.Order `json:"items"`
-	NextCursor string      `json:"next_cursor,omitempty"`
+	Items      []openapi.Order `json:"items"`
+	NextCursor string          `json:"next_cursor,omitempty"`
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
@@ -394,9 +394,9 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, err)
 		return
 	}
-	resp := listResponse{Items: make([]web.Order, len(orders))}
+	resp := listResponse{Items: make([]openapi.Order, len(orders))}
 	for i, o := range orders {
-		resp.Items[i] = web.OrderOf(o)
+		resp.Items[i] = openapi.OrderOf(o)
 	}
 	if more && len(orders) > 0 {
 		resp.NextCursor = encodeCursor(orders[len(orders)-1].ID)
@@ -454,7 +454,7 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("ETag", web.ETag(o.Version))
-		web.JSON(w, http.StatusOK, web.OrderOf(o))
+		web.JSON(w, http.StatusOK, openapi.OrderOf(o))
 	}
 }
 

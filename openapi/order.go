@@ -1,7 +1,6 @@
-package web
+package openapi
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -9,9 +8,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/order"
 )
 
-// Order is the JSON representation of an order in both services' APIs:
-// order-api's answers, and order-consumer's projection (which adds when the
-// event occurred and was applied).
+// Order is the JSON form of an order, the Order schema of order-api.yaml:
+// order-api's answers, and the part of order-consumer's ProjectedOrder that
+// is the same order.
 type Order struct {
 	ID               uuid.UUID    `json:"id"`
 	CustomerID       string       `json:"customer_id"`
@@ -27,7 +26,7 @@ type Order struct {
 	UpdatedAt        time.Time    `json:"updated_at"`
 }
 
-// OrderOf is o's representation.
+// OrderOf is o's JSON form.
 func OrderOf(o order.Order) Order {
 	items := o.Items
 	if items == nil {
@@ -40,6 +39,16 @@ func OrderOf(o order.Order) Order {
 	}
 }
 
-// ETag is the entity tag of an order at version: `"<version>"`, strong, the
-// same in both APIs for the same version of the same order.
-func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+// ProjectedOrder is the JSON form of an order as order-consumer projects
+// it, the ProjectedOrder schema of order-consumer.yaml: order-api's form of
+// the same order, plus when its newest event occurred and was applied.
+type ProjectedOrder struct {
+	Order
+	LastEventAt time.Time `json:"last_event_at"`
+	ProjectedAt time.Time `json:"projected_at"`
+}
+
+// ProjectedOrderOf is p's JSON form.
+func ProjectedOrderOf(p order.Projection) ProjectedOrder {
+	return ProjectedOrder{Order: OrderOf(p.Order), LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt}
+}
