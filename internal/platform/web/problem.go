@@ -7,6 +7,9 @@
 //     Retry-After). A problem body echoes what the client sent at most once
 //     and bounded: instance is the request's path, escaped and cut at
 //     MaxInstance bytes, and details quote client input cut (text.Quote);
+//   - strict JSON request bodies (JSONBody): identity-encoded UTF-8
+//     application/json whose keys are exactly the documented names of the
+//     struct they decode into, each at most once, refused precisely;
 //   - a router with /healthz, /readyz (concurrent checks, each bounded) and
 //     /metrics, the JSON writer, the 500 path, and the entity tag of a
 //     version (ETag);
