@@ -10,9 +10,10 @@
 //   - strict JSON request bodies (JSONBody): identity-encoded UTF-8
 //     application/json whose keys are exactly the documented names of the
 //     struct they decode into, each at most once, refused precisely;
+//   - conditional requests: the strong entity tag of a version (ETag) and
+//     If-Match (IfMatch: "*" or a list of entity-tags, compared strongly);
 //   - a router with /healthz, /readyz (concurrent checks, each bounded) and
-//     /metrics, the JSON writer, the 500 path, and the entity tag of a
-//     version (ETag);
+//     /metrics, the JSON writer and the 500 path;
 //   - Serve, which runs an http.Server until its context ends, then shuts it
 //     down gracefully within a bound.
 package web

@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -459,67 +458,18 @@ func (a *api) change(action order.Action) http.HandlerFunc {
 	}
 }
 
-// ifMatch reads If-Match (RFC 9110 §13.1.1). Absent (or empty) and "*"
-// match any version: nil (Update still requires the order to exist).
-// Otherwise it is a list of entity-tags, each compared strongly with the
-// order's ETag, `"<version>"`: a weak tag (W/"1") never matches, nor does an
-// opaque tag that is not a version as this API writes it ("01", "+1"); the
-// list matches if any member does. A field that is not such a list is 400.
+// ifMatch is the request's If-Match as the order's precondition. Absent
+// (or empty) and "*" match any version: nil (Update still requires the
+// order to exist). Otherwise a version matches when its ETag, `"<version>"`,
+// is in the list by strong comparison: a weak tag (W/"1") never matches, nor
+// does an opaque tag that is not a version as this API writes it ("01",
+// "+1"). A field that is not such a list is 400.
 func ifMatch(w http.ResponseWriter, r *http.Request) (order.VersionMatch, bool) {
-	h := strings.TrimSpace(strings.Join(r.Header.Values("If-Match"), ","))
-	if h == "" || h == "*" {
-		return nil, true
+	m, ok := web.ReadIfMatch(w, r)
+	if !ok || m.Any() {
+		return nil, ok
 	}
-	versions, ok := parseIfMatch(h)
-	if !ok {
-		web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-			`If-Match must be * or a list of entity-tags, such as "3" or "3", "4"`, nil)
-		return nil, false
-	}
-	return func(v int64) bool { return slices.Contains(versions, v) }, true
-}
-
-// parseIfMatch parses 1#entity-tag and returns the versions named by its
-// strong tags; ok is false if h is not a list of entity-tags.
-func parseIfMatch(h string) (versions []int64, ok bool) {
-	tags := 0
-	for i := 0; i < len(h); {
-		switch h[i] {
-		case ' ', '\t', ',': // OWS and empty list elements
-			i++
-			continue
-		}
-		weak := strings.HasPrefix(h[i:], `W/`)
-		if weak {
-			i += 2
-		}
-		if i >= len(h) || h[i] != '"' {
-			return nil, false
-		}
-		end := i + 1
-		for end < len(h) && h[end] != '"' {
-			if c := h[end]; c < 0x21 || c == 0x7f { // etagc: %x21 / %x23-7E / obs-text
-				return nil, false
-			}
-			end++
-		}
-		if end >= len(h) {
-			return nil, false
-		}
-		opaque := h[i+1 : end]
-		i = end + 1
-		for i < len(h) && (h[i] == ' ' || h[i] == '\t') {
-			i++
-		}
-		if i < len(h) && h[i] != ',' {
-			return nil, false
-		}
-		tags++
-		if v, err := strconv.ParseInt(opaque, 10, 64); !weak && err == nil && v > 0 && strconv.FormatInt(v, 10) == opaque {
-			versions = append(versions, v)
-		}
-	}
-	return versions, tags > 0
+	return func(v int64) bool { return m.Matches(web.ETag(v)) }, true
 }
 
 // pathID reads the {id} of the route. The detail does not repeat the id:
