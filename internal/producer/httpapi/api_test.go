@@ -14,10 +14,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ordersonkafka/orders/internal/devkit/memstore"
 	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
 	"github.com/ordersonkafka/orders/internal/producer/orderstore"
@@ -25,13 +27,29 @@ import (
 	"github.com/ordersonkafka/orders/openapi"
 )
 
+// env is order-api served for a test, on one of two stores: the in-memory
+// store, for what the HTTP layer does (routing, validation, problem bodies,
+// headers, If-Match, Idempotency-Key answers), or its PostgreSQL store, for
+// what only PostgreSQL shows (outbox rows, an outage, a pool with no free
+// connection). memstore keeps the same contract (storetest holds both to it).
 type env struct {
-	t   *testing.T
-	srv *httptest.Server
-	db  *pgtest.DB
+	t     *testing.T
+	srv   *httptest.Server
+	store *memstore.Store // set by newEnv
+	db    *pgtest.DB      // set by newPostgresEnv
 }
 
+// newEnv serves order-api on an in-memory store of its own.
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	store := memstore.New()
+	srv := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, store, web.Check{Name: "database", Func: store.Ping}))
+	return &env{t: t, srv: srv, store: store}
+}
+
+// newPostgresEnv serves order-api on its PostgreSQL store, on a fresh
+// database of its own.
+func newPostgresEnv(t *testing.T) *env {
 	t.Helper()
 	store, db := newStore(t)
 	srv := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t)}, store, web.Check{Name: "database", Func: store.Ping}))
@@ -81,8 +99,21 @@ func (e *env) do(method, path, body string, headers ...string) response {
 	return e.doRaw(method, path, []byte(body), headers...)
 }
 
+// count is how many rows table holds: in PostgreSQL, or what the in-memory
+// store holds in its stead (its events are the outbox's rows).
 func (e *env) count(table string) int {
 	e.t.Helper()
+	if e.db == nil {
+		switch table {
+		case "orders":
+			return len(e.store.Orders())
+		case "outbox":
+			return len(e.store.Events())
+		case "idempotency_keys":
+			return len(e.store.IdempotencyKeys())
+		}
+		e.t.Fatalf("the in-memory store has no table %s", table)
+	}
 	var n int
 	if err := e.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 		e.t.Fatal(err)
@@ -384,7 +415,7 @@ func TestConcurrentIdempotentPlacesCreateOneOrder(t *testing.T) {
 
 func TestConcurrentPayAndCancelOneWins(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newPostgresEnv(t)
 	id := e.place()["id"].(string)
 	const n = 20
 	statuses := make([]int, n)
@@ -490,7 +521,7 @@ func TestListPaginatesWithoutGapsAndFilters(t *testing.T) {
 
 func TestMetadataHeadersReachTheOutbox(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newPostgresEnv(t)
 	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	r := e.do("POST", "/orders", validOrder, "X-Correlation-ID", "corr-7", "traceparent", tp)
 	if r.header.Get("X-Correlation-ID") != "corr-7" {
@@ -523,7 +554,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	if r := e.do("GET", "/readyz", ""); r.status != 200 {
 		t.Errorf("readyz %d %s", r.status, r.body)
 	}
-	e.db.Pool.Close() // the database is gone for this service
+	e.store.Fail(fmt.Errorf("%w: the test's outage", order.ErrUnavailable)) // the database is gone for this service
 	r := e.do("GET", "/readyz", "")
 	if r.status != 503 || !strings.Contains(string(r.body), "database") {
 		t.Errorf("readyz without database: %d %s", r.status, r.body)

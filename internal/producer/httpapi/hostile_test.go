@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,13 +21,14 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/ordersonkafka/orders/internal/devkit/memstore"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/producer/httpapi"
 )
 
-// Findings 10–16 of issue 8: what a client sees when it sends what no
-// well-behaved client sends, or when PostgreSQL is away.
+// What a client sees when it sends what no well-behaved client sends, or
+// when PostgreSQL is away.
 
 // problemBody is an RFC 9457 body as a client reads it.
 type problemBody struct {
@@ -77,7 +79,7 @@ func (e *env) written() string {
 	return fmt.Sprintf("orders %d, outbox %d, idempotency keys %d", e.count("orders"), e.count("outbox"), e.count("idempotency_keys"))
 }
 
-// Finding 10: text PostgreSQL cannot hold (NUL) is the client's error, a
+// Text PostgreSQL cannot hold (NUL) is the client's error, a
 // 422 naming the field, and writes nothing; it never reaches PostgreSQL as
 // a 500 that promises a retry would work.
 func TestTextWithNULIsUnprocessableAndWritesNothing(t *testing.T) {
@@ -123,13 +125,14 @@ func TestTextWithNULIsUnprocessableAndWritesNothing(t *testing.T) {
 	}
 }
 
-// Finding 11: a query or path parameter that is not text is 400 and never
-// reaches PostgreSQL: the answers below come with the pool closed.
+// A query or path parameter that is not text is 400 and never reaches the
+// store (PostgreSQL would refuse it as an error): the answers below come
+// with the store failing every call.
 func TestParametersThatAreNotTextAreBadRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	id := e.place()["id"].(string)
-	e.db.Pool.Close() // any request that reached the store would fail now
+	e.store.Fail(errors.New("a request reached the store")) // any request that reached the store would fail now
 	for _, path := range []string{
 		"/orders?customer_id=%00",
 		"/orders?customer_id=%ff",
@@ -157,7 +160,7 @@ func TestParametersThatAreNotTextAreBadRequests(t *testing.T) {
 	}
 }
 
-// Finding 12: a body is UTF-8 JSON or it is refused — before decoding, which
+// A body is UTF-8 JSON or it is refused — before decoding, which
 // would silently replace bad bytes with U+FFFD — and a charset other than
 // UTF-8 is 415.
 func TestBodiesThatAreNotUTF8AreRefused(t *testing.T) {
@@ -221,12 +224,12 @@ func TestBodiesThatAreNotUTF8AreRefused(t *testing.T) {
 	})
 }
 
-// Finding 13: PostgreSQL unreachable is 503 with Retry-After and its own
+// PostgreSQL unreachable is 503 with Retry-After and its own
 // problem type on every route that needs it, /readyz says not ready, and
 // everything works again once it is back.
 func TestDatabaseUnavailableIs503WithRetryAfter(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newPostgresEnv(t)
 	id := e.place()["id"].(string)
 	restart := e.db.Stop(t)
 
@@ -275,11 +278,11 @@ func TestDatabaseUnavailableIs503WithRetryAfter(t *testing.T) {
 	}
 }
 
-// Finding 13: a pool that cannot hand out a connection does not hold a
+// A pool that cannot hand out a connection does not hold a
 // request until the client gives up: after pgdb.CallTimeout it is 503.
 func TestNoFreeConnectionIs503WithinTheBound(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newPostgresEnv(t)
 	id := e.place()["id"].(string)
 	ctx := context.Background()
 	for range e.db.Pool.Stat().MaxConns() { // every connection busy elsewhere
@@ -296,11 +299,11 @@ func TestNoFreeConnectionIs503WithinTheBound(t *testing.T) {
 	}
 }
 
-// Finding 14: made-up methods are one "_OTHER" series, span name and log
+// Made-up methods are one "_OTHER" series, span name and log
 // value, however many a client invents.
 func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 	t.Parallel()
-	store, db := newStore(t)
+	store := memstore.New()
 	reg := telemetry.NewRegistry()
 	logs := stacktest.NewLog(t)
 	spans := tracetest.NewInMemoryExporter()
@@ -312,7 +315,7 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(reg).Middleware},
 		Metrics:    telemetry.MetricsHandler(reg),
 	}, store))
-	e := &env{t: t, srv: srv, db: db}
+	e := &env{t: t, srv: srv, store: store}
 	id := e.place()["id"].(string)
 
 	methods := map[string]bool{}
@@ -390,7 +393,7 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 	}
 }
 
-// Finding 16: error details speak JSON, never Go.
+// Error details speak JSON, never Go.
 func TestTypeErrorsSpeakJSON(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -419,7 +422,7 @@ func TestTypeErrorsSpeakJSON(t *testing.T) {
 	}
 }
 
-// Finding 16: a long path is echoed at most once, cut, whatever the error.
+// A long path is echoed at most once, cut, whatever the error.
 func TestLongInputIsEchoedOnceAndCut(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -453,7 +456,7 @@ func TestLongInputIsEchoedOnceAndCut(t *testing.T) {
 	}
 }
 
-// Finding 16: a body with a key twice, or a key that only matches a field
+// A body with a key twice, or a key that only matches a field
 // name case-insensitively, is 400: encoding/json would take the last value
 // and the wrong-case name silently.
 func TestDuplicateAndWrongCaseKeysAreRefused(t *testing.T) {
@@ -493,7 +496,7 @@ func TestDuplicateAndWrongCaseKeysAreRefused(t *testing.T) {
 	}
 }
 
-// Finding 16: HEAD works on every GET route, like GET without a body; a 405
+// HEAD works on every GET route, like GET without a body; a 405
 // says in Allow what is allowed.
 func TestHeadAndAllow(t *testing.T) {
 	t.Parallel()
@@ -555,8 +558,8 @@ func gzipped(t *testing.T, s string) []byte {
 	return b.Bytes()
 }
 
-// Finding 16: a content-coded body is 415, with Accept-Encoding saying what
-// is accepted; it used to be a 400 "malformed JSON".
+// A content-coded body is 415, with Accept-Encoding saying what is
+// accepted, not a 400 "malformed JSON".
 func TestContentEncodedBodiesAreUnsupported(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -589,7 +592,7 @@ func TestContentEncodedBodiesAreUnsupported(t *testing.T) {
 	}
 }
 
-// Finding 16: If-Match compares strongly (RFC 9110 §13.1.1) against the ETag
+// If-Match compares strongly (RFC 9110 §13.1.1) against the ETag
 // "<version>" and takes a list.
 func TestIfMatchIsAStrongComparisonAgainstAList(t *testing.T) {
 	t.Parallel()
@@ -643,7 +646,7 @@ func TestIfMatchIsAStrongComparisonAgainstAList(t *testing.T) {
 	}
 }
 
-// Finding 16: X-Correlation-ID is used only if it is printable ASCII of at
+// X-Correlation-ID is used only if it is printable ASCII of at
 // most 128 bytes; otherwise one is made up, so what is echoed is what is
 // stored in the outbox (and sent to Kafka, and logged).
 func TestCorrelationIDEchoedIsCorrelationIDStored(t *testing.T) {
@@ -673,10 +676,12 @@ func TestCorrelationIDEchoedIsCorrelationIDStored(t *testing.T) {
 			if tc.kept && echoed != tc.id || !tc.kept && !uuidRE.MatchString(echoed) {
 				t.Errorf("echoed %q for %q", echoed, tc.id)
 			}
-			var stored string
+			stored := "no event"
 			id := r.json(t)["id"].(string)
-			if err := e.db.Pool.QueryRow(context.Background(), "SELECT headers->>'correlation_id' FROM outbox WHERE message_key = $1", []byte(id)).Scan(&stored); err != nil {
-				t.Fatal(err)
+			for _, ev := range e.store.Events() {
+				if ev.Order.ID.String() == id {
+					stored = ev.Meta.CorrelationID
+				}
 			}
 			if stored != echoed {
 				t.Errorf("stored %q, echoed %q", stored, echoed)
