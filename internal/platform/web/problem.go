@@ -16,6 +16,11 @@
 //     /metrics, the JSON writer and the 500 path;
 //   - Serve, which runs an http.Server until its context ends, then shuts it
 //     down gracefully within a bound.
+//
+// It knows nothing of orders: the domain's types and the JSON form of an
+// order stay with the APIs (httpapi maps the domain's field errors to
+// FieldError, and the list of entity-tags to a version match), so any API
+// could be built on it.
 package web
 
 import (
