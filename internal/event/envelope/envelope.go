@@ -14,7 +14,6 @@ package envelope
 import (
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/text"
 )
 
