@@ -1,7 +1,7 @@
 // Package openapi embeds the OpenAPI 3.1 documents of both HTTP APIs: the
 // contracts that client generators and gateways read, and that each service
 // serves at GET /openapi.yaml. It also holds the JSON form of an order the
-// documents specify (Order, ProjectedOrder), which both APIs serve: next to
+// documents specify (Order, ProjectedOrder, CustomerSummary), which the APIs serve: next to
 // the schemas it must match, tested against them, and outside the platform,
 // which knows nothing of orders. It imports only the domain, so both APIs
 // can use it without depending on each other.

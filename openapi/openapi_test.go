@@ -126,8 +126,8 @@ func TestHeaderObjectsHaveNoUnknownFields(t *testing.T) {
 	}
 }
 
-// The JSON form of an order is what the documents say it is: each field of
-// openapi.Order and openapi.ProjectedOrder is a property of the schema it
+// The JSON forms are what the documents say they are: each field of
+// openapi.Order, ProjectedOrder and CustomerSummary is a property of the schema it
 // answers with, every property is a field, and a field may be left out
 // (omitempty) exactly when the schema does not require it.
 func TestTheJSONFormOfAnOrderIsTheDocumentsSchema(t *testing.T) {
@@ -139,6 +139,7 @@ func TestTheJSONFormOfAnOrderIsTheDocumentsSchema(t *testing.T) {
 	}{
 		{"order-api.yaml", "Order", openapi.OrderAPI(), reflect.TypeFor[openapi.Order]()},
 		{"order-consumer.yaml", "ProjectedOrder", openapi.OrderConsumer(), reflect.TypeFor[openapi.ProjectedOrder]()},
+		{"order-consumer.yaml", "CustomerSummary", openapi.OrderConsumer(), reflect.TypeFor[openapi.CustomerSummary]()},
 	} {
 		t.Run(tc.document+" "+tc.schema, func(t *testing.T) {
 			ref := load(t, tc.doc).Components.Schemas[tc.schema]

@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	"math/big"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,4 +52,20 @@ type ProjectedOrder struct {
 // ProjectedOrderOf is p's JSON form.
 func ProjectedOrderOf(p order.Projection) ProjectedOrder {
 	return ProjectedOrder{Order: OrderOf(p.Order), LastEventAt: p.LastEventAt, ProjectedAt: p.ProjectedAt}
+}
+
+// CustomerSummary is the JSON form of what one customer's orders come to,
+// the CustomerSummary schema of order-consumer.yaml: how many orders are in
+// each status, and their totals per currency in each status, in minor
+// units. A total is a JSON integer of any size (*big.Int encodes as one):
+// a customer's orders may sum past 2^63.
+type CustomerSummary struct {
+	CustomerID string                               `json:"customer_id"`
+	Orders     map[order.Status]int64               `json:"orders"`
+	Totals     map[order.Status]map[string]*big.Int `json:"totals"`
+}
+
+// CustomerSummaryOf is c's JSON form.
+func CustomerSummaryOf(c order.CustomerOrders) CustomerSummary {
+	return CustomerSummary{CustomerID: c.CustomerID, Orders: c.Orders, Totals: c.Totals}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ordersonkafka/orders/internal/consumer/orderview"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
@@ -27,7 +28,8 @@ func TestRebuildCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	store := projectionstore.New(pool)
+	view := orderview.New(pool)
+	store := projectionstore.New(pool, order.Standard, nil, view)
 	if _, err := store.Apply(ctx, []order.Event{placed}); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +39,7 @@ func TestRebuildCommand(t *testing.T) {
 		!strings.Contains(err.Error(), "rebuild -allow-partial") {
 		t.Fatalf("rebuild of an empty topic over a projection holding an order: %v", err)
 	}
-	if _, err := store.Get(ctx, placed.Order.ID); err != nil {
+	if _, err := view.Get(ctx, placed.Order.ID); err != nil {
 		t.Fatalf("the refused rebuild lost the order: %v", err)
 	}
 	out.Reset()

@@ -81,3 +81,11 @@ func (m *Machine) Judge(events []Event, held map[uuid.UUID]Held, known func(even
 	}
 	return verdicts
 }
+
+// Applied is an event a projection applied, with what it held of the order
+// before: what a read model needs to move the order from one state to the
+// next.
+type Applied struct {
+	Event Event
+	From  Held
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/migrations"
 )
@@ -32,7 +33,7 @@ func ReplayDLQ(ctx context.Context, cfg Config, f deadletter.Filter, force bool)
 	}
 	defer pool.Close()
 	return deadletter.Replay(ctx, cfg.KafkaBrokers, sec, cfg.DLQTopic, f,
-		deadletter.ReplayOptions{Log: replayLog{projectionstore.New(pool)}, Force: force})
+		deadletter.ReplayOptions{Log: replayLog{projectionstore.New(pool, order.Standard, nil)}, Force: force})
 }
 
 // replayLog adapts the projection's replay log to deadletter.ReplayLog.

@@ -245,13 +245,19 @@ func TestReplayAndRebuild(t *testing.T) {
 	}
 }
 
-// snapshot is the projection's business state (not projected_at).
+// snapshot is the business state of the consumer's database (not when
+// things were applied): what it holds of each order, and both read models.
 func snapshot(t *testing.T, s *stack) string {
 	t.Helper()
 	var out string
 	err := s.db.Pool.QueryRow(context.Background(), `
-SELECT coalesce(string_agg(format('%s %s %s %s %s %s', id, status, version, total_minor, last_event_id, updated_at), E'\n' ORDER BY id), '')
-FROM order_projection`).Scan(&out)
+SELECT concat_ws(E'\n--\n',
+    (SELECT string_agg(format('%s %s %s', order_id, status, version), E'\n' ORDER BY order_id) FROM order_versions),
+    (SELECT string_agg(format('%s %s %s %s %s %s', id, status, version, total_minor, last_event_id, updated_at), E'\n' ORDER BY id)
+     FROM order_projection),
+    (SELECT string_agg(format('%s %s %s %s %s', customer_id, status, currency, orders, total_minor), E'\n'
+                       ORDER BY customer_id, status, currency)
+     FROM customer_orders WHERE orders <> 0))`).Scan(&out)
 	if err != nil {
 		t.Fatal(err)
 	}

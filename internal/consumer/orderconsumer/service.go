@@ -14,7 +14,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/consumer/customertotals"
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/consumer/orderview"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
@@ -70,6 +74,23 @@ type Service struct {
 	versions *projectionapi.Versions
 }
 
+// readModels are the read models order-consumer keeps, each written in the
+// same transaction as the ledger, served by the read API and rebuilt by
+// `rebuild`: the order projection and the customers' totals. docs/design.md
+// says how to add one.
+type readModels struct {
+	orders    *orderview.View
+	customers *customertotals.Totals
+}
+
+func newReadModels(pool *pgxpool.Pool) readModels {
+	return readModels{orders: orderview.New(pool), customers: customertotals.New(pool)}
+}
+
+func (r readModels) all() []projectionstore.ReadModel {
+	return []projectionstore.ReadModel{r.orders, r.customers}
+}
+
 // New validates cfg, migrates the projection database if configured to, and
 // wires the service with the telemetry tel describes. Kafka and the registry
 // are contacted only by Serve, so their absence shows as not ready, not as a
@@ -104,7 +125,8 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 
 func (s *Service) wire(m *service.Main) error {
 	s.Main = m
-	s.store = projectionstore.New(s.Pool)
+	models := newReadModels(s.Pool)
+	s.store = projectionstore.New(s.Pool, order.Standard, projectionstore.NewMetrics(s.Registry, models.all()...), models.all()...)
 	pc, err := projectorConfig(s.cfg, s.Log)
 	if err != nil {
 		return err
@@ -129,7 +151,7 @@ func (s *Service) wire(m *service.Main) error {
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
 		Auth:       s.Auth,
-	}, s.store,
+	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers},
 		web.Check{Name: "database", Func: s.store.Ping},
 		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
 	return nil
@@ -190,7 +212,8 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 		return projector.RebuildResult{}, err
 	}
 	defer pool.Close()
-	origin, err := projectionstore.New(pool).Origin(ctx, cfg.Topic)
+	store := projectionstore.New(pool, order.Standard, nil, newReadModels(pool).all()...)
+	origin, err := store.Origin(ctx, cfg.Topic)
 	if err != nil {
 		return projector.RebuildResult{}, err
 	}
@@ -207,7 +230,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 	return projector.Rebuild(ctx, projector.RebuildConfig{
 		Config: pc, Origin: origin, AllowPartial: allowPartial,
 		Begin: func(ctx context.Context) (projector.RebuildTarget, error) {
-			rb, err = projectionstore.BeginRebuild(ctx, pool, cfg.DatabaseURL, migrations.Projection())
+			rb, err = store.BeginRebuild(ctx, cfg.DatabaseURL, migrations.Projection())
 			if err != nil {
 				return nil, err
 			}

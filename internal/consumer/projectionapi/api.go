@@ -1,5 +1,7 @@
 // Package projectionapi is order-consumer's read API (:8082): GET
-// /orders/{id} from the projection, /healthz, /readyz and /openapi.yaml. It
+// /orders/{id} from the order projection, GET
+// /customers/{customer_id}/summary from the customers' totals, /healthz,
+// /readyz and /openapi.yaml. It
 // only reads: what it returns is what the consumer has applied, never
 // anything newer, and an order's ETag is its projected version, comparable
 // with order-api's ETag for the same order. Errors are RFC 9457 problem
@@ -30,7 +32,22 @@ import (
 	"github.com/ordersonkafka/orders/openapi"
 )
 
-// Store reads the projection.
+// Stores are the read models the API serves, one per resource.
+type Stores struct {
+	Orders    Store         // GET /orders/{id}
+	Customers CustomerStore // GET /customers/{customer_id}/summary
+}
+
+// CustomerStore reads what each customer's orders come to.
+type CustomerStore interface {
+	// Get returns what the orders of customer come to, or an error wrapping
+	// order.ErrNotFound if none of them has been applied, or one wrapping
+	// order.ErrUnavailable if the database could not be reached or used (in
+	// bounded time).
+	Get(ctx context.Context, customer string) (order.CustomerOrders, error)
+}
+
+// Store reads the order projection.
 type Store interface {
 	// Get returns the projection of order id, or an error wrapping
 	// order.ErrNotFound if none of its events has been applied, or one
@@ -76,16 +93,17 @@ const MaxWait = 30 * time.Second
 const RecheckInterval = 100 * time.Millisecond
 
 type api struct {
-	store    Store
-	log      *slog.Logger
-	versions *Versions
-	waiting  chan struct{} // one token per waiting read, MaxWaiting in all
+	store     Store
+	customers CustomerStore
+	log       *slog.Logger
+	versions  *Versions
+	waiting   chan struct{} // one token per waiting read, MaxWaiting in all
 }
 
 // New returns the API's handler, which serves its contract,
 // openapi/order-consumer.yaml, at GET /openapi.yaml.
-func New(cfg Config, store Store, checks ...web.Check) http.Handler {
-	a := &api{store: store, log: cfg.Logger, versions: cfg.Versions}
+func New(cfg Config, stores Stores, checks ...web.Check) http.Handler {
+	a := &api{store: stores.Orders, customers: stores.Customers, log: cfg.Logger, versions: cfg.Versions}
 	if a.versions == nil {
 		a.versions = NewVersions()
 	}
@@ -99,6 +117,7 @@ func New(cfg Config, store Store, checks ...web.Check) http.Handler {
 	root := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks, OpenAPI: openapi.OrderConsumer()})
 	r := web.Guarded(root, cfg.Auth)
 	r.Get("/orders/{id}", a.get)
+	r.Get("/customers/{customer_id}/summary", a.customerSummary)
 	return root
 }
 
@@ -116,22 +135,13 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := a.getAtLeast(r.Context(), id, minVersion, wait)
-	switch {
-	case errors.Is(err, order.ErrNotFound):
-		web.Problem(w, r, http.StatusNotFound, web.TypeNotFound, "Not Found",
-			fmt.Sprintf("order %s is not in the projection", id), nil)
-		return
-	case errors.Is(err, errTooManyWaiting):
+	if errors.Is(err, errTooManyWaiting) {
 		web.Unavailable(w, r, WaitRetryAfter, web.TypeTooManyWaiting,
 			"too many reads are waiting for a version; retry after the Retry-After delay, or read without wait")
 		return
-	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
-		a.log.WarnContext(r.Context(), "projection unavailable", "path", web.Instance(r), "error", err)
-		web.Unavailable(w, r, RetryAfter, web.TypeUnavailable,
-			"the projection cannot be read right now; retry after the Retry-After delay")
-		return
-	case err != nil:
-		a.internal(w, r, err)
+	}
+	if err != nil {
+		a.readError(w, r, err, fmt.Sprintf("order %s is not in the projection", id))
 		return
 	}
 	o := p.Order
@@ -215,6 +225,22 @@ func (a *api) getAtLeast(ctx context.Context, id uuid.UUID, minVersion int64, wa
 			return p, ctx.Err()
 		case <-recheck.C:
 		}
+	}
+}
+
+// readError answers a read that failed: 404 with notFound as the detail
+// for order.ErrNotFound, 503 with Retry-After for order.ErrUnavailable
+// (unless the client is gone), 500 for anything else.
+func (a *api) readError(w http.ResponseWriter, r *http.Request, err error, notFound string) {
+	switch {
+	case errors.Is(err, order.ErrNotFound):
+		web.Problem(w, r, http.StatusNotFound, web.TypeNotFound, "Not Found", notFound, nil)
+	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
+		a.log.WarnContext(r.Context(), "projection unavailable", "path", web.Instance(r), "error", err)
+		web.Unavailable(w, r, RetryAfter, web.TypeUnavailable,
+			"the projection cannot be read right now; retry after the Retry-After delay")
+	default:
+		a.internal(w, r, err)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ordersonkafka/orders/internal/consumer/customertotals"
+	"github.com/ordersonkafka/orders/internal/consumer/orderview"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionapi"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
@@ -33,7 +35,8 @@ type server struct {
 	*httptest.Server
 	db    *pgtest.DB
 	store *projectionstore.Store
-	reads *atomic.Int64 // Gets the API made of the store
+	view  *orderview.View
+	reads *atomic.Int64 // Gets the API made of the order projection
 }
 
 // countingStore is the projection store, counting the reads the API makes.
@@ -53,7 +56,8 @@ func (c countingStore) Get(ctx context.Context, id uuid.UUID) (order.Projection,
 func newServer(t *testing.T, cfg projectionapi.Config) server {
 	t.Helper()
 	db := pgtest.MustDB(t, migrations.Projection())
-	store := projectionstore.New(db.Pool)
+	orders, customers := orderview.New(db.Pool), customertotals.New(db.Pool)
+	store := projectionstore.New(db.Pool, order.Standard, nil, orders, customers)
 	if cfg.Logger == nil {
 		cfg.Logger = stacktest.Logger(t)
 	}
@@ -61,8 +65,9 @@ func newServer(t *testing.T, cfg projectionapi.Config) server {
 		cfg.MaxWaiting = 16
 	}
 	reads := new(atomic.Int64)
-	srv := serve(t, projectionapi.New(cfg, countingStore{store, reads}, web.Check{Name: "database", Func: store.Ping}))
-	return server{Server: srv, db: db, store: store, reads: reads}
+	srv := serve(t, projectionapi.New(cfg, projectionapi.Stores{Orders: countingStore{orders, reads}, Customers: customers},
+		web.Check{Name: "database", Func: store.Ping}))
+	return server{Server: srv, db: db, store: store, view: orders, reads: reads}
 }
 
 // serve serves h for the test, every request and response validated against
@@ -151,7 +156,7 @@ func TestGetOrder(t *testing.T) {
 		if err := json.Unmarshal(r.body, &got); err != nil {
 			t.Fatalf("body %s: %v", r.body, err)
 		}
-		p, err := s.store.Get(context.Background(), paid.Order.ID)
+		p, err := s.view.Get(context.Background(), paid.Order.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,6 +184,61 @@ func TestGetOrder(t *testing.T) {
 			t.Errorf("an older version's ETag: status %d, want 200", r.status)
 		}
 	})
+}
+
+// A customer's summary counts their orders by status and adds their totals
+// per currency in each status, as applied so far; a customer ID is any
+// text, percent-encoded in the path where it must be.
+func TestCustomerSummary(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, projectionapi.Config{})
+	placedAndPaid(t, s) // c-7: paid, 2100 EUR
+	place := func(customer, currency string, price int64) {
+		t.Helper()
+		_, placed, err := order.Place(order.NewOrder{CustomerID: customer, Currency: currency,
+			Items: []order.Item{{SKU: "sku-2", Quantity: 1, UnitPriceMinor: price}}}, t0, order.Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.store.Apply(context.Background(), []order.Event{placed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	place("c-7", "USD", 999)
+	place("c-7", "EUR", 1)
+	place("c 8/ü", "EUR", 5)
+
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"orders by status, totals per currency by status", "/customers/c-7/summary",
+			`{"customer_id":"c-7","orders":{"paid":1,"placed":2},"totals":{"paid":{"EUR":2100},"placed":{"EUR":1,"USD":999}}}`},
+		{"a customer ID with a space, a slash and a non-ASCII letter, percent-encoded", "/customers/c%208%2F%C3%BC/summary",
+			`{"customer_id":"c 8/ü","orders":{"placed":1},"totals":{"placed":{"EUR":5}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.do(t, http.MethodGet, tc.path, nil)
+			if r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != tc.want {
+				t.Fatalf("status %d body %s, want 200 %s", r.status, r.body, tc.want)
+			}
+			if cc := r.header.Get("Cache-Control"); cc != "no-cache" {
+				t.Errorf("Cache-Control %q, want no-cache", cc)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, path  string
+		status      int
+		typ, detail string
+	}{
+		{"a customer with no order applied is 404", "/customers/c-9/summary", 404, "/problems/not-found", `no order of customer "c-9"`},
+		{"a customer ID over 64 bytes is 400", "/customers/" + strings.Repeat("c", 65) + "/summary", 400, "/problems/malformed-request", "1 to 64 bytes"},
+		{"a NUL in the customer ID is 400", "/customers/c%00/summary", 400, "/problems/malformed-request", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantProblem(t, s.do(t, http.MethodGet, tc.path, nil), tc.status, tc.typ, tc.detail)
+		})
+	}
 }
 
 func TestProblems(t *testing.T) {
@@ -276,7 +336,7 @@ func TestReadiness(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := serve(t, projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), MaxWaiting: 1}, nil, tc.checks...))
+			srv := serve(t, projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), MaxWaiting: 1}, projectionapi.Stores{}, tc.checks...))
 			r := server{Server: srv}.do(t, http.MethodGet, "/readyz", nil)
 			var got struct {
 				Status string

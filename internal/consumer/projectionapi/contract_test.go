@@ -19,6 +19,6 @@ import (
 func TestHoldsItsDocument(t *testing.T) {
 	t.Parallel()
 	openapitest.HoldsAPI(t, openapi.OrderConsumer(), func(auth *web.Auth) http.Handler {
-		return projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), Metrics: telemetry.MetricsHandler(telemetry.NewRegistry()), Auth: auth, MaxWaiting: 1}, nil)
+		return projectionapi.New(projectionapi.Config{Logger: stacktest.Logger(t), Metrics: telemetry.MetricsHandler(telemetry.NewRegistry()), Auth: auth, MaxWaiting: 1}, projectionapi.Stores{})
 	})
 }

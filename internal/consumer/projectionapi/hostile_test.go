@@ -71,6 +71,9 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 		wantProblem(t, r, 503, "/problems/unavailable", "retry")
 		wantRetryAfter(t, r)
 	}
+	r := s.do(t, http.MethodGet, "/customers/c-7/summary", nil)
+	wantProblem(t, r, 503, "/problems/unavailable", "retry")
+	wantRetryAfter(t, r)
 	if r := s.do(t, http.MethodGet, "/readyz", nil); r.status != 503 || !strings.Contains(string(r.body), "database") {
 		t.Errorf("readyz during the outage: %d %s", r.status, r.body)
 	}
@@ -82,6 +85,9 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	}
 	if r := s.do(t, http.MethodGet, "/readyz", nil); r.status != 200 {
 		t.Errorf("readyz after the outage: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, http.MethodGet, "/customers/c-7/summary", nil); r.status != 200 {
+		t.Errorf("a customer's summary after the outage: %d %s", r.status, r.body)
 	}
 }
 

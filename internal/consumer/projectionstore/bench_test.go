@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersonkafka/orders/internal/consumer/orderview"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/order"
@@ -58,7 +59,7 @@ func BenchmarkApply(b *testing.B) {
 	for _, size := range []int{100, 500, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			db := pgtest.MustDB(b, migrations.Projection())
-			s := projectionstore.New(db.Pool)
+			s := projectionstore.New(db.Pool, order.Standard, nil, orderview.New(db.Pool))
 			ctx := context.Background()
 			var elapsed time.Duration
 			for b.Loop() {
@@ -83,7 +84,7 @@ func BenchmarkApply(b *testing.B) {
 	b.Run("batch=500/redelivered", func(b *testing.B) {
 		const size = 500
 		db := pgtest.MustDB(b, migrations.Projection())
-		s := projectionstore.New(db.Pool)
+		s := projectionstore.New(db.Pool, order.Standard, nil, orderview.New(db.Pool))
 		ctx := context.Background()
 		apply := func() {
 			for i := 0; i < total; i += size {

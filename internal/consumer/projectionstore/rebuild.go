@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -14,10 +15,10 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
-// A rebuild fills fresh projection tables in a scratch schema, beside the
-// live ones, which keep serving reads; only a complete rebuild is moved in,
-// in one transaction. A rebuild that fails or is refused leaves the
-// projection as it was.
+// A rebuild fills a fresh ledger, order_versions and every read model's
+// tables in a scratch schema, beside the live ones, which keep serving
+// reads; only a complete rebuild is moved in, in one transaction. A rebuild
+// that fails or is refused leaves everything as it was.
 
 // rebuildSchema holds the tables being rebuilt.
 const rebuildSchema = "projection_rebuild"
@@ -52,21 +53,25 @@ func (s *Store) Origin(ctx context.Context, topic string) (map[int]int64, error)
 	return origin, nil
 }
 
-// Rebuild is a projection being built beside the live one. Apply events to
-// its Store, then Commit to move it in; always Close it.
+// Rebuild is the consumer's database being built beside the live one.
+// Apply events to its Store, then Commit to move it in; always Close it.
 type Rebuild struct {
 	Store *Store // writes into the new tables
 
-	live    *pgxpool.Pool
+	live    *Store
 	scratch *pgxpool.Pool
 	lock    *pgx.Conn
 }
 
-// BeginRebuild creates empty projection tables in a scratch schema of the
-// database at dsn (by fsys, the projection's migrations) and returns a
-// Rebuild writing into them; live is the pool of the projection in use. It
-// fails if another rebuild of this database is running.
-func BeginRebuild(ctx context.Context, live *pgxpool.Pool, dsn string, fsys fs.FS) (*Rebuild, error) {
+// coreTables are the tables of the store itself that a rebuild replaces,
+// besides the read models'.
+var coreTables = []string{"processed_events", "order_versions"}
+
+// BeginRebuild creates empty tables in a scratch schema of the database at
+// dsn (by fsys, the projection's migrations) and returns a Rebuild writing
+// into them with s's machine and read models. It fails if another rebuild
+// of this database is running.
+func (s *Store) BeginRebuild(ctx context.Context, dsn string, fsys fs.FS) (*Rebuild, error) {
 	lock, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("begin rebuild: %w", err)
@@ -79,7 +84,7 @@ func BeginRebuild(ctx context.Context, live *pgxpool.Pool, dsn string, fsys fs.F
 		}
 		return nil, fmt.Errorf("begin rebuild: %w", err)
 	}
-	r := &Rebuild{live: live, lock: lock}
+	r := &Rebuild{live: s, lock: lock}
 	if err := pgdb.CreateSchema(ctx, dsn, rebuildSchema, fsys); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("begin rebuild: %w", err)
@@ -88,13 +93,13 @@ func BeginRebuild(ctx context.Context, live *pgxpool.Pool, dsn string, fsys fs.F
 		r.Close(ctx)
 		return nil, fmt.Errorf("begin rebuild: %w", err)
 	}
-	r.Store = New(r.scratch)
+	r.Store = New(r.scratch, s.machine, nil, s.models...)
 	return r, nil
 }
 
-// Loss is what moving a rebuild in would lose: orders the live projection
+// Loss is what moving a rebuild in would lose: orders the live database
 // holds that the rebuilt one does not, and orders it holds at a newer
-// version. Examples names a few of them.
+// version (order_versions). Examples names a few of them.
 type Loss struct {
 	Missing, Behind int64
 	Examples        []uuid.UUID
@@ -102,29 +107,33 @@ type Loss struct {
 
 const lossSQL = `
 SELECT
-    (SELECT count(*) FROM order_projection l
-     WHERE NOT EXISTS (SELECT FROM %[1]s.order_projection r WHERE r.id = l.id)),
-    (SELECT count(*) FROM order_projection l JOIN %[1]s.order_projection r ON r.id = l.id
+    (SELECT count(*) FROM order_versions l
+     WHERE NOT EXISTS (SELECT FROM %[1]s.order_versions r WHERE r.order_id = l.order_id)),
+    (SELECT count(*) FROM order_versions l JOIN %[1]s.order_versions r ON r.order_id = l.order_id
      WHERE r.version < l.version),
-    ARRAY(SELECT l.id FROM order_projection l LEFT JOIN %[1]s.order_projection r ON r.id = l.id
-          WHERE r.id IS NULL OR r.version < l.version ORDER BY l.id LIMIT 5)`
+    ARRAY(SELECT l.order_id FROM order_versions l LEFT JOIN %[1]s.order_versions r ON r.order_id = l.order_id
+          WHERE r.order_id IS NULL OR r.version < l.version ORDER BY l.order_id LIMIT 5)`
 
-// Loss compares the rebuilt projection with the live one.
+// Loss compares the rebuilt database with the live one.
 func (r *Rebuild) Loss(ctx context.Context) (Loss, error) {
 	var l Loss
-	err := r.live.QueryRow(ctx, fmt.Sprintf(lossSQL, pgx.Identifier{rebuildSchema}.Sanitize())).Scan(&l.Missing, &l.Behind, &l.Examples)
+	err := r.live.pool.QueryRow(ctx, fmt.Sprintf(lossSQL, pgx.Identifier{rebuildSchema}.Sanitize())).Scan(&l.Missing, &l.Behind, &l.Examples)
 	if err != nil {
 		return Loss{}, fmt.Errorf("compare the rebuilt projection: %w", err)
 	}
 	return l, nil
 }
 
-// Commit replaces the live projection and ledger by the rebuilt ones, and
-// records origin (partition → first offset the rebuild read from) for
-// topic, all in one transaction: readers see the old projection until it
-// commits, then the new one.
+// Commit replaces the live ledger, order_versions and every read model's
+// tables by the rebuilt ones, and records origin (partition → first offset
+// the rebuild read from) for topic, all in one transaction: readers see the
+// old tables until it commits, then the new ones.
 func (r *Rebuild) Commit(ctx context.Context, topic string, origin map[int]int64) error {
-	tx, err := r.live.Begin(ctx)
+	tables := slices.Clone(coreTables)
+	for _, m := range r.live.models {
+		tables = append(tables, m.Tables()...)
+	}
+	tx, err := r.live.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("commit rebuild: %w", err)
 	}
@@ -138,7 +147,7 @@ func (r *Rebuild) Commit(ctx context.Context, topic string, origin map[int]int64
 	// reply to a COMMIT that went through leaves the scratch tables moved
 	// out, which only this rebuild (it holds the lock) can have done.
 	var moved bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, rebuildSchema+".order_projection").Scan(&moved); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, rebuildSchema+"."+tables[0]).Scan(&moved); err != nil {
 		return fmt.Errorf("commit rebuild: %w", err)
 	}
 	if moved {
@@ -153,18 +162,26 @@ func (r *Rebuild) Commit(ctx context.Context, topic string, origin map[int]int64
 	for i, p := range parts {
 		offsets[i] = origin[p]
 	}
-	for _, stmt := range []struct {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t}.Sanitize()
+	}
+	type stmt struct {
 		sql  string
 		args []any
-	}{
-		{`LOCK TABLE order_projection, processed_events IN ACCESS EXCLUSIVE MODE`, nil},
-		{`DROP TABLE order_projection, processed_events`, nil},
-		{`ALTER TABLE ` + from + `.order_projection SET SCHEMA ` + to, nil},
-		{`ALTER TABLE ` + from + `.processed_events SET SCHEMA ` + to, nil},
-		{`DELETE FROM projection_origin WHERE topic = $1`, []any{topic}},
-		{`INSERT INTO projection_origin (topic, partition, first_offset)
-		  SELECT $1, p, o FROM unnest($2::int[], $3::bigint[]) AS x(p, o)`, []any{topic, parts, offsets}},
-	} {
+	}
+	stmts := []stmt{
+		{`LOCK TABLE ` + strings.Join(names, ", ") + ` IN ACCESS EXCLUSIVE MODE`, nil},
+		{`DROP TABLE ` + strings.Join(names, ", "), nil},
+	}
+	for _, t := range names {
+		stmts = append(stmts, stmt{`ALTER TABLE ` + from + `.` + t + ` SET SCHEMA ` + to, nil})
+	}
+	stmts = append(stmts,
+		stmt{`DELETE FROM projection_origin WHERE topic = $1`, []any{topic}},
+		stmt{`INSERT INTO projection_origin (topic, partition, first_offset)
+		  SELECT $1, p, o FROM unnest($2::int[], $3::bigint[]) AS x(p, o)`, []any{topic, parts, offsets}})
+	for _, stmt := range stmts {
 		if _, err := tx.Exec(ctx, stmt.sql, stmt.args...); err != nil {
 			return fmt.Errorf("commit rebuild: %w", err)
 		}

@@ -1,23 +1,31 @@
-// Package projection is order-consumer's PostgreSQL read model: one row per
-// order holding the state carried by the newest event applied to it, and a
-// ledger (processed_events) recording every event_id once.
+// Package projectionstore is order-consumer's database: the ledger of every
+// event it judged (processed_events), what it holds of each order
+// (order_versions), and the read models that receive the events it applied,
+// all written in one transaction per batch. It also keeps the log of DLQ
+// replays and the origin a rebuild started from, and rebuilds the ledger and
+// every read model beside the live ones.
 //
-// Guarantees: Apply is idempotent and order-safe. An event whose event_id is
-// already recorded is a duplicate and changes nothing but a delivery counter;
-// an event whose version is not newer than the order's projection is recorded
-// as stale and changes nothing else; an event that is newer but does not
-// follow the state held (order.RuleOutOfSequence) changes nothing and is not
-// recorded, and the caller dead-letters it. So the projection only ever holds
-// states the order's state machine went through, in order. A batch is applied in one transaction,
-// in slice order, in one network round trip; concurrent Apply calls touching
-// the same order are serialized (transaction-scoped advisory locks per
-// order), so the outcome each returns is the one recorded.
+// Guarantees (docs/design.md, invariants 4 and 7): Apply is idempotent and
+// order-safe. It reads what the database holds of the batch's orders and
+// which of its event IDs the ledger knows, has the domain's state machine
+// judge every event (order.Machine.Judge), and writes the verdicts: a new
+// event ID applied or stale gets one ledger row, a known one only counts a
+// delivery more, an event out of sequence is not recorded (the caller
+// dead-letters it; it can apply once what precedes it has). Only applied
+// events reach the read models, in the order they were applied, so a read
+// model only ever holds states the order went through, in order. No SQL
+// here knows a status or a transition.
+//
+// A batch is one transaction of two round trips — the locks and the reads,
+// then the writes and the commit — whatever its length or the length of
+// its orders' histories. Apply calls touching the same order are serialized
+// by transaction-scoped advisory locks per order, taken before the reads,
+// so the verdict each call returns is the one recorded.
 package projectionstore
 
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,16 +37,50 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersonkafka/orders/internal/order"
-	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
-// Store is the projection in PostgreSQL. It is safe for concurrent use.
-type Store struct {
-	pool *pgxpool.Pool
+// ReadModel is a view of the orders kept in the consumer's database: it
+// receives the events of each batch that were applied, inside the batch's
+// transaction, and writes them to tables of its own, created by a migration
+// of its own. A rebuild replaces those tables with ones built from the whole
+// topic. Implementations must be safe for concurrent use, and must apply
+// what they receive idempotently under version guards: the same applied
+// event never comes twice, but a read model added to a running service
+// meets orders it has never seen.
+type ReadModel interface {
+	// Name names the read model in metrics (read_model label), logs and
+	// errors: lower case, stable.
+	Name() string
+	// Tables lists the tables the read model writes, which a rebuild moves
+	// in.
+	Tables() []string
+	// Queue adds to b the statements that write applied, in order (an
+	// order's events in version order, each with the state it moved the
+	// order from). They run in the batch's transaction, after the ledger's
+	// statements; their results are read and discarded, and an error of any
+	// of them fails the batch. A returned error fails the batch too, as
+	// permanent: it means applied cannot be written (say, a value it cannot
+	// encode).
+	Queue(b *pgx.Batch, applied []order.Applied) error
 }
 
-// New returns a Store on pool, whose database has migrations.Projection applied.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// Store is the consumer's database. It is safe for concurrent use.
+type Store struct {
+	pool    *pgxpool.Pool
+	machine *order.Machine
+	models  []ReadModel
+	metrics *Metrics
+}
+
+// New returns a Store on pool, whose database has migrations.Projection
+// applied, judging events with machine and writing what it applies to
+// models. metrics may be nil.
+func New(pool *pgxpool.Pool, machine *order.Machine, metrics *Metrics, models ...ReadModel) *Store {
+	return &Store{pool: pool, machine: machine, models: models, metrics: metrics}
+}
+
+// ReadModels returns the read models the store writes to.
+func (s *Store) ReadModels() []ReadModel { return slices.Clone(s.models) }
 
 // Ping reports whether the database answers, for readiness checks.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
@@ -48,146 +90,47 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // lock), so the two cannot collide.
 const lockNamespace int32 = 0x70726f6a // "proj"
 
-// lockOrdersSQL serializes Apply calls touching the same order. Keys come
-// sorted, so two batches always lock in the same order and cannot deadlock; a
-// hash collision only serializes two unrelated orders.
-const lockOrdersSQL = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
-
-// applySQL applies a whole batch as one set-based statement, with the same
-// outcome as applying its events one at a time in slice order. Every CTE sees
-// the same snapshot (taken after the locks above were granted), so the
-// in-batch order is computed rather than executed. The stored state is read
-// with correlated subqueries in a materialized CTE: they probe the primary
-// keys once per event, where a join (or a lateral subquery, which the
-// planner turns into one) would be planned as a hash join scanning both
-// tables whole, which grow with every batch; MATERIALIZED keeps the later
-// CTEs, which read the results several times, from re-running the probes.
-// The judging CTEs carry only the narrow columns they judge by; the
-// projected state is joined back from input by position.
-//   - probed: whether the ledger knows the event_id (a duplicate), and the
-//     order's stored version and status;
-//   - step1..step5: an event applies only if it follows the state the order
-//     is in when it comes: its version is one more, and the status it follows
-//     ($16, from the domain's state machine; empty for PLACED, which follows
-//     no row) is the status held. Per order the applied events form a chain
-//     from the stored state: c1 is the first unknown event following the
-//     stored state, c2 the first after c1 following c1's, c3 the first after
-//     c2 following c2's. No order's history is longer than three events;
-//   - judged: held is the version the order is at when an event comes; an
-//     event not in the chain is stale if its version is not newer than held,
-//     and out of sequence otherwise (a PAID for an order never placed, a
-//     REFUNDED after a cancellation). Since held only grows, an event_id's
-//     deliveries in the batch are out of sequence up to a point, and from
-//     there applied or stale once, then duplicates (settled);
-//   - bump/record: the ledger counts every delivery of an event_id it knows;
-//     a new event_id applied or stale gets one row with that outcome and the
-//     deliveries from then on; one out of sequence gets none, so it can
-//     still apply once what precedes it has (a DLQ replay);
-//   - project: each order is upserted once, from its newest applied event,
-//     guarded by version so nothing ever moves a projection backwards.
-const applySQL = `
-WITH input AS (
-    SELECT *
-    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-                $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[],
-                $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::text[])
-         WITH ORDINALITY AS e(event_id, event_type, order_id, version, status, customer_id, currency,
-                              items, total_minor, payment_reference, cancel_reason, refund_reason,
-                              created_at, updated_at, occurred_at, follows, ord)
-),
-probed AS MATERIALIZED (
-    SELECT k.*, coalesce(o.version, 0) AS stored_version, coalesce(o.status, '') AS stored_status
-    FROM (
-        SELECT i.ord, i.event_id, i.event_type, i.order_id, i.version, i.status, i.follows,
-               row_number() OVER (PARTITION BY i.event_id ORDER BY i.ord) = 1 AS is_first,
-               count(*) OVER (PARTITION BY i.event_id) AS copies,
-               (SELECT true FROM processed_events p WHERE p.event_id = i.event_id) IS NOT NULL AS known
-        FROM input i
-        OFFSET 0 -- a fence: known is probed once per event, not once per use
-    ) k
-    -- One probe per event not known (a known one is a duplicate whatever the
-    -- order holds); OFFSET 0 keeps it a probe, not a join.
-    LEFT JOIN LATERAL (SELECT o.version, o.status FROM order_projection o
-                       WHERE o.id = k.order_id AND NOT k.known OFFSET 0) o ON true
-),
-step1 AS (
-    SELECT p.*, min(ord) FILTER (WHERE NOT known AND version = stored_version + 1 AND follows = stored_status) OVER w AS c1
-    FROM probed p WINDOW w AS (PARTITION BY order_id)
-),
-step2 AS (
-    SELECT s.*, max(status) FILTER (WHERE ord = c1) OVER w AS st1
-    FROM step1 s WINDOW w AS (PARTITION BY order_id)
-),
-step3 AS (
-    SELECT s.*, min(ord) FILTER (WHERE NOT known AND ord > c1 AND version = stored_version + 2 AND follows = st1) OVER w AS c2
-    FROM step2 s WINDOW w AS (PARTITION BY order_id)
-),
-step4 AS (
-    SELECT s.*, max(status) FILTER (WHERE ord = c2) OVER w AS st2
-    FROM step3 s WINDOW w AS (PARTITION BY order_id)
-),
-step5 AS (
-    SELECT s.*, min(ord) FILTER (WHERE NOT known AND ord > c2 AND version = stored_version + 3 AND follows = st2) OVER w AS c3
-    FROM step4 s WINDOW w AS (PARTITION BY order_id)
-),
-judged AS (
-    SELECT s.*, applied, NOT known AND (applied OR version <= held) AS recorded
-    FROM step5 s,
-         LATERAL (SELECT coalesce(ord = c1 OR ord = c2 OR ord = c3, false) AS applied) a,
-         LATERAL (SELECT CASE WHEN c3 < ord THEN stored_version + 3 WHEN c2 < ord THEN stored_version + 2
-                              WHEN c1 < ord THEN stored_version + 1 ELSE stored_version END AS held) h
-),
-settled AS (
-    SELECT j.*,
-           min(ord) FILTER (WHERE recorded) OVER w AS first_recorded,
-           count(*) FILTER (WHERE recorded) OVER w AS deliveries
-    FROM judged j WINDOW w AS (PARTITION BY event_id)
-),
-bump AS (
-    UPDATE processed_events p SET deliveries = p.deliveries + s.copies
-    FROM settled s
-    WHERE s.known AND s.is_first AND p.event_id = s.event_id
-),
-record AS (
-    INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
-    SELECT event_id, order_id, version, event_type, CASE WHEN applied THEN 'applied' ELSE 'stale' END, deliveries
-    FROM settled
-    WHERE ord = first_recorded
-    ON CONFLICT (event_id) DO UPDATE SET deliveries = processed_events.deliveries + EXCLUDED.deliveries
-),
-project AS (
-    INSERT INTO order_projection (id, status, version, customer_id, currency, items, total_minor,
-                                  payment_reference, cancel_reason, refund_reason, created_at, updated_at,
-                                  last_event_id, last_event_at)
-    SELECT DISTINCT ON (i.order_id)
-           i.order_id, i.status, i.version, i.customer_id, i.currency, i.items::jsonb, i.total_minor,
-           i.payment_reference, i.cancel_reason, i.refund_reason, i.created_at, i.updated_at,
-           i.event_id, i.occurred_at
-    FROM settled s JOIN input i ON i.ord = s.ord
-    WHERE s.applied
-    ORDER BY i.order_id, i.version DESC
-    ON CONFLICT (id) DO UPDATE SET
-        status = EXCLUDED.status, version = EXCLUDED.version, customer_id = EXCLUDED.customer_id,
-        currency = EXCLUDED.currency, items = EXCLUDED.items, total_minor = EXCLUDED.total_minor,
-        payment_reference = EXCLUDED.payment_reference, cancel_reason = EXCLUDED.cancel_reason,
-        refund_reason = EXCLUDED.refund_reason, created_at = EXCLUDED.created_at,
-        updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id,
-        last_event_at = EXCLUDED.last_event_at, projected_at = now()
-    WHERE order_projection.version < EXCLUDED.version
+// The first round trip: the batch's transaction begins, takes its orders'
+// locks, and reads, under them, what the database holds of its orders and
+// which of its event IDs the ledger knows. The lock keys come sorted, so two
+// batches always lock in the same order and cannot deadlock; a hash
+// collision only serializes two unrelated orders. The reads are statements
+// of their own, after the locks, so they see what the last holder of a lock
+// committed.
+const (
+	lockOrdersSQL = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
+	heldSQL       = `SELECT order_id, version, status FROM order_versions WHERE order_id = ANY($1::uuid[])`
+	knownSQL      = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
 )
-SELECT CASE WHEN known OR ord > first_recorded THEN 'duplicate'
-            WHEN NOT recorded THEN 'out_of_sequence'
-            WHEN applied THEN 'applied'
-            ELSE 'stale' END
-FROM settled
-ORDER BY ord`
+
+// The second round trip writes the verdicts and commits. Orders and event
+// IDs the reads found are updated, the others inserted: under the locks
+// nothing else can have inserted them since. The updates are guarded by
+// version all the same, so nothing ever moves an order backwards.
+const (
+	recordSQL = `
+INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::int[])`
+	countDeliveriesSQL = `
+UPDATE processed_events p SET deliveries = p.deliveries + d.n
+FROM unnest($1::uuid[], $2::int[]) AS d(event_id, n)
+WHERE p.event_id = d.event_id`
+	insertVersionsSQL = `
+INSERT INTO order_versions (order_id, version, status)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])`
+	updateVersionsSQL = `
+UPDATE order_versions v SET version = n.version, status = n.status, updated_at = now()
+FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS n(order_id, version, status)
+WHERE v.order_id = n.order_id AND v.version < n.version`
+)
 
 // Apply applies events in slice order, in one transaction, and returns one
 // outcome per event (same index): applied, duplicate, stale, or out of
 // sequence (not applied, not recorded: the caller dead-letters it). Events of
 // one order must come in the order they were produced (Kafka's per-partition
 // order); events of different orders may interleave freely. The events must
-// have passed order.CheckEvent: Apply trusts their status and version.
+// have passed the store's machine's CheckEvent: Apply trusts their type,
+// status and version.
 //
 // Error contract: on error nothing of the batch is stored (it may be retried
 // as a whole; if the commit was lost in transit, the retry finds the events
@@ -199,90 +142,240 @@ func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcom
 	if len(events) == 0 {
 		return nil, nil
 	}
-	n := len(events)
-	var (
-		eventIDs   = make([][16]byte, n) // not uuid.UUID: its driver.Valuer costs a string round trip per element
-		types      = make([]string, n)
-		orderIDs   = make([][16]byte, n)
-		versions   = make([]int64, n)
-		statuses   = make([]string, n)
-		customers  = make([]string, n)
-		currencies = make([]string, n)
-		items      = make([]string, n)
-		totals     = make([]int64, n)
-		payRefs    = make([]string, n)
-		cancels    = make([]string, n)
-		refunds    = make([]string, n)
-		created    = make([]time.Time, n)
-		updated    = make([]time.Time, n)
-		occurred   = make([]time.Time, n)
-		follows    = make([]string, n)
-		locks      = make([]int32, 0, n)
-	)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply %d events: %w", len(events), err)
+	}
+	defer conn.Release()
+	outcomes, err := s.apply(ctx, conn.Conn(), events)
+	if err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			// A failed batch leaves its transaction open (aborted); the pool
+			// would close such a connection, so roll back and keep it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		return nil, fmt.Errorf("apply %d events: %w", len(events), err)
+	}
+	return outcomes, nil
+}
+
+func (s *Store) apply(ctx context.Context, conn *pgx.Conn, events []order.Event) ([]order.Outcome, error) {
+	orders := make([][16]byte, 0, len(events)) // not uuid.UUID: its driver.Valuer costs a string round trip per element
+	ids := make([][16]byte, len(events))
+	locks := make([]int32, 0, len(events))
+	seen := make(map[uuid.UUID]bool, len(events))
 	for i, ev := range events {
-		o := ev.Order
-		it := o.Items
-		if it == nil {
-			it = []order.Item{} // "null" is not an item list
+		ids[i] = ev.ID
+		if id := ev.Order.ID; !seen[id] {
+			seen[id] = true
+			orders = append(orders, id)
+			locks = append(locks, lockKey(id))
 		}
-		b, err := json.Marshal(it)
-		if err != nil {
-			return nil, fmt.Errorf("apply events: encode items of event %s: %w", ev.ID, err)
-		}
-		eventIDs[i], types[i], orderIDs[i], versions[i] = ev.ID, string(ev.Type), o.ID, o.Version
-		statuses[i], customers[i], currencies[i], items[i], totals[i] = string(o.Status), o.CustomerID, o.Currency, string(b), o.TotalMinor
-		payRefs[i], cancels[i], refunds[i] = o.PaymentReference, o.CancelReason, o.RefundReason
-		created[i], updated[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.OccurredAt
-		if prev, ok := order.Standard.Follows(ev.Type); ok {
-			follows[i] = string(prev)
-		}
-		locks = append(locks, lockKey(o.ID))
 	}
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
 
-	// Without BEGIN, the pipelined statements of a batch run in one implicit
-	// transaction that commits at its Sync: one round trip for the lot.
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	b.Queue(lockOrdersSQL, lockNamespace, locks)
-	b.Queue(applySQL, eventIDs, types, orderIDs, versions, statuses, customers, currencies,
-		items, totals, payRefs, cancels, refunds, created, updated, occurred, follows)
-	br := s.pool.SendBatch(ctx, b)
-	outcomes, err := readApply(br, n)
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = cerr
+	b.Queue(heldSQL, orders)
+	b.Queue(knownSQL, ids)
+	held, known, err := readHeld(conn.SendBatch(ctx, b), len(orders))
+	if err != nil {
+		return nil, err
+	}
+	verdicts := s.machine.Judge(events, held, func(id uuid.UUID) bool { return known[id] })
+	w, err := s.plan(events, verdicts, held)
+	if err == nil {
+		err = w.exec(ctx, conn)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("apply %d events: %w", n, err)
+		var me *ReadModelError
+		if errors.As(err, &me) {
+			s.metrics.failed(me.Model)
+		}
+		return nil, err
+	}
+	s.metrics.applied(s.models, len(w.applied))
+	outcomes := make([]order.Outcome, len(verdicts))
+	for i, v := range verdicts {
+		outcomes[i] = v.Outcome
 	}
 	return outcomes, nil
 }
 
-func readApply(br pgx.BatchResults, n int) ([]order.Outcome, error) {
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("lock orders: %w", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	outcomes := make([]order.Outcome, 0, n)
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			rows.Close()
-			return nil, err
+// readHeld reads the first round trip's results.
+func readHeld(br pgx.BatchResults, orders int) (held map[uuid.UUID]order.Held, known map[uuid.UUID]bool, err error) {
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = cerr
 		}
-		outcomes = append(outcomes, order.Outcome(o))
+	}()
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, fmt.Errorf("lock orders: %w", err)
 	}
-	if len(outcomes) != n {
-		return nil, fmt.Errorf("got %d outcomes for %d events", len(outcomes), n)
+	held = make(map[uuid.UUID]order.Held, orders)
+	var (
+		id      uuid.UUID
+		version int64
+		status  string
+	)
+	rows, _ := br.Query() // its error is rows'
+	_, err = pgx.ForEachRow(rows, []any{&id, &version, &status}, func() error {
+		held[id] = order.Held{Version: version, Status: order.Status(status)}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read order versions: %w", err)
 	}
-	return outcomes, nil
+	known = map[uuid.UUID]bool{}
+	rows, _ = br.Query()
+	if _, err = pgx.ForEachRow(rows, []any{&id}, func() error { known[id] = true; return nil }); err != nil {
+		return nil, nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	return held, known, nil
 }
+
+// writes is the second round trip: what the verdicts say to write, in
+// statements that each cover the whole batch.
+type writes struct {
+	batch   pgx.Batch
+	owners  []string // for each statement, the read model that queued it; "" for the store's own
+	applied []order.Applied
+}
+
+func (w *writes) queue(owner, sql string, args ...any) {
+	w.batch.Queue(sql, args...)
+	w.owners = append(w.owners, owner)
+}
+
+// plan returns the writes of verdicts: the ledger's new rows and its
+// counts of deliveries, the orders' new versions, every read model's
+// statements, and the commit.
+func (s *Store) plan(events []order.Event, verdicts []order.Verdict, held map[uuid.UUID]order.Held) (*writes, error) {
+	w := &writes{}
+	var (
+		rec struct {
+			ids, orders [][16]byte
+			versions    []int64
+			types       []string
+			outcomes    []string
+			deliveries  []int32
+		}
+		recorded   = map[uuid.UUID]int{}   // event ID → its row in rec
+		counted    = map[uuid.UUID]int32{} // known event ID → deliveries in this batch
+		countOrder [][16]byte
+		last       = map[uuid.UUID]int{} // order ID → its newest applied event
+		lastOrder  []uuid.UUID
+	)
+	for i, v := range verdicts {
+		ev := events[i]
+		switch v.Outcome {
+		case order.OutcomeApplied, order.OutcomeStale:
+			recorded[ev.ID] = len(rec.ids)
+			rec.ids = append(rec.ids, ev.ID)
+			rec.orders = append(rec.orders, ev.Order.ID)
+			rec.versions = append(rec.versions, ev.Order.Version)
+			rec.types = append(rec.types, string(ev.Type))
+			rec.outcomes = append(rec.outcomes, string(v.Outcome))
+			rec.deliveries = append(rec.deliveries, 1)
+			if v.Outcome == order.OutcomeApplied {
+				w.applied = append(w.applied, order.Applied{Event: ev, From: v.From})
+				if _, ok := last[ev.Order.ID]; !ok {
+					lastOrder = append(lastOrder, ev.Order.ID)
+				}
+				last[ev.Order.ID] = i
+			}
+		case order.OutcomeDuplicate:
+			if j, ok := recorded[ev.ID]; ok {
+				rec.deliveries[j]++ // recorded earlier in this batch
+				continue
+			}
+			if _, ok := counted[ev.ID]; !ok {
+				countOrder = append(countOrder, ev.ID)
+			}
+			counted[ev.ID]++
+		}
+	}
+	if len(rec.ids) > 0 {
+		w.queue("", recordSQL, rec.ids, rec.orders, rec.versions, rec.types, rec.outcomes, rec.deliveries)
+	}
+	if len(countOrder) > 0 {
+		n := make([]int32, len(countOrder))
+		for i, id := range countOrder {
+			n[i] = counted[id]
+		}
+		w.queue("", countDeliveriesSQL, countOrder, n)
+	}
+	var ins, upd struct {
+		ids      [][16]byte
+		versions []int64
+		statuses []string
+	}
+	for _, id := range lastOrder {
+		o := events[last[id]].Order
+		t := &ins
+		if _, ok := held[id]; ok {
+			t = &upd
+		}
+		t.ids, t.versions, t.statuses = append(t.ids, id), append(t.versions, o.Version), append(t.statuses, string(o.Status))
+	}
+	if len(ins.ids) > 0 {
+		w.queue("", insertVersionsSQL, ins.ids, ins.versions, ins.statuses)
+	}
+	if len(upd.ids) > 0 {
+		w.queue("", updateVersionsSQL, upd.ids, upd.versions, upd.statuses)
+	}
+	if len(w.applied) > 0 {
+		for _, m := range s.models {
+			before := w.batch.Len()
+			if err := m.Queue(&w.batch, w.applied); err != nil {
+				return nil, &ReadModelError{Model: m.Name(), Err: err, unwritable: true}
+			}
+			for range w.batch.Len() - before {
+				w.owners = append(w.owners, m.Name())
+			}
+		}
+	}
+	w.queue("", "COMMIT")
+	return w, nil
+}
+
+// exec sends the writes and reads every statement's result, naming the read
+// model whose statement failed.
+func (w *writes) exec(ctx context.Context, conn *pgx.Conn) (err error) {
+	br := conn.SendBatch(ctx, &w.batch)
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	for _, owner := range w.owners {
+		if _, err := br.Exec(); err != nil {
+			if owner != "" {
+				return &ReadModelError{Model: owner, Err: err}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadModelError is a batch that failed in a read model's statements, or
+// that a read model could not write.
+type ReadModelError struct {
+	Model      string
+	Err        error
+	unwritable bool // Queue refused the batch: permanent whatever Err is
+}
+
+func (e *ReadModelError) Error() string { return "read model " + e.Model + ": " + e.Err.Error() }
+func (e *ReadModelError) Unwrap() error { return e.Err }
 
 // lockKey folds an order ID into an advisory lock key. UUIDv7 IDs spread
 // their randomness over the last bytes, so those are folded in too.
@@ -291,49 +384,6 @@ func lockKey(id uuid.UUID) int32 {
 	b := binary.BigEndian.Uint64(id[8:])
 	x := a ^ b
 	return int32(uint32(x) ^ uint32(x>>32))
-}
-
-const selectProjectionSQL = `
-SELECT id, status, version, customer_id, currency, items, total_minor,
-       payment_reference, cancel_reason, refund_reason, created_at, updated_at,
-       last_event_id, last_event_at, projected_at
-FROM order_projection WHERE id = $1`
-
-// Get returns the projection of order id, or an error wrapping
-// order.ErrNotFound if no event of it has been applied, or one wrapping
-// order.ErrUnavailable (and the driver's cause) if the database could not be
-// reached or used within pgdb.CallTimeout.
-func (s *Store) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) {
-	var (
-		p      order.Projection
-		o      = &p.Order
-		status string
-		items  []byte
-	)
-	// Bounded, so a read API request never waits on a pool that cannot
-	// connect for longer than a client would.
-	bctx, cancel := context.WithTimeout(ctx, pgdb.CallTimeout)
-	defer cancel()
-	err := s.pool.QueryRow(bctx, selectProjectionSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
-		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
-		&o.CreatedAt, &o.UpdatedAt, &p.LastEventID, &p.LastEventAt, &p.ProjectedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
-	}
-	if pgdb.Unavailable(ctx, err) {
-		return order.Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, err)
-	}
-	if err != nil {
-		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, err)
-	}
-	o.Status = order.Status(status)
-	if err := json.Unmarshal(items, &o.Items); err != nil {
-		return order.Projection{}, fmt.Errorf("get projection %s: decode items: %w", id, err)
-	}
-	for _, t := range []*time.Time{&o.CreatedAt, &o.UpdatedAt, &p.LastEventAt, &p.ProjectedAt} {
-		*t = t.UTC()
-	}
-	return p, nil
 }
 
 // ProcessedEvent is the ledger's record of one event_id.
@@ -374,12 +424,17 @@ func (s *Store) Processed(ctx context.Context, eventID uuid.UUID) (ProcessedEven
 }
 
 // IsPermanent reports whether err is a data error that retrying cannot fix:
+// a batch a read model cannot write (ReadModelError from its Queue), or
 // PostgreSQL SQLSTATE class 22 (data exception: a value out of range, too
-// long, malformed) or 23 (integrity constraint violation: a CHECK or NOT NULL
-// the event breaks). Everything else, including connection failures, server
-// shutdown (57P01), serialization failures and deadlocks (40001, 40P01),
-// timeouts and cancellation, is transient.
+// long, malformed) or 23 (integrity constraint violation: a CHECK or NOT
+// NULL the event breaks). Everything else, including connection failures,
+// server shutdown (57P01), serialization failures and deadlocks (40001,
+// 40P01), timeouts and cancellation, is transient.
 func IsPermanent(err error) bool {
+	var me *ReadModelError
+	if errors.As(err, &me) && me.unwritable {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
 		return false
@@ -401,7 +456,7 @@ DELETE FROM processed_events WHERE event_id IN (
 // PurgeLedger deletes at most limit ledger rows recorded more than retention
 // ago and returns how many it deleted. A redelivery of a purged event is
 // then judged by version alone: it changes nothing (its version is not newer
-// than what it produced) and is recorded as a new, stale event.
+// than what the order holds) and is recorded as a new, stale event.
 func (s *Store) PurgeLedger(ctx context.Context, retention time.Duration, limit int) (int64, error) {
 	tag, err := s.pool.Exec(ctx, purgeLedgerSQL, retention, limit)
 	if err != nil {

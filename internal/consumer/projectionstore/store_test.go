@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ordersonkafka/orders/internal/consumer/orderview"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/order"
@@ -42,13 +42,25 @@ func history(tb testing.TB) []order.Event {
 	return []order.Event{placed, paid, refunded}
 }
 
-func newStore(t *testing.T) (*projectionstore.Store, *pgtest.DB) {
-	t.Helper()
-	db := pgtest.MustDB(t, migrations.Projection())
-	return projectionstore.New(db.Pool), db
+// store is the store with the order projection, which it writes, to read
+// from.
+type store struct {
+	*projectionstore.Store
+	*orderview.View
 }
 
-func mustApply(t *testing.T, s *projectionstore.Store, events ...order.Event) []order.Outcome {
+func (s store) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) {
+	return s.View.Get(ctx, id)
+}
+
+func newStore(t *testing.T) (store, *pgtest.DB) {
+	t.Helper()
+	db := pgtest.MustDB(t, migrations.Projection())
+	view := orderview.New(db.Pool)
+	return store{projectionstore.New(db.Pool, order.Standard, nil, view), view}, db
+}
+
+func mustApply(t *testing.T, s store, events ...order.Event) []order.Outcome {
 	t.Helper()
 	got, err := s.Apply(context.Background(), events)
 	if err != nil {
@@ -58,7 +70,7 @@ func mustApply(t *testing.T, s *projectionstore.Store, events ...order.Event) []
 }
 
 // wantState checks that the projection of ev's order is exactly ev's state.
-func wantState(t *testing.T, s *projectionstore.Store, ev order.Event) {
+func wantState(t *testing.T, s store, ev order.Event) {
 	t.Helper()
 	p, err := s.Get(context.Background(), ev.Order.ID)
 	if err != nil {
@@ -375,12 +387,12 @@ func TestRebuildSwapsInWholeTables(t *testing.T) {
 	old, fresh := history(t), history(t)
 	mustApply(t, s, old...)
 
-	rb, err := projectionstore.BeginRebuild(ctx, db.Pool, db.URL, migrations.Projection())
+	rb, err := s.BeginRebuild(ctx, db.URL, migrations.Projection())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rb.Close(ctx)
-	if _, err := projectionstore.BeginRebuild(ctx, db.Pool, db.URL, migrations.Projection()); err == nil {
+	if _, err := s.BeginRebuild(ctx, db.URL, migrations.Projection()); err == nil {
 		t.Fatal("a second rebuild began while one runs")
 	}
 	if got, err := rb.Store.Apply(ctx, fresh); err != nil || got[2] != order.OutcomeApplied {
@@ -605,53 +617,6 @@ func TestConcurrentApplyOfTheSameBatch(t *testing.T) {
 		if rec != fmt.Sprintf("applied/%d", callers) {
 			t.Errorf("event %s: %s, want applied/%d", id, rec, callers)
 		}
-	}
-}
-
-// Applying a batch judges every event as applying them one at a time, in
-// slice order, would: same outcomes, same ledger, same projection. Batches
-// are random mixes of in-order, out-of-order, redelivered and reissued
-// events of a few orders.
-func TestApplyBatchEqualsOneAtATime(t *testing.T) {
-	t.Parallel()
-	batched, dbA := newStore(t)
-	single, dbB := newStore(t)
-	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(8, 2026))
-	for round := range 40 {
-		var pool []order.Event
-		for range 3 {
-			h := history(t)
-			pool = append(pool, h...)
-			pool = append(pool, cancelled(t, h[0]), reissued(h[1]))
-		}
-		batch := make([]order.Event, 12)
-		for i := range batch {
-			batch[i] = pool[rng.IntN(len(pool))]
-		}
-		got, err := batched.Apply(ctx, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, ev := range batch {
-			one, err := single.Apply(ctx, []order.Event{ev})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got[i] != one[0] {
-				t.Fatalf("round %d, event %d (%s v%d): batch says %s, one at a time %s", round, i, ev.Type, ev.Order.Version, got[i], one[0])
-			}
-		}
-		for _, ev := range pool {
-			a, errA := batched.Get(ctx, ev.Order.ID)
-			b, errB := single.Get(ctx, ev.Order.ID)
-			if (errA == nil) != (errB == nil) || !reflect.DeepEqual(a.Order, b.Order) || a.LastEventID != b.LastEventID {
-				t.Fatalf("round %d: order %s differs:\n batch %+v %v\nsingle %+v %v", round, ev.Order.ID, a.Order, errA, b.Order, errB)
-			}
-		}
-	}
-	if a, b := ledger(t, dbA), ledger(t, dbB); !reflect.DeepEqual(a, b) {
-		t.Fatalf("ledgers differ:\n batch %v\nsingle %v", a, b)
 	}
 }
 

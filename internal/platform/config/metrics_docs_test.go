@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -47,6 +48,7 @@ func TestOperationsDocListsEveryMetricAndTracingVariable(t *testing.T) {
 	reg := &collecting{}
 	outbox.NewMetrics(reg)
 	projector.NewMetrics(reg)
+	projectionstore.NewMetrics(reg)
 	telemetry.NewHTTPMetrics(reg)
 	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, kafkaconn.Plaintext, "t", "g", nil))
 	registered := map[string]bool{}

@@ -1,0 +1,150 @@
+// Package orderview is order-consumer's first read model: one row per order
+// (order_projection, migrations/projection) holding the full state the
+// newest event applied to it carries, and when that event occurred and was
+// applied. The read API serves it at GET /orders/{id}.
+//
+// Guarantees: it receives only applied events, in the order they were
+// applied (projectionstore), and writes each order once per batch, from its
+// newest applied event, guarded by version: nothing ever moves an order
+// backwards, and an order it has never seen (the read model added to a
+// running service) is inserted.
+package orderview
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+)
+
+// View is the order projection. It is safe for concurrent use.
+type View struct {
+	pool *pgxpool.Pool
+}
+
+// New returns the view, reading through pool.
+func New(pool *pgxpool.Pool) *View { return &View{pool: pool} }
+
+// Name is the read model's name in metrics and errors.
+func (*View) Name() string { return "orders" }
+
+// Tables are the tables a rebuild moves in.
+func (*View) Tables() []string { return []string{"order_projection"} }
+
+const upsertSQL = `
+INSERT INTO order_projection (id, status, version, customer_id, currency, items, total_minor,
+                              payment_reference, cancel_reason, refund_reason, created_at, updated_at,
+                              last_event_id, last_event_at)
+SELECT id, status, version, customer_id, currency, items::jsonb, total_minor,
+       payment_reference, cancel_reason, refund_reason, created_at, updated_at, last_event_id, last_event_at
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+            $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::uuid[], $14::timestamptz[])
+     AS e(id, status, version, customer_id, currency, items, total_minor, payment_reference, cancel_reason,
+          refund_reason, created_at, updated_at, last_event_id, last_event_at)
+ON CONFLICT (id) DO UPDATE SET
+    status = EXCLUDED.status, version = EXCLUDED.version, customer_id = EXCLUDED.customer_id,
+    currency = EXCLUDED.currency, items = EXCLUDED.items, total_minor = EXCLUDED.total_minor,
+    payment_reference = EXCLUDED.payment_reference, cancel_reason = EXCLUDED.cancel_reason,
+    refund_reason = EXCLUDED.refund_reason, created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id,
+    last_event_at = EXCLUDED.last_event_at, projected_at = now()
+WHERE order_projection.version < EXCLUDED.version`
+
+// Queue writes each order of applied once, from its newest event.
+func (v *View) Queue(b *pgx.Batch, applied []order.Applied) error {
+	newest := make(map[uuid.UUID]int, len(applied))
+	var ids []uuid.UUID
+	for i, a := range applied {
+		id := a.Event.Order.ID
+		if _, ok := newest[id]; !ok {
+			ids = append(ids, id)
+		}
+		newest[id] = i
+	}
+	n := len(ids)
+	var (
+		orderIDs   = make([][16]byte, n) // not uuid.UUID: its driver.Valuer costs a string round trip per element
+		statuses   = make([]string, n)
+		versions   = make([]int64, n)
+		customers  = make([]string, n)
+		currencies = make([]string, n)
+		items      = make([]string, n)
+		totals     = make([]int64, n)
+		payRefs    = make([]string, n)
+		cancels    = make([]string, n)
+		refunds    = make([]string, n)
+		created    = make([]time.Time, n)
+		updated    = make([]time.Time, n)
+		eventIDs   = make([][16]byte, n)
+		occurred   = make([]time.Time, n)
+	)
+	for i, id := range ids {
+		ev := applied[newest[id]].Event
+		o := ev.Order
+		it := o.Items
+		if it == nil {
+			it = []order.Item{} // "null" is not an item list
+		}
+		js, err := json.Marshal(it)
+		if err != nil {
+			return fmt.Errorf("encode items of event %s: %w", ev.ID, err)
+		}
+		orderIDs[i], statuses[i], versions[i], customers[i], currencies[i] = o.ID, string(o.Status), o.Version, o.CustomerID, o.Currency
+		items[i], totals[i], payRefs[i], cancels[i], refunds[i] = string(js), o.TotalMinor, o.PaymentReference, o.CancelReason, o.RefundReason
+		created[i], updated[i], eventIDs[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.ID, ev.OccurredAt
+	}
+	b.Queue(upsertSQL, orderIDs, statuses, versions, customers, currencies, items, totals,
+		payRefs, cancels, refunds, created, updated, eventIDs, occurred)
+	return nil
+}
+
+const selectSQL = `
+SELECT id, status, version, customer_id, currency, items, total_minor,
+       payment_reference, cancel_reason, refund_reason, created_at, updated_at,
+       last_event_id, last_event_at, projected_at
+FROM order_projection WHERE id = $1`
+
+// Get returns the projection of order id, or an error wrapping
+// order.ErrNotFound if no event of it has been applied, or one wrapping
+// order.ErrUnavailable (and the driver's cause) if the database could not be
+// reached or used within pgdb.CallTimeout.
+func (v *View) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) {
+	var (
+		p      order.Projection
+		o      = &p.Order
+		status string
+		items  []byte
+	)
+	// Bounded, so a read API request never waits on a pool that cannot
+	// connect for longer than a client would.
+	bctx, cancel := context.WithTimeout(ctx, pgdb.CallTimeout)
+	defer cancel()
+	err := v.pool.QueryRow(bctx, selectSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
+		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
+		&o.CreatedAt, &o.UpdatedAt, &p.LastEventID, &p.LastEventAt, &p.ProjectedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
+	}
+	if pgdb.Unavailable(ctx, err) {
+		return order.Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, err)
+	}
+	if err != nil {
+		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, err)
+	}
+	o.Status = order.Status(status)
+	if err := json.Unmarshal(items, &o.Items); err != nil {
+		return order.Projection{}, fmt.Errorf("get projection %s: decode items: %w", id, err)
+	}
+	for _, t := range []*time.Time{&o.CreatedAt, &o.UpdatedAt, &p.LastEventAt, &p.ProjectedAt} {
+		*t = t.UTC()
+	}
+	return p, nil
+}
