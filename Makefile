@@ -84,7 +84,7 @@ bench-floor:
 ## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora).
 ##       A failing input is saved under the package's testdata/fuzz/ and replayed by make test.
 FUZZTIME ?= 1m
-FUZZ_TARGETS := ./internal/producer/httpapi:FuzzRequests ./internal/event/eventcodec:FuzzDecodeEvent ./internal/consumer/deadletter:FuzzDeadLetterHeaders ./internal/producer/outbox:FuzzKafkaHeaders
+FUZZ_TARGETS := ./internal/producer/httpapi:FuzzRequests ./internal/event/eventcodec:FuzzDecodeEvent ./internal/consumer/deadletter:FuzzDeadLetterHeaders ./internal/consumer/orderview:FuzzAppendItems ./internal/producer/outbox:FuzzKafkaHeaders
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -137,7 +137,7 @@ func (s *Service) wire(m *service.Main) error {
 	}
 	s.Defer(func(context.Context) { dlq.Close() })
 	s.versions = projectionapi.NewVersions()
-	pc.Projector, pc.DeadLetters, pc.Committed = s.store, deadLetters{dlq}, s.versions.Applied
+	pc.Projector, pc.DeadLetters, pc.Committed = projection{s.store}, deadLetters{dlq}, s.versions.Applied
 	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
 	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
 	if s.consumer, err = projector.New(pc); err != nil {
@@ -155,6 +155,28 @@ func (s *Service) wire(m *service.Main) error {
 		web.Check{Name: "database", Func: s.store.Ping},
 		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
 	return nil
+}
+
+// projection applies the projector's batches to the consumer's database:
+// the store's *Pending is the projector's Pending.
+type projection struct{ *projectionstore.Store }
+
+func (p projection) Begin(ctx context.Context, events []order.Event) (projector.Pending, error) {
+	tx, err := p.Store.Begin(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	return pending{tx}, nil
+}
+
+type pending struct{ *projectionstore.Pending }
+
+func (p pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, projector.Pending, error) {
+	outcomes, tx, err := p.Pending.CommitAndBegin(ctx, next)
+	if tx == nil {
+		return outcomes, nil, err
+	}
+	return outcomes, pending{tx}, err
 }
 
 // deadLetters publishes the projector's dead letters with the deadletter
@@ -244,6 +266,10 @@ type rebuildTarget struct{ *projectionstore.Rebuild }
 
 func (t rebuildTarget) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
 	return t.Store.Apply(ctx, events)
+}
+
+func (t rebuildTarget) Begin(ctx context.Context, events []order.Event) (projector.Pending, error) {
+	return projection{t.Store}.Begin(ctx, events)
 }
 
 func (t rebuildTarget) Loss(ctx context.Context) (missing, behind int64, examples []string, err error) {

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -86,24 +87,56 @@ func (v *View) Queue(b *pgx.Batch, applied []order.Applied) error {
 		eventIDs   = make([][16]byte, n)
 		occurred   = make([]time.Time, n)
 	)
+	var buf []byte
 	for i, id := range ids {
 		ev := applied[newest[id]].Event
 		o := ev.Order
-		it := o.Items
-		if it == nil {
-			it = []order.Item{} // "null" is not an item list
-		}
-		js, err := json.Marshal(it)
-		if err != nil {
-			return fmt.Errorf("encode items of event %s: %w", ev.ID, err)
-		}
+		buf = appendItems(buf[:0], o.Items)
 		orderIDs[i], statuses[i], versions[i], customers[i], currencies[i] = o.ID, string(o.Status), o.Version, o.CustomerID, o.Currency
-		items[i], totals[i], payRefs[i], cancels[i], refunds[i] = string(js), o.TotalMinor, o.PaymentReference, o.CancelReason, o.RefundReason
+		items[i], totals[i], payRefs[i], cancels[i], refunds[i] = string(buf), o.TotalMinor, o.PaymentReference, o.CancelReason, o.RefundReason
 		created[i], updated[i], eventIDs[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.ID, ev.OccurredAt
 	}
 	b.Queue(upsertSQL, orderIDs, statuses, versions, customers, currencies, items, totals,
 		payRefs, cancels, refunds, created, updated, eventIDs, occurred)
 	return nil
+}
+
+// appendItems appends items as the JSON array encoding/json would write
+// ([] for none, "null" being no item list), without its reflection: this
+// runs for every order of every batch. The strings are valid UTF-8
+// (order.Machine.CheckEvent), so escaping the quote, the backslash and the
+// control characters makes them JSON.
+func appendItems(b []byte, items []order.Item) []byte {
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"sku":`...)
+		b = appendJSONString(b, it.SKU)
+		b = append(b, `,"quantity":`...)
+		b = strconv.AppendInt(b, int64(it.Quantity), 10)
+		b = append(b, `,"unit_price_minor":`...)
+		b = strconv.AppendInt(b, it.UnitPriceMinor, 10)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 const selectSQL = `

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersonkafka/orders/internal/consumer/customertotals"
 	"github.com/ordersonkafka/orders/internal/consumer/orderview"
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/devkit/cpustat"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/migrations"
@@ -51,40 +53,67 @@ func backlog(tb testing.TB, n int) []order.Event {
 	return events
 }
 
-// BenchmarkApply applies a backlog of 100,000 events to an empty projection
-// in batches, as the consumer does when it catches up, and reports events/s.
+// BenchmarkApply applies a backlog of 100,000 events to an empty database
+// in batches, as the consumer does when it catches up, and reports events/s
+// and PostgreSQL's CPU per event (every process named postgres: see
+// cpustat). The read models are the service's two, or the order projection
+// alone: the difference is what the customers' totals cost.
 func BenchmarkApply(b *testing.B) {
 	const total = 100_000
 	events := backlog(b, total)
-	for _, size := range []int{100, 500, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			db := pgtest.MustDB(b, migrations.Projection())
-			s := projectionstore.New(db.Pool, order.Standard, nil, orderview.New(db.Pool))
-			ctx := context.Background()
-			var elapsed time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				if _, err := db.Pool.Exec(ctx, `TRUNCATE order_projection, processed_events`); err != nil {
+	run := func(b *testing.B, size int, models func(*pgtest.DB) []projectionstore.ReadModel) {
+		db := pgtest.MustDB(b, migrations.Projection())
+		s := projectionstore.New(db.Pool, order.Standard, nil, models(db)...)
+		ctx := context.Background()
+		var (
+			elapsed time.Duration
+			pg      cpustat.PostgresTracker
+			pgCPU   float64
+		)
+		for b.Loop() {
+			b.StopTimer()
+			if _, err := db.Pool.Exec(ctx, `TRUNCATE order_projection, processed_events, order_versions, customer_orders`); err != nil {
+				b.Fatal(err)
+			}
+			if err := pg.Sample(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			start := time.Now()
+			for i := 0; i < total; i += size {
+				if _, err := s.Apply(ctx, events[i:min(i+size, total)]); err != nil {
 					b.Fatal(err)
 				}
-				b.StartTimer()
-				start := time.Now()
-				for i := 0; i < total; i += size {
-					if _, err := s.Apply(ctx, events[i:min(i+size, total)]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				elapsed += time.Since(start)
 			}
-			b.ReportMetric(float64(total)*float64(b.N)/elapsed.Seconds(), "events/s")
-		})
+			elapsed += time.Since(start)
+			b.StopTimer()
+			if err := pg.Sample(); err != nil {
+				b.Fatal(err)
+			}
+			pgCPU = pg.Total()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(total)*float64(b.N)/elapsed.Seconds(), "events/s")
+		b.ReportMetric(pgCPU/float64(total*b.N)*1e6, "pg-cpu-µs/event")
 	}
+	both := func(db *pgtest.DB) []projectionstore.ReadModel {
+		return []projectionstore.ReadModel{orderview.New(db.Pool), customertotals.New(db.Pool)}
+	}
+	for _, size := range []int{100, 500, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { run(b, size, both) })
+	}
+	b.Run("batch=500/orders-only", func(b *testing.B) {
+		run(b, 500, func(db *pgtest.DB) []projectionstore.ReadModel {
+			return []projectionstore.ReadModel{orderview.New(db.Pool)}
+		})
+	})
 	// A consumer restarted before committing, or a DLQ replay, delivers what
-	// the projection already holds: every event is a duplicate.
+	// the database already holds: every event is a duplicate.
 	b.Run("batch=500/redelivered", func(b *testing.B) {
 		const size = 500
 		db := pgtest.MustDB(b, migrations.Projection())
-		s := projectionstore.New(db.Pool, order.Standard, nil, orderview.New(db.Pool))
+		view := orderview.New(db.Pool)
+		s := projectionstore.New(db.Pool, order.Standard, nil, view, customertotals.New(db.Pool))
 		ctx := context.Background()
 		apply := func() {
 			for i := 0; i < total; i += size {

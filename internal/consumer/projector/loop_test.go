@@ -154,6 +154,33 @@ func (p *projector) Apply(ctx context.Context, events []order.Event) ([]order.Ou
 	return out, nil
 }
 
+func (p *projector) Begin(_ context.Context, events []order.Event) (Pending, error) {
+	return pendingOf(p, events), nil
+}
+
+// pendingOf is a transaction of events that a applies at its commit, as
+// the fakes have no locks to take.
+func pendingOf(a interface {
+	Apply(context.Context, []order.Event) ([]order.Outcome, error)
+}, events []order.Event) Pending {
+	return pending{a, events}
+}
+
+type pending struct {
+	a interface {
+		Apply(context.Context, []order.Event) ([]order.Outcome, error)
+	}
+	events []order.Event
+}
+
+// CommitAndBegin applies the events; the next batch begins in its turn.
+func (p pending) CommitAndBegin(ctx context.Context, _ []order.Event) ([]order.Outcome, Pending, error) {
+	out, err := p.a.Apply(ctx, p.events)
+	return out, nil, err
+}
+
+func (p pending) Rollback(context.Context) {}
+
 // dlq records what it publishes after failing fail times.
 type dlq struct {
 	tl   *timeline
@@ -363,6 +390,10 @@ type flakyAfter struct {
 	projector
 	failOn string
 	failed bool
+}
+
+func (f *flakyAfter) Begin(_ context.Context, events []order.Event) (Pending, error) {
+	return pendingOf(f, events), nil
 }
 
 func (f *flakyAfter) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {

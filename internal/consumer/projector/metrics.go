@@ -70,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer, dlqClasses ...string) *Metrics {
 	}
 	m.events, m.retries, m.dlq = telemetry.Register(reg, m.events), telemetry.Register(reg, m.retries), telemetry.Register(reg, m.dlq)
 	m.batch, m.size, m.e2e = telemetry.Register(reg, m.batch), telemetry.Register(reg, m.size), telemetry.Register(reg, m.e2e)
-	for _, o := range []string{"applied", "duplicate", "stale", "dead_lettered"} {
+	for _, o := range outcomes {
 		m.events.WithLabelValues(o)
 	}
 	for _, d := range Dependencies {

@@ -1,28 +1,30 @@
 // Package projector is order-consumer's engine: a Kafka consumer group that
-// applies order events to the projection, exactly once in effect.
+// applies order events to the consumer's database, exactly once in effect.
 //
-// Each round it fetches a batch (FetchMessage, never ReadMessage), decodes
-// every message and checks it is an event the API could have written
-// (order.CheckEvent, with the message key), applies the valid events in one
-// transaction, publishes the messages that can never be applied to the
-// dead-letter topic, and only then commits the batch's offsets with one
-// CommitMessages. So:
+// Each batch is fetched (FetchMessage, never ReadMessage), its messages
+// decoded and checked to be events the API could have written
+// (order.Machine.CheckEvent, with the message key), its valid events
+// applied in one transaction (Projector: the domain's machine judges them
+// there), the messages that can never be applied published to the
+// dead-letter topic, and only then its offsets committed with one
+// CommitMessages. So (docs/design.md, invariants 4 to 6 and 8):
 //   - an offset is committed only after its effect, or its dead letter, is
-//     durable (invariant 5); a crash before the commit redelivers the batch,
-//     and applying is idempotent (invariant 4);
+//     durable; a crash before the commit redelivers the batch, and applying
+//     is idempotent;
 //   - failures are sorted by the caller's one classifier (Config.Classify:
-//     orderconsumer.Classify): transient ones (the
-//     database, registry or broker unreachable) are retried with capped
-//     exponential backoff and jitter, no further messages are fetched
-//     meanwhile, Ready reports the failure, and nothing goes to the DLQ;
+//     orderconsumer.Classify): transient ones (the database, registry or
+//     broker unreachable) are retried with capped exponential backoff and
+//     jitter, Ready reports the failure, and nothing goes to the DLQ;
 //     permanent ones (not Confluent-framed, unknown schema ID, undecodable or
-//     unresolvable Avro, an event that breaks a rule of order.CheckEvent or
-//     comes out of sequence, data the database rejects) go to the DLQ byte
-//     for byte (invariant 6);
-//   - events keep their partition's order: a batch is applied in fetch order;
-//   - a batch's commit runs beside the next batch's fetch, decode and apply,
-//     never before its own batch's effect, and commits go one at a time, in
-//     order;
+//     unresolvable Avro, an event that breaks a rule of CheckEvent or comes
+//     out of sequence, data the database rejects) go to the DLQ byte for
+//     byte;
+//   - events keep their partition's order: batches are applied one at a
+//     time, in fetch order, each in fetch order;
+//   - the work is a pipeline (loop): the next batch is fetched and decoded
+//     while one is applied, its transaction begins in the round trip that
+//     commits the one before, and a batch's offsets are committed while the
+//     next is applied, never before its own effect, one commit at a time;
 //   - what arrives is bounded: the decoder checks every claimed length,
 //     header values used for tracing are length-checked text.
 package projector
@@ -32,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,9 +64,26 @@ type Decoder interface {
 }
 
 // Projector applies a batch of events in one transaction, returning one
-// outcome per event (projection.Store).
+// outcome per event (projectionstore.Store). Apply is Begin, then the
+// Pending's Commit; the consumer begins the next batch's transaction while
+// the last one commits (see loop), which Begin must allow.
 type Projector interface {
 	Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error)
+	// Begin starts the batch's transaction: its orders are locked (after
+	// any transaction holding them ends) and what they hold is read.
+	Begin(ctx context.Context, events []order.Event) (Pending, error)
+}
+
+// Pending is a batch whose transaction Begin started. Commit or Rollback it
+// once; either ends the transaction.
+type Pending interface {
+	// CommitAndBegin judges, writes and commits the batch, with Apply's
+	// result, and begins next's transaction right after, in the same
+	// round trip: that transaction is returned, or nil if next is empty or
+	// its beginning failed (this batch's result stands either way).
+	CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, Pending, error)
+	// Rollback ends the transaction, writing nothing.
+	Rollback(ctx context.Context)
 }
 
 // DeadLetter is a message that can never be applied, with why.
@@ -192,13 +212,15 @@ const MaxObservedLag = 7 * 24 * time.Hour
 
 // Consumer runs the loop. Create it with New, call Run once.
 type Consumer struct {
-	cfg   Config
-	log   *slog.Logger
-	m     *Metrics
-	stats struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
+	cfg      Config
+	spanName string // "<topic> process", as OpenTelemetry names a consumer's process span
+	log      *slog.Logger
+	m        *Metrics
+	stats    struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
 
 	mu        sync.Mutex
-	notReady  error // the step of a batch being retried
+	notReady  error // the step of the batch being applied that is being retried
+	decodeErr error // the registry, while the batch being prepared is retried
 	commitErr error // the commit being retried
 	fetchErr  error // fetching failed (the group cannot join, the broker is down)
 	topicErr  error // the topic does not exist, or cannot be checked
@@ -217,7 +239,7 @@ func New(cfg Config) (*Consumer, error) {
 }
 
 func newConsumer(cfg Config, component string) *Consumer {
-	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", component), m: cfg.Metrics}
+	return &Consumer{cfg: cfg, spanName: cfg.Topic + " process", log: cfg.Logger.With("component", component), m: cfg.Metrics}
 }
 
 // Ready returns nil while the consumer can make progress, or the failure it
@@ -228,6 +250,8 @@ func (c *Consumer) Ready() error {
 	switch {
 	case c.notReady != nil:
 		return c.notReady
+	case c.decodeErr != nil:
+		return c.decodeErr
 	case c.commitErr != nil:
 		return c.commitErr
 	case c.fetchErr != nil:
@@ -245,6 +269,14 @@ func (c *Consumer) setFetchErr(err error) {
 func (c *Consumer) setReady(err error) {
 	c.mu.Lock()
 	c.notReady = err
+	c.mu.Unlock()
+}
+
+// setDecodeErr is setReady for the batch being prepared, which runs beside
+// the one being applied.
+func (c *Consumer) setDecodeErr(err error) {
+	c.mu.Lock()
+	c.decodeErr = err
 	c.mu.Unlock()
 }
 
@@ -325,36 +357,111 @@ func (c *Consumer) consume(ctx context.Context) {
 	c.loop(ctx, r)
 }
 
-// loop fetches and processes batches from r until ctx ends; the batch in
-// hand then is finished and committed (within ShutdownTimeout).
+// loop fetches and processes batches from r until ctx ends; the batch being
+// applied then is finished and committed (within ShutdownTimeout).
 //
-// It is a pipeline of two: a batch's offsets are committed by a goroutine of
-// their own while the next batch is fetched, decoded and applied. A commit
-// still follows its batch's effect (it starts only once the batch is
-// applied and its dead letters are durable), and commits go one at a time,
-// in order: the next batch's commit waits for the last one's.
+// It is a pipeline, each stage taking one batch at a time, in fetch order: a
+// goroutine fetches and decodes batches (prepare) while this one applies
+// them and publishes their dead letters (applyBatch), and another goroutine
+// commits the offsets of the batch applied last (commit). So the decoding
+// (Go's work) overlaps the database's, and the offset commit both. When
+// the next batch is decoded already, its transaction begins in the same
+// round trip as this one's commit, on the same connection, right after it
+// (Pending.CommitAndBegin): an order both batches touch is read once this
+// one has committed it, and if this one fails, the next one has not begun.
+// Batches are applied in order, a commit starts only once its batch's
+// effect and dead letters are durable, and commits go one at a time, in
+// order: the next batch's commit waits for the last one's. A batch decoded
+// but not applied when ctx ends is abandoned, uncommitted: it is
+// redelivered.
 func (c *Consumer) loop(ctx context.Context, r Reader) {
-	var committing *commitFlight
-	defer func() { committing.wait() }()
+	// One batch waits decoded while the goroutine decodes the one after: so
+	// the next batch is there when this one commits, and its transaction
+	// begins in the same round trip (measured: with an unbuffered channel
+	// it was there for 1 batch in 10).
+	ready := make(chan prepared, 1)
+	go c.prepareBatches(ctx, r, ready)
+	var (
+		committing *commitFlight
+		next       *prepared // the batch after the one being applied, taken early to begin it
+		ahead      Pending   // next's transaction, begun while the last batch committed
+	)
+	defer func() {
+		if ahead != nil {
+			ahead.Rollback(context.WithoutCancel(ctx))
+		}
+		committing.wait()
+	}()
+	for {
+		b := next
+		next = nil
+		if b == nil {
+			p, ok := <-ready
+			if !ok {
+				return
+			}
+			b = &p
+		}
+		if ctx.Err() != nil { // shutting down: only the batch being applied is finished
+			if ahead != nil {
+				ahead.Rollback(context.WithoutCancel(ctx))
+				ahead = nil
+			}
+			c.finish(b.items, b.start, ctx.Err())
+			continue
+		}
+		select { // the next batch, if decoded already, begins while this one commits
+		case p, ok := <-ready:
+			if ok {
+				next = &p
+			}
+		default:
+		}
+		// Finish the batch even if ctx ends now, within the shutdown bound.
+		bctx, cancel := c.batchContext(ctx)
+		var perr error
+		ahead, perr = c.applyBatch(bctx, b.items, ahead, next)
+		if cerr := committing.wait(); perr == nil && cerr != nil {
+			// Only a shutdown past its bound abandons a commit: this
+			// batch, applied, is redelivered with it (idempotently).
+			perr = errors.New("the batch before was not committed")
+		}
+		committing = nil
+		if perr != nil {
+			cancel()
+			c.finish(b.items, b.start, perr)
+			c.log.Warn("batch abandoned; it will be redelivered", "messages", len(b.items), "error", perr)
+			continue
+		}
+		committing = c.commit(bctx, cancel, r, b.items, b.start)
+	}
+}
+
+// prepared is a batch fetched and decoded, ready to be applied.
+type prepared struct {
+	items []item
+	start time.Time
+}
+
+// prepareBatches fetches batches from r and decodes them (retrying what is
+// transient), handing each to out in fetch order, until ctx ends; then it
+// closes out. A failing fetch is retried with backoff and reported.
+func (c *Consumer) prepareBatches(ctx context.Context, r Reader, out chan<- prepared) {
+	defer close(out)
 	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
 		if len(batch) > 0 {
-			// Finish the batch even if ctx ends now, within the shutdown bound.
-			bctx, cancel := c.batchContext(ctx)
-			items, start, perr := c.process(bctx, batch)
-			if cerr := committing.wait(); perr == nil && cerr != nil {
-				// Only a shutdown past its bound abandons a commit: this
-				// batch, applied, is redelivered with it (idempotently).
-				perr = errors.New("the batch before was not committed")
-			}
-			committing = nil
-			if perr != nil {
-				cancel()
+			items, start, perr := c.prepare(ctx, batch)
+			if perr != nil { // only when ctx ended while the registry was failing
 				c.finish(items, start, perr)
-				c.log.Warn("batch abandoned; it will be redelivered", "messages", len(batch), "error", perr)
-			} else {
-				committing = c.commit(bctx, cancel, r, batch, items, start)
+				return
+			}
+			select {
+			case out <- prepared{items, start}:
+			case <-ctx.Done():
+				c.finish(items, start, ctx.Err())
+				return
 			}
 		}
 		if ctx.Err() != nil {
@@ -392,8 +499,12 @@ func (f *commitFlight) wait() error {
 
 // commit commits the batch's offsets in a goroutine, retrying until it
 // succeeds or ctx ends, then records what became of its messages.
-func (c *Consumer) commit(ctx context.Context, cancel context.CancelFunc, r Reader, batch []kafka.Message, items []item, start time.Time) *commitFlight {
+func (c *Consumer) commit(ctx context.Context, cancel context.CancelFunc, r Reader, items []item, start time.Time) *commitFlight {
 	f := &commitFlight{done: make(chan error, 1)}
+	batch := make([]kafka.Message, len(items))
+	for i := range items {
+		batch[i] = items[i].msg
+	}
 	go func() {
 		defer cancel()
 		err := c.retry(ctx, DepCommit, func() error { return r.CommitMessages(ctx, batch...) })
@@ -514,6 +625,7 @@ func (c *Consumer) fetch(ctx context.Context, r Reader) ([]kafka.Message, error)
 // item is one message of a batch on its way through.
 type item struct {
 	msg     kafka.Message
+	meta    order.Meta // its trace headers, read once (startSpan or decode)
 	ev      order.Event
 	dead    *DeadLetter
 	outcome order.Outcome
@@ -521,20 +633,43 @@ type item struct {
 	span    trace.Span
 }
 
-// process decodes, applies and dead-letters one batch, retrying transient
-// failures until they pass or ctx ends; then the batch may be committed.
-func (c *Consumer) process(ctx context.Context, batch []kafka.Message) (items []item, start time.Time, err error) {
+// prepare starts each message's span and decodes the batch, retrying while
+// the registry is unreachable until it answers or ctx ends.
+func (c *Consumer) prepare(ctx context.Context, batch []kafka.Message) (items []item, start time.Time, err error) {
 	start = time.Now()
+	at := trace.WithTimestamp(start)
 	items = make([]item, len(batch))
 	for i, m := range batch {
 		items[i].msg = m
-		items[i].ctx, items[i].span = c.startSpan(ctx, m, start)
+		items[i].meta.Traceparent, items[i].meta.CorrelationID = envelope.TraceHeaders(m.Headers)
+		items[i].ctx, items[i].span = c.startSpan(ctx, m, items[i].meta, at)
 	}
 	if err := c.retry(ctx, DepRegistry, func() error { return c.decode(ctx, items) }); err != nil {
 		return items, start, err
 	}
-	if err := c.retry(ctx, DepDatabase, func() error { return c.apply(ctx, items) }); err != nil {
-		return items, start, err
+	c.setDecodeErr(nil)
+	return items, start, nil
+}
+
+// applyBatch applies a decoded batch and publishes its dead letters,
+// retrying transient failures until they pass or ctx ends; then it may be
+// committed. tx, if not nil, is the batch's transaction, begun ahead; with
+// next, the next batch's transaction begins while this one commits, and is
+// returned.
+func (c *Consumer) applyBatch(ctx context.Context, items []item, tx Pending, next *prepared) (ahead Pending, err error) {
+	first := true
+	err = c.retry(ctx, DepDatabase, func() error {
+		var t Pending
+		var n *prepared
+		if first { // the transaction begun ahead, and beginning the next one, are for the first attempt
+			t, n, first = tx, next, false
+		}
+		var err error
+		ahead, err = c.apply(ctx, items, t, n)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	var dead []DeadLetter
 	for _, it := range items {
@@ -544,7 +679,10 @@ func (c *Consumer) process(ctx context.Context, batch []kafka.Message) (items []
 	}
 	if len(dead) > 0 {
 		if err := c.retry(ctx, DepDLQ, func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
-			return items, start, err
+			if ahead != nil {
+				ahead.Rollback(ctx)
+			}
+			return nil, err
 		}
 		c.stats.deadLettered.Add(int64(len(dead)))
 		for _, it := range items {
@@ -556,7 +694,7 @@ func (c *Consumer) process(ctx context.Context, batch []kafka.Message) (items []
 		}
 	}
 	c.setReady(nil)
-	return items, start, nil
+	return ahead, nil
 }
 
 // decode fills in each item's event, or its dead letter for permanent
@@ -580,7 +718,10 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 			}
 			return err
 		}
-		ev.Meta.Traceparent, ev.Meta.CorrelationID = envelope.TraceHeaders(it.msg.Headers)
+		if it.meta == (order.Meta{}) {
+			it.meta.Traceparent, it.meta.CorrelationID = envelope.TraceHeaders(it.msg.Headers)
+		}
+		ev.Meta = it.meta
 		it.ev = ev
 	}
 	return nil
@@ -591,27 +732,38 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 // offending events, which become dead letters; the others are applied.
 // Items already settled (by a one-by-one pass a transient failure cut
 // short) are not applied again, so each event's outcome is counted once.
-func (c *Consumer) apply(ctx context.Context, items []item) error {
-	var idx []int
-	var events []order.Event
-	for i, it := range items {
-		if it.dead == nil && it.outcome == "" {
-			idx = append(idx, i)
-			events = append(events, it.ev)
-		}
-	}
+//
+// tx, if not nil, is the transaction of the events, begun with the batch
+// before's commit. With next, next's transaction begins in the same round
+// trip as this one's commit, and is returned if it did.
+func (c *Consumer) apply(ctx context.Context, items []item, tx Pending, next *prepared) (Pending, error) {
+	idx, events := pendingEvents(items)
 	if len(events) == 0 {
-		return nil
+		if tx != nil {
+			tx.Rollback(ctx)
+		}
+		return nil, nil
 	}
-	outcomes, err := c.cfg.Projector.Apply(ctx, events)
+	var err error
+	if tx == nil {
+		tx, err = c.cfg.Projector.Begin(ctx, events)
+	}
+	var (
+		outcomes []order.Outcome
+		ahead    Pending
+	)
+	if err == nil {
+		_, nextEvents := pendingEvents(nextItems(next))
+		outcomes, ahead, err = tx.CommitAndBegin(ctx, nextEvents)
+	}
 	if err == nil {
 		for j, i := range idx {
 			c.settle(&items[i], outcomes[j])
 		}
-		return nil
+		return ahead, nil
 	}
 	if permanent, _ := c.cfg.Classify(err); !permanent {
-		return err
+		return nil, err
 	}
 	c.log.Warn("batch rejected by the database; applying one by one", "events", len(events), "error", err)
 	for _, i := range idx {
@@ -626,10 +778,30 @@ func (c *Consumer) apply(ctx context.Context, items []item) error {
 		default:
 			// Transient now: the retry redoes the batch, less what this
 			// pass settled already (apply skips settled items).
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// pendingEvents returns the events of items still to apply (decoded, not
+// settled), with their indexes.
+func pendingEvents(items []item) (idx []int, events []order.Event) {
+	idx, events = make([]int, 0, len(items)), make([]order.Event, 0, len(items))
+	for i, it := range items {
+		if it.dead == nil && it.outcome == "" {
+			idx = append(idx, i)
+			events = append(events, it.ev)
+		}
+	}
+	return idx, events
+}
+
+func nextItems(p *prepared) []item {
+	if p == nil {
+		return nil
+	}
+	return p.items
 }
 
 // settle records what applying did to it; an event out of sequence (it does
@@ -652,15 +824,19 @@ func (c *Consumer) settle(it *item, outcome order.Outcome) {
 // startSpan starts the message's consumer span, child of the traceparent
 // in its headers, and returns a context carrying it and the message's
 // correlation ID for its log lines.
-func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Time) (context.Context, trace.Span) {
-	tp, corr := envelope.TraceHeaders(m.Headers)
-	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, tp, ""), corr)
-	key := string(m.Key)
-	if len(m.Key) > 64 || !text.Valid(key) {
-		key = text.Quote(key, 64) // an order ID is 36 bytes; anything else is shown, not stored whole
-	}
-	return c.cfg.Tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
-		trace.WithAttributes(
+func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, meta order.Meta, start trace.SpanStartOption) (context.Context, trace.Span) {
+	ctx = logging.WithCorrelationID(telemetry.Extract(ctx, meta.Traceparent, ""), meta.CorrelationID)
+	ctx, span := c.cfg.Tracer.Start(ctx, c.spanName, spanKind, start)
+	// The attributes are built only for a span that records: with tracing
+	// off (the default) or the message not sampled, building them was a
+	// sixth of the consumer loop's CPU. So no sampler sees them; the
+	// standard ones (parent-based, trace ID ratio) do not look.
+	if span.IsRecording() {
+		key := string(m.Key)
+		if len(m.Key) > 64 || !text.Valid(key) {
+			key = text.Quote(key, 64) // an order ID is 36 bytes; anything else is shown, not stored whole
+		}
+		span.SetAttributes(
 			attribute.String("messaging.system", "kafka"),
 			attribute.String("messaging.operation.type", "process"),
 			attribute.String("messaging.destination.name", m.Topic),
@@ -668,17 +844,23 @@ func (c *Consumer) startSpan(ctx context.Context, m kafka.Message, start time.Ti
 			attribute.Int("messaging.destination.partition.id", m.Partition),
 			attribute.Int64("messaging.kafka.offset", m.Offset),
 			attribute.String("messaging.kafka.message.key", key),
-		))
+		)
+	}
+	return ctx, span
 }
+
+var spanKind = trace.WithSpanKind(trace.SpanKindConsumer)
 
 // finish records what became of each message of a batch — counters, spans,
 // one debug line each — once the batch is committed (err nil) or abandoned.
 func (c *Consumer) finish(items []item, start time.Time, err error) {
 	now := time.Now()
+	debug := c.log.Enabled(context.Background(), slog.LevelDebug) // the line's values cost even when it is not written
 	if err == nil {
 		c.m.batch.Observe(now.Sub(start).Seconds())
 		c.m.size.Observe(float64(len(items)))
 	}
+	var counts [5]int // by outcome, counted per batch: a labelled counter costs a lookup per Inc
 	for _, it := range items {
 		if err != nil {
 			it.span.SetStatus(codes.Error, "batch abandoned; will be redelivered")
@@ -702,20 +884,32 @@ func (c *Consumer) finish(items []item, start time.Time, err error) {
 		case it.outcome == order.OutcomeStale:
 			c.stats.stale.Add(1)
 		}
-		c.m.events.WithLabelValues(outcome).Inc()
+		counts[slices.Index(outcomes, outcome)+1]++
 		if it.dead == nil {
 			if c.cfg.Committed != nil {
 				c.cfg.Committed(it.ev.Order.ID, it.ev.Order.Version)
 			}
-			it.span.SetAttributes(attribute.String("order.id", it.ev.Order.ID.String()),
-				attribute.Int64("order.version", it.ev.Order.Version), attribute.String("order.event_outcome", outcome))
-			c.log.DebugContext(it.ctx, "event processed", "outcome", outcome, "event_id", it.ev.ID.String(),
-				"event_type", string(it.ev.Type), "order_id", it.ev.Order.ID.String(), "version", it.ev.Order.Version,
-				"partition", it.msg.Partition, "offset", it.msg.Offset)
+			if it.span.IsRecording() {
+				it.span.SetAttributes(attribute.String("order.id", it.ev.Order.ID.String()),
+					attribute.Int64("order.version", it.ev.Order.Version), attribute.String("order.event_outcome", outcome))
+			}
+			if debug {
+				c.log.DebugContext(it.ctx, "event processed", "outcome", outcome, "event_id", it.ev.ID.String(),
+					"event_type", string(it.ev.Type), "order_id", it.ev.Order.ID.String(), "version", it.ev.Order.Version,
+					"partition", it.msg.Partition, "offset", it.msg.Offset)
+			}
 		}
 		it.span.End()
 	}
+	for i, n := range counts[1:] {
+		if n > 0 {
+			c.m.events.WithLabelValues(outcomes[i]).Add(float64(n))
+		}
+	}
 }
+
+// outcomes are the values of consumer_events_total's outcome label.
+var outcomes = []string{string(order.OutcomeApplied), string(order.OutcomeDuplicate), string(order.OutcomeStale), "dead_lettered"}
 
 // retry runs step until it succeeds or ctx ends, backing off exponentially
 // with jitter, and reports the dependency as not ready while it fails.
@@ -728,9 +922,12 @@ func (c *Consumer) retry(ctx context.Context, dependency string, step func() err
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (while stopping: %v)", dependency, err, ctx.Err())
 		}
-		if dependency == DepCommit {
+		switch dependency {
+		case DepCommit:
 			c.setCommitErr(fmt.Errorf("%s: %w", dependency, err))
-		} else {
+		case DepRegistry:
+			c.setDecodeErr(fmt.Errorf("%s: %w", dependency, err))
+		default:
 			c.setReady(fmt.Errorf("%s: %w", dependency, err))
 		}
 		c.stats.retries.Add(1)

@@ -203,7 +203,7 @@ func (c *Consumer) rebuildBatch(ctx context.Context, batch []item, res *RebuildR
 	if err := c.retry(ctx, DepRegistry, func() error { return c.decode(ctx, batch) }); err != nil {
 		return err
 	}
-	if err := c.retry(ctx, DepDatabase, func() error { return c.apply(ctx, batch) }); err != nil {
+	if err := c.retry(ctx, DepDatabase, func() error { _, err := c.apply(ctx, batch, nil, nil); return err }); err != nil {
 		return err
 	}
 	for _, it := range batch {

@@ -126,12 +126,30 @@ var w3c = propagation.TraceContext{}
 // Extract returns ctx carrying the remote span context of a W3C traceparent
 // (and tracestate); an invalid or empty traceparent leaves ctx as it is.
 func Extract(ctx context.Context, traceparent, tracestate string) context.Context {
-	c := propagation.MapCarrier{"traceparent": traceparent}
-	if tracestate != "" {
-		c["tracestate"] = tracestate
+	if traceparent == "" {
+		return ctx
 	}
-	return w3c.Extract(ctx, c)
+	return w3c.Extract(ctx, &traceCarrier{traceparent: traceparent, tracestate: tracestate})
 }
+
+// traceCarrier carries the two W3C headers to the propagator without the
+// map a propagation.MapCarrier is: the consumer extracts one per message,
+// order-api one per request.
+type traceCarrier struct{ traceparent, tracestate string }
+
+func (c *traceCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.traceparent
+	case "tracestate":
+		return c.tracestate
+	}
+	return ""
+}
+
+func (c *traceCarrier) Set(string, string) {}
+
+func (c *traceCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
 // Traceparent formats the span context in ctx as a W3C traceparent, or
 // returns "" when ctx has no valid one.
