@@ -113,10 +113,11 @@ const (
 	knownSQL      = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
 )
 
-// The second round trip writes the verdicts and commits. Orders and event
-// IDs the reads found are updated, the others inserted: under the locks
-// nothing else can have inserted them since. The updates are guarded by
-// version all the same, so nothing ever moves an order backwards.
+// The second round trip writes the verdicts and commits: the new ledger
+// rows (event IDs the read did not find: under the locks nothing else can
+// have recorded them since), the deliveries of those it found, and each
+// order's newest applied version and status, guarded by version so that
+// nothing ever moves an order backwards.
 const (
 	recordSQL = `
 INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
@@ -125,13 +126,11 @@ SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[
 UPDATE processed_events p SET deliveries = p.deliveries + d.n
 FROM unnest($1::uuid[], $2::int[]) AS d(event_id, n)
 WHERE p.event_id = d.event_id`
-	insertVersionsSQL = `
-INSERT INTO order_versions (order_id, version, status)
-SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])`
-	updateVersionsSQL = `
-UPDATE order_versions v SET version = n.version, status = n.status, updated_at = now()
-FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS n(order_id, version, status)
-WHERE v.order_id = n.order_id AND v.version < n.version`
+	versionsSQL = `
+INSERT INTO order_versions AS v (order_id, version, status)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])
+ON CONFLICT (order_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status, updated_at = now()
+WHERE v.version < EXCLUDED.version`
 )
 
 // Apply applies events in slice order, in one transaction, and returns one
@@ -217,7 +216,7 @@ func (p *Pending) Commit(ctx context.Context) ([]order.Outcome, error) {
 func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, *Pending, error) {
 	s := p.s
 	verdicts := s.machine.Judge(p.events, p.held, func(id uuid.UUID) bool { return p.known[id] })
-	w, err := s.plan(p.events, verdicts, p.held)
+	w, err := s.plan(p.events, verdicts)
 	if err != nil {
 		return nil, nil, p.fail(ctx, err)
 	}
@@ -356,7 +355,7 @@ func (w *writes) queue(owner, sql string, args ...any) {
 // plan returns the writes of verdicts: the ledger's new rows and its
 // counts of deliveries, the orders' new versions, every read model's
 // statements, and the commit.
-func (s *Store) plan(events []order.Event, verdicts []order.Verdict, held map[uuid.UUID]order.Held) (*writes, error) {
+func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, error) {
 	w := &writes{}
 	n := len(events)
 	var (
@@ -415,24 +414,13 @@ func (s *Store) plan(events []order.Event, verdicts []order.Verdict, held map[uu
 		}
 		w.queue("", countDeliveriesSQL, countOrder, n)
 	}
-	var ins, upd struct {
-		ids      [][16]byte
-		versions []int64
-		statuses []string
-	}
-	for _, id := range lastOrder {
-		o := events[last[id]].Order
-		t := &ins
-		if _, ok := held[id]; ok {
-			t = &upd
+	if len(lastOrder) > 0 {
+		ids, versions, statuses := make([][16]byte, len(lastOrder)), make([]int64, len(lastOrder)), make([]string, len(lastOrder))
+		for i, id := range lastOrder {
+			o := events[last[id]].Order
+			ids[i], versions[i], statuses[i] = id, o.Version, string(o.Status)
 		}
-		t.ids, t.versions, t.statuses = append(t.ids, id), append(t.versions, o.Version), append(t.statuses, string(o.Status))
-	}
-	if len(ins.ids) > 0 {
-		w.queue("", insertVersionsSQL, ins.ids, ins.versions, ins.statuses)
-	}
-	if len(upd.ids) > 0 {
-		w.queue("", updateVersionsSQL, upd.ids, upd.versions, upd.statuses)
+		w.queue("", versionsSQL, ids, versions, statuses)
 	}
 	if len(w.applied) > 0 {
 		for _, m := range s.models {
