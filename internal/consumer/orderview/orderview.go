@@ -20,7 +20,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
@@ -28,11 +27,17 @@ import (
 
 // View is the order projection. It is safe for concurrent use.
 type View struct {
-	pool *pgxpool.Pool
+	db Querier
 }
 
-// New returns the view, reading through pool.
-func New(pool *pgxpool.Pool) *View { return &View{pool: pool} }
+// Querier reads a row: a *pgxpool.Pool, whose database has the
+// projection's migrations applied.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// New returns the view, reading through db.
+func New(db Querier) *View { return &View{db: db} }
 
 // Name is the read model's name in metrics and errors.
 func (*View) Name() string { return "orders" }
@@ -160,7 +165,7 @@ func (v *View) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) 
 	// connect for longer than a client would.
 	bctx, cancel := context.WithTimeout(ctx, pgdb.CallTimeout)
 	defer cancel()
-	err := v.pool.QueryRow(bctx, selectSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
+	err := v.db.QueryRow(bctx, selectSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
 		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
 		&o.CreatedAt, &o.UpdatedAt, &p.LastEventID, &p.LastEventAt, &p.ProjectedAt)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -93,7 +92,7 @@ func (r *reader) CommitMessages(ctx context.Context, msgs ...kafka.Message) erro
 func (r *reader) commits() []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.committed)
+	return append([]int64(nil), r.committed...)
 }
 
 // decoder maps a message value to the event registered for it; "poison"

@@ -32,16 +32,18 @@ func TestKafkaHeadersKeepsTheOrderAndOnlyOurNames(t *testing.T) {
 
 // kafkaHeadersByMap is KafkaHeaders as it was before its fast path: the
 // reference the fast path must agree with.
-func kafkaHeadersByMap(headers []byte) ([]kafka.Header, error) {
+func kafkaHeadersByMap(headers []byte) (out []kafka.Header, err error) {
 	var m map[string]string
-	if err := json.Unmarshal(headers, &m); err != nil {
+	if err = json.Unmarshal(headers, &m); err != nil {
 		return nil, err
 	}
-	var out []kafka.Header
-	for _, k := range envelope.HeaderOrder {
-		if v, ok := m[k]; ok {
-			out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+	for i := range envelope.HeaderOrder {
+		name := envelope.HeaderOrder[i]
+		value, found := m[name]
+		if !found {
+			continue
 		}
+		out = append(out, kafka.Header{Key: name, Value: []byte(value)})
 	}
 	return out, nil
 }
