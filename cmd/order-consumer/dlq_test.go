@@ -18,10 +18,10 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
-// Findings 8 and 9: `dlq replay -partition -5 -from 1` replayed every
-// partition, and `dlq replay -all` run twice replayed everything twice. A
-// selection that cannot mean what it says is refused with nothing written,
-// and a letter replayed once is skipped unless -force.
+// A selection that cannot mean what it says (`dlq replay -partition -5
+// -from 1` must not replay every partition) is refused with nothing written,
+// and a letter replayed once is skipped unless -force, so `dlq replay -all`
+// run twice does not replay everything twice.
 func TestDLQReplaySelectionsAndRepeats(t *testing.T) {
 	k, getenv := operatorEnv(t, nil)
 	ctx := context.Background()

@@ -89,10 +89,10 @@ func TestHealthUsesHTTPAddr(t *testing.T) {
 	}
 }
 
-// Finding 18: a DATABASE_URL naming no database was migrated into the
-// database PostgreSQL falls back to, the one named like the user. Here that
-// is a database made for the test, so a migration shows there; the service
-// and each command that opens the database refuse before touching it.
+// A DATABASE_URL naming no database would be migrated into the database
+// PostgreSQL falls back to, the one named like the user. Here that is a
+// database made for the test, so a migration shows there; the service and
+// each command that opens the database refuse before touching it.
 func TestRunRefusesADatabaseURLThatNamesNoDatabase(t *testing.T) {
 	for _, args := range [][]string{nil, {"migrate"}, {"rebuild"}, {"dlq", "list"}} {
 		t.Run(strings.Join(append([]string{"order-consumer"}, args...), " "), func(t *testing.T) {

@@ -45,11 +45,11 @@ func at(t *testing.T, s order.Status) order.Order {
 	return o
 }
 
-// TestEveryStatusActionPair covers the whole table of the design, written
-// out here once more on purpose: a new status or action fails this test
-// until its row is added. Each allowed pair changes status, bumps the
-// version by one and emits its event with the order's full state; every
-// other pair is refused and changes nothing.
+// TestEveryStatusActionPair covers the whole state machine table of
+// docs/design.md, written out here once more on purpose: a new status or
+// action fails this test until its row is added. Each allowed pair changes
+// status, bumps the version by one and emits its event with the order's
+// full state; every other pair is refused and changes nothing.
 func TestEveryStatusActionPair(t *testing.T) {
 	allowed := map[order.Status]map[order.Action]struct {
 		to    order.Status

@@ -87,9 +87,10 @@ func call(t *testing.T, method, url, body string) (int, apiOrder) {
 	return resp.StatusCode, o
 }
 
-// TestProjectionConvergesToTheAPI: many orders placed, paid, refunded and
-// cancelled concurrently through order-api; when traffic stops, every order's
-// status and version at :8082 equal those at :8080 (invariant 7).
+// TestProjectionConvergesToTheAPI (docs/design.md, invariant 7): many
+// orders placed, paid, refunded and cancelled concurrently through
+// order-api; when traffic stops, every order's status and version at :8082
+// equal those at :8080.
 func TestProjectionConvergesToTheAPI(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)

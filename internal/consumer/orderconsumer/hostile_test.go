@@ -63,10 +63,10 @@ func (s *stack) claimingItems(count int64) kafka.Message {
 	return kafka.Message{Key: []byte(id), Value: value}
 }
 
-// Finding 1: a 95-byte message claiming 2^40 items crashed the consumer with
-// an out-of-memory error on every restart; one claiming 20M made it allocate
-// ~650 MB. Both are dead-lettered as undecodable with memory flat, and an
-// order placed through order-api after them is projected.
+// A 95-byte message claiming 2^40 items must not crash the consumer out of
+// memory (on every restart), nor one claiming 20M make it allocate ~650 MB
+// (docs/design.md, invariant 8). Both are dead-lettered as undecodable with
+// memory flat, and an order placed through order-api after them is projected.
 func TestHugeClaimedLengthsCannotCrashOrStallTheConsumer(t *testing.T) {
 	s := newStack(t)
 	api := startOrderAPI(t, s)
@@ -104,10 +104,11 @@ func TestHugeClaimedLengthsCannotCrashOrStallTheConsumer(t *testing.T) {
 	}
 }
 
-// Finding 2: a value just under the broker's limit is accepted on
-// order-events, but its dead letter (the same bytes plus ~400 B of headers)
-// was refused as MESSAGE_TOO_LARGE and retried for ever: all partitions
-// stopped. It is dead-lettered cut to fit, and the consumer moves on.
+// A value just under the broker's limit is accepted on order-events, but its
+// dead letter (the same bytes plus ~400 B of headers) would be refused as
+// MESSAGE_TOO_LARGE and retried for ever, stopping all partitions. It is
+// dead-lettered cut to fit, and the consumer moves on: a dead letter always
+// fits its topic (docs/design.md, invariant 8).
 func TestAValueJustUnderTheBrokerLimitIsDeadLetteredCutToFit(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
@@ -128,9 +129,10 @@ func TestAValueJustUnderTheBrokerLimitIsDeadLetteredCutToFit(t *testing.T) {
 	stacktest.WaitFor(t, "ready", wait, func() bool { return c.svc.Consumer().Ready() == nil })
 }
 
-// Findings 3, 4 and 5: valid Avro that the API could never have written.
-// Each is dead-lettered with the rule it breaks, the projection keeps to what
-// the API wrote, and the real events of the order still apply after.
+// Valid Avro that the API could never have written, refused as
+// docs/design.md, invariant 8 asks. Each is dead-lettered with the rule it
+// breaks, the projection keeps to what the API wrote, and the real events of
+// the order still apply after.
 func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
@@ -156,7 +158,7 @@ func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 		name, rule string
 		spoil      func(h []order.Event) kafka.Message
 	}{
-		{"keyed A, order_id B (finding 3)", "KeyMismatch", func(h []order.Event) kafka.Message {
+		{"keyed A, order_id B", "KeyMismatch", func(h []order.Event) kafka.Message {
 			m := s.message(edit(other[1], func(e *order.Event) { e.Type, e.Order.Status = order.EventCancelled, order.StatusCancelled }))
 			m.Value = s.message(edit(h[1], func(e *order.Event) {
 				e.Type, e.Order.Status, e.Order.CustomerID, e.Order.PaymentReference = order.EventCancelled, order.StatusCancelled, "intruder", ""
@@ -164,7 +166,7 @@ func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 			m.Key = []byte(other[0].Order.ID.String()) // the key of another order
 			return m
 		}},
-		{"version MaxInt64 (finding 4)", "VersionStatusMismatch", func(h []order.Event) kafka.Message {
+		{"version MaxInt64", "VersionStatusMismatch", func(h []order.Event) kafka.Message {
 			return s.message(edit(h[1], func(e *order.Event) { e.Order.Version = math.MaxInt64 }))
 		}},
 		{"PLACED with status refunded", "TypeStatusMismatch", func(h []order.Event) kafka.Message {
@@ -251,9 +253,10 @@ func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 	}
 }
 
-// Finding 7: a 0-byte value was dead-lettered as a null (a tombstone) and
-// replayed as one, on the key's partition. It stays empty, a null stays
-// null, and both keep their partition.
+// A 0-byte value is not a null (a tombstone): both are dead-lettered and
+// replayed as they were, the empty one empty and the null null, each on its
+// original partition rather than the key's (docs/design.md, invariant 6:
+// byte for byte).
 func TestEmptyAndNullValuesStayWhatTheyWere(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
@@ -299,9 +302,10 @@ func replay(t *testing.T, s *stack, f deadletter.Filter) (deadletter.ReplayResul
 	return orderconsumer.ReplayDLQ(context.Background(), s.cfg(), f, false)
 }
 
-// Finding 17: with ORDER_EVENTS_TOPIC misspelled the consumer stayed ready
-// and logged nothing (kafka-go's errors went to debug). It is not ready,
-// naming the topic, and says so at warn; once the topic exists it consumes.
+// With ORDER_EVENTS_TOPIC misspelled the consumer must not look ready and
+// stay silent (kafka-go logs the error at debug). It is not ready, naming
+// the topic, and says so at warn; once the topic exists it consumes
+// (docs/design.md, invariant 9).
 func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
@@ -344,10 +348,10 @@ func TestAMissingTopicIsNotReadyAndSaysSo(t *testing.T) {
 	stacktest.WaitFor(t, "ready", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 }
 
-// Finding 9: `dlq replay -all` run again replayed what it had replayed
-// before, and the consumer dead-lettered all of it again: the DLQ doubled
-// each time. Letters replayed once are skipped: each run puts back only the
-// newest copy of a poison message.
+// `dlq replay -all` run again must not replay what it replayed before, which
+// the consumer would dead-letter again, doubling the DLQ each time. Letters
+// replayed once are skipped: each run puts back only the newest copy of a
+// poison message.
 func TestReplayingTheDLQAgainSkipsWhatWasReplayed(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)

@@ -55,10 +55,11 @@ func (s *stack) projectedOrders() int {
 	return n
 }
 
-// Finding 6: rebuild from a topic that no longer held its beginning replaced
-// 185,440 projected orders by 108. It refuses, naming the partitions and
-// offsets, and changes nothing; with -allow-partial it rebuilds without the
-// lost orders, and remembers where it started, so the next rebuild passes.
+// A rebuild from a topic that no longer holds its beginning would replace
+// every projected order by the few the topic still has (185,440 by 108
+// once). It refuses, naming the partitions and offsets, and changes nothing;
+// with -allow-partial it rebuilds without the lost orders, and remembers
+// where it started, so the next rebuild passes.
 func TestRebuildRefusesATopicThatLostItsBeginning(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)

@@ -7,8 +7,8 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
-// Finding 20: processed_events was never purged. Rows older than
-// LEDGER_RETENTION go; the projection stays.
+// processed_events must not grow for ever: rows older than LEDGER_RETENTION
+// go; the projection stays.
 func TestLedgerRowsPastRetentionArePurged(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)

@@ -76,8 +76,9 @@ type Service struct {
 
 // readModels are the read models order-consumer keeps, each written in the
 // same transaction as the ledger, served by the read API and rebuilt by
-// `rebuild`: the order projection and the customers' totals. docs/design.md
-// says how to add one.
+// `rebuild`: the order projection and the customers' totals. Adding one is
+// a migration for its tables, a projectionstore.ReadModel (whose comment
+// says what it must guarantee), and a field here returned by all.
 type readModels struct {
 	orders    *orderview.View
 	customers *customertotals.Totals

@@ -20,10 +20,11 @@ import (
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
 
-// Findings 11 and 13–16 of issue 8 on the read API.
+// The read API under hostile input and a failing database
+// (docs/design.md, invariants 8 and 9).
 
-// Finding 11: a query or path that is not text is 400 and never reaches
-// PostgreSQL: the answers below come with the pool closed.
+// A query or path that is not text is 400 and never reaches PostgreSQL: the
+// answers below come with the pool closed.
 func TestReadParametersThatAreNotTextAreBadRequests(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, projectionapi.Config{})
@@ -52,9 +53,9 @@ func wantRetryAfter(t *testing.T, r response) {
 	}
 }
 
-// Finding 13: the projection database refusing connections (a restart, a
-// failover) is 503 with Retry-After and its own type, waiting reads
-// included; /readyz keeps naming the database; reads work once it is back.
+// The projection database refusing connections (a restart, a failover) is
+// 503 with Retry-After and its own type, waiting reads included; /readyz
+// keeps naming the database; reads work once it is back.
 func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, projectionapi.Config{})
@@ -91,7 +92,7 @@ func TestReadWhileTheDatabaseIsUnavailableIs503(t *testing.T) {
 	}
 }
 
-// Finding 15: at most MaxWaiting reads wait for a version at once; one more
+// At most MaxWaiting reads wait for a version at once; one more
 // is 503 with Retry-After at once, reads that need not wait are served, and
 // the slots come back when the waiting reads are answered.
 func TestWaitingReadsAreCapped(t *testing.T) {
@@ -156,7 +157,7 @@ func TestWaitingReadsAreCapped(t *testing.T) {
 	}
 }
 
-// Findings 14 and 16: HEAD is GET without a body, a 405 says Allow, made-up
+// HEAD is GET without a body, a 405 says Allow, made-up
 // methods are one metric series, and a long path is echoed once, cut.
 func TestReadAPIMethodsAndEchoes(t *testing.T) {
 	t.Parallel()

@@ -20,8 +20,9 @@ import (
 // bytes, under every schema version in the registry. Whatever comes in, the
 // answer is an event or a permanent error (never a panic, never a transient
 // error with the registry up), and no input makes the decoder allocate much
-// more than it holds. The seeds are the hostile messages of issue 8 and
-// valid events of each schema version. `make fuzz` runs it for a while;
+// more than it holds. The seeds are hostile messages (huge or negative
+// claimed lengths, no frame, an unknown schema ID, truncated, an overlong
+// varint) and valid events of each schema version. `make fuzz` runs it for a while;
 // `make test` runs the seeds.
 func FuzzDecodeEvent(f *testing.F) {
 	url := registry(f)

@@ -11,9 +11,9 @@ import (
 )
 
 // The configuration of both services, checked as the services check it:
-// loaded from the environment by config.Load, then Validate. Findings 18
-// (a DATABASE_URL naming no database) and 19 (negative intervals and sizes,
-// empty broker lists) of issue 8, and the class around them.
+// loaded from the environment by config.Load, then Validate: a DATABASE_URL
+// naming no database, negative intervals and sizes, empty broker lists, and
+// the class around them.
 
 type invalid struct {
 	name string

@@ -92,9 +92,9 @@ func TestDatabaseNameRefusesWhatDoesNotParseWithoutShowingIt(t *testing.T) {
 	}
 }
 
-// Finding 18: a dsn without a database was migrated into whichever database
-// the server fell back to. The fallback here is a database named like the
-// user, made for this test, so a migration that is not refused shows there.
+// A dsn without a database would be migrated into whichever database the
+// server falls back to. The fallback here is a database named like the user,
+// made for this test, so a migration that is not refused shows there.
 func TestMigrateRefusesADSNThatNamesNoDatabase(t *testing.T) {
 	db, dsn := pgtest.MustUserNamedDB(t)
 	err := pgdb.Migrate(context.Background(), dsn, migrations.Orders())

@@ -7,9 +7,9 @@ import (
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 )
 
-// Finding 20: idempotency keys were kept for ever, each with a full
-// response. A key is honoured for IDEMPOTENCY_KEY_TTL; past it, using it
-// again places a new order, and the purge deletes it.
+// Idempotency keys, each with a full response, must not be kept for ever.
+// A key is honoured for IDEMPOTENCY_KEY_TTL; past it, using it again places
+// a new order, and the purge deletes it.
 func TestIdempotencyKeysAreHonouredForTheirTTL(t *testing.T) {
 	s := newStack(t)
 	api := s.start(t, "IDEMPOTENCY_KEY_TTL", "1h", "RELAY_ENABLED", "false")
