@@ -180,7 +180,7 @@ func (p Position) String() string { return fmt.Sprintf("%d@%d", p.Partition, p.O
 
 // ReplayLog remembers which dead letters were replayed, so a second replay
 // of the same selection does not put them back again. The projection's
-// database keeps it (projection.Store).
+// database keeps it (projectionstore.Store, adapted by orderconsumer).
 type ReplayLog interface {
 	// Replayed returns those of positions of dlqTopic replayed before.
 	Replayed(ctx context.Context, dlqTopic string, positions []Position) (map[Position]bool, error)

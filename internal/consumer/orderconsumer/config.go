@@ -40,8 +40,8 @@ type Config struct {
 	// one transaction, and past that size a larger one saves next to nothing.
 	BatchSize int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	// BatchLinger is how long a batch waits for more messages once one
-	// arrived. It must be positive: the projector reads 0 as its 5ms
-	// default, not as "no wait"; a tiny value such as 1ms barely waits.
+	// arrived. It must be positive (the projector refuses 0, which would not
+	// wait at all); a tiny value such as 1ms barely waits.
 	BatchLinger time.Duration `env:"CONSUMER_BATCH_LINGER" envDefault:"5ms"`
 	// LedgerRetention is how long processed_events keeps an event_id. It
 	// must exceed the topic's retention plus the longest consumer outage:

@@ -30,10 +30,12 @@ type RebuildTarget interface {
 // RebuildConfig configures Rebuild.
 type RebuildConfig struct {
 	// Config is the live consumer's: a rebuild reads, decodes, checks,
-	// classifies, retries and applies exactly as it does. Its GroupID,
-	// BatchLinger, Projector and DeadLetters are not used: there is no
-	// group, the target comes from Begin, and what the live consumer
-	// dead-letters is skipped and counted.
+	// classifies, retries and applies exactly as it does, and it is
+	// validated as the live consumer's reading is, so BatchLinger must be
+	// positive although a rebuild, reading offset ranges to their end, never
+	// waits for more. Its GroupID, Projector and DeadLetters are not used:
+	// there is no group, the target comes from Begin, and what the live
+	// consumer dead-letters is skipped and counted.
 	Config
 	// Origin is, by partition, the first offset the live projection was
 	// built from; a partition absent was built from offset 0.
