@@ -2,11 +2,12 @@
 // serves it on :8082. Its subcommands are the operator's tools:
 //
 //	order-consumer                          run the consumer and the read API
-//	order-consumer migrate                  apply the projection migrations and exit
+//	order-consumer migrate                  create the database if needed, apply the projection migrations and exit
+//	order-consumer health                   exit 0 if the running service's /readyz answers 200
+//	order-consumer rebuild [-allow-partial] rebuild the projection from the start of the topic
 //	order-consumer dlq list [flags]         show what the dead-letter topic holds
 //	order-consumer dlq replay [flags]       republish dead letters to their original topic
-//	order-consumer rebuild [-allow-partial] rebuild the projection from the start of the topic
-//	order-consumer health                   exit 0 if the running service's /readyz answers 200
+//	order-consumer -h                       this list
 //
 // Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
 // (inclusive offsets in DLQ partition N, so they need -partition), -key KEY;
@@ -22,71 +23,43 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
-	"github.com/ordersonkafka/orders/internal/platform/healthcheck"
-	"github.com/ordersonkafka/orders/internal/platform/pgdb"
-	"github.com/ordersonkafka/orders/internal/platform/service"
-	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/internal/platform/cli"
 	"github.com/ordersonkafka/orders/migrations"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "order-consumer:", err)
-		os.Exit(1)
-	}
+func main() { program.Main() }
+
+// run is what main runs, for the tests.
+var run = program.Run
+
+type call = cli.Call[orderconsumer.Config]
+
+var program = cli.Program[orderconsumer.Config]{
+	Name: "order-consumer", Serve: orderconsumer.Run, Migrations: migrations.Projection(),
+	Doc: "applies order events to its projection database and serves it on HTTP_ADDR",
+	Commands: []cli.Command[orderconsumer.Config]{
+		{Name: "rebuild", Args: "[-allow-partial]", Doc: "rebuild the projection from the start of the topic, then swap it in", Run: rebuild},
+		{Name: "dlq list", Args: "[-json] [selection]", Doc: "show what the dead-letter topic holds",
+			Run: func(ctx context.Context, c call) error { return dlq(ctx, c, "list") }},
+		{Name: "dlq replay", Args: "(selection | -all) [-force]", Doc: "republish dead letters to their original topic",
+			Run: func(ctx context.Context, c call) error { return dlq(ctx, c, "replay") }},
+	},
+	Notes: `selection: -partition N, -from OFFSET, -to OFFSET (inclusive offsets in DLQ partition N,
+so they need -partition), -key KEY. replay skips letters replayed before unless -force.`,
 }
 
-const usage = "usage: order-consumer [migrate | rebuild [-allow-partial] | health | dlq list [-json] [selection] | dlq replay (selection | -all) [-force]]"
-
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, log, err := service.Load[orderconsumer.Config](getenv, stderr)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(args) == 0:
-		return orderconsumer.Run(ctx, cfg, log, telemetry.Config{Getenv: getenv})
-	case args[0] == "migrate" && len(args) == 1:
-		if err := pgdb.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
-			return err
-		}
-		if err := pgdb.Migrate(ctx, cfg.DatabaseURL, migrations.Projection()); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "order-consumer: migrations applied to", pgdb.Redact(cfg.DatabaseURL))
-		return nil
-	case args[0] == "rebuild":
-		return rebuild(ctx, cfg, log, args[1:], stdout, stderr)
-	case args[0] == "health" && len(args) == 1:
-		return healthcheck.Ready(ctx, cfg.HTTPAddr, stdout)
-	case args[0] == "dlq" && len(args) >= 2 && (args[1] == "list" || args[1] == "replay"):
-		return dlq(ctx, cfg, args[1], args[2:], stdout, stderr)
-	}
-	return errors.New(usage)
-}
-
-func rebuild(ctx context.Context, cfg orderconsumer.Config, log *slog.Logger, args []string, stdout, stderr io.Writer) error {
+func rebuild(ctx context.Context, c call) error {
 	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	allowPartial := fs.Bool("allow-partial", false, "rebuild even if the topic lost events the projection was built from")
-	if err := fs.Parse(args); err != nil {
+	if err := c.Parse(fs); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
-	}
-	res, err := orderconsumer.Rebuild(ctx, cfg, log, *allowPartial)
+	cfg, stdout := c.Config, c.Stdout
+	res, err := orderconsumer.Rebuild(ctx, cfg, c.Log, *allowPartial)
 	var (
 		partial *projector.PartialTopicError
 		loss    *projector.LossError
@@ -105,9 +78,8 @@ func rebuild(ctx context.Context, cfg orderconsumer.Config, log *slog.Logger, ar
 	return nil
 }
 
-func dlq(ctx context.Context, cfg orderconsumer.Config, cmd string, args []string, stdout, stderr io.Writer) error {
+func dlq(ctx context.Context, c call, cmd string) error {
 	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	partition := fs.Int("partition", 0, "only this DLQ partition")
 	from := fs.Int64("from", 0, "only DLQ offsets >= this (in -partition)")
 	to := fs.Int64("to", 0, "only DLQ offsets <= this (in -partition)")
@@ -115,12 +87,10 @@ func dlq(ctx context.Context, cfg orderconsumer.Config, cmd string, args []strin
 	asJSON := fs.Bool("json", false, "print JSON (list)")
 	all := fs.Bool("all", false, "replay every dead letter (replay)")
 	force := fs.Bool("force", false, "replay letters replayed before too (replay)")
-	if err := fs.Parse(args); err != nil {
+	if err := c.Parse(fs); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
-	}
+	cfg, stdout := c.Config, c.Stdout
 	// A flag given is part of the selection whatever its value: a negative
 	// partition is refused, never read as "every partition".
 	var f deadletter.Filter
