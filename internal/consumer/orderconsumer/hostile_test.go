@@ -18,6 +18,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
@@ -448,4 +449,31 @@ func TestImplausibleHeadersAndOldEventsAreNotBelieved(t *testing.T) {
 	if after := scrape(t, c.url)["consumer_end_to_end_latency_seconds_count{}"]; after != observed {
 		t.Errorf("an 8-day-old event was observed: count %v → %v", observed, after)
 	}
+}
+
+// A record larger than what one fetch asks for (1 MiB a partition) still
+// comes, alone, as brokers send the first record batch whatever the fetch
+// size: a 3 MiB value on a broker that takes 8 MiB records is read,
+// dead-lettered (cut to fit, saying how long it was), and the event after
+// it applies. A consumer that could not read it would stop at its offset
+// for good.
+func TestARecordLargerThanAFetchIsReadAndDeadLettered(t *testing.T) {
+	t.Parallel()
+	s := newStackWith(t, devstack.KafkaConfig{Opts: []kfake.Opt{kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"})}}, kafkaconn.Plaintext)
+	s.writer.BatchBytes = 8 << 20
+	c := s.start()
+	const size = 3 << 20
+	h := history(t)
+	key := []byte(h[0].Order.ID.String()) // the same partition as the event after it
+	s.produce(kafka.Message{Key: key, Value: bytes.Repeat([]byte("x"), size)})
+	s.produce(s.message(h[0]))
+	s.waitVersion(h[0].Order.ID, 1)
+	dead := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 1, 20*time.Second)
+	if from, _ := kafkatest.Header(dead[0], deadletter.HeaderTruncatedFrom); from != fmt.Sprint(size) {
+		t.Errorf("%s = %q, want %d", deadletter.HeaderTruncatedFrom, from, size)
+	}
+	if class, _ := kafkatest.Header(dead[0], deadletter.HeaderExceptionClass); class != "eventcodec.ErrNotFramed" {
+		t.Errorf("class %q", class)
+	}
+	stacktest.WaitFor(t, "ready", wait, func() bool { return c.svc.Consumer().Ready() == nil })
 }

@@ -15,8 +15,8 @@ import (
 // whatever schema version wrote it. The limits below bound what is left: a
 // body that really is large, or nests deeply.
 const (
-	// MaxValueBytes is the largest message value the decoder reads, the
-	// consumer's fetch limit; anything larger is refused before decoding.
+	// MaxValueBytes is the largest message value the decoder reads;
+	// anything larger is refused before decoding.
 	MaxValueBytes = 16 << 20
 	// maxDepth bounds nesting (records in arrays in unions ...), so a
 	// recursive writer schema cannot make a message recurse without end.
