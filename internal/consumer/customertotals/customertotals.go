@@ -97,7 +97,7 @@ func (t *Totals) Queue(b *pgx.Batch, applied []order.Applied) error {
 		orders, totals = append(orders, d.orders), append(totals, d.total.String())
 	}
 	if len(customers) > 0 {
-		b.Queue(addSQL, customers, statuses, currencies, orders, totals)
+		b.Queue(addSQL, pgdb.Texts(customers), pgdb.Texts(statuses), pgdb.Texts(currencies), pgdb.Int8s(orders), pgdb.Texts(totals))
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func (v *View) Queue(b *pgx.Batch, applied []order.Applied) error {
 	}
 	n := len(ids)
 	var (
-		orderIDs   = make([][16]byte, n) // not uuid.UUID: its driver.Valuer costs a string round trip per element
+		orderIDs   = make([][16]byte, n)
 		statuses   = make([]string, n)
 		versions   = make([]int64, n)
 		customers  = make([]string, n)
@@ -101,8 +101,9 @@ func (v *View) Queue(b *pgx.Batch, applied []order.Applied) error {
 		items[i], totals[i], payRefs[i], cancels[i], refunds[i] = string(buf), o.TotalMinor, o.PaymentReference, o.CancelReason, o.RefundReason
 		created[i], updated[i], eventIDs[i], occurred[i] = o.CreatedAt, o.UpdatedAt, ev.ID, ev.OccurredAt
 	}
-	b.Queue(upsertSQL, orderIDs, statuses, versions, customers, currencies, items, totals,
-		payRefs, cancels, refunds, created, updated, eventIDs, occurred)
+	b.Queue(upsertSQL, pgdb.UUIDs(orderIDs), pgdb.Texts(statuses), pgdb.Int8s(versions), pgdb.Texts(customers),
+		pgdb.Texts(currencies), pgdb.Texts(items), pgdb.Int8s(totals), pgdb.Texts(payRefs), pgdb.Texts(cancels),
+		pgdb.Texts(refunds), pgdb.Timestamps(created), pgdb.Timestamps(updated), pgdb.UUIDs(eventIDs), pgdb.Timestamps(occurred))
 	return nil
 }
 

@@ -37,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
 // ReadModel is a view of the orders kept in the consumer's database: it
@@ -284,7 +285,7 @@ func (p *Pending) fail(ctx context.Context, err error) error {
 // orders and which of their event IDs it knows. It returns how many orders
 // the events have, which readBegin needs.
 func queueBegin(b *pgx.Batch, events []order.Event) int {
-	orders := make([][16]byte, 0, len(events)) // not uuid.UUID: its driver.Valuer costs a string round trip per element
+	orders := make([][16]byte, 0, len(events))
 	ids := make([][16]byte, len(events))
 	locks := make([]int32, 0, len(events))
 	seen := make(map[uuid.UUID]bool, len(events))
@@ -300,9 +301,9 @@ func queueBegin(b *pgx.Batch, events []order.Event) int {
 	locks = slices.Compact(locks)
 	b.Queue("BEGIN")
 	b.Queue(planSQL)
-	b.Queue(lockOrdersSQL, lockNamespace, locks)
-	b.Queue(heldSQL, orders)
-	b.Queue(knownSQL, ids)
+	b.Queue(lockOrdersSQL, lockNamespace, pgdb.Int4s(locks))
+	b.Queue(heldSQL, pgdb.UUIDs(orders))
+	b.Queue(knownSQL, pgdb.UUIDs(ids))
 	return len(orders)
 }
 
@@ -405,14 +406,15 @@ func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, e
 		}
 	}
 	if len(rec.ids) > 0 {
-		w.queue("", recordSQL, rec.ids, rec.orders, rec.versions, rec.types, rec.outcomes, rec.deliveries)
+		w.queue("", recordSQL, pgdb.UUIDs(rec.ids), pgdb.UUIDs(rec.orders), pgdb.Int8s(rec.versions),
+			pgdb.Texts(rec.types), pgdb.Texts(rec.outcomes), pgdb.Int4s(rec.deliveries))
 	}
 	if len(countOrder) > 0 {
 		n := make([]int32, len(countOrder))
 		for i, id := range countOrder {
 			n[i] = counted[id]
 		}
-		w.queue("", countDeliveriesSQL, countOrder, n)
+		w.queue("", countDeliveriesSQL, pgdb.UUIDs(countOrder), pgdb.Int4s(n))
 	}
 	if len(lastOrder) > 0 {
 		ids, versions, statuses := make([][16]byte, len(lastOrder)), make([]int64, len(lastOrder)), make([]string, len(lastOrder))
@@ -420,7 +422,7 @@ func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, e
 			o := events[last[id]].Order
 			ids[i], versions[i], statuses[i] = id, o.Version, string(o.Status)
 		}
-		w.queue("", versionsSQL, ids, versions, statuses)
+		w.queue("", versionsSQL, pgdb.UUIDs(ids), pgdb.Int8s(versions), pgdb.Texts(statuses))
 	}
 	if len(w.applied) > 0 {
 		for _, m := range s.models {

@@ -39,6 +39,7 @@ func open(ctx context.Context, dsn string, maxConns int32, schema string) (*pgxp
 	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		registerUUID(c.TypeMap())
+		registerArrays(c.TypeMap())
 		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
