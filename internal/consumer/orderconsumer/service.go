@@ -144,7 +144,7 @@ func (s *Service) wire(m *service.Main) error {
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err
 	}
-	s.Registry.MustRegister(projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	telemetry.Register(s.Registry, projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
 	s.handler = projectionapi.New(projectionapi.Config{
 		Logger:     s.Log,
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
