@@ -88,7 +88,7 @@ func TestTheTotalsAlwaysEqualARecomputationFromTheProjection(t *testing.T) {
 			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(3, 2026))
 			batches := 0
-			for range 8 {
+			for range 5 {
 				var histories [][]order.Event
 				for range 12 {
 					histories = append(histories, ordertest.Walk(m, rng, t0, 0.2, 4, "EUR", "USD"))

@@ -79,7 +79,7 @@ func TestApplyBatchEqualsOneAtATime(t *testing.T) {
 			single, dbB := newStoreFor(t, m)
 			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(8, 2026))
-			for round := range 12 {
+			for round := range 8 {
 				var histories [][]order.Event
 				for range 6 {
 					histories = append(histories, ordertest.Walk(m, rng, t0, 0.1, 3, "EUR", "USD"))
