@@ -139,7 +139,7 @@ type Config struct {
 	Decoder     Decoder
 	Projector   Projector
 	DeadLetters DeadLetters
-	// Classify sorts the failures of the decoder, order.CheckEvent and the
+	// Classify sorts the failures of the decoder, Machine.CheckEvent and the
 	// projector. Required.
 	Classify Classifier
 

@@ -28,7 +28,7 @@ var (
 	ErrUndecodable        = errors.New("bytes do not decode with the writer schema")
 	// ErrInvalidEvent: a field does not parse as its domain type (a UUID, an
 	// enum symbol). Whether the event obeys the domain's rules is
-	// order.CheckEvent's business, not the codec's.
+	// order.Machine.CheckEvent's business, not the codec's.
 	ErrInvalidEvent = errors.New("decoded event is not a valid order event")
 	// ErrUnknownSymbol: a status or event type this consumer's schema does
 	// not have, read as schemas.UnknownSymbol: the event comes from a newer

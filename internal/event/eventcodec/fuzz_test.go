@@ -16,7 +16,7 @@ import (
 )
 
 // FuzzDecodeEvent feeds the consumer's first steps — Decode from the
-// Confluent frame, then order.CheckEvent with the message key — arbitrary
+// Confluent frame, then order.Machine.CheckEvent with the message key — arbitrary
 // bytes, under every schema version in the registry. Whatever comes in, the
 // answer is an event or a permanent error (never a panic, never a transient
 // error with the registry up), and no input makes the decoder allocate much

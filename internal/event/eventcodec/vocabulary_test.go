@@ -15,7 +15,7 @@ import (
 
 // Every status and every event type of the domain survives the trip to the
 // topic and back, in every combination (whether a combination makes sense
-// is order.CheckEvent's business, not the codec's).
+// is order.Machine.CheckEvent's business, not the codec's).
 func TestRoundTripEveryStatusAndEventType(t *testing.T) {
 	url := registry(t)
 	enc, err := eventcodec.NewEncoder()
