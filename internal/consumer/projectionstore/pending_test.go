@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/order"
 )
 
@@ -108,5 +112,79 @@ func TestRollbackWritesNothingAndFreesTheOrders(t *testing.T) {
 	}
 	if l := ledger(t, db); len(l) != 3 {
 		t.Errorf("ledger %v", l)
+	}
+}
+
+// holdOrder holds ev's order's lock in a transaction of its own until the
+// test ends or release is called.
+func holdOrder(t *testing.T, db *pgtest.DB, ev order.Event) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int, $2::int)`,
+		projectionstore.LockNamespace, projectionstore.LockKey(ev.Order.ID)); err != nil {
+		t.Fatal(err)
+	}
+	release = func() { _ = tx.Rollback(ctx) }
+	t.Cleanup(release)
+	return release
+}
+
+// A batch's commit is reported at once even when another transaction holds
+// an order of the next batch, which is then not begun (the caller begins it
+// again, and waits for it there).
+func TestACommitDoesNotWaitForTheNextBatchsLocks(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t)
+	ctx := context.Background()
+	a, b := history(t), history(t)
+	release := holdOrder(t, db, b[0])
+
+	tx, err := s.Begin(ctx, a[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, next, err := tx.CommitAndBegin(cctx, b[:1])
+	if err != nil || next != nil {
+		t.Fatalf("CommitAndBegin with the next batch's order held: %v, next %v", err, next)
+	}
+	if want := []order.Outcome{order.OutcomeApplied}; !reflect.DeepEqual(got, want) {
+		t.Errorf("this batch: %v, want %v", got, want)
+	}
+	wantState(t, s, a[0])
+	release()
+	if got := mustApply(t, s, b[0]); got[0] != order.OutcomeApplied {
+		t.Errorf("the next batch begun again: %v", got)
+	}
+	wantState(t, s, b[0])
+}
+
+// A batch waits for a lock another transaction holds only so long, then
+// fails with a transient error, having written nothing; once the lock is
+// free it applies.
+func TestABatchWaitsForALockOnlySoLong(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t)
+	projectionstore.SetLockTimeout(s.Store, 200*time.Millisecond)
+	ctx := context.Background()
+	h := history(t)
+	release := holdOrder(t, db, h[0])
+
+	_, err := s.Apply(ctx, h[:1])
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" || projectionstore.IsPermanent(err) {
+		t.Fatalf("Apply of a held order: %v, want lock_not_available, transient", err)
+	}
+	if l := ledger(t, db); len(l) != 0 {
+		t.Errorf("ledger %v after the failed batch", l)
+	}
+	release()
+	if got := mustApply(t, s, h...); !reflect.DeepEqual(got, []order.Outcome{order.OutcomeApplied, order.OutcomeApplied, order.OutcomeApplied}) {
+		t.Errorf("after the lock was freed: %v", got)
 	}
 }

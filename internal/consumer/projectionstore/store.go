@@ -71,13 +71,21 @@ type Store struct {
 	machine *order.Machine
 	models  []ReadModel
 	metrics *Metrics
+	// lockTimeout, as PostgreSQL's lock_timeout setting
+	lockTimeout string
 }
 
 // New returns a Store on pool, whose database has migrations.Projection
 // applied, judging events with machine and writing what it applies to
 // models. metrics may be nil.
 func New(pool *pgxpool.Pool, machine *order.Machine, metrics *Metrics, models ...ReadModel) *Store {
-	return &Store{pool: pool, machine: machine, models: models, metrics: metrics}
+	s := &Store{pool: pool, machine: machine, models: models, metrics: metrics}
+	s.setLockTimeout(lockTimeout)
+	return s
+}
+
+func (s *Store) setLockTimeout(d time.Duration) {
+	s.lockTimeout = fmt.Sprintf("%dms", d.Milliseconds())
 }
 
 // ReadModels returns the read models the store writes to.
@@ -85,6 +93,17 @@ func (s *Store) ReadModels() []ReadModel { return slices.Clone(s.models) }
 
 // Ping reports whether the database answers, for readiness checks.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// lockTimeout bounds how long a batch waits for a lock (an order's, or a
+// row another consumer's batch writes): a batch that waits longer fails,
+// transiently, and is retried, so a peer that holds a lock too long shows as
+// a failing dependency instead of a consumer silently stuck. Batches hold
+// their locks for their two round trips; only a database in trouble makes
+// one wait seconds.
+const lockTimeout = 10 * time.Second
+
+// errBusy is a next batch that could not take its orders' locks at once.
+var errBusy = errors.New("another transaction holds one of its orders")
 
 // lockNamespace is the first key of the two-key advisory locks taken per
 // order. Two-key locks live apart from single-bigint ones (goose's migration
@@ -105,13 +124,21 @@ const lockNamespace int32 = 0x70726f6a // "proj"
 // costs as cheaper than as many index probes: a scan of a table that grows
 // with every batch, 2 to 14 ms a statement at 60,000 events, and the
 // consumer's drain fell to a third. planSQL turns those plans off for the
-// batch's transaction only (set_config's is_local), leaving index probes.
+// batch's transaction only (set_config's is_local), leaving index probes,
+// and bounds how long any of its statements waits for a lock (lockTimeout).
+//
+// A batch begun on its own (Begin) waits for its orders' locks; one begun
+// in the round trip of the last one's commit (CommitAndBegin) only tries
+// them (tryLockOrdersSQL): PostgreSQL answers a round trip's statements
+// together, so waiting there would hold back the news that the last batch
+// committed, and its offsets, behind a lock someone else holds.
 const (
 	planSQL = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
-       set_config('enable_mergejoin', 'off', true)`
-	lockOrdersSQL = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
-	heldSQL       = `SELECT order_id, version, status FROM order_versions WHERE order_id = ANY($1::uuid[])`
-	knownSQL      = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
+       set_config('enable_mergejoin', 'off', true), set_config('lock_timeout', $1, true)`
+	lockOrdersSQL    = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
+	tryLockOrdersSQL = `SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1::int, k)), true) FROM unnest($2::int[]) AS k`
+	heldSQL          = `SELECT order_id, version, status FROM order_versions WHERE order_id = ANY($1::uuid[])`
+	knownSQL         = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
 )
 
 // The second round trip writes the verdicts and commits: the new ledger
@@ -186,9 +213,9 @@ func (s *Store) Begin(ctx context.Context, events []order.Event) (*Pending, erro
 	}
 	p := &Pending{s: s, conn: conn, events: events}
 	b := &pgx.Batch{}
-	orders := queueBegin(b, events)
+	orders := queueBegin(b, events, true, s.lockTimeout)
 	br := conn.SendBatch(ctx, b)
-	p.held, p.known, err = readBegin(br, orders)
+	p.held, p.known, err = readBegin(br, orders, true)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -212,8 +239,10 @@ func (p *Pending) Commit(ctx context.Context) ([]order.Outcome, error) {
 // this one has committed, its locks taken and its orders read without a
 // round trip of their own, so that in a steady flow each batch costs one.
 // It returns this batch's outcomes, with Commit's error contract, and the
-// next batch's transaction, or nil if next is empty or its beginning failed
-// (the caller begins it again; this batch is committed all the same).
+// next batch's transaction, or nil if next is empty, or its beginning failed,
+// or another transaction held one of its orders (the next batch only tries
+// the locks here, so that this one's outcome never waits on them): the
+// caller then begins it again; this batch is committed all the same.
 func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, *Pending, error) {
 	s := p.s
 	verdicts := s.machine.Judge(p.events, p.held, func(id uuid.UUID) bool { return p.known[id] })
@@ -223,7 +252,7 @@ func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]ord
 	}
 	nextOrders := 0
 	if len(next) > 0 {
-		nextOrders = queueBegin(&w.batch, next)
+		nextOrders = queueBegin(&w.batch, next, false, s.lockTimeout)
 	}
 	br := p.conn.Conn().SendBatch(ctx, &w.batch)
 	if err := w.read(br); err != nil {
@@ -242,7 +271,7 @@ func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]ord
 	var np *Pending
 	if len(next) > 0 {
 		np = &Pending{s: s, conn: p.conn, events: next}
-		np.held, np.known, err = readBegin(br, nextOrders)
+		np.held, np.known, err = readBegin(br, nextOrders, false)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -281,10 +310,10 @@ func (p *Pending) fail(ctx context.Context, err error) error {
 }
 
 // queueBegin queues a batch's first round trip for events: BEGIN, the
-// plans, the locks, and the reads of what the database holds of their
-// orders and which of their event IDs it knows. It returns how many orders
-// the events have, which readBegin needs.
-func queueBegin(b *pgx.Batch, events []order.Event) int {
+// plans, the locks (waiting for them, or only trying them), and the reads of
+// what the database holds of their orders and which of their event IDs it
+// knows. It returns how many orders the events have, which readBegin needs.
+func queueBegin(b *pgx.Batch, events []order.Event, wait bool, lockTimeout string) int {
 	orders := make([][16]byte, 0, len(events))
 	ids := make([][16]byte, len(events))
 	locks := make([]int32, 0, len(events))
@@ -300,22 +329,33 @@ func queueBegin(b *pgx.Batch, events []order.Event) int {
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
 	b.Queue("BEGIN")
-	b.Queue(planSQL)
-	b.Queue(lockOrdersSQL, lockNamespace, pgdb.Int4s(locks))
+	b.Queue(planSQL, lockTimeout)
+	if wait {
+		b.Queue(lockOrdersSQL, lockNamespace, pgdb.Int4s(locks))
+	} else {
+		b.Queue(tryLockOrdersSQL, lockNamespace, pgdb.Int4s(locks))
+	}
 	b.Queue(heldSQL, pgdb.UUIDs(orders))
 	b.Queue(knownSQL, pgdb.UUIDs(ids))
 	return len(orders)
 }
 
-// readBegin reads the results of what queueBegin queued.
-func readBegin(br pgx.BatchResults, orders int) (held map[uuid.UUID]order.Held, known map[uuid.UUID]bool, err error) {
+// readBegin reads the results of what queueBegin queued; when the locks
+// were only tried and one was held, it returns errBusy.
+func readBegin(br pgx.BatchResults, orders int, wait bool) (held map[uuid.UUID]order.Held, known map[uuid.UUID]bool, err error) {
 	if _, err := br.Exec(); err != nil {
 		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
 	if _, err := br.Exec(); err != nil {
 		return nil, nil, fmt.Errorf("set the batch's plans: %w", err)
 	}
-	if _, err := br.Exec(); err != nil {
+	locked := true
+	if wait {
+		_, err = br.Exec()
+	} else {
+		err = br.QueryRow().Scan(&locked)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("lock orders: %w", err)
 	}
 	held = make(map[uuid.UUID]order.Held, orders)
@@ -336,6 +376,9 @@ func readBegin(br pgx.BatchResults, orders int) (held map[uuid.UUID]order.Held, 
 	rows, _ = br.Query()
 	if _, err = pgx.ForEachRow(rows, []any{&id}, func() error { known[id] = true; return nil }); err != nil {
 		return nil, nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	if !locked {
+		return nil, nil, errBusy // what was read may change before the locks are had
 	}
 	return held, known, nil
 }
