@@ -197,3 +197,60 @@ func (d recordingDecoder) Decode(ctx context.Context, v []byte) (order.Event, er
 	}
 	return ev, err
 }
+
+// A batch with dead letters does not keep the next batch's transaction
+// through their publishing, which is retried as long as the DLQ fails: it
+// is rolled back first, and the next batch begins in its turn.
+func TestTheNextBatchsOrdersAreNotHeldWhileDeadLettersArePublished(t *testing.T) {
+	tl := &timeline{}
+	dec, msgs := fixture(t, "a", "poison", "b", "c")
+	p := &txProjector{tl: tl}
+	c := testConsumer(t, dec, p, &dlq{tl: tl, fail: 2})
+	this, next := decodedItems(t, c, msgs[:3]), decodedItems(t, c, msgs[3:])
+
+	ahead, err := c.applyBatch(context.Background(), this, nil, &prepared{items: next})
+	if err != nil || ahead != nil {
+		t.Fatalf("applyBatch: %v, next transaction %v; want none kept", err, ahead)
+	}
+	if _, err := c.applyBatch(context.Background(), next, ahead, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "begin a,b | apply a,b | begin c | rollback c | dlq failed | dlq failed | dlq 1 | begin c | apply c"
+	if got := tl.String(); got != want {
+		t.Errorf("steps: %s\nwant:  %s", got, want)
+	}
+}
+
+// The next batch's transaction waits for the commit before only so long:
+// kept if the commit ends in time, rolled back if it does not (it is being
+// retried, and the orders stay free meanwhile).
+func TestTheNextBatchsTransactionWaitsForTheCommitBeforeOnlySoLong(t *testing.T) {
+	tl := &timeline{}
+	dec, _ := fixture(t, "a", "b")
+	p := &txProjector{tl: tl}
+	c := testConsumer(t, dec, p, &dlq{tl: tl})
+	c.aheadHold = 50 * time.Millisecond
+
+	ended := &commitFlight{done: make(chan error, 1)}
+	ended.done <- nil
+	ahead, _ := p.Begin(context.Background(), []order.Event{dec.events["a"]})
+	if got := c.keepAhead(context.Background(), ahead, ended); got != ahead {
+		t.Errorf("with the commit before ended: %v, want the transaction kept", got)
+	}
+	if got := c.keepAhead(context.Background(), ahead, nil); got != ahead {
+		t.Errorf("with no commit before: %v, want the transaction kept", got)
+	}
+
+	retrying := &commitFlight{done: make(chan error, 1)}
+	ahead, _ = p.Begin(context.Background(), []order.Event{dec.events["b"]})
+	start := time.Now()
+	if got := c.keepAhead(context.Background(), ahead, retrying); got != nil {
+		t.Errorf("with the commit before still running: %v, want none", got)
+	}
+	if waited := time.Since(start); waited < c.aheadHold {
+		t.Errorf("rolled back after %s, before aheadHold", waited)
+	}
+	if got, want := tl.String(), "begin a | begin b | rollback b"; got != want {
+		t.Errorf("steps: %s\nwant:  %s", got, want)
+	}
+}

@@ -227,7 +227,17 @@ type Consumer struct {
 
 	logMu    sync.Mutex
 	lastLogs map[string]time.Time // kafka-go's error lines, for rate limiting
+
+	aheadHold time.Duration // how long a transaction begun ahead waits for the commit before (aheadHold)
 }
+
+// aheadHold is how long the next batch's transaction, begun ahead and
+// holding its orders' locks, waits for the offset commit of the batch
+// before to end. A commit that takes longer is being retried (the group
+// coordinator is failing): the transaction is rolled back rather than keep
+// those orders locked meanwhile — another consumer may be given their
+// partitions — and the batch begins again in its turn.
+const aheadHold = time.Second
 
 // New validates cfg and returns a Consumer.
 func New(cfg Config) (*Consumer, error) {
@@ -239,7 +249,8 @@ func New(cfg Config) (*Consumer, error) {
 }
 
 func newConsumer(cfg Config, component string) *Consumer {
-	return &Consumer{cfg: cfg, spanName: cfg.Topic + " process", log: cfg.Logger.With("component", component), m: cfg.Metrics}
+	return &Consumer{cfg: cfg, spanName: cfg.Topic + " process", log: cfg.Logger.With("component", component), m: cfg.Metrics,
+		aheadHold: aheadHold}
 }
 
 // Ready returns nil while the consumer can make progress, or the failure it
@@ -376,6 +387,10 @@ func (c *Consumer) consume(ctx context.Context) {
 // round trip as this one's commit, on the same connection, right after it
 // (Pending.CommitAndBegin): an order both batches touch is read once this
 // one has committed it, and if this one fails, the next one has not begun.
+// That transaction holds the next batch's orders, so it is not kept through
+// anything that may last: it is rolled back when this batch has dead
+// letters to publish, or when the commit before takes longer than
+// aheadHold, and the next batch begins again in its turn.
 // Batches are applied in order, a commit starts only once its batch's
 // effect and dead letters are durable, and commits go one at a time, in
 // order: the next batch's commit waits for the last one's. A batch decoded
@@ -428,6 +443,7 @@ func (c *Consumer) loop(ctx context.Context, r Reader) {
 		bctx, cancel := c.batchContext(ctx)
 		var perr error
 		ahead, perr = c.applyBatch(bctx, b.items, ahead, next)
+		ahead = c.keepAhead(ctx, ahead, committing)
 		if cerr := committing.wait(); perr == nil && cerr != nil {
 			// Only a shutdown past its bound abandons a commit: this
 			// batch, applied, is redelivered with it (idempotently).
@@ -502,6 +518,33 @@ func (f *commitFlight) wait() error {
 	err := <-f.done
 	f.done <- err // for a later wait
 	return err
+}
+
+// keepAhead returns ahead, the next batch's transaction, once the commit
+// in flight has ended, if it ends within c.aheadHold; otherwise it rolls
+// ahead back and returns nil.
+func (c *Consumer) keepAhead(ctx context.Context, ahead Pending, committing *commitFlight) Pending {
+	if ahead == nil || committing.endsWithin(c.aheadHold) {
+		return ahead
+	}
+	ahead.Rollback(context.WithoutCancel(ctx))
+	return nil
+}
+
+// endsWithin reports whether the commit ends within d (true for no flight).
+func (f *commitFlight) endsWithin(d time.Duration) bool {
+	if f == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-f.done:
+		f.done <- err // for wait
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // commit commits the batch's offsets in a goroutine, retrying until it
@@ -662,7 +705,8 @@ func (c *Consumer) prepare(ctx context.Context, batch []kafka.Message) (items []
 // retrying transient failures until they pass or ctx ends; then it may be
 // committed. tx, if not nil, is the batch's transaction, begun ahead; with
 // next, the next batch's transaction begins while this one commits, and is
-// returned.
+// returned, unless this batch has dead letters (it is rolled back before
+// they are published).
 func (c *Consumer) applyBatch(ctx context.Context, items []item, tx Pending, next *prepared) (ahead Pending, err error) {
 	first := true
 	err = c.retry(ctx, DepDatabase, func() error {
@@ -685,10 +729,14 @@ func (c *Consumer) applyBatch(ctx context.Context, items []item, tx Pending, nex
 		}
 	}
 	if len(dead) > 0 {
+		if ahead != nil {
+			// Publishing may be retried for as long as the DLQ is down: the
+			// next batch's orders are not kept locked meanwhile. A batch
+			// with dead letters is rare; the next one begins in its turn.
+			ahead.Rollback(context.WithoutCancel(ctx))
+			ahead = nil
+		}
 		if err := c.retry(ctx, DepDLQ, func() error { return c.cfg.DeadLetters.Publish(ctx, dead) }); err != nil {
-			if ahead != nil {
-				ahead.Rollback(ctx)
-			}
 			return nil, err
 		}
 		c.stats.deadLettered.Add(int64(len(dead)))
