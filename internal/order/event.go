@@ -19,8 +19,8 @@ import (
 // the dead-letter class of a refused event ("order.InvalidEvent.KeyMismatch").
 type EventRule string
 
-// The rules of CheckEvent, and OutOfSequence, which a projection checks
-// against the state it holds.
+// The rules of CheckEvent, and OutOfSequence and TermsChanged, which a
+// projection checks against what it holds.
 const (
 	// RuleKeyMismatch: the message key is the order_id, in its canonical
 	// text form, as the outbox writes it (and as partitioning needs).
@@ -47,11 +47,15 @@ const (
 	// cancellation, a version that skips one). Only a projection can tell;
 	// the event may apply once what precedes it has (DLQ replay).
 	RuleOutOfSequence EventRule = "OutOfSequence"
+	// RuleTermsChanged: the event claims other terms than its order was
+	// placed with (Terms: customer, currency, total, created_at), which no
+	// transition changes. Only a projection can tell.
+	RuleTermsChanged EventRule = "TermsChanged"
 )
 
 // EventRules lists every rule, for documentation and tests.
 var EventRules = []EventRule{RuleKeyMismatch, RuleTypeStatusMismatch, RuleVersionStatusMismatch,
-	RuleInvalidOrder, RuleTotalMismatch, RuleImplausibleTime, RuleOutOfSequence}
+	RuleInvalidOrder, RuleTotalMismatch, RuleImplausibleTime, RuleOutOfSequence, RuleTermsChanged}
 
 // Bounds of a plausible event time.
 var (

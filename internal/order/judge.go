@@ -1,6 +1,10 @@
 package order
 
-import "github.com/google/uuid"
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // Outcome is what applying one event to a projection of orders did.
 type Outcome string
@@ -10,20 +14,49 @@ type Outcome string
 // projection's is stale; neither changes the projection. An event that is
 // newer but does not follow the state the projection holds (RuleOutOfSequence)
 // is out of sequence: it changes nothing and is not recorded, so it can still
-// apply later, once what precedes it has.
+// apply later, once what precedes it has. An event that follows it but
+// claims other terms than the order was placed with (RuleTermsChanged) is
+// refused: it changes nothing and is not recorded either.
 const (
 	OutcomeApplied       Outcome = "applied"
 	OutcomeDuplicate     Outcome = "duplicate"
 	OutcomeStale         Outcome = "stale"
 	OutcomeOutOfSequence Outcome = "out_of_sequence"
+	OutcomeTermsChanged  Outcome = "terms_changed"
 )
 
 // Held is what a projection holds of an order: the version and status the
-// newest event applied to it left. The zero Held is an order none of whose
-// events has been applied.
+// newest event applied to it left, and the terms it was placed with. The
+// zero Held is an order none of whose events has been applied.
 type Held struct {
 	Version int64
 	Status  Status
+	Terms   Terms
+}
+
+// Terms is what an order is placed with and no transition changes: who
+// placed it, in which currency, for what total, and when. A projection
+// holds them with the order's version and status and refuses an event that
+// claims others (RuleTermsChanged), so that what it accounts per customer
+// or per currency is what each order was placed with. The items are held
+// through their total, which CheckEvent has checked.
+type Terms struct {
+	CustomerID string
+	Currency   string
+	TotalMinor int64
+	CreatedAt  time.Time
+}
+
+// Terms returns the terms o was placed with, as its events carry them.
+func (o Order) Terms() Terms {
+	return Terms{CustomerID: o.CustomerID, Currency: o.Currency, TotalMinor: o.TotalMinor, CreatedAt: o.CreatedAt}
+}
+
+// Equal reports whether t and u are the same terms, their times compared to
+// the microsecond (what events and PostgreSQL carry).
+func (t Terms) Equal(u Terms) bool {
+	return t.CustomerID == u.CustomerID && t.Currency == u.Currency && t.TotalMinor == u.TotalMinor &&
+		t.CreatedAt.Truncate(time.Microsecond).Equal(u.CreatedAt.Truncate(time.Microsecond))
 }
 
 // Verdict is what applying one event does.
@@ -42,7 +75,9 @@ type Verdict struct {
 //     or stale there, is a duplicate;
 //   - an event that follows what its order holds — its version is one more,
 //     and its type's transition starts from the status held (PLACED follows
-//     nothing) — is applied, and its order then holds its version and status;
+//     nothing) — is applied, and its order then holds its version and status
+//     (and, placed, its terms), unless it claims other terms than the order
+//     holds: then its terms changed;
 //   - otherwise an event whose version is not newer than what its order
 //     holds is stale, and a newer one out of sequence.
 //
@@ -67,9 +102,14 @@ func (m *Machine) Judge(events []Event, held map[uuid.UUID]Held, known func(even
 		switch {
 		case recorded[ev.ID] || known(ev.ID):
 			v.Outcome = OutcomeDuplicate
+		case follows && h.Version > 0 && !o.Terms().Equal(h.Terms):
+			v.Outcome = OutcomeTermsChanged
 		case follows:
 			v.Outcome = OutcomeApplied
-			holds[o.ID] = Held{Version: o.Version, Status: o.Status}
+			if h.Version == 0 {
+				h.Terms = o.Terms()
+			}
+			holds[o.ID] = Held{Version: o.Version, Status: o.Status, Terms: h.Terms}
 			recorded[ev.ID] = true
 		case o.Version <= h.Version:
 			v.Outcome = OutcomeStale

@@ -23,7 +23,17 @@ func TestJudgeDecidesEachOutcome(t *testing.T) {
 	cancelled := ordertest.Full(m, order.StatusCancelled, "c-2", "EUR", start) // PLACED, CANCELLED
 	refundAfterCancel := paid[2]
 	refundAfterCancel.Order.ID = cancelled[0].Order.ID // a REFUNDED at v3 for the cancelled order
-	placedV1 := order.Held{Version: 1, Status: order.StatusPlaced}
+	placedV1 := order.Held{Version: 1, Status: order.StatusPlaced, Terms: paid[0].Order.Terms()}
+	otherCustomer, otherTotal, otherCreation := paid[1], paid[1], paid[1] // PAIDs under other terms
+	otherCustomer.Order.CustomerID = "c-9"
+	otherTotal.Order.Items = append(slices.Clone(otherTotal.Order.Items), order.Item{SKU: "extra", Quantity: 1, UnitPriceMinor: 1})
+	otherTotal.Order.TotalMinor++
+	otherCreation.Order.CreatedAt = otherCreation.Order.CreatedAt.Add(-time.Second)
+	for _, ev := range []*order.Event{&otherCustomer, &otherTotal, &otherCreation} {
+		ev.ID = uuid.New()
+	}
+	sameTermsInAnotherZone := paid[1]
+	sameTermsInAnotherZone.Order.CreatedAt = sameTermsInAnotherZone.Order.CreatedAt.In(time.FixedZone("X", 3600))
 	for _, tc := range []struct {
 		name   string
 		held   map[uuid.UUID]order.Held
@@ -45,6 +55,11 @@ func TestJudgeDecidesEachOutcome(t *testing.T) {
 		{"a REFUNDED after a cancellation is out of sequence", map[uuid.UUID]order.Held{cancelled[0].Order.ID: {Version: 2, Status: order.StatusCancelled}}, nil,
 			[]order.Event{refundAfterCancel}, []order.Outcome{order.OutcomeOutOfSequence}},
 		{"a whole history applies in one batch", nil, nil, paid, []order.Outcome{order.OutcomeApplied, order.OutcomeApplied, order.OutcomeApplied}},
+		{"an event under another customer, total or creation time than the order was placed with changes nothing", nil, nil,
+			[]order.Event{paid[0], otherCustomer, otherTotal, otherCreation, paid[1]},
+			[]order.Outcome{order.OutcomeApplied, order.OutcomeTermsChanged, order.OutcomeTermsChanged, order.OutcomeTermsChanged, order.OutcomeApplied}},
+		{"terms held are compared as they were placed", map[uuid.UUID]order.Held{paid[0].Order.ID: placedV1}, nil,
+			[]order.Event{otherCustomer, sameTermsInAnotherZone}, []order.Outcome{order.OutcomeTermsChanged, order.OutcomeApplied}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			known := func(id uuid.UUID) bool { return slices.Contains(tc.known, id) }
@@ -70,7 +85,7 @@ func TestAHistoryOfAnyLengthAppliesInOneBatch(t *testing.T) {
 		if v.Outcome != order.OutcomeApplied || v.From != from {
 			t.Fatalf("event %d (%s): %+v, want applied from %+v", i, h[i].Type, v, from)
 		}
-		from = order.Held{Version: h[i].Order.Version, Status: h[i].Order.Status}
+		from = order.Held{Version: h[i].Order.Version, Status: h[i].Order.Status, Terms: h[0].Order.Terms()}
 	}
 }
 
@@ -87,15 +102,15 @@ func judgeOneByOne(m *order.Machine, events []order.Event, held map[uuid.UUID]or
 }
 
 // judge judges a batch and records what its verdicts say, as a store does:
-// an applied event's order holds its version and status, and an applied or
-// stale event's ID is known.
+// an applied event's order holds its version, status and terms, and an
+// applied or stale event's ID is known.
 func judge(m *order.Machine, events []order.Event, held map[uuid.UUID]order.Held, known map[uuid.UUID]bool) []order.Verdict {
 	verdicts := m.Judge(events, held, func(id uuid.UUID) bool { return known[id] })
 	for i, v := range verdicts {
 		ev := events[i]
 		switch v.Outcome {
 		case order.OutcomeApplied:
-			held[ev.Order.ID] = order.Held{Version: ev.Order.Version, Status: ev.Order.Status}
+			held[ev.Order.ID] = order.Held{Version: ev.Order.Version, Status: ev.Order.Status, Terms: ev.Order.Terms()}
 			known[ev.ID] = true
 		case order.OutcomeStale:
 			known[ev.ID] = true
@@ -108,8 +123,9 @@ func judge(m *order.Machine, events []order.Event, held map[uuid.UUID]order.Held
 // random histories walked from each machine, interleaved and redelivered
 // as a partition holds them, with some events moved ahead of their
 // predecessors (out of sequence), some old ones delivered again late
-// (duplicates) and some old versions under new event IDs (stale, as after
-// the ledger forgot them), cut into batches at random. In order, without
+// (duplicates), some old versions under new event IDs (stale, as after
+// the ledger forgot them) and some under another customer (their terms
+// changed, if they follow), cut into batches at random. In order, without
 // the moves, every order ends at its history's last event.
 func TestAJudgedBatchIsItsEventsJudgedOneAtATime(t *testing.T) {
 	for _, m := range []*order.Machine{order.Standard, ordertest.Longer} {
@@ -135,6 +151,12 @@ func TestAJudgedBatchIsItsEventsJudgedOneAtATime(t *testing.T) {
 					ev := events[rng.IntN(len(events))]
 					ev.ID = uuid.New()
 					events = append(events, ev, ev)
+				}
+				for range rng.IntN(3) { // an event under another customer, anywhere
+					ev := events[rng.IntN(len(events))]
+					ev.ID = uuid.New()
+					ev.Order.CustomerID += "-other"
+					events = slices.Insert(events, rng.IntN(len(events)+1), ev)
 				}
 			}
 			name := fmt.Sprintf("machine of %d statuses, seed %d", len(m.Statuses()), seed)

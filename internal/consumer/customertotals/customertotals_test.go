@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,8 +78,9 @@ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
 // The read model always equals counting and summing the order projection
 // by customer, status and currency: after every batch of random histories
 // walked from the machine, delivered as a partition holds them, with
-// redeliveries, events ahead of their predecessors and old versions under
-// new event IDs, in two currencies and a few customers.
+// redeliveries, events ahead of their predecessors, old versions under
+// new event IDs and events claiming another customer, currency or total
+// than their order was placed with, in two currencies and a few customers.
 func TestTheTotalsAlwaysEqualARecomputationFromTheProjection(t *testing.T) {
 	t.Parallel()
 	for _, m := range []*order.Machine{order.Standard, ordertest.Longer} {
@@ -103,6 +105,7 @@ func TestTheTotalsAlwaysEqualARecomputationFromTheProjection(t *testing.T) {
 					again := events[rng.IntN(len(events))]
 					again.ID = uuid.New()
 					events = append(events, again)
+					events = slices.Insert(events, rng.IntN(len(events)+1), otherTerms(rng, events[rng.IntN(len(events))]))
 				}
 				for rest := events; len(rest) > 0; batches++ {
 					n := 1 + rng.IntN(len(rest))
@@ -120,6 +123,23 @@ func TestTheTotalsAlwaysEqualARecomputationFromTheProjection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherTerms is ev under a new event ID, claiming another customer,
+// currency or total (with an item more) than its order was placed with.
+func otherTerms(rng *rand.Rand, ev order.Event) order.Event {
+	ev.ID = uuid.New()
+	o := &ev.Order
+	switch rng.IntN(3) {
+	case 0:
+		o.CustomerID += "-other"
+	case 1:
+		o.Currency = map[string]string{"EUR": "USD", "USD": "EUR"}[o.Currency]
+	default:
+		o.Items = append(slices.Clone(o.Items), order.Item{SKU: "extra", Quantity: 1, UnitPriceMinor: 7})
+		o.TotalMinor += 7
+	}
+	return ev
 }
 
 // Get answers with what a customer's orders come to, as big integers: two

@@ -196,6 +196,23 @@ func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 		{"PAID for an order never placed", "OutOfSequence", func([]order.Event) kafka.Message {
 			return s.message(history(t)[1])
 		}},
+		{"PAID claiming another customer", "TermsChanged", func(h []order.Event) kafka.Message {
+			return s.message(edit(h[1], func(e *order.Event) { e.Order.CustomerID = "intruder" }))
+		}},
+		{"PAID in another currency", "TermsChanged", func(h []order.Event) kafka.Message {
+			return s.message(edit(h[1], func(e *order.Event) {
+				e.Order.Currency = map[bool]string{true: "USD", false: "EUR"}[e.Order.Currency == "EUR"]
+			}))
+		}},
+		{"PAID for more items", "TermsChanged", func(h []order.Event) kafka.Message {
+			return s.message(edit(h[1], func(e *order.Event) {
+				e.Order.Items = append(e.Order.Items, order.Item{SKU: "extra", Quantity: 1, UnitPriceMinor: 1})
+				e.Order.TotalMinor++
+			}))
+		}},
+		{"PAID claiming an earlier creation", "TermsChanged", func(h []order.Event) kafka.Message {
+			return s.message(edit(h[1], func(e *order.Event) { e.Order.CreatedAt = e.Order.CreatedAt.Add(-time.Hour) }))
+		}},
 	} {
 		h := history(t)
 		real = append(real, h)
@@ -240,6 +257,36 @@ func TestEventsTheAPICouldNotHaveWrittenAreDeadLettered(t *testing.T) {
 	var customer string
 	if err := s.db.Pool.QueryRow(ctx, "SELECT customer_id FROM order_projection WHERE id = $1", other[0].Order.ID).Scan(&customer); err != nil || customer != "c" {
 		t.Errorf("order keyed by the intruder: customer %q (%v)", customer, err)
+	}
+	// and the terms each was placed with, in the projection and in the
+	// customers' totals: one paid order each, nothing else.
+	for _, h := range real {
+		var (
+			currency string
+			total    int64
+			created  time.Time
+		)
+		o := h[0].Order
+		err := s.db.Pool.QueryRow(ctx, "SELECT customer_id, currency, total_minor, created_at FROM order_projection WHERE id = $1", o.ID).
+			Scan(&customer, &currency, &total, &created)
+		if err != nil || customer != o.CustomerID || currency != o.Currency || total != o.TotalMinor || !created.Equal(o.CreatedAt) {
+			t.Errorf("order %s holds %s %s %d %s (%v), want the terms it was placed with", o.ID, customer, currency, total, created, err)
+		}
+	}
+	var totals string
+	if err := s.db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s %s %s %s', customer_id, status, orders, total_minor), '; ' ORDER BY 1)
+FROM customer_orders WHERE orders <> 0 OR total_minor <> 0`).Scan(&totals); err != nil {
+		t.Fatal(err)
+	}
+	n, sum := 0, int64(0)
+	for _, h := range append(real, other) {
+		if h[0].Order.CustomerID != "c" {
+			t.Fatalf("the histories are of customer c; %s", h[0].Order.CustomerID)
+		}
+		n, sum = n+1, sum+h[0].Order.TotalMinor
+	}
+	if want := fmt.Sprintf("c paid %d %d", n, sum); totals != want {
+		t.Errorf("customer totals %q, want %q", totals, want)
 	}
 	start := time.Now()
 	if st, body := get(t, fmt.Sprintf("%s/orders/%s?min_version=3&wait=300ms", c.url, real[1][0].Order.ID)); st != 200 || body["version"] != 2.0 {

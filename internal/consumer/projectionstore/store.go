@@ -137,15 +137,18 @@ const (
        set_config('enable_mergejoin', 'off', true), set_config('lock_timeout', $1, true)`
 	lockOrdersSQL    = `SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k`
 	tryLockOrdersSQL = `SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1::int, k)), true) FROM unnest($2::int[]) AS k`
-	heldSQL          = `SELECT order_id, version, status FROM order_versions WHERE order_id = ANY($1::uuid[])`
-	knownSQL         = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
+	heldSQL          = `SELECT order_id, version, status, customer_id, currency, total_minor, created_at
+FROM order_versions WHERE order_id = ANY($1::uuid[])`
+	knownSQL = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
 )
 
 // The second round trip writes the verdicts and commits: the new ledger
 // rows (event IDs the read did not find: under the locks nothing else can
 // have recorded them since), the deliveries of those it found, and each
 // order's newest applied version and status, guarded by version so that
-// nothing ever moves an order backwards.
+// nothing ever moves an order backwards, with the terms it was placed with
+// (written when it is first held; an event that changes them is never
+// applied).
 const (
 	recordSQL = `
 INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
@@ -155,8 +158,8 @@ UPDATE processed_events p SET deliveries = p.deliveries + d.n
 FROM unnest($1::uuid[], $2::int[]) AS d(event_id, n)
 WHERE p.event_id = d.event_id`
 	versionsSQL = `
-INSERT INTO order_versions AS v (order_id, version, status)
-SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])
+INSERT INTO order_versions AS v (order_id, version, status, customer_id, currency, total_minor, created_at)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[])
 ON CONFLICT (order_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status, updated_at = now()
 WHERE v.version < EXCLUDED.version`
 )
@@ -363,10 +366,11 @@ func readBegin(br pgx.BatchResults, orders int, wait bool) (held map[uuid.UUID]o
 		id      uuid.UUID
 		version int64
 		status  string
+		terms   order.Terms
 	)
 	rows, _ := br.Query() // its error is rows'
-	_, err = pgx.ForEachRow(rows, []any{&id, &version, &status}, func() error {
-		held[id] = order.Held{Version: version, Status: order.Status(status)}
+	_, err = pgx.ForEachRow(rows, []any{&id, &version, &status, &terms.CustomerID, &terms.Currency, &terms.TotalMinor, &terms.CreatedAt}, func() error {
+		held[id] = order.Held{Version: version, Status: order.Status(status), Terms: terms}
 		return nil
 	})
 	if err != nil {
@@ -460,12 +464,16 @@ func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, e
 		w.queue("", countDeliveriesSQL, pgdb.UUIDs(countOrder), pgdb.Int4s(n))
 	}
 	if len(lastOrder) > 0 {
-		ids, versions, statuses := make([][16]byte, len(lastOrder)), make([]int64, len(lastOrder)), make([]string, len(lastOrder))
+		n := len(lastOrder)
+		ids, versions, statuses := make([][16]byte, n), make([]int64, n), make([]string, n)
+		customers, currencies, totals, created := make([]string, n), make([]string, n), make([]int64, n), make([]time.Time, n)
 		for i, id := range lastOrder {
-			o := events[last[id]].Order
+			o := events[last[id]].Order // its terms are the order's: Judge applies no other
 			ids[i], versions[i], statuses[i] = id, o.Version, string(o.Status)
+			customers[i], currencies[i], totals[i], created[i] = o.CustomerID, o.Currency, o.TotalMinor, o.CreatedAt
 		}
-		w.queue("", versionsSQL, pgdb.UUIDs(ids), pgdb.Int8s(versions), pgdb.Texts(statuses))
+		w.queue("", versionsSQL, pgdb.UUIDs(ids), pgdb.Int8s(versions), pgdb.Texts(statuses),
+			pgdb.Texts(customers), pgdb.Texts(currencies), pgdb.Int8s(totals), pgdb.Timestamps(created))
 	}
 	if len(w.applied) > 0 {
 		for _, m := range s.models {

@@ -859,19 +859,28 @@ func nextItems(p *prepared) []item {
 	return p.items
 }
 
-// settle records what applying did to it; an event out of sequence (it does
-// not follow the state the projection holds) becomes a dead letter, from
-// which a replay applies it once what precedes it has.
+// settle records what applying did to it. An event out of sequence (it
+// does not follow the state the projection holds) becomes a dead letter,
+// from which a replay applies it once what precedes it has; so does one
+// whose terms changed (it claims another customer, currency, total or
+// creation time than its order was placed with), which no replay applies.
 func (c *Consumer) settle(it *item, outcome order.Outcome) {
 	it.outcome = outcome
-	if outcome != order.OutcomeOutOfSequence {
+	o := it.ev.Order
+	var err *order.EventError
+	switch outcome {
+	case order.OutcomeOutOfSequence:
+		prev, _ := c.cfg.Machine.Follows(it.ev.Type)
+		err = &order.EventError{Rule: order.RuleOutOfSequence, Detail: fmt.Sprintf(
+			"a %s event at version %d follows %s at version %d, which the projection of order %s does not hold",
+			it.ev.Type, o.Version, prev, o.Version-1, o.ID)}
+	case order.OutcomeTermsChanged:
+		err = &order.EventError{Rule: order.RuleTermsChanged, Detail: fmt.Sprintf(
+			"the %s event at version %d claims customer_id %s, currency %s, total_minor %d, created_at %s: not the terms order %s was placed with",
+			it.ev.Type, o.Version, text.Quote(o.CustomerID, 64), o.Currency, o.TotalMinor, o.CreatedAt.UTC().Format(time.RFC3339Nano), o.ID)}
+	default:
 		return
 	}
-	o := it.ev.Order
-	prev, _ := c.cfg.Machine.Follows(it.ev.Type)
-	detail := fmt.Sprintf("a %s event at version %d follows %s at version %d, which the projection of order %s does not hold",
-		it.ev.Type, o.Version, prev, o.Version-1, o.ID)
-	err := &order.EventError{Rule: order.RuleOutOfSequence, Detail: detail}
 	_, class := c.cfg.Classify(err)
 	it.dead = &DeadLetter{Msg: it.msg, Class: class, Err: err}
 }
