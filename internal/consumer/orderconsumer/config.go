@@ -10,7 +10,7 @@ import (
 )
 
 // Config is everything order-consumer reads from its environment. Each
-// field's variable and default are in its tags; docs/operations.md lists them all.
+// field's variable and default are in its tags; docs/configuration.md lists them all.
 type Config struct {
 	// Common is what order-api reads too: Kafka, the registry, the topic,
 	// migrations, shutdown and logging.

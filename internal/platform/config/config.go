@@ -77,7 +77,7 @@ type Var struct {
 }
 
 // Vars lists the environment variables T reads, sorted by name. Tests use it
-// to check that docs/operations.md and docker-compose.yml name only real variables.
+// to check that docs/configuration.md and docker-compose.yml name only real variables.
 func Vars[T any]() ([]Var, error) {
 	var cfg T
 	params, err := env.GetFieldParams(&cfg)

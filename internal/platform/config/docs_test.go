@@ -11,15 +11,18 @@ import (
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
 )
 
-// operationsDoc holds the configuration tables, the metrics table and the
-// tracing variables.
-const operationsDoc = "../../../docs/operations.md"
+// The docs these tests hold to the code: configurationDoc's tables of
+// variables, operationsDoc's metrics table and tracing variables.
+const (
+	configurationDoc = "../../../docs/configuration.md"
+	operationsDoc    = "../../../docs/operations.md"
+)
 
-// TestOperationsDocDocumentsEveryVariable keeps the configuration tables of
-// docs/operations.md true: each service's table lists every variable it
+// TestConfigurationDocDocumentsEveryVariable keeps the tables of
+// docs/configuration.md true: each service's table lists every variable it
 // reads, with the real default, and nothing it does not read.
-func TestOperationsDocDocumentsEveryVariable(t *testing.T) {
-	doc, err := os.ReadFile(operationsDoc)
+func TestConfigurationDocDocumentsEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile(configurationDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +39,7 @@ func TestOperationsDocDocumentsEveryVariable(t *testing.T) {
 			section := string(doc)
 			start := strings.Index(section, tc.marker)
 			if start < 0 {
-				t.Fatalf("%s has no section introduced by %q", operationsDoc, tc.marker)
+				t.Fatalf("%s has no section introduced by %q", configurationDoc, tc.marker)
 			}
 			section = section[start:]
 			if end := strings.Index(section, "\n\n\n"); end > 0 {
@@ -57,14 +60,14 @@ func TestOperationsDocDocumentsEveryVariable(t *testing.T) {
 			for _, v := range tc.vars {
 				def, ok := documented[v.Name]
 				if !ok {
-					t.Errorf("%s does not document %s", operationsDoc, v.Name)
+					t.Errorf("%s does not document %s", configurationDoc, v.Name)
 				} else if def != v.Default {
-					t.Errorf("%s says %s defaults to %q; the code says %q", operationsDoc, v.Name, def, v.Default)
+					t.Errorf("%s says %s defaults to %q; the code says %q", configurationDoc, v.Name, def, v.Default)
 				}
 				delete(documented, v.Name)
 			}
 			for name := range documented {
-				t.Errorf("%s documents %s, which the service does not read", operationsDoc, name)
+				t.Errorf("%s documents %s, which the service does not read", configurationDoc, name)
 			}
 		})
 	}

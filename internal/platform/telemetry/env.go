@@ -22,7 +22,7 @@ import (
 // undocumented variables, OTEL_BSP_* and the exporter's TLS and compression
 // ones, it still reads itself.) They are not part of the services' Config
 // structs; tests use this list to check that docker-compose.yml and the
-// docs/operations.md name only variables that are read.
+// docs name only variables that are read.
 var Vars = []string{
 	"OTEL_SDK_DISABLED",
 	"OTEL_SERVICE_NAME",

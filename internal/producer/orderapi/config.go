@@ -9,7 +9,7 @@ import (
 )
 
 // Config is everything order-api reads from its environment. Each field's
-// variable and default are in its tags; docs/operations.md's table lists them all.
+// variable and default are in its tags; docs/configuration.md's table lists them all.
 type Config struct {
 	// Common is what order-consumer reads too: Kafka, the registry, the
 	// topic, migrations, shutdown and logging.
