@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/service"
 )
@@ -49,6 +50,17 @@ type Config struct {
 	// (it changes nothing, but is recorded as a new, stale event).
 	LedgerRetention time.Duration `env:"LEDGER_RETENTION" envDefault:"168h"`
 
+	// OffsetReset is where a partition is read from when the group has no
+	// offset for it, or the one it has lies outside the partition (the
+	// topic deleted and created again, retention past it): earliest or
+	// latest, as Kafka's auto.offset.reset names them. latest skips what
+	// the partition holds, so with it events can be lost.
+	OffsetReset string `env:"CONSUMER_OFFSET_RESET" envDefault:"earliest"`
+	// TopicCheckInterval is how often the consumer checks its topic's
+	// partitions and the group's offsets: partitions added are read, and
+	// offsets out of range reset, within about this long.
+	TopicCheckInterval time.Duration `env:"CONSUMER_TOPIC_CHECK_INTERVAL" envDefault:"10s"`
+
 	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
 	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
 	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`
@@ -71,6 +83,8 @@ func (c Config) Validate() error {
 		config.AtMost("CONSUMER_BATCH_SIZE", c.BatchSize, maxBatchSize),
 		config.Positive("CONSUMER_BATCH_LINGER", c.BatchLinger),
 		config.Positive("LEDGER_RETENTION", c.LedgerRetention),
+		config.OneOf("CONSUMER_OFFSET_RESET", c.OffsetReset, projector.ResetEarliest, projector.ResetLatest),
+		config.Positive("CONSUMER_TOPIC_CHECK_INTERVAL", c.TopicCheckInterval),
 		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
 	}, c.Common.Check()...)
 	if c.Topic != "" && c.Topic == c.DLQTopic {

@@ -120,6 +120,7 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 		Brokers: cfg.KafkaBrokers, Security: sec, Topic: cfg.Topic, GroupID: cfg.GroupID,
 		BatchSize: cfg.BatchSize, BatchLinger: cfg.BatchLinger,
 		BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ShutdownTimeout: cfg.ShutdownTimeout,
+		OffsetReset: cfg.OffsetReset, TopicCheckInterval: cfg.TopicCheckInterval,
 		Decoder: dec, Classify: Classify, Logger: log,
 	}, nil
 }

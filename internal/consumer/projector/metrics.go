@@ -22,6 +22,8 @@ type Metrics struct {
 	batch   prometheus.Histogram
 	size    prometheus.Histogram
 	e2e     prometheus.Histogram
+	rejoins *prometheus.CounterVec
+	resets  prometheus.Counter
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .02, .03, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
@@ -48,6 +50,8 @@ const (
 //	consumer_batch_duration_seconds           a batch from fetched to committed (decode, apply, DLQ, commit)
 //	consumer_batch_size                       messages per batch
 //	consumer_end_to_end_latency_seconds       an applied event's occurred_at to its batch committed here
+//	consumer_rejoins_total{reason}            readers made anew: topic_appeared, partitions_added, offset_reset
+//	consumer_offset_resets_total              partitions whose offset was out of range, reset by CONSUMER_OFFSET_RESET
 //
 // Every series with a known label value is exported at 0 from the start, as
 // Prometheus recommends, so a dashboard or an alert on it has a series before
@@ -67,8 +71,16 @@ func NewMetrics(reg prometheus.Registerer, dlqClasses ...string) *Metrics {
 			Help: "Messages per batch.", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}}),
 		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "consumer_end_to_end_latency_seconds",
 			Help: "From an applied event's occurred_at (order-api's clock) to its batch being committed here.", Buckets: latencyBuckets}),
+		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_rejoins_total",
+			Help: "Times the consumer made its reader anew to join its group again, by reason: topic_appeared, partitions_added, offset_reset."}, []string{"reason"}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{Name: "consumer_offset_resets_total",
+			Help: "Partitions whose offset was out of the partition's range (the topic deleted and created again, or retention), reset by CONSUMER_OFFSET_RESET."}),
 	}
 	m.events, m.retries, m.dlq = telemetry.Register(reg, m.events), telemetry.Register(reg, m.retries), telemetry.Register(reg, m.dlq)
+	m.rejoins, m.resets = telemetry.Register(reg, m.rejoins), telemetry.Register(reg, m.resets)
+	for _, r := range rejoinReasons {
+		m.rejoins.WithLabelValues(r)
+	}
 	m.batch, m.size, m.e2e = telemetry.Register(reg, m.batch), telemetry.Register(reg, m.size), telemetry.Register(reg, m.e2e)
 	for _, o := range outcomes {
 		m.events.WithLabelValues(o)

@@ -52,7 +52,6 @@ import (
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
-	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 	"github.com/ordersonkafka/orders/internal/text"
@@ -128,10 +127,15 @@ type Config struct {
 	// ShutdownTimeout bounds finishing the batch in hand once Run's context
 	// ends. Past it the batch is left uncommitted (redelivered).
 	ShutdownTimeout time.Duration
-	// TopicCheckInterval is how often the consumer checks that its topic
-	// exists; default 10s. A group on a topic that does not exist gets no
-	// partitions and no error from kafka-go, so nothing else would tell.
+	// TopicCheckInterval is how often the consumer checks its topic: that
+	// it exists, how many partitions it has, and that the group's offsets
+	// lie within them (watch.go); default 10s. kafka-go's Reader tells none
+	// of these.
 	TopicCheckInterval time.Duration
+	// OffsetReset is where a partition is read from when the group has no
+	// offset for it or the one it has is out of the partition's range:
+	// ResetEarliest (the default) or ResetLatest.
+	OffsetReset string
 
 	// Machine is the order state machine events are checked against
 	// (order.Machine.CheckEvent). Default order.Standard.
@@ -160,6 +164,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.TopicCheckInterval == 0 {
 		c.TopicCheckInterval = 10 * time.Second
+	}
+	if c.OffsetReset == "" {
+		c.OffsetReset = ResetEarliest
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -193,6 +200,9 @@ func (c Config) validateRead() error {
 	}
 	if c.Decoder == nil || c.Classify == nil {
 		errs = append(errs, errors.New("projector: Decoder and Classify are required"))
+	}
+	if c.OffsetReset != ResetEarliest && c.OffsetReset != ResetLatest {
+		errs = append(errs, fmt.Errorf("projector: OffsetReset %q is neither %q nor %q", c.OffsetReset, ResetEarliest, ResetLatest))
 	}
 	if c.BatchSize < 1 || c.BatchLinger <= 0 || c.ShutdownTimeout <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		errs = append(errs, errors.New("projector: BatchSize, BatchLinger and ShutdownTimeout must be positive, and 0 < BackoffMin <= BackoffMax"))
@@ -229,6 +239,7 @@ type Consumer struct {
 	lastLogs map[string]time.Time // kafka-go's error lines, for rate limiting
 
 	aheadHold time.Duration // how long a transaction begun ahead waits for the commit before (aheadHold)
+	watch     *watch        // the topic's watch, while Run runs
 }
 
 // aheadHold is how long the next batch's transaction, begun ahead and
@@ -307,29 +318,24 @@ func (c *Consumer) Stats() Stats {
 
 // Run consumes until ctx ends. The batch in hand when ctx ends is finished
 // and committed (within ShutdownTimeout) before Run returns nil.
+//
+// Beside the reader, a watch checks the topic every TopicCheckInterval
+// (watch.go): when the topic appears, gains partitions, or holds less than
+// the group's offsets point to (deleted and created again, truncated), the
+// reader is closed and made anew, so the group joins again and reads every
+// partition from its committed offset, or from OffsetReset's end.
 func (c *Consumer) Run(ctx context.Context) error {
-	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID)
-	watch, stopWatch := context.WithCancel(ctx)
-	appeared := make(chan struct{}, 1)
-	watched := make(chan struct{})
-	go func() { defer close(watched); c.watchTopic(watch, appeared) }()
-	defer func() { stopWatch(); <-watched }()
+	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "offset_reset", c.cfg.OffsetReset)
+	w := c.newWatch()
 	for {
-		// A group that joined while its topic did not exist holds no
-		// partitions until it rebalances: when the topic appears, the
-		// reader is made anew, and its group joins again. (kafka-go's own
-		// WatchPartitionChanges races with the reader it belongs to.)
 		rctx, restart := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-appeared:
-				c.log.Info("topic appeared; joining the group again", "topic", c.cfg.Topic)
-				restart()
-			case <-rctx.Done():
-			}
-		}()
-		c.consume(rctx)
+		r := c.newReader()
+		watched := make(chan struct{})
+		go func() { defer close(watched); w.run(rctx, r, restart) }()
+		c.loop(rctx, r)
 		restart()
+		<-watched
+		r.Close()
 		if ctx.Err() != nil {
 			c.log.Info("consumer stopped", "stats", c.Stats())
 			return nil
@@ -337,16 +343,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// consume runs one reader, fetching and processing batches until ctx ends;
-// the batch in hand then is finished and committed (within ShutdownTimeout).
-func (c *Consumer) consume(ctx context.Context) {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     c.cfg.Brokers,
-		Dialer:      c.cfg.Security.Dialer(),
-		GroupID:     c.cfg.GroupID,
-		Topic:       c.cfg.Topic,
-		StartOffset: kafka.FirstOffset,
-		MinBytes:    1,
+// newReader returns a reader of the group.
+func (c *Consumer) newReader() *kafka.Reader {
+	start := kafka.FirstOffset
+	if c.cfg.OffsetReset == ResetLatest {
+		start = kafka.LastOffset
+	}
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: c.cfg.Brokers,
+		Dialer:  c.cfg.Security.Dialer(),
+		GroupID: c.cfg.GroupID,
+		Topic:   c.cfg.Topic,
+		// Where a partition the group has no offset for is read from.
+		StartOffset: start,
+		// A partition whose committed offset is past its end (the topic
+		// was deleted and created again) is reported rather than retried
+		// for ever: the watch then resets it (watch.go).
+		OffsetOutOfRangeError: true,
+		MinBytes:              1,
 		// What one fetch returns, per partition: 1 MiB, Kafka's own
 		// default record size. A larger record still comes, alone: brokers
 		// return the first record batch whatever this says (fetch v3 on),
@@ -371,8 +385,6 @@ func (c *Consumer) consume(ctx context.Context) {
 		Logger:      kafka.LoggerFunc(c.kafkaInfo),
 		ErrorLogger: kafka.LoggerFunc(c.kafkaError),
 	})
-	defer r.Close()
-	c.loop(ctx, r)
 }
 
 // loop fetches and processes batches from r until ctx ends; the batch being
@@ -474,6 +486,12 @@ func (c *Consumer) prepareBatches(ctx context.Context, r Reader, out chan<- prep
 	fetchFailures := 0
 	for {
 		batch, err := c.fetch(ctx, r)
+		if c.watch != nil {
+			c.watch.fetched(batch)
+			if err != nil && errors.Is(err, kafka.OffsetOutOfRange) {
+				c.watch.outOfRange()
+			}
+		}
 		if len(batch) > 0 {
 			items, start, perr := c.prepare(ctx, batch)
 			if perr != nil { // only when ctx ended while the registry was failing
@@ -568,51 +586,6 @@ func (c *Consumer) commit(ctx context.Context, cancel context.CancelFunc, r Read
 		f.done <- err
 	}()
 	return f
-}
-
-// watchTopic checks the topic's metadata until ctx ends, reporting the
-// consumer not ready (and logging at warn, naming the topic) while the topic
-// does not exist or cannot be checked, and signalling appeared when it
-// exists again after it did not.
-func (c *Consumer) watchTopic(ctx context.Context, appeared chan<- struct{}) {
-	client := c.cfg.Security.Client(c.cfg.Brokers, 5*time.Second)
-	var last error
-	for {
-		_, err := kafkalog.Partitions(ctx, client, c.cfg.Topic)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			if errors.Is(err, kafka.UnknownTopicOrPartition) {
-				err = fmt.Errorf("topic %q does not exist (check ORDER_EVENTS_TOPIC): %w", c.cfg.Topic, err)
-			} else {
-				err = fmt.Errorf("cannot check topic %q: %w", c.cfg.Topic, err)
-			}
-		}
-		switch {
-		case err != nil && (last == nil || err.Error() != last.Error()):
-			c.log.Warn("not consuming: the topic is missing", "topic", c.cfg.Topic, "group", c.cfg.GroupID, "error", err)
-		case err == nil && last != nil:
-			c.log.Info("topic found; consuming", "topic", c.cfg.Topic)
-			if errors.Is(last, kafka.UnknownTopicOrPartition) {
-				select {
-				case appeared <- struct{}{}:
-				default:
-				}
-			}
-		}
-		last = err
-		c.mu.Lock()
-		c.topicErr = err
-		c.mu.Unlock()
-		wait := c.cfg.TopicCheckInterval
-		if err != nil {
-			wait = min(wait, time.Second) // notice the topic soon once it is created
-		}
-		if !backoff.Sleep(ctx, wait) {
-			return
-		}
-	}
 }
 
 // kafkaInfo watches kafka-go's info lines for the group joining, which ends

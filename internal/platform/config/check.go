@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -207,4 +208,12 @@ func AtMost(name string, v, highest int) error {
 		return fmt.Errorf("%s=%d must be at most %d", name, v, highest)
 	}
 	return nil
+}
+
+// OneOf refuses v unless it is one of values.
+func OneOf(name, v string, values ...string) error {
+	if slices.Contains(values, v) {
+		return nil
+	}
+	return fmt.Errorf("%s=%q must be one of %s", name, v, strings.Join(values, ", "))
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // The docs these tests hold to the code: configurationDoc's tables of
-// variables, operationsDoc's metrics table and tracing variables.
+// variables and tracing variables, operationsDoc's metrics table.
 const (
 	configurationDoc = "../../../docs/configuration.md"
 	operationsDoc    = "../../../docs/operations.md"
