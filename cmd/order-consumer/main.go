@@ -7,6 +7,8 @@
 //	order-consumer rebuild [-allow-partial] rebuild the projection from the start of the topic
 //	order-consumer dlq list [flags]         show what the dead-letter topic holds
 //	order-consumer dlq replay [flags]       republish dead letters to their original topic
+//	order-consumer parked list [-order ID] [-json]
+//	                                        show the events parked until their predecessor is applied
 //	order-consumer -h                       this list
 //
 // Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
@@ -23,6 +25,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
@@ -47,9 +52,51 @@ var program = cli.Program[orderconsumer.Config]{
 			Run: func(ctx context.Context, c call) error { return dlq(ctx, c, "list") }},
 		{Name: "dlq replay", Args: "(selection | -all) [-force]", Doc: "republish dead letters to their original topic",
 			Run: func(ctx context.Context, c call) error { return dlq(ctx, c, "replay") }},
+		{Name: "parked list", Args: "[-order ID] [-json]", Doc: "show the events parked until their predecessor is applied", Run: parkedList},
 	},
 	Notes: `selection: -partition N, -from OFFSET, -to OFFSET (inclusive offsets in DLQ partition N,
 so they need -partition), -key KEY. replay skips letters replayed before unless -force.`,
+}
+
+func parkedList(ctx context.Context, c call) error {
+	fs := flag.NewFlagSet("parked list", flag.ContinueOnError)
+	orderID := fs.String("order", "", "only this order's events (its ID)")
+	asJSON := fs.Bool("json", false, "one JSON object per event")
+	if err := c.Parse(fs); err != nil {
+		return err
+	}
+	var id uuid.UUID
+	if *orderID != "" {
+		var err error
+		if id, err = uuid.Parse(*orderID); err != nil {
+			return fmt.Errorf("-order %q is not an order ID: %w", *orderID, err)
+		}
+	}
+	parked, err := orderconsumer.ListParked(ctx, c.Config, id)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(c.Stdout)
+	for _, p := range parked {
+		if *asJSON {
+			if err := enc.Encode(map[string]any{"event_id": p.EventID, "order_id": p.OrderID, "version": p.Version,
+				"event_type": p.Type, "topic": p.Origin.Topic, "partition": p.Origin.Partition, "offset": p.Origin.Offset,
+				"parked_at": p.ParkedAt, "leaving": p.Leaving, "reason": p.Reason}); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(c.Stdout, "%s order %s version %d %s from %s/%d@%d, parked %s",
+			p.EventID, p.OrderID, p.Version, p.Type, p.Origin.Topic, p.Origin.Partition, p.Origin.Offset, p.ParkedAt.UTC().Format(time.RFC3339))
+		if p.Leaving != "" {
+			fmt.Fprintf(c.Stdout, ", leaving for the DLQ (%s: %s)", p.Leaving, p.Reason)
+		}
+		fmt.Fprintln(c.Stdout)
+	}
+	if !*asJSON {
+		fmt.Fprintf(c.Stdout, "%d parked\n", len(parked))
+	}
+	return nil
 }
 
 func rebuild(ctx context.Context, c call) error {
@@ -73,8 +120,8 @@ func rebuild(ctx context.Context, c call) error {
 	for _, b := range res.Partial {
 		fmt.Fprintf(stdout, "partial: partition %d starts at offset %d; orders whose events were before it are not in the projection\n", b.Partition, b.First)
 	}
-	fmt.Fprintf(stdout, "rebuilt from %s: %d read, %d applied, %d duplicate, %d stale, %d skipped (undecodable, invalid or out of sequence: see the DLQ)\n",
-		cfg.Topic, res.Read, res.Applied, res.Duplicate, res.Stale, res.Skipped)
+	fmt.Fprintf(stdout, "rebuilt from %s: %d read, %d applied, %d duplicate, %d stale, %d parked (applied once their predecessor came), %d skipped (undecodable, invalid or out of sequence: see the DLQ)\n",
+		cfg.Topic, res.Read, res.Applied, res.Duplicate, res.Stale, res.Parked, res.Skipped)
 	return nil
 }
 

@@ -61,6 +61,12 @@ type Config struct {
 	// offsets out of range reset, within about this long.
 	TopicCheckInterval time.Duration `env:"CONSUMER_TOPIC_CHECK_INTERVAL" envDefault:"10s"`
 
+	// ParkedMaxAge is how long an event parked for its predecessor (a
+	// version gap: its key moved partition, or the predecessor sits in the
+	// DLQ) waits before it is dead-lettered (projection.ParkedTooLong), so
+	// that nothing waits for ever unseen.
+	ParkedMaxAge time.Duration `env:"CONSUMER_PARKED_MAX_AGE" envDefault:"24h"`
+
 	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
 	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
 	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`
@@ -85,6 +91,7 @@ func (c Config) Validate() error {
 		config.Positive("LEDGER_RETENTION", c.LedgerRetention),
 		config.OneOf("CONSUMER_OFFSET_RESET", c.OffsetReset, projector.ResetEarliest, projector.ResetLatest),
 		config.Positive("CONSUMER_TOPIC_CHECK_INTERVAL", c.TopicCheckInterval),
+		config.Positive("CONSUMER_PARKED_MAX_AGE", c.ParkedMaxAge),
 		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
 	}, c.Common.Check()...)
 	if c.Topic != "" && c.Topic == c.DLQTopic {

@@ -9,6 +9,7 @@ package orderconsumer
 import (
 	"context"
 	"errors"
+	"github.com/segmentio/kafka-go"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,7 +62,7 @@ func Classes() []string {
 	for _, rule := range order.EventRules {
 		classes = append(classes, (&order.EventError{Rule: rule}).Class())
 	}
-	return append(classes, "projection.RejectedByDatabase")
+	return append(classes, "projection.RejectedByDatabase", ClassParkedTooLong)
 }
 
 // Service is a wired order-consumer, ready to Serve.
@@ -72,6 +73,7 @@ type Service struct {
 	store    *projectionstore.Store
 	handler  http.Handler
 	versions *projectionapi.Versions
+	parked   *parkedSweeper
 }
 
 // readModels are the read models order-consumer keeps, each written in the
@@ -138,9 +140,11 @@ func (s *Service) wire(m *service.Main) error {
 		return err
 	}
 	s.Defer(func(context.Context) { dlq.Close() })
+	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
+	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge)
+	telemetry.Register(s.Registry, projectionstore.NewParkedCollector(s.Pool))
 	s.versions = projectionapi.NewVersions()
 	pc.Projector, pc.DeadLetters, pc.Committed = projection{s.store}, deadLetters{dlq}, s.versions.Applied
-	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
 	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err
@@ -155,7 +159,8 @@ func (s *Service) wire(m *service.Main) error {
 		Auth:       s.Auth,
 	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers},
 		web.Check{Name: "database", Func: s.store.Ping},
-		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
+		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }},
+		web.Check{Name: "parked_events", Func: s.parked.check, Optional: true})
 	return nil
 }
 
@@ -163,8 +168,12 @@ func (s *Service) wire(m *service.Main) error {
 // the store's *Pending is the projector's Pending.
 type projection struct{ *projectionstore.Store }
 
-func (p projection) Begin(ctx context.Context, events []order.Event) (projector.Pending, error) {
-	tx, err := p.Store.Begin(ctx, events)
+func (p projection) Apply(ctx context.Context, events []order.Event, msgs []kafka.Message) ([]order.Outcome, error) {
+	return p.Store.ApplyFrom(ctx, events, origins(msgs))
+}
+
+func (p projection) Begin(ctx context.Context, events []order.Event, msgs []kafka.Message) (projector.Pending, error) {
+	tx, err := p.Store.Begin(ctx, events, origins(msgs))
 	if err != nil {
 		return nil, err
 	}
@@ -173,12 +182,28 @@ func (p projection) Begin(ctx context.Context, events []order.Event) (projector.
 
 type pending struct{ *projectionstore.Pending }
 
-func (p pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, projector.Pending, error) {
-	outcomes, tx, err := p.Pending.CommitAndBegin(ctx, next)
+func (p pending) CommitAndBegin(ctx context.Context, next []order.Event, nextMsgs []kafka.Message) ([]order.Outcome, projector.Pending, error) {
+	outcomes, tx, err := p.Pending.CommitAndBegin(ctx, next, origins(nextMsgs))
 	if tx == nil {
 		return outcomes, nil, err
 	}
 	return outcomes, pending{tx}, err
+}
+
+// origins gives the store the messages events came in, which it asks for
+// those it parks.
+func origins(msgs []kafka.Message) projectionstore.Origins {
+	if msgs == nil {
+		return nil
+	}
+	return func(i int) projectionstore.Origin {
+		m := msgs[i]
+		o := projectionstore.Origin{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}
+		for _, h := range m.Headers {
+			o.Headers = append(o.Headers, projectionstore.Header{Key: h.Key, Value: h.Value})
+		}
+		return o
+	}
 }
 
 // deadLetters publishes the projector's dead letters with the deadletter
@@ -208,6 +233,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(s.versions.Close)
 	return s.Main.Serve(ctx, ln, srv,
 		service.Part{Name: "consumer", Run: s.consumer.Run},
+		service.Part{Name: "parked events", Run: s.parked.Run},
 		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
 			Step: func(ctx context.Context, limit int) (int64, error) {
 				return s.store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
@@ -266,12 +292,12 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 // rebuildTarget applies into a projectionstore.Rebuild's tables.
 type rebuildTarget struct{ *projectionstore.Rebuild }
 
-func (t rebuildTarget) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
-	return t.Store.Apply(ctx, events)
+func (t rebuildTarget) Apply(ctx context.Context, events []order.Event, msgs []kafka.Message) ([]order.Outcome, error) {
+	return projection{t.Store}.Apply(ctx, events, msgs)
 }
 
-func (t rebuildTarget) Begin(ctx context.Context, events []order.Event) (projector.Pending, error) {
-	return projection{t.Store}.Begin(ctx, events)
+func (t rebuildTarget) Begin(ctx context.Context, events []order.Event, msgs []kafka.Message) (projector.Pending, error) {
+	return projection{t.Store}.Begin(ctx, events, msgs)
 }
 
 func (t rebuildTarget) Loss(ctx context.Context) (missing, behind int64, examples []string, err error) {

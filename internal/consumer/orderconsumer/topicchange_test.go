@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/order"
@@ -48,6 +50,16 @@ func write(t *testing.T, w *kafka.Writer, msgs ...kafka.Message) {
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// parked returns how many events wait in parked_events.
+func (s *stack) parked() int {
+	s.t.Helper()
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM parked_events WHERE leaving IS NULL`).Scan(&n); err != nil {
+		s.t.Fatal(err)
+	}
+	return n
 }
 
 // noDeadLetters fails t if the DLQ holds anything.
@@ -153,5 +165,118 @@ func TestATopicCreatedAgainIsReadFromItsStart(t *testing.T) {
 	if l := log.String(); !strings.Contains(l, "offset out of range; reset by CONSUMER_OFFSET_RESET") ||
 		!strings.Contains(l, "policy=earliest") || !strings.Contains(l, "topic="+topic) {
 		t.Errorf("no warning naming the reset in the log:\n%s", l)
+	}
+}
+
+// oldPartition is a balancer that still sees 6 partitions, as a relay whose
+// metadata is not refreshed yet.
+type oldPartition struct{}
+
+func (oldPartition) Balance(msg kafka.Message, _ ...int) int {
+	return kafkatest.JavaPartition(msg.Key, 6)
+}
+
+// Partitions added, and an order's later events published to the partition
+// its key maps to now while its PLACED, published with the old count, is
+// read after them: they are parked, then applied with the PLACED, in
+// order, in every read model, and nothing is dead-lettered.
+func TestEventsThatMovedPartitionAreParkedUntilTheirPredecessorComes(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	inst := s.start("CONSUMER_TOPIC_CHECK_INTERVAL", "200ms")
+	resp, err := s.admin().CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
+		Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 12}}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := s.freshWriter()
+	var hs [][]order.Event
+	for len(hs) < 4 {
+		h := history(t)
+		if kafkatest.JavaPartition([]byte(h[0].Order.ID.String()), 12) < 6 {
+			continue
+		}
+		write(t, moved, s.message(h[1]), s.message(h[2]))
+		hs = append(hs, h)
+	}
+	stacktest.WaitFor(t, "the moved events parked", wait, func() bool { return s.parked() == 2*len(hs) })
+	if m := scrape(t, inst.url); m["consumer_parked_events{}"] != float64(2*len(hs)) {
+		t.Errorf("consumer_parked_events = %v, want %d", m["consumer_parked_events{}"], 2*len(hs))
+	}
+	old := s.freshWriter()
+	old.Balancer = oldPartition{}
+	for _, h := range hs {
+		write(t, old, s.message(h[0]))
+	}
+	for _, h := range hs {
+		s.waitVersion(h[0].Order.ID, 3)
+	}
+	if n := s.parked(); n != 0 {
+		t.Errorf("%d events still parked", n)
+	}
+	l := s.ledger()
+	for _, h := range hs {
+		for _, ev := range h {
+			if l[ev.ID.String()] != "applied/1" {
+				t.Errorf("%s v%d: ledger %q, want applied/1", ev.Type, ev.Order.Version, l[ev.ID.String()])
+			}
+		}
+	}
+	var refunded int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(orders), 0) FROM customer_orders WHERE customer_id = 'c' AND status = 'refunded'`).Scan(&refunded); err != nil || refunded != len(hs) {
+		t.Errorf("customer totals: %d refunded orders (%v), want %d", refunded, err, len(hs))
+	}
+	s.noDeadLetters()
+}
+
+// A parked event that turns out never to apply (a refund of an order then
+// cancelled) is dead-lettered intact as out of sequence; one whose
+// predecessor never comes, after CONSUMER_PARKED_MAX_AGE, as
+// projection.ParkedTooLong, /readyz showing it degraded meanwhile.
+func TestParkedEventsThatNeverApplyAreDeadLetteredIntact(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	inst := s.start("CONSUMER_PARKED_MAX_AGE", "3s")
+	a, b := history(t), history(t)
+	refund, neverPlaced := s.message(a[2]), s.message(b[1])
+	s.produce(refund, neverPlaced)
+	stacktest.WaitFor(t, "both parked", wait, func() bool { return s.parked() == 2 })
+	parked, err := orderconsumer.ListParked(context.Background(), s.cfg(), b[0].Order.ID)
+	if err != nil || len(parked) != 1 || parked[0].EventID != b[1].ID || parked[0].Type != order.EventPaid {
+		t.Fatalf("parked list of order b: %+v %v", parked, err)
+	}
+	placed := a[0].Order
+	cancel, err := order.Standard.Apply(&placed, order.Change{Action: order.ActionCancel}, order.Now(), order.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.produce(s.message(a[0]), s.message(cancel))
+	dead := kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 1, wait)
+	if class, _ := kafkatest.Header(dead[0], deadletter.HeaderExceptionClass); class != "order.InvalidEvent.OutOfSequence" ||
+		string(dead[0].Value) != string(refund.Value) || string(dead[0].Key) != string(refund.Key) {
+		t.Errorf("dead letter %s class %q: want the REFUNDED intact, out of sequence", dead[0].Key, class)
+	}
+	stacktest.WaitFor(t, "/readyz showing the parked event", wait, func() bool {
+		st, body := get(t, inst.url+"/readyz")
+		checks, _ := body["checks"].(map[string]any)
+		msg, _ := checks["parked_events"].(string)
+		return st == 200 && strings.Contains(msg, b[0].Order.ID.String())
+	})
+	dead = kafkatest.WaitForCount(t, s.kafka.Brokers()[0], dlqTopic, 2, wait)
+	if class, _ := kafkatest.Header(dead[1], deadletter.HeaderExceptionClass); class != orderconsumer.ClassParkedTooLong ||
+		string(dead[1].Value) != string(neverPlaced.Value) {
+		t.Errorf("dead letter %s class %q: want the PAID intact, parked too long", dead[1].Key, class)
+	}
+	if n := s.parked(); n != 0 {
+		t.Errorf("%d still parked", n)
+	}
+	if m := scrape(t, inst.url); m[`consumer_dlq_published_total{class="projection.ParkedTooLong"}`] != 1 {
+		t.Errorf("consumer_dlq_published_total{class=projection.ParkedTooLong} = %v", m[`consumer_dlq_published_total{class="projection.ParkedTooLong"}`])
+	}
+	if l := s.ledger(); l[a[2].ID.String()] != "" || l[b[1].ID.String()] != "" {
+		t.Errorf("an event dead-lettered is in the ledger: %v", l)
 	}
 }

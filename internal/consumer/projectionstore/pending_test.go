@@ -23,11 +23,11 @@ func TestTheNextBatchBegunWithACommitSeesIt(t *testing.T) {
 	ctx := context.Background()
 	a, b := history(t), history(t)
 
-	tx, err := s.Begin(ctx, []order.Event{a[0], b[0]})
+	tx, err := s.Begin(ctx, []order.Event{a[0], b[0]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, next, err := tx.CommitAndBegin(ctx, []order.Event{a[1], a[2], b[1]})
+	got, next, err := tx.CommitAndBegin(ctx, []order.Event{a[1], a[2], b[1]}, nil)
 	if err != nil || next == nil {
 		t.Fatalf("CommitAndBegin: %v, next %v", err, next)
 	}
@@ -35,7 +35,7 @@ func TestTheNextBatchBegunWithACommitSeesIt(t *testing.T) {
 		t.Errorf("this batch: %v, want %v", got, want)
 	}
 	wantState(t, s, a[0]) // committed while the next batch's transaction is open
-	got, last, err := next.CommitAndBegin(ctx, nil)
+	got, last, err := next.CommitAndBegin(ctx, nil, nil)
 	if err != nil || last != nil {
 		t.Fatalf("the next batch: %v, %v", err, last)
 	}
@@ -58,11 +58,11 @@ func TestABatchThatFailsBeginsNoNextOne(t *testing.T) {
 	good, bad, next := history(t), history(t)[0], history(t)
 	bad.Order.TotalMinor = 0 // the projection's CHECK refuses it: a permanent error
 
-	tx, err := s.Begin(ctx, []order.Event{good[0], bad})
+	tx, err := s.Begin(ctx, []order.Event{good[0], bad}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, nextTx, err := tx.CommitAndBegin(ctx, []order.Event{next[0], good[1]})
+	_, nextTx, err := tx.CommitAndBegin(ctx, []order.Event{next[0], good[1]}, nil)
 	if err == nil || nextTx != nil {
 		t.Fatalf("CommitAndBegin of a refused batch: %v, next %v", err, nextTx)
 	}
@@ -97,7 +97,7 @@ func TestRollbackWritesNothingAndFreesTheOrders(t *testing.T) {
 	s, db := newStore(t)
 	ctx := context.Background()
 	h := history(t)
-	tx, err := s.Begin(ctx, h[:1])
+	tx, err := s.Begin(ctx, h[:1], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +143,13 @@ func TestACommitDoesNotWaitForTheNextBatchsLocks(t *testing.T) {
 	a, b := history(t), history(t)
 	release := holdOrder(t, db, b[0])
 
-	tx, err := s.Begin(ctx, a[:1])
+	tx, err := s.Begin(ctx, a[:1], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	got, next, err := tx.CommitAndBegin(cctx, b[:1])
+	got, next, err := tx.CommitAndBegin(cctx, b[:1], nil)
 	if err != nil || next != nil {
 		t.Fatalf("CommitAndBegin with the next batch's order held: %v, next %v", err, next)
 	}

@@ -65,7 +65,7 @@ type Rebuild struct {
 
 // coreTables are the tables of the store itself that a rebuild replaces,
 // besides the read models'.
-var coreTables = []string{"processed_events", "order_versions"}
+var coreTables = []string{"processed_events", "order_versions", "parked_events"}
 
 // BeginRebuild creates empty tables in a scratch schema of the database at
 // dsn (by fsys, the projection's migrations) and returns a Rebuild writing

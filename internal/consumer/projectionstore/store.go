@@ -10,11 +10,14 @@
 // which of its event IDs the ledger knows, has the domain's state machine
 // judge every event (order.Machine.Judge), and writes the verdicts: a new
 // event ID applied or stale gets one ledger row, a known one only counts a
-// delivery more, an event out of sequence is not recorded (the caller
-// dead-letters it; it can apply once what precedes it has). Only applied
-// events reach the read models, in the order they were applied, so a read
-// model only ever holds states the order went through, in order. No SQL
-// here knows a status or a transition.
+// delivery more, an event that came before its predecessor is parked
+// (parked_events) until the batch that applies the predecessor applies it
+// too, and an event that can never apply is not recorded (the caller
+// dead-letters it; a parked one that turns out never to apply is marked to
+// be dead-lettered: Leaving). Only applied events reach the read models, in
+// the order they were applied, so a read model only ever holds states the
+// order went through, in order. No SQL here knows a status or a
+// transition.
 //
 // A batch is one transaction of two round trips — the locks and the reads,
 // then the writes and the commit — whatever its length or the length of
@@ -67,6 +70,10 @@ type ReadModel interface {
 
 // Store is the consumer's database. It is safe for concurrent use.
 type Store struct {
+	// OnLeaving, if set, is called after a batch marked parked events to
+	// be dead-lettered (Leaving), so that they are soon. It must not block.
+	OnLeaving func()
+
 	pool    *pgxpool.Pool
 	machine *order.Machine
 	models  []ReadModel
@@ -139,7 +146,8 @@ const (
 	tryLockOrdersSQL = `SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1::int, k)), true) FROM unnest($2::int[]) AS k`
 	heldSQL          = `SELECT order_id, version, status, customer_id, currency, total_minor, created_at
 FROM order_versions WHERE order_id = ANY($1::uuid[])`
-	knownSQL = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
+	knownSQL  = `SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])`
+	parkedSQL = `SELECT event FROM parked_events WHERE order_id = ANY($1::uuid[]) AND leaving IS NULL`
 )
 
 // The second round trip writes the verdicts and commits: the new ledger
@@ -157,6 +165,15 @@ SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[
 UPDATE processed_events p SET deliveries = p.deliveries + d.n
 FROM unnest($1::uuid[], $2::int[]) AS d(event_id, n)
 WHERE p.event_id = d.event_id`
+	parkSQL = `
+INSERT INTO parked_events (event_id, order_id, version, event, topic, partition, "offset",
+    msg_key, msg_value, header_keys, header_values, msg_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	unparkSQL = `DELETE FROM parked_events WHERE event_id = ANY($1::uuid[])`
+	expelSQL  = `
+UPDATE parked_events p SET leaving = e.leaving, leaving_reason = e.reason
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(event_id, leaving, reason)
+WHERE p.event_id = e.event_id`
 	versionsSQL = `
 INSERT INTO order_versions AS v (order_id, version, status, customer_id, currency, total_minor, created_at)
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[])
@@ -165,8 +182,9 @@ WHERE v.version < EXCLUDED.version`
 )
 
 // Apply applies events in slice order, in one transaction, and returns one
-// outcome per event (same index): applied, duplicate, stale, or out of
-// sequence (not applied, not recorded: the caller dead-letters it). Events of
+// outcome per event (same index): applied, duplicate, stale, parked, or out
+// of sequence or with its terms changed (not applied, not recorded: the
+// caller dead-letters it). Events of
 // one order must come in the order they were produced (Kafka's per-partition
 // order); events of different orders may interleave freely. The events must
 // have passed the store's machine's CheckEvent: Apply trusts their type,
@@ -178,11 +196,21 @@ WHERE v.version < EXCLUDED.version`
 // some event's data can never be stored (retrying the same batch cannot
 // succeed; apply its events one by one to find it); any other error is
 // transient (database unreachable or restarting, timeouts, cancellation).
+//
+// Apply parks events without the message they came in (tests); the
+// consumer uses ApplyFrom.
 func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
+	return s.ApplyFrom(ctx, events, nil)
+}
+
+// ApplyFrom is Apply of events that came in the messages origins returns
+// (by index), which a parked event keeps, so that it can be dead-lettered
+// intact.
+func (s *Store) ApplyFrom(ctx context.Context, events []order.Event, origins Origins) ([]order.Outcome, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	p, err := s.Begin(ctx, events)
+	p, err := s.Begin(ctx, events, origins)
 	if err != nil {
 		return nil, err
 	}
@@ -192,11 +220,34 @@ func (s *Store) Apply(ctx context.Context, events []order.Event) ([]order.Outcom
 // Pending is a batch whose transaction has begun: its orders are locked and
 // what the database holds of them is read. Commit or Rollback it, once.
 type Pending struct {
-	s      *Store
-	conn   *pgxpool.Conn
-	events []order.Event
-	held   map[uuid.UUID]order.Held
-	known  map[uuid.UUID]bool
+	s       *Store
+	conn    *pgxpool.Conn
+	events  []order.Event
+	origins Origins
+	held    map[uuid.UUID]order.Held
+	known   map[uuid.UUID]bool
+	parked  []order.Event
+}
+
+// Origin is the message an event came in, as it was read: a parked event
+// keeps it, so that if it never applies it is dead-lettered intact.
+type Origin struct {
+	Topic      string
+	Partition  int
+	Offset     int64
+	Key, Value []byte // nil: null
+	Headers    []Header
+	Time       time.Time
+}
+
+// Origins returns the message of a batch's event i; it is asked only of
+// the events parked. A nil Origins parks events without their message.
+type Origins func(i int) Origin
+
+// Header is a message header; a nil Value is null.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Begin is the first half of Apply, its first round trip: it begins the
@@ -209,16 +260,16 @@ type Pending struct {
 // batches touch wait for the last one's commit, and see it. If the last one
 // fails, the next one must be rolled back (what it read is not what its
 // events will meet) and begun again.
-func (s *Store) Begin(ctx context.Context, events []order.Event) (*Pending, error) {
+func (s *Store) Begin(ctx context.Context, events []order.Event, origins Origins) (*Pending, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("apply %d events: %w", len(events), err)
 	}
-	p := &Pending{s: s, conn: conn, events: events}
+	p := &Pending{s: s, conn: conn, events: events, origins: origins}
 	b := &pgx.Batch{}
 	orders := queueBegin(b, events, true, s.lockTimeout)
 	br := conn.SendBatch(ctx, b)
-	p.held, p.known, err = readBegin(br, orders, true)
+	err = p.readBegin(br, orders, true)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -233,7 +284,7 @@ func (s *Store) Begin(ctx context.Context, events []order.Event) (*Pending, erro
 // written and committed. It returns one outcome per event, with Apply's
 // error contract, and releases the connection either way.
 func (p *Pending) Commit(ctx context.Context) ([]order.Outcome, error) {
-	outcomes, _, err := p.CommitAndBegin(ctx, nil)
+	outcomes, _, err := p.CommitAndBegin(ctx, nil, nil)
 	return outcomes, err
 }
 
@@ -246,10 +297,10 @@ func (p *Pending) Commit(ctx context.Context) ([]order.Outcome, error) {
 // or another transaction held one of its orders (the next batch only tries
 // the locks here, so that this one's outcome never waits on them): the
 // caller then begins it again; this batch is committed all the same.
-func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, *Pending, error) {
+func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event, nextOrigins Origins) ([]order.Outcome, *Pending, error) {
 	s := p.s
-	verdicts := s.machine.Judge(p.events, p.held, func(id uuid.UUID) bool { return p.known[id] })
-	w, err := s.plan(p.events, verdicts)
+	j := s.machine.Judge(p.events, p.held, p.parked, func(id uuid.UUID) bool { return p.known[id] })
+	w, err := s.plan(p.events, p.origins, j)
 	if err != nil {
 		return nil, nil, p.fail(ctx, err)
 	}
@@ -267,14 +318,17 @@ func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event) ([]ord
 		return nil, nil, p.fail(ctx, err)
 	}
 	s.metrics.applied(s.models, len(w.applied))
-	outcomes := make([]order.Outcome, len(verdicts))
-	for i, v := range verdicts {
+	outcomes := make([]order.Outcome, len(j.Verdicts))
+	for i, v := range j.Verdicts {
 		outcomes[i] = v.Outcome
+	}
+	if len(j.Expelled) > 0 && s.OnLeaving != nil {
+		s.OnLeaving()
 	}
 	var np *Pending
 	if len(next) > 0 {
-		np = &Pending{s: s, conn: p.conn, events: next}
-		np.held, np.known, err = readBegin(br, nextOrders, false)
+		np = &Pending{s: s, conn: p.conn, events: next, origins: nextOrigins}
+		err = np.readBegin(br, nextOrders, false)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -340,17 +394,18 @@ func queueBegin(b *pgx.Batch, events []order.Event, wait bool, lockTimeout strin
 	}
 	b.Queue(heldSQL, pgdb.UUIDs(orders))
 	b.Queue(knownSQL, pgdb.UUIDs(ids))
+	b.Queue(parkedSQL, pgdb.UUIDs(orders))
 	return len(orders)
 }
 
-// readBegin reads the results of what queueBegin queued; when the locks
-// were only tried and one was held, it returns errBusy.
-func readBegin(br pgx.BatchResults, orders int, wait bool) (held map[uuid.UUID]order.Held, known map[uuid.UUID]bool, err error) {
+// readBegin reads the results of what queueBegin queued into p; when the
+// locks were only tried and one was held, it returns errBusy.
+func (p *Pending) readBegin(br pgx.BatchResults, orders int, wait bool) (err error) {
 	if _, err := br.Exec(); err != nil {
-		return nil, nil, fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	if _, err := br.Exec(); err != nil {
-		return nil, nil, fmt.Errorf("set the batch's plans: %w", err)
+		return fmt.Errorf("set the batch's plans: %w", err)
 	}
 	locked := true
 	if wait {
@@ -359,9 +414,9 @@ func readBegin(br pgx.BatchResults, orders int, wait bool) (held map[uuid.UUID]o
 		err = br.QueryRow().Scan(&locked)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock orders: %w", err)
+		return fmt.Errorf("lock orders: %w", err)
 	}
-	held = make(map[uuid.UUID]order.Held, orders)
+	p.held = make(map[uuid.UUID]order.Held, orders)
 	var (
 		id      uuid.UUID
 		version int64
@@ -370,21 +425,32 @@ func readBegin(br pgx.BatchResults, orders int, wait bool) (held map[uuid.UUID]o
 	)
 	rows, _ := br.Query() // its error is rows'
 	_, err = pgx.ForEachRow(rows, []any{&id, &version, &status, &terms.CustomerID, &terms.Currency, &terms.TotalMinor, &terms.CreatedAt}, func() error {
-		held[id] = order.Held{Version: version, Status: order.Status(status), Terms: terms}
+		p.held[id] = order.Held{Version: version, Status: order.Status(status), Terms: terms}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read order versions: %w", err)
+		return fmt.Errorf("read order versions: %w", err)
 	}
-	known = map[uuid.UUID]bool{}
+	p.known = map[uuid.UUID]bool{}
 	rows, _ = br.Query()
-	if _, err = pgx.ForEachRow(rows, []any{&id}, func() error { known[id] = true; return nil }); err != nil {
-		return nil, nil, fmt.Errorf("read the ledger: %w", err)
+	if _, err = pgx.ForEachRow(rows, []any{&id}, func() error { p.known[id] = true; return nil }); err != nil {
+		return fmt.Errorf("read the ledger: %w", err)
+	}
+	p.parked = nil
+	var doc []byte
+	rows, _ = br.Query()
+	_, err = pgx.ForEachRow(rows, []any{&doc}, func() error {
+		ev, err := unmarshalEvent(doc)
+		p.parked = append(p.parked, ev)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read the parked events: %w", err)
 	}
 	if !locked {
-		return nil, nil, errBusy // what was read may change before the locks are had
+		return errBusy // what was read may change before the locks are had
 	}
-	return held, known, nil
+	return nil
 }
 
 // writes is the second round trip: what the verdicts say to write, in
@@ -400,12 +466,13 @@ func (w *writes) queue(owner, sql string, args ...any) {
 	w.owners = append(w.owners, owner)
 }
 
-// plan returns the writes of verdicts: the ledger's new rows and its
-// counts of deliveries, the orders' new versions, every read model's
+// plan returns the writes of a judgement: the ledger's new rows and its
+// counts of deliveries, the events parked, applied from the parked ones or
+// expelled from them, the orders' new versions, every read model's
 // statements, and the commit.
-func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, error) {
-	w := &writes{}
-	n := len(events)
+func (s *Store) plan(events []order.Event, origins Origins, j order.Judgement) (*writes, error) {
+	w := &writes{applied: j.Applied}
+	n := len(events) + len(j.Unparked)
 	var (
 		rec struct {
 			ids, orders [][16]byte
@@ -417,30 +484,48 @@ func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, e
 		recorded   = make(map[uuid.UUID]int, n) // event ID → its row in rec
 		counted    = map[uuid.UUID]int32{}      // known event ID → deliveries in this batch
 		countOrder [][16]byte
-		last       = make(map[uuid.UUID]int, n) // order ID → its newest applied event
+		last       = make(map[uuid.UUID]int, n) // order ID → its newest applied event, in j.Applied
 		lastOrder  = make([]uuid.UUID, 0, n)
 	)
 	rec.ids, rec.orders, rec.versions = make([][16]byte, 0, n), make([][16]byte, 0, n), make([]int64, 0, n)
 	rec.types, rec.outcomes, rec.deliveries = make([]string, 0, n), make([]string, 0, n), make([]int32, 0, n)
-	w.applied = make([]order.Applied, 0, n)
-	for i, v := range verdicts {
+	record := func(ev order.Event, outcome order.Outcome) {
+		recorded[ev.ID] = len(rec.ids)
+		rec.ids = append(rec.ids, ev.ID)
+		rec.orders = append(rec.orders, ev.Order.ID)
+		rec.versions = append(rec.versions, ev.Order.Version)
+		rec.types = append(rec.types, string(ev.Type))
+		rec.outcomes = append(rec.outcomes, string(outcome))
+		rec.deliveries = append(rec.deliveries, 1)
+	}
+	for i, a := range j.Applied {
+		record(a.Event, order.OutcomeApplied)
+		id := a.Event.Order.ID
+		if _, ok := last[id]; !ok {
+			lastOrder = append(lastOrder, id)
+		}
+		last[id] = i
+	}
+	for i, v := range j.Verdicts {
 		ev := events[i]
 		switch v.Outcome {
-		case order.OutcomeApplied, order.OutcomeStale:
-			recorded[ev.ID] = len(rec.ids)
-			rec.ids = append(rec.ids, ev.ID)
-			rec.orders = append(rec.orders, ev.Order.ID)
-			rec.versions = append(rec.versions, ev.Order.Version)
-			rec.types = append(rec.types, string(ev.Type))
-			rec.outcomes = append(rec.outcomes, string(v.Outcome))
-			rec.deliveries = append(rec.deliveries, 1)
-			if v.Outcome == order.OutcomeApplied {
-				w.applied = append(w.applied, order.Applied{Event: ev, From: v.From})
-				if _, ok := last[ev.Order.ID]; !ok {
-					lastOrder = append(lastOrder, ev.Order.ID)
-				}
-				last[ev.Order.ID] = i
+		case order.OutcomeStale:
+			record(ev, v.Outcome)
+		case order.OutcomeParked:
+			var o Origin
+			if origins != nil {
+				o = origins(i)
 			}
+			doc, err := marshalEvent(ev)
+			if err != nil {
+				return nil, &ReadModelError{Model: "parked_events", Err: err, unwritable: true}
+			}
+			keys, values := make([]string, len(o.Headers)), make([][]byte, len(o.Headers))
+			for k, h := range o.Headers {
+				keys[k], values[k] = h.Key, h.Value
+			}
+			w.queue("", parkSQL, ev.ID, ev.Order.ID, ev.Order.Version, doc, o.Topic, o.Partition, o.Offset,
+				o.Key, o.Value, keys, values, o.Time)
 		case order.OutcomeDuplicate:
 			if j, ok := recorded[ev.ID]; ok {
 				rec.deliveries[j]++ // recorded earlier in this batch
@@ -463,12 +548,28 @@ func (s *Store) plan(events []order.Event, verdicts []order.Verdict) (*writes, e
 		}
 		w.queue("", countDeliveriesSQL, pgdb.UUIDs(countOrder), pgdb.Int4s(n))
 	}
+	if len(j.Unparked) > 0 {
+		ids := make([][16]byte, len(j.Unparked))
+		for i, id := range j.Unparked {
+			ids[i] = id
+		}
+		w.queue("", unparkSQL, pgdb.UUIDs(ids))
+	}
+	if len(j.Expelled) > 0 {
+		ids, leaving, reasons := make([][16]byte, len(j.Expelled)), make([]string, len(j.Expelled)), make([]string, len(j.Expelled))
+		for i, e := range j.Expelled {
+			ids[i], leaving[i] = e.Event.ID, string(e.Outcome)
+			reasons[i] = fmt.Sprintf("parked %s event at version %d of order %s cannot apply once version %d is: %s",
+				e.Event.Type, e.Event.Order.Version, e.Event.Order.ID, e.Event.Order.Version-1, e.Outcome)
+		}
+		w.queue("", expelSQL, pgdb.UUIDs(ids), pgdb.Texts(leaving), pgdb.Texts(reasons))
+	}
 	if len(lastOrder) > 0 {
 		n := len(lastOrder)
 		ids, versions, statuses := make([][16]byte, n), make([]int64, n), make([]string, n)
 		customers, currencies, totals, created := make([]string, n), make([]string, n), make([]int64, n), make([]time.Time, n)
 		for i, id := range lastOrder {
-			o := events[last[id]].Order // its terms are the order's: Judge applies no other
+			o := j.Applied[last[id]].Event.Order // its terms are the order's: Judge applies no other
 			ids[i], versions[i], statuses[i] = id, o.Version, string(o.Status)
 			customers[i], currencies[i], totals[i], created[i] = o.CustomerID, o.Currency, o.TotalMinor, o.CreatedAt
 		}

@@ -141,7 +141,7 @@ func TestApplyAcrossBatches(t *testing.T) {
 		A = order.OutcomeApplied
 		D = order.OutcomeDuplicate
 		S = order.OutcomeStale
-		O = order.OutcomeOutOfSequence
+		P = order.OutcomeParked
 	)
 	tests := []struct {
 		name       string
@@ -165,25 +165,25 @@ func TestApplyAcrossBatches(t *testing.T) {
 			wantLedger: map[uuid.UUID]string{v1.ID: "applied/2", v2.ID: "applied/2"},
 		},
 		{
-			name:       "a gap: v3 before v2 is out of sequence, changes nothing and is not recorded",
+			name:       "a gap: v3 before v2 is parked, changes nothing, and applies with v2",
 			batches:    [][]order.Event{{v1}, {v3}, {v2}},
-			want:       [][]order.Outcome{{A}, {O}, {A}},
-			final:      v2,
-			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1"},
-		},
-		{
-			name:       "an out-of-sequence event applies once what precedes it has (a DLQ replay)",
-			batches:    [][]order.Event{{v1}, {v3}, {v2}, {v3}},
-			want:       [][]order.Outcome{{A}, {O}, {A}, {A}},
+			want:       [][]order.Outcome{{A}, {P}, {A}},
 			final:      v3,
 			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1", v3.ID: "applied/1"},
 		},
 		{
-			name:       "a PAID for an order never placed is out of sequence",
+			name:       "a parked event delivered again, before and after it applied, is a duplicate",
+			batches:    [][]order.Event{{v1}, {v3}, {v3}, {v2}, {v3}},
+			want:       [][]order.Outcome{{A}, {P}, {D}, {A}, {D}},
+			final:      v3,
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1", v3.ID: "applied/2"},
+		},
+		{
+			name:       "a PAID for an order not placed yet is parked until it is",
 			batches:    [][]order.Event{{v2}, {v1}},
-			want:       [][]order.Outcome{{O}, {A}},
-			final:      v1,
-			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1"},
+			want:       [][]order.Outcome{{P}, {A}},
+			final:      v2,
+			wantLedger: map[uuid.UUID]string{v1.ID: "applied/1", v2.ID: "applied/1"},
 		},
 		{
 			name:       "a placing event under a new id after the order moved on is stale",
@@ -235,23 +235,30 @@ func TestApplyWithinOneBatchFollowsSliceOrder(t *testing.T) {
 		wantLedger map[uuid.UUID]string
 	}{
 		{
-			name:       "v3 then v2: v3 is out of sequence, v2 applies",
+			name:       "v3 then v2: v3 is parked, and applies right after v2",
 			batch:      []order.Event{a[0], a[2], a[1]},
-			want:       []order.Outcome{A, O, A},
-			final:      []order.Event{a[1]},
-			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a[1].ID: "applied/1"},
+			want:       []order.Outcome{A, A, A},
+			final:      []order.Event{a[2]},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a[1].ID: "applied/1", a[2].ID: "applied/1"},
 		},
 		{
-			name:       "v2, v1, v2 under a new id: the first v2 is out of sequence, the second applies",
+			name:       "v2, v1, v2 under a new id: the first v2 applies after v1, the second is stale",
 			batch:      []order.Event{a[1], a[0], a2again},
-			want:       []order.Outcome{O, A, A},
-			final:      []order.Event{a2again},
-			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a2again.ID: "applied/1"},
+			want:       []order.Outcome{A, A, S},
+			final:      []order.Event{a[1]},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", a[1].ID: "applied/1", a2again.ID: "stale/1"},
 		},
 		{
 			name:       "cancelled then refunded: a refund cannot follow a cancellation",
 			batch:      []order.Event{a[0], cancelA, a[2]},
 			want:       []order.Outcome{A, A, O},
+			final:      []order.Event{cancelA},
+			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", cancelA.ID: "applied/1"},
+		},
+		{
+			name:       "a refund parked before the cancellation it cannot follow is out of sequence",
+			batch:      []order.Event{a[0], a[2], cancelA},
+			want:       []order.Outcome{A, O, A},
 			final:      []order.Event{cancelA},
 			wantLedger: map[uuid.UUID]string{a[0].ID: "applied/1", cancelA.ID: "applied/1"},
 		},
@@ -285,15 +292,15 @@ func TestApplyWithinOneBatchFollowsSliceOrder(t *testing.T) {
 		},
 		{
 			// b[2] comes before the b[1] it follows, then again after it: the
-			// first delivery is out of sequence, the second applies, as one at
-			// a time they would.
+			// first delivery is parked and applies after b[1], the second is
+			// a duplicate, as one at a time they would be.
 			name:  "two orders interleaved are judged independently",
 			batch: []order.Event{a[0], b[0], b[2], a[1], b[1], a[0], b[2]},
-			want:  []order.Outcome{A, A, O, A, A, D, A},
+			want:  []order.Outcome{A, A, A, A, A, D, D},
 			final: []order.Event{a[1], b[2]},
 			wantLedger: map[uuid.UUID]string{
 				a[0].ID: "applied/2", a[1].ID: "applied/1",
-				b[0].ID: "applied/1", b[1].ID: "applied/1", b[2].ID: "applied/1",
+				b[0].ID: "applied/1", b[1].ID: "applied/1", b[2].ID: "applied/2",
 			},
 		},
 	}

@@ -120,7 +120,7 @@ type projector struct {
 	once   sync.Once
 }
 
-func (p *projector) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
+func (p *projector) Apply(ctx context.Context, events []order.Event, _ []kafka.Message) ([]order.Outcome, error) {
 	if p.start != nil {
 		p.once.Do(func() { close(p.start) })
 	}
@@ -153,28 +153,28 @@ func (p *projector) Apply(ctx context.Context, events []order.Event) ([]order.Ou
 	return out, nil
 }
 
-func (p *projector) Begin(_ context.Context, events []order.Event) (Pending, error) {
+func (p *projector) Begin(_ context.Context, events []order.Event, _ []kafka.Message) (Pending, error) {
 	return pendingOf(p, events), nil
 }
 
 // pendingOf is a transaction of events that a applies at its commit, as
 // the fakes have no locks to take.
 func pendingOf(a interface {
-	Apply(context.Context, []order.Event) ([]order.Outcome, error)
+	Apply(context.Context, []order.Event, []kafka.Message) ([]order.Outcome, error)
 }, events []order.Event) Pending {
 	return pending{a, events}
 }
 
 type pending struct {
 	a interface {
-		Apply(context.Context, []order.Event) ([]order.Outcome, error)
+		Apply(context.Context, []order.Event, []kafka.Message) ([]order.Outcome, error)
 	}
 	events []order.Event
 }
 
 // CommitAndBegin applies the events; the next batch begins in its turn.
-func (p pending) CommitAndBegin(ctx context.Context, _ []order.Event) ([]order.Outcome, Pending, error) {
-	out, err := p.a.Apply(ctx, p.events)
+func (p pending) CommitAndBegin(ctx context.Context, _ []order.Event, _ []kafka.Message) ([]order.Outcome, Pending, error) {
+	out, err := p.a.Apply(ctx, p.events, nil)
 	return out, nil, err
 }
 
@@ -391,17 +391,17 @@ type flakyAfter struct {
 	failed bool
 }
 
-func (f *flakyAfter) Begin(_ context.Context, events []order.Event) (Pending, error) {
+func (f *flakyAfter) Begin(_ context.Context, events []order.Event, _ []kafka.Message) (Pending, error) {
 	return pendingOf(f, events), nil
 }
 
-func (f *flakyAfter) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
+func (f *flakyAfter) Apply(ctx context.Context, events []order.Event, _ []kafka.Message) ([]order.Outcome, error) {
 	if len(events) == 1 && events[0].Order.CustomerID == f.failOn && !f.failed {
 		f.failed = true
 		f.tl.add("apply failed")
 		return nil, errTransient
 	}
-	return f.projector.Apply(ctx, events)
+	return f.projector.Apply(ctx, events, nil)
 }
 
 // heldCommits is a reader whose commits wait until release is closed.

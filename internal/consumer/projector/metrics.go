@@ -44,7 +44,7 @@ const (
 
 // NewMetrics registers the consumer's metrics on reg:
 //
-//	consumer_events_total{outcome}            events by outcome: applied, duplicate, stale, dead_lettered
+//	consumer_events_total{outcome}            events by outcome: applied, duplicate, stale, parked, dead_lettered
 //	consumer_retries_total{dependency}        transient failures retried: database, schema registry, kafka fetch, kafka commit, dead-letter topic
 //	consumer_dlq_published_total{class}       messages published to the dead-letter topic, by error class
 //	consumer_batch_duration_seconds           a batch from fetched to committed (decode, apply, DLQ, commit)
@@ -60,7 +60,7 @@ const (
 func NewMetrics(reg prometheus.Registerer, dlqClasses ...string) *Metrics {
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_events_total",
-			Help: "Consumed messages by outcome: applied, duplicate, stale (older than the projection), dead_lettered."}, []string{"outcome"}),
+			Help: "Consumed messages by outcome: applied, duplicate, stale (older than the projection), parked (until their predecessor is applied), dead_lettered."}, []string{"outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_retries_total",
 			Help: "Transient failures retried with backoff, by dependency."}, []string{"dependency"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "consumer_dlq_published_total",
@@ -93,6 +93,10 @@ func NewMetrics(reg prometheus.Registerer, dlqClasses ...string) *Metrics {
 	}
 	return m
 }
+
+// DeadLettered counts a dead letter of class published by another part of
+// the consumer (the parked events that leave).
+func (m *Metrics) DeadLettered(class string) { m.dlq.WithLabelValues(class).Inc() }
 
 // lagCollector asks the brokers at scrape time, so the lag keeps growing on
 // the dashboard while the consumer is stuck, which a lag computed from the

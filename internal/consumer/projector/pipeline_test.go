@@ -35,16 +35,16 @@ func names(events []order.Event) string {
 	return strings.Join(n, ",")
 }
 
-func (p *txProjector) Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error) {
-	tx, err := p.Begin(ctx, events)
+func (p *txProjector) Apply(ctx context.Context, events []order.Event, _ []kafka.Message) ([]order.Outcome, error) {
+	tx, err := p.Begin(ctx, events, nil)
 	if err != nil {
 		return nil, err
 	}
-	out, _, err := tx.CommitAndBegin(ctx, nil)
+	out, _, err := tx.CommitAndBegin(ctx, nil, nil)
 	return out, err
 }
 
-func (p *txProjector) Begin(_ context.Context, events []order.Event) (Pending, error) {
+func (p *txProjector) Begin(_ context.Context, events []order.Event, _ []kafka.Message) (Pending, error) {
 	p.tl.add("begin %s", names(events))
 	return &fakeTx{p: p, events: events}, nil
 }
@@ -54,7 +54,7 @@ type fakeTx struct {
 	events []order.Event
 }
 
-func (t *fakeTx) CommitAndBegin(_ context.Context, next []order.Event) ([]order.Outcome, Pending, error) {
+func (t *fakeTx) CommitAndBegin(_ context.Context, next []order.Event, _ []kafka.Message) ([]order.Outcome, Pending, error) {
 	p := t.p
 	p.mu.Lock()
 	hold := p.hold != nil && !p.held
@@ -233,7 +233,7 @@ func TestTheNextBatchsTransactionWaitsForTheCommitBeforeOnlySoLong(t *testing.T)
 
 	ended := &commitFlight{done: make(chan error, 1)}
 	ended.done <- nil
-	ahead, _ := p.Begin(context.Background(), []order.Event{dec.events["a"]})
+	ahead, _ := p.Begin(context.Background(), []order.Event{dec.events["a"]}, nil)
 	if got := c.keepAhead(context.Background(), ahead, ended); got != ahead {
 		t.Errorf("with the commit before ended: %v, want the transaction kept", got)
 	}
@@ -242,7 +242,7 @@ func TestTheNextBatchsTransactionWaitsForTheCommitBeforeOnlySoLong(t *testing.T)
 	}
 
 	retrying := &commitFlight{done: make(chan error, 1)}
-	ahead, _ = p.Begin(context.Background(), []order.Event{dec.events["b"]})
+	ahead, _ = p.Begin(context.Background(), []order.Event{dec.events["b"]}, nil)
 	start := time.Now()
 	if got := c.keepAhead(context.Background(), ahead, retrying); got != nil {
 		t.Errorf("with the commit before still running: %v, want none", got)

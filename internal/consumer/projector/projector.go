@@ -65,12 +65,14 @@ type Decoder interface {
 // Projector applies a batch of events in one transaction, returning one
 // outcome per event (projectionstore.Store). Apply is Begin, then the
 // Pending's Commit; the consumer begins the next batch's transaction while
-// the last one commits (see loop), which Begin must allow.
+// the last one commits (see loop), which Begin must allow. msgs are the
+// messages the events came in (same index): an event parked keeps its
+// message, to be dead-lettered intact if it never applies.
 type Projector interface {
-	Apply(ctx context.Context, events []order.Event) ([]order.Outcome, error)
+	Apply(ctx context.Context, events []order.Event, msgs []kafka.Message) ([]order.Outcome, error)
 	// Begin starts the batch's transaction: its orders are locked (after
 	// any transaction holding them ends) and what they hold is read.
-	Begin(ctx context.Context, events []order.Event) (Pending, error)
+	Begin(ctx context.Context, events []order.Event, msgs []kafka.Message) (Pending, error)
 }
 
 // Pending is a batch whose transaction Begin started. Commit or Rollback it
@@ -80,7 +82,7 @@ type Pending interface {
 	// result, and begins next's transaction right after, in the same
 	// round trip: that transaction is returned, or nil if next is empty or
 	// its beginning failed (this batch's result stands either way).
-	CommitAndBegin(ctx context.Context, next []order.Event) ([]order.Outcome, Pending, error)
+	CommitAndBegin(ctx context.Context, next []order.Event, nextMsgs []kafka.Message) ([]order.Outcome, Pending, error)
 	// Rollback ends the transaction, writing nothing.
 	Rollback(ctx context.Context)
 }
@@ -212,7 +214,7 @@ func (c Config) validateRead() error {
 
 // Stats counts what a consumer did since it started.
 type Stats struct {
-	Applied, Duplicate, Stale, DeadLettered, Retries, Batches int64
+	Applied, Duplicate, Stale, Parked, DeadLettered, Retries, Batches int64
 }
 
 // MaxObservedLag bounds what consumer_end_to_end_latency_seconds observes:
@@ -226,7 +228,7 @@ type Consumer struct {
 	spanName string // "<topic> process", as OpenTelemetry names a consumer's process span
 	log      *slog.Logger
 	m        *Metrics
-	stats    struct{ applied, duplicate, stale, deadLettered, retries, batches atomic.Int64 }
+	stats    struct{ applied, duplicate, stale, parked, deadLettered, retries, batches atomic.Int64 }
 
 	mu        sync.Mutex
 	notReady  error // the step of the batch being applied that is being retried
@@ -313,7 +315,7 @@ func (c *Consumer) setCommitErr(err error) {
 // Stats returns the counters.
 func (c *Consumer) Stats() Stats {
 	s := &c.stats
-	return Stats{s.applied.Load(), s.duplicate.Load(), s.stale.Load(), s.deadLettered.Load(), s.retries.Load(), s.batches.Load()}
+	return Stats{s.applied.Load(), s.duplicate.Load(), s.stale.Load(), s.parked.Load(), s.deadLettered.Load(), s.retries.Load(), s.batches.Load()}
 }
 
 // Run consumes until ctx ends. The batch in hand when ctx ends is finished
@@ -765,7 +767,7 @@ func (c *Consumer) decode(ctx context.Context, items []item) error {
 // before's commit. With next, next's transaction begins in the same round
 // trip as this one's commit, and is returned if it did.
 func (c *Consumer) apply(ctx context.Context, items []item, tx Pending, next *prepared) (Pending, error) {
-	idx, events := pendingEvents(items)
+	idx, events, msgs := pendingEvents(items)
 	if len(events) == 0 {
 		if tx != nil {
 			tx.Rollback(ctx)
@@ -774,15 +776,15 @@ func (c *Consumer) apply(ctx context.Context, items []item, tx Pending, next *pr
 	}
 	var err error
 	if tx == nil {
-		tx, err = c.cfg.Projector.Begin(ctx, events)
+		tx, err = c.cfg.Projector.Begin(ctx, events, msgs)
 	}
 	var (
 		outcomes []order.Outcome
 		ahead    Pending
 	)
 	if err == nil {
-		_, nextEvents := pendingEvents(nextItems(next))
-		outcomes, ahead, err = tx.CommitAndBegin(ctx, nextEvents)
+		_, nextEvents, nextMsgs := pendingEvents(nextItems(next))
+		outcomes, ahead, err = tx.CommitAndBegin(ctx, nextEvents, nextMsgs)
 	}
 	if err == nil {
 		for j, i := range idx {
@@ -795,7 +797,7 @@ func (c *Consumer) apply(ctx context.Context, items []item, tx Pending, next *pr
 	}
 	c.log.Warn("batch rejected by the database; applying one by one", "events", len(events), "error", err)
 	for _, i := range idx {
-		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev})
+		outcomes, err := c.cfg.Projector.Apply(ctx, []order.Event{items[i].ev}, []kafka.Message{items[i].msg})
 		if err == nil {
 			c.settle(&items[i], outcomes[0])
 			continue
@@ -814,15 +816,16 @@ func (c *Consumer) apply(ctx context.Context, items []item, tx Pending, next *pr
 
 // pendingEvents returns the events of items still to apply (decoded, not
 // settled), with their indexes.
-func pendingEvents(items []item) (idx []int, events []order.Event) {
-	idx, events = make([]int, 0, len(items)), make([]order.Event, 0, len(items))
+func pendingEvents(items []item) (idx []int, events []order.Event, msgs []kafka.Message) {
+	idx, events, msgs = make([]int, 0, len(items)), make([]order.Event, 0, len(items)), make([]kafka.Message, 0, len(items))
 	for i, it := range items {
 		if it.dead == nil && it.outcome == "" {
 			idx = append(idx, i)
 			events = append(events, it.ev)
+			msgs = append(msgs, it.msg)
 		}
 	}
-	return idx, events
+	return idx, events, msgs
 }
 
 func nextItems(p *prepared) []item {
@@ -897,7 +900,7 @@ func (c *Consumer) finish(items []item, start time.Time, err error) {
 		c.m.batch.Observe(now.Sub(start).Seconds())
 		c.m.size.Observe(float64(len(items)))
 	}
-	var counts [5]int // by outcome, counted per batch: a labelled counter costs a lookup per Inc
+	var counts [6]int // by outcome, counted per batch: a labelled counter costs a lookup per Inc
 	for _, it := range items {
 		if err != nil {
 			it.span.SetStatus(codes.Error, "batch abandoned; will be redelivered")
@@ -920,10 +923,15 @@ func (c *Consumer) finish(items []item, start time.Time, err error) {
 			c.stats.duplicate.Add(1)
 		case it.outcome == order.OutcomeStale:
 			c.stats.stale.Add(1)
+		case it.outcome == order.OutcomeParked:
+			c.stats.parked.Add(1)
+			c.log.InfoContext(it.ctx, "event parked until its predecessor is applied", "event_id", it.ev.ID.String(),
+				"event_type", string(it.ev.Type), "order_id", it.ev.Order.ID.String(), "version", it.ev.Order.Version,
+				"partition", it.msg.Partition, "offset", it.msg.Offset)
 		}
 		counts[slices.Index(outcomes, outcome)+1]++
 		if it.dead == nil {
-			if c.cfg.Committed != nil {
+			if c.cfg.Committed != nil && it.outcome != order.OutcomeParked {
 				c.cfg.Committed(it.ev.Order.ID, it.ev.Order.Version)
 			}
 			if it.span.IsRecording() {
@@ -946,7 +954,7 @@ func (c *Consumer) finish(items []item, start time.Time, err error) {
 }
 
 // outcomes are the values of consumer_events_total's outcome label.
-var outcomes = []string{string(order.OutcomeApplied), string(order.OutcomeDuplicate), string(order.OutcomeStale), "dead_lettered"}
+var outcomes = []string{string(order.OutcomeApplied), string(order.OutcomeDuplicate), string(order.OutcomeStale), string(order.OutcomeParked), "dead_lettered"}
 
 // retry runs step until it succeeds or ctx ends, backing off exponentially
 // with jitter, and reports the dependency as not ready while it fails.

@@ -55,7 +55,10 @@ type RebuildConfig struct {
 // longer started where the projection was built from (with AllowPartial).
 type RebuildResult struct {
 	Read, Applied, Duplicate, Stale, Skipped int
-	Partial                                  []kafkalog.Bounds
+	// Parked counts events that came before their predecessor: applied
+	// when it came later in the topic, or left parked in the new tables.
+	Parked  int
+	Partial []kafkalog.Bounds
 }
 
 // PartialTopicError is a refusal to rebuild from a topic that lost events
@@ -192,7 +195,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	c.log.Info("projection rebuilt", "read", res.Read, "applied", res.Applied, "duplicate", res.Duplicate,
-		"stale", res.Stale, "skipped", res.Skipped, "partial_partitions", len(res.Partial))
+		"stale", res.Stale, "parked", res.Parked, "skipped", res.Skipped, "partial_partitions", len(res.Partial))
 	return res, nil
 }
 
@@ -218,6 +221,8 @@ func (c *Consumer) rebuildBatch(ctx context.Context, batch []item, res *RebuildR
 			res.Duplicate++
 		case it.outcome == order.OutcomeStale:
 			res.Stale++
+		case it.outcome == order.OutcomeParked:
+			res.Parked++
 		}
 	}
 	return nil

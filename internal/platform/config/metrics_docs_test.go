@@ -51,7 +51,8 @@ func TestOperationsDocListsEveryMetricAndTracingVariable(t *testing.T) {
 	projector.NewMetrics(reg)
 	projectionstore.NewMetrics(reg)
 	telemetry.NewHTTPMetrics(reg)
-	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, kafkaconn.Plaintext, "t", "g", nil))
+	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, kafkaconn.Plaintext, "t", "g", nil),
+		projectionstore.NewParkedCollector(nil))
 	registered := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, c := range reg.cs {

@@ -1,0 +1,159 @@
+package orderconsumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
+	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
+	"github.com/ordersonkafka/orders/internal/consumer/projector"
+	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
+	"github.com/ordersonkafka/orders/migrations"
+)
+
+// ClassParkedTooLong is the DLQ class of an event parked longer than
+// CONSUMER_PARKED_MAX_AGE: its predecessor never came (it sits in the DLQ,
+// or was never published).
+const ClassParkedTooLong = "projection.ParkedTooLong"
+
+// leavingClass is the DLQ class of a parked event that leaves for why.
+func leavingClass(why string) string {
+	switch why {
+	case string(order.OutcomeOutOfSequence):
+		return (&order.EventError{Rule: order.RuleOutOfSequence}).Class()
+	case string(order.OutcomeTermsChanged):
+		return (&order.EventError{Rule: order.RuleTermsChanged}).Class()
+	}
+	return ClassParkedTooLong
+}
+
+// parkedSweeper dead-letters the parked events that leave: those a batch
+// found can never apply, and those parked longer than maxAge, which it
+// marks itself. It sweeps every interval, and soon after poke.
+type parkedSweeper struct {
+	store    *projectionstore.Store
+	dlq      *deadletter.Publisher
+	metrics  *projector.Metrics
+	log      *slog.Logger
+	maxAge   time.Duration
+	interval time.Duration
+	poke     chan struct{}
+}
+
+func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge time.Duration) *parkedSweeper {
+	s := &parkedSweeper{store: store, dlq: dlq, metrics: m, log: log, maxAge: maxAge,
+		interval: max(min(10*time.Second, maxAge/4), 10*time.Millisecond), poke: make(chan struct{}, 1)}
+	store.OnLeaving = func() {
+		select {
+		case s.poke <- struct{}{}:
+		default:
+		}
+	}
+	return s
+}
+
+// Run sweeps until ctx ends; a sweep that fails is logged and done again
+// the next time.
+func (s *parkedSweeper) Run(ctx context.Context) error {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.poke:
+		}
+		if err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("parked events: cannot dead-letter those leaving; trying again", "error", err)
+		}
+	}
+}
+
+// sweep marks the events parked too long, then dead-letters every event
+// leaving and deletes it once the DLQ has it. A crash in between publishes
+// it again the next time: the DLQ may hold it twice, never zero times.
+func (s *parkedSweeper) sweep(ctx context.Context) error {
+	n, err := s.store.ExpireParked(ctx, s.maxAge)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Warn("events parked longer than CONSUMER_PARKED_MAX_AGE leave for the DLQ", "events", n, "max_age", s.maxAge.String())
+	}
+	for {
+		leaving, err := s.store.Leaving(ctx, 100)
+		if err != nil || len(leaving) == 0 {
+			return err
+		}
+		dls := make([]deadletter.DeadLetter, len(leaving))
+		ids := make([]uuid.UUID, len(leaving))
+		for i, p := range leaving {
+			dls[i] = deadletter.DeadLetter{Msg: message(p.Origin), Class: leavingClass(p.Leaving), Err: errors.New(p.Reason)}
+			ids[i] = p.EventID
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = s.dlq.Publish(pctx, dls)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if err := s.store.Left(ctx, ids); err != nil {
+			return err
+		}
+		for i, p := range leaving {
+			s.metrics.DeadLettered(dls[i].Class)
+			s.log.Warn("parked event dead-lettered", "class", dls[i].Class, "event_id", p.EventID.String(), "order_id", p.OrderID.String(),
+				"version", p.Version, "event_type", string(p.Type), "partition", p.Origin.Partition, "offset", p.Origin.Offset, "reason", p.Reason)
+		}
+	}
+}
+
+// message is the Kafka message a parked event came in.
+func message(o projectionstore.Origin) kafka.Message {
+	m := kafka.Message{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value, Time: o.Time}
+	for _, h := range o.Headers {
+		m.Headers = append(m.Headers, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	return m
+}
+
+// check is /readyz's view of the parked events: degraded, never failing,
+// while one has waited longer than a minute, or half maxAge if less (a
+// predecessor on another partition comes within seconds; one that does not
+// sits in the DLQ, or its partition is stalled).
+func (s *parkedSweeper) check(ctx context.Context) error {
+	parked, err := s.store.Parked(ctx, uuid.Nil, 100)
+	if err != nil {
+		return err
+	}
+	for _, p := range parked { // oldest first
+		if p.Leaving != "" {
+			continue
+		}
+		if waited := time.Since(p.ParkedAt); waited > min(time.Minute, s.maxAge/2) {
+			return fmt.Errorf("an event has waited %s for its predecessor (order %s, version %d; dead-lettered after CONSUMER_PARKED_MAX_AGE=%s): see `order-consumer parked list`",
+				waited.Round(time.Second), p.OrderID, p.Version-1, s.maxAge)
+		}
+		return nil
+	}
+	return nil
+}
+
+// ListParked returns the events parked in the consumer's database, those
+// of orderID only if it is not uuid.Nil, oldest first.
+func ListParked(ctx context.Context, cfg Config, orderID uuid.UUID) ([]projectionstore.ParkedEvent, error) {
+	pool, err := pgdb.OpenMigrated(ctx, cfg.DatabaseURL, 2, cfg.Migrate, migrations.Projection())
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	return projectionstore.New(pool, order.Standard, nil).Parked(ctx, orderID, 10000)
+}
