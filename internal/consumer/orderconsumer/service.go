@@ -145,6 +145,13 @@ func (s *Service) wire(m *service.Main) error {
 		return err
 	}
 	telemetry.Register(s.Registry, projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	checks := []web.Check{
+		{Name: "database", Func: s.store.Ping},
+		{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }},
+	}
+	if s.Auth != nil {
+		checks = append(checks, s.Auth.Checks()...)
+	}
 	s.handler = projectionapi.New(projectionapi.Config{
 		Logger:     s.Log,
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
@@ -152,9 +159,7 @@ func (s *Service) wire(m *service.Main) error {
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
 		Auth:       s.Auth,
-	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers},
-		web.Check{Name: "database", Func: s.store.Ping},
-		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }})
+	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers}, checks...)
 	return nil
 }
 
