@@ -44,6 +44,9 @@ type Settings struct {
 	// AuthJWKSURL, AuthIssuer and AuthAudience turn on the APIs' bearer
 	// token authentication (web.Auth); an empty JWKS URL leaves it off.
 	AuthJWKSURL, AuthIssuer, AuthAudience string
+	// AuthJWKSRefreshInterval is the least time between two fetches of the
+	// JWKS (web.KeySetConfig.RefreshInterval).
+	AuthJWKSRefreshInterval time.Duration
 	// AdminAddr, when set, is where net/http/pprof is served.
 	AdminAddr string
 }
@@ -118,7 +121,7 @@ func Open(ctx context.Context, cfg Config, migrations fs.FS, log *slog.Logger, t
 		log.Warn("API authentication is off: AUTH_JWKS_URL is empty, so any caller may use the API (set AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE to require bearer tokens)")
 	} else {
 		auth, err := web.NewAuth(web.AuthConfig{Issuer: s.AuthIssuer, Audience: s.AuthAudience,
-			Keys: web.KeySetConfig{URL: s.AuthJWKSURL, Logger: log}})
+			Keys: web.KeySetConfig{URL: s.AuthJWKSURL, RefreshInterval: s.AuthJWKSRefreshInterval, Logger: log}})
 		if err != nil {
 			m.Close(ctx)
 			return nil, err
