@@ -284,11 +284,13 @@ func (k *KeySet) get() ([]jose.JSONWebKey, error) {
 		// A key of a type or use we do not verify with is skipped, as RFC
 		// 7517 §5 asks, not a reason to refuse the whole set.
 		var key jose.JSONWebKey
-		if json.Unmarshal(raw, &key) != nil || !key.Valid() || key.Use == "enc" ||
+		if json.Unmarshal(raw, &key) != nil || key.Use == "enc" ||
 			(key.Algorithm != "" && !slices.Contains(signingAlgorithms, jose.SignatureAlgorithm(key.Algorithm))) {
 			continue
 		}
-		keys = append(keys, key.Public())
+		if pub := key.Public(); pub.Valid() { // a symmetric key has no public part
+			keys = append(keys, pub)
+		}
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("the JWKS holds no RS256 or ES256 signing key")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -417,5 +418,43 @@ func TestReadinessFailsOnlyWhileNoKeyWasEverFetched(t *testing.T) {
 	stacktest.WaitFor(t, "the refresh to recover", 10*time.Second, func() bool { return ready(t, base).Checks["auth_keys_refresh"] == "ok" })
 	if warn, info := strings.Count(log.String(), "cannot fetch the signing keys"), strings.Count(log.String(), "fetched again"); warn != 2 || info != 2 {
 		t.Errorf("%d warnings and %d recoveries logged for two outages, want 2 and 2:\n%s", warn, info, log.String())
+	}
+}
+
+// Keys the API cannot verify with (a symmetric key, an encryption key, an
+// unknown type) are skipped, not a reason to refuse the JWKS; a JWKS
+// without any signing key is a failed fetch, which keeps the keys held.
+func TestAJWKSIsReadForItsSigningKeysOnly(t *testing.T) {
+	iss := tokentest.New(t)
+	key := tokentest.NewKey(t, "k", jose.ES256)
+	iss.Publish(key)
+	resp, err := http.Get(iss.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var published struct{ Keys []json.RawMessage }
+	err = json.NewDecoder(resp.Body).Decode(&published)
+	resp.Body.Close()
+	if err != nil || len(published.Keys) != 1 {
+		t.Fatalf("the issuer's JWKS: %v %v", published, err)
+	}
+	others := `{"kty":"oct","kid":"k","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"},{"kty":"OKP","crv":"X448","kid":"k","x":"AAAA"},` +
+		`{"kty":"EC","use":"enc","kid":"k","crv":"P-256","x":"AAAA","y":"AAAA"}`
+	var body atomic.Value
+	body.Store(`{"keys":[` + others + `,` + string(published.Keys[0]) + `]}`)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body.Load().(string)) }))
+	defer jwks.Close()
+	auth := newAuth(t, jwks.URL, web.KeySetConfig{RefreshInterval: 50 * time.Millisecond, RefreshPeriod: 50 * time.Millisecond})
+	base := serveAPI(t, auth)
+	if a := get(t, base+"/orders/1", token(t, key, nil)); a.status != 204 {
+		t.Fatalf("a token of the signing key among others: %+v", a)
+	}
+	body.Store(`{"keys":[` + others + `]}`)
+	runKeys(t, auth)
+	stacktest.WaitFor(t, "the fetch without a signing key to fail", 10*time.Second, func() bool {
+		return strings.Contains(ready(t, base).Checks["auth_keys_refresh"], "no RS256 or ES256 signing key")
+	})
+	if a := get(t, base+"/orders/1", token(t, key, nil)); a.status != 204 {
+		t.Errorf("a token of the key held after a JWKS without signing keys: %+v", a)
 	}
 }
