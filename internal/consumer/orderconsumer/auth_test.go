@@ -1,6 +1,7 @@
 package orderconsumer_test
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,8 +17,9 @@ import (
 )
 
 // With AUTH_JWKS_URL set, both real APIs take only bearer tokens with the
-// scope a route needs, log the token's subject (never the token), and keep
-// /healthz, /readyz and /metrics open; without it they warn at start-up.
+// scope a route needs, log the token's subject (never the token), keep
+// /healthz, /readyz and /metrics open, and report the signing keys in
+// /readyz; without it they warn at start-up.
 func TestBothAPIsRequireBearerTokens(t *testing.T) {
 	t.Parallel()
 	iss := tokentest.New(t)
@@ -68,6 +70,17 @@ func TestBothAPIsRequireBearerTokens(t *testing.T) {
 		st, challenge := send(tc.method, tc.url, tc.token, tc.body)
 		if st != tc.status || !strings.Contains(challenge, tc.challenge) {
 			t.Errorf("%s: %d %q, want %d %q", tc.name, st, challenge, tc.status, tc.challenge)
+		}
+	}
+	for _, base := range []string{api, c.url} {
+		resp, err := client(t, base).Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"auth_keys":"ok"`) || !strings.Contains(string(b), `"auth_keys_refresh":"ok"`) {
+			t.Errorf("%s/readyz does not report the signing keys: %s", base, b)
 		}
 	}
 	out := logs.String()

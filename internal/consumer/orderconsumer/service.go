@@ -150,6 +150,14 @@ func (s *Service) wire(m *service.Main) error {
 		return err
 	}
 	telemetry.Register(s.Registry, projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	checks := []web.Check{
+		{Name: "database", Func: s.store.Ping},
+		{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }},
+		{Name: "parked_events", Func: s.parked.check, Optional: true},
+	}
+	if s.Auth != nil {
+		checks = append(checks, s.Auth.Checks()...)
+	}
 	s.handler = projectionapi.New(projectionapi.Config{
 		Logger:     s.Log,
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
@@ -157,10 +165,7 @@ func (s *Service) wire(m *service.Main) error {
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
 		Auth:       s.Auth,
-	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers},
-		web.Check{Name: "database", Func: s.store.Ping},
-		web.Check{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }},
-		web.Check{Name: "parked_events", Func: s.parked.check, Optional: true})
+	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers}, checks...)
 	return nil
 }
 

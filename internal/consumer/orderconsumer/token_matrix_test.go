@@ -23,7 +23,9 @@ func TestTheTokenMatrixOnEachRealAPI(t *testing.T) {
 	const issuer, audience = "https://issuer.example", "orders"
 	apiIss, consumerIss := tokentest.New(t), tokentest.New(t)
 	env := func(iss *tokentest.Issuer) []string {
-		return []string{"AUTH_JWKS_URL", iss.URL, "AUTH_ISSUER", issuer, "AUTH_AUDIENCE", audience}
+		// A short refresh interval: the matrix publishes its keys after the
+		// services fetched the JWKS, and rotates one in.
+		return []string{"AUTH_JWKS_URL", iss.URL, "AUTH_ISSUER", issuer, "AUTH_AUDIENCE", audience, "AUTH_JWKS_REFRESH_INTERVAL", "1s"}
 	}
 	s := newStack(t)
 	logs := stacktest.NewLog(t)

@@ -572,10 +572,11 @@ func cut(s string, n int) string {
 func HoldsAPI(t *testing.T, document []byte, build func(auth *web.Auth) http.Handler) {
 	t.Helper()
 	c := Load(t, document)
-	for name, auth := range map[string]*web.Auth{
-		"authentication off": nil,
-		"authentication on":  web.NewAuth(context.Background(), "http://127.0.0.1:1/jwks", "https://issuer.example", "orders"),
-	} {
+	on, err := web.NewAuth(web.AuthConfig{Issuer: "https://issuer.example", Audience: "orders", Keys: web.KeySetConfig{URL: "http://127.0.0.1:1/jwks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, auth := range map[string]*web.Auth{"authentication off": nil, "authentication on": on} {
 		t.Run(name, func(t *testing.T) {
 			h := build(auth)
 			c.Routes(t, h.(chi.Routes))

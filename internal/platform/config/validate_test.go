@@ -109,6 +109,8 @@ var sharedValid = []map[string]string{
 	{"SCHEMA_REGISTRY_URL": "http://[::1]:8081/registry"},
 	{"ORDER_EVENTS_TOPIC": "order-events.v2_eu"},
 	{"ORDER_EVENTS_TOPIC": strings.Repeat("a", 249)},
+	{"AUTH_JWKS_URL": "https://issuer/jwks", "AUTH_ISSUER": "i", "AUTH_AUDIENCE": "a", "AUTH_JWKS_REFRESH_INTERVAL": "1s"},
+	{"AUTH_JWKS_REFRESH_INTERVAL": "5m"},
 }
 
 var sharedInvalid = []invalid{
@@ -159,6 +161,8 @@ var sharedInvalid = []invalid{
 	{"an issuer without a JWKS (an API that looks guarded and is not)", map[string]string{"AUTH_ISSUER": "https://issuer"}, []string{"AUTH_JWKS_URL"}},
 	{"a JWKS without its issuer and audience", map[string]string{"AUTH_JWKS_URL": "https://issuer/jwks"}, []string{"AUTH_ISSUER"}},
 	{"a JWKS URL that is not a URL", map[string]string{"AUTH_JWKS_URL": "issuer/jwks", "AUTH_ISSUER": "i", "AUTH_AUDIENCE": "a"}, []string{"AUTH_JWKS_URL"}},
+	{"a JWKS refresh interval under a second", map[string]string{"AUTH_JWKS_URL": "https://issuer/jwks", "AUTH_ISSUER": "i", "AUTH_AUDIENCE": "a", "AUTH_JWKS_REFRESH_INTERVAL": "500ms"}, []string{"AUTH_JWKS_REFRESH_INTERVAL"}},
+	{"a JWKS refresh interval under a second, authentication off", map[string]string{"AUTH_JWKS_REFRESH_INTERVAL": "100ms"}, []string{"AUTH_JWKS_REFRESH_INTERVAL"}},
 	{"an unknown Kafka security protocol", map[string]string{"KAFKA_SECURITY_PROTOCOL": "TLS"}, []string{"KAFKA_SECURITY_PROTOCOL"}},
 	{"SASL without its mechanism, its password hidden", map[string]string{"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "s3cret"}, []string{"KAFKA_SASL_MECHANISM"}},
 }

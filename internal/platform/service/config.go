@@ -45,6 +45,10 @@ type Common struct {
 	AuthJWKSURL  string `env:"AUTH_JWKS_URL"`
 	AuthIssuer   string `env:"AUTH_ISSUER"`
 	AuthAudience string `env:"AUTH_AUDIENCE"`
+	// AuthJWKSRefreshInterval is the least time between two fetches of the
+	// JWKS: tokens naming a key not held, however many, fetch it at most
+	// this often (web.KeySetConfig.RefreshInterval).
+	AuthJWKSRefreshInterval time.Duration `env:"AUTH_JWKS_REFRESH_INTERVAL" envDefault:"10s"`
 	// AdminAddr, when set, serves net/http/pprof's profiles at
 	// /debug/pprof/ on a listener of its own (e.g. 127.0.0.1:6060): off by
 	// default, never on the API's listener; bind it to localhost or a
@@ -79,7 +83,8 @@ func (c Common) Check() []error {
 func (c Common) Settings(name, addr, dsn string, maxConns int32) Settings {
 	return Settings{Name: name, HTTPAddr: addr, DatabaseURL: dsn, DatabaseMaxConns: maxConns, Migrate: c.Migrate,
 		ShutdownTimeout: c.ShutdownTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat,
-		AuthJWKSURL: c.AuthJWKSURL, AuthIssuer: c.AuthIssuer, AuthAudience: c.AuthAudience, AdminAddr: c.AdminAddr}
+		AuthJWKSURL: c.AuthJWKSURL, AuthIssuer: c.AuthIssuer, AuthAudience: c.AuthAudience,
+		AuthJWKSRefreshInterval: c.AuthJWKSRefreshInterval, AdminAddr: c.AdminAddr}
 }
 
 // checkRegistryAuth refuses registry credentials that cannot work: user
@@ -108,17 +113,28 @@ func (c Common) checkRegistryAuth() error {
 	return errors.Join(errs...)
 }
 
+// MinJWKSRefreshInterval is the least AUTH_JWKS_REFRESH_INTERVAL: below
+// it, forged tokens could make a service fetch the JWKS many times a second.
+const MinJWKSRefreshInterval = time.Second
+
 // checkAuth refuses half an authentication setting: a JWKS without its
 // issuer and audience, or an issuer or audience without a JWKS (which would
-// leave the API open while looking configured).
+// leave the API open while looking configured); and a JWKS refresh interval
+// under MinJWKSRefreshInterval, even with authentication off, so that a
+// typo does not wait for the day it is turned on.
 func (c Common) checkAuth() error {
+	var interval error
+	if c.AuthJWKSRefreshInterval < MinJWKSRefreshInterval {
+		interval = fmt.Errorf("AUTH_JWKS_REFRESH_INTERVAL=%s must be at least %s: it bounds how often tokens naming an unknown key make the service fetch the JWKS",
+			c.AuthJWKSRefreshInterval, MinJWKSRefreshInterval)
+	}
 	if c.AuthJWKSURL == "" {
 		if c.AuthIssuer != "" || c.AuthAudience != "" {
-			return errors.New("AUTH_JWKS_URL is empty but AUTH_ISSUER or AUTH_AUDIENCE is set: set it to turn authentication on, or unset them")
+			return errors.Join(interval, errors.New("AUTH_JWKS_URL is empty but AUTH_ISSUER or AUTH_AUDIENCE is set: set it to turn authentication on, or unset them"))
 		}
-		return nil
+		return interval
 	}
-	errs := []error{config.HTTPURL("AUTH_JWKS_URL", c.AuthJWKSURL)}
+	errs := []error{interval, config.HTTPURL("AUTH_JWKS_URL", c.AuthJWKSURL)}
 	if c.AuthIssuer == "" || c.AuthAudience == "" {
 		errs = append(errs, errors.New("AUTH_ISSUER and AUTH_AUDIENCE are required with AUTH_JWKS_URL"))
 	}

@@ -44,6 +44,9 @@ type Settings struct {
 	// AuthJWKSURL, AuthIssuer and AuthAudience turn on the APIs' bearer
 	// token authentication (web.Auth); an empty JWKS URL leaves it off.
 	AuthJWKSURL, AuthIssuer, AuthAudience string
+	// AuthJWKSRefreshInterval is the least time between two fetches of the
+	// JWKS (web.KeySetConfig.RefreshInterval).
+	AuthJWKSRefreshInterval time.Duration
 	// AdminAddr, when set, is where net/http/pprof is served.
 	AdminAddr string
 }
@@ -84,7 +87,8 @@ type Main struct {
 	Pool     *pgxpool.Pool
 	Registry *prometheus.Registry
 	Tracing  telemetry.Tracing
-	// Auth guards the service's API; nil when authentication is off.
+	// Auth guards the service's API; nil when authentication is off. Serve
+	// runs its key refresh; add its Checks to the API's.
 	Auth *web.Auth
 
 	mu      sync.Mutex
@@ -116,7 +120,13 @@ func Open(ctx context.Context, cfg Config, migrations fs.FS, log *slog.Logger, t
 	if s.AuthJWKSURL == "" {
 		log.Warn("API authentication is off: AUTH_JWKS_URL is empty, so any caller may use the API (set AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE to require bearer tokens)")
 	} else {
-		m.Auth = web.NewAuth(context.WithoutCancel(ctx), s.AuthJWKSURL, s.AuthIssuer, s.AuthAudience)
+		auth, err := web.NewAuth(web.AuthConfig{Issuer: s.AuthIssuer, Audience: s.AuthAudience,
+			Keys: web.KeySetConfig{URL: s.AuthJWKSURL, RefreshInterval: s.AuthJWKSRefreshInterval, Logger: log}})
+		if err != nil {
+			m.Close(ctx)
+			return nil, err
+		}
+		m.Auth = auth
 		log.Info("API authentication is on", "issuer", s.AuthIssuer, "audience", s.AuthAudience, "jwks", s.AuthJWKSURL)
 	}
 	return m, nil
@@ -209,6 +219,9 @@ func (m *Main) HTTPServer(h http.Handler, writeTimeout time.Duration) *http.Serv
 func (m *Main) Serve(ctx context.Context, ln net.Listener, srv *http.Server, parts ...Part) error {
 	defer m.Close(ctx)
 	g, gctx := errgroup.WithContext(ctx)
+	if m.Auth != nil {
+		parts = append(parts, Part{Name: "auth keys", Run: m.Auth.Run})
+	}
 	names := make([]string, len(parts))
 	for i, p := range parts {
 		names[i] = p.Name

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -39,10 +38,10 @@ func TestAuthenticationAnswersAsDocumented(t *testing.T) {
 	iss.Publish(key)
 	read := "Bearer " + tokentest.Token(t, key, tokentest.Claims(issuer, audience, "reader", web.ScopeRead))
 	write := "Bearer " + tokentest.Token(t, key, tokentest.Claims(issuer, audience, "writer", web.ScopeWrite))
-	api := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: web.NewAuth(context.Background(), iss.URL, issuer, audience)}, nil))
+	api := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: newAuth(t, iss.URL, issuer, audience)}, nil))
 	noKeys := httptest.NewServer(http.NotFoundHandler()) // an identity provider that does not answer its JWKS
 	t.Cleanup(noKeys.Close)
-	keyless := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: web.NewAuth(context.Background(), noKeys.URL, issuer, audience)}, nil))
+	keyless := serve(t, httpapi.New(httpapi.Config{Logger: stacktest.Logger(t), Auth: newAuth(t, noKeys.URL, issuer, audience)}, nil))
 	const id = "0193f2a0-0000-7000-8000-000000000000"
 	for _, tc := range []struct {
 		name, method, base, path, authz string
@@ -76,4 +75,15 @@ func TestAuthenticationAnswersAsDocumented(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newAuth is the authentication of tokens from issuer for audience, with
+// the keys at jwksURL.
+func newAuth(t *testing.T, jwksURL, issuer, audience string) *web.Auth {
+	t.Helper()
+	auth, err := web.NewAuth(web.AuthConfig{Issuer: issuer, Audience: audience, Keys: web.KeySetConfig{URL: jwksURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth
 }

@@ -67,6 +67,9 @@ func (s *Service) wire(m *service.Main) error {
 	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log)
 	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
 	checks = append([]web.Check{{Name: "database", Func: s.store.Ping}}, checks...)
+	if s.Auth != nil {
+		checks = append(checks, s.Auth.Checks()...)
+	}
 	s.handler = httpapi.New(httpapi.Config{
 		Logger:     s.Log,
 		Tracer:     s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/producer/httpapi"),
