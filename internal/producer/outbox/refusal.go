@@ -69,14 +69,15 @@ func (f *flight) refusals(err error) (failed []int, errs []error, forItself bool
 }
 
 // failedWrite deals with a write f that failed (err), in full or in part,
-// before its rows are read again. A refusal of a write of several rows for
-// what its messages are says only that one of a partition's rows is
-// guilty: the rows up to the last refused one are then written one at a
-// time (*isolate), and the topic's limit is read again, in case it changed.
-// A row refused alone in that way is set aside, with its order's later
-// rows. Any other failure is an outage, retried after a backoff (*failed
-// counts the attempts); it sets nothing aside. It returns an error if ctx
-// ended or the lock connection is lost.
+// before its rows are read again. A refusal for what the messages are says
+// only that some row of a refused partition's batch (of the whole write,
+// when kafka-go refused) is guilty: the rows up to the last refused one
+// are then read and written one at a time (*isolate), and the topic's
+// limit is read again, in case it changed. A row refused when written
+// alone that way is set aside, with its order's later rows. Any other
+// failure is an outage, retried after a backoff (*failed counts the
+// attempts); it sets nothing aside. It returns an error if ctx ended or
+// the lock connection is lost.
 func (r *Relay) failedWrite(ctx context.Context, conn *pgx.Conn, f *flight, err error, isolate *int64, failed *int) error {
 	idx, errs, forItself := f.refusals(err)
 	if !forItself {

@@ -133,8 +133,8 @@ func (c Config) Validate() error {
 	if c.PollInterval <= 0 || c.LockRetryInterval <= 0 {
 		errs = append(errs, errors.New("outbox: PollInterval and LockRetryInterval must be positive"))
 	}
-	if c.Retention < 0 {
-		errs = append(errs, errors.New("outbox: Retention must not be negative"))
+	if c.Retention < 0 || c.LimitInterval < 0 {
+		errs = append(errs, errors.New("outbox: Retention and LimitInterval must not be negative"))
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		errs = append(errs, fmt.Errorf("outbox: backoff %s..%s: want 0 < min <= max", c.BackoffMin, c.BackoffMax))

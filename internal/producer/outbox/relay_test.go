@@ -427,7 +427,7 @@ func TestConfigValidate(t *testing.T) {
 	if strings.Contains(err.Error(), "Retention") {
 		t.Errorf("Validate() = %v: a Retention of 0 (delete on publish) is valid", err)
 	}
-	if err := (outbox.Config{Retention: -time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "Retention must not be negative") {
+	if err := (outbox.Config{Retention: -time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "Retention and LimitInterval must not be negative") {
 		t.Errorf("Validate() with a negative Retention = %v", err)
 	}
 }

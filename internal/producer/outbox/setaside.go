@@ -10,11 +10,11 @@ import (
 )
 
 // SetAside is a row of outbox_set_aside: an event the relay does not
-// publish until it is moved back (Retry), because Kafka refused it for what
+// publish until it is moved back (RetrySetAside), because Kafka refused it for what
 // it is, or because an earlier event of its order was set aside.
 type SetAside struct {
-	ID         int64  // its outbox id, which it keeps
-	EventID    string // the event_id header
+	ID         int64 // its outbox id, which it keeps
+	EventID    string
 	OrderID    string // the message key
 	EventType  string // the event_type header
 	Bytes      int    // key, payload (before the 5-byte frame) and headers column
@@ -29,8 +29,7 @@ SELECT id, event_id::text, message_key, COALESCE(headers->>'event_type', ''),
 FROM outbox_set_aside ORDER BY id`
 
 // ListSetAside returns every row set aside, in outbox id order. Errors
-// are db's. (The rows are the relay's to write: the relay and this file
-// are the only writers of outbox_set_aside.)
+// are db's.
 func ListSetAside(ctx context.Context, db *pgxpool.Pool) ([]SetAside, error) {
 	rs, err := db.Query(ctx, listSetAsideSQL)
 	if err != nil {
@@ -72,7 +71,7 @@ func RetrySetAside(ctx context.Context, db *pgxpool.Pool, orderID string) (int64
 	if err != nil {
 		return 0, err
 	}
-	defer tx.Rollback(ctx)
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
 		return 0, err
 	}
