@@ -10,11 +10,16 @@
 //	                            with the subject (exit 1 if not)
 //	order-api schemas register  set the subject's level and register the
 //	                            versions it lacks, oldest first
+//	order-api outbox list       the outbox rows the relay set aside (Kafka
+//	                            refused them, or an earlier event of their order)
+//	order-api outbox retry (-order ID | -all)
+//	                            move them back to the outbox, to be published
 //	order-api -h                this list
 package main
 
 import (
 	"context"
+	"flag"
 
 	"github.com/ordersonkafka/orders/internal/platform/cli"
 	"github.com/ordersonkafka/orders/internal/producer/orderapi"
@@ -36,5 +41,19 @@ var program = cli.Program[orderapi.Config]{
 			Run: func(ctx context.Context, c call) error { return orderapi.SchemasCheck(ctx, c.Config, c.Stdout) }},
 		{Name: "schemas register", Doc: "set the subject's level and register the schema versions it lacks",
 			Run: func(ctx context.Context, c call) error { return orderapi.SchemasRegister(ctx, c.Config, c.Stdout) }},
+		{Name: "outbox list", Doc: "the outbox rows set aside: Kafka refused them, or an earlier event of their order",
+			Run: func(ctx context.Context, c call) error { return orderapi.OutboxList(ctx, c.Config, c.Stdout) }},
+		{Name: "outbox retry", Args: "(-order ID | -all)", Doc: "move set-aside rows back to the outbox, to be published in their order",
+			Run: outboxRetry},
 	},
+}
+
+func outboxRetry(ctx context.Context, c call) error {
+	fs := flag.NewFlagSet("outbox retry", flag.ContinueOnError)
+	orderID := fs.String("order", "", "only this order's rows")
+	all := fs.Bool("all", false, "every order's rows")
+	if err := c.Parse(fs); err != nil {
+		return err
+	}
+	return orderapi.OutboxRetry(ctx, c.Config, c.Stdout, *orderID, *all)
 }

@@ -95,6 +95,7 @@ func (s *Service) wireRelay() error {
 		Pool:              s.Pool,
 		Brokers:           s.cfg.KafkaBrokers,
 		Security:          sec,
+		Topic:             s.cfg.Topic,
 		Framer:            framer,
 		BatchSize:         s.cfg.RelayBatchSize,
 		PollInterval:      s.cfg.RelayPollInterval,

@@ -12,4 +12,7 @@ var (
 	SelectBatchDeletingSQL  = selectBatchDeletingSQL
 	DeleteSQL               = deleteSQL
 	PurgeSQL                = purgeSQL
+	SetAsideSQL             = setAsideSQL
+	ListSetAsideSQL         = listSetAsideSQL
+	RetrySQL                = retrySQL
 )

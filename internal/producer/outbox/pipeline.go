@@ -1,9 +1,11 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,10 +29,11 @@ type batchRow struct {
 
 // flight is a batch being written to Kafka by a goroutine of its own.
 type flight struct {
-	rows    []batchRow
-	pending []kafka.Message // what is not acknowledged yet
-	more    bool            // the read that gave rows stopped at a limit: more may wait
-	done    chan error      // the first attempt's result
+	rows       []batchRow
+	msgs       []kafka.Message
+	batchBytes int64      // the writer's BatchBytes for this write
+	more       bool       // the read that gave rows stopped at a limit: more may wait
+	done       chan error // the write's result
 }
 
 // ids returns the batch's outbox ids (nil for no flight).
@@ -45,6 +48,10 @@ func (f *flight) ids() []int64 {
 	return ids
 }
 
+// errReadAgain: a write failed while the next batch was read or framed;
+// that batch follows the failed rows and is dropped for a new read.
+var errReadAgain = errors.New("outbox: the write in flight failed; read again")
+
 // drain publishes until the outbox is empty. From a backlog it is a
 // pipeline: while one batch is being written to Kafka, the next is read
 // (marking the one before as published, in the same statement) and framed.
@@ -54,8 +61,21 @@ func (f *flight) ids() []int64 {
 // next read or the end of leading to mark. It returns an error when ctx
 // ends or the lock connection is lost (leadership is gone), after the write
 // in flight has ended; no new write starts once ctx has ended.
+//
+// A failed write is never retried from memory: what Kafka acknowledged of
+// it is kept in *acked, what was read ahead is dropped, and the next read
+// starts again from the oldest row, so a row deleted meanwhile is gone. If
+// Kafka refused messages for what they are (refusedForItself), the rows up
+// to the last refused one are then read and written one at a time
+// (isolate), and a row refused alone is set aside with its order's later
+// rows (setAside); any other failure is the topic's or the broker's, and is
+// retried after a backoff, setting nothing aside.
 func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error {
-	var writing *flight
+	var (
+		writing *flight
+		isolate int64 // while > 0, rows up to this id are written one at a time
+		failed  int   // writes failed in a row for the topic or the broker
+	)
 	defer func() {
 		if writing == nil {
 			return
@@ -63,27 +83,27 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		// A write under way is finished (it may already be at the broker)
 		// and, if acknowledged, marked when leading ends: never left for a
 		// next leader to publish again when it need not be.
-		if werr := <-writing.done; werr == nil {
-			*acked = append(*acked, r.written(writing)...)
-		}
+		*acked = append(*acked, r.acknowledged(writing, <-writing.done)...)
 	}()
-	// settle ends the write in flight, retrying it until Kafka acknowledged
-	// it, and leaves its ids in *acked.
-	settle := func() error {
+	// settle ends the write in flight, leaves what Kafka acknowledged in
+	// *acked, and reports whether any of it failed.
+	settle := func() (bool, error) {
 		f := writing
 		writing = nil
 		if f == nil {
-			return nil
+			return false, nil
 		}
 		err := <-f.done
-		if err != nil {
-			err = r.retry(ctx, conn, stepWrite, err, func() error { return r.write(ctx, f) })
+		*acked = append(*acked, r.acknowledged(f, err)...)
+		if err == nil {
+			if failed > 0 {
+				r.failing.Store(nil)
+				r.log.Info("relay recovered", "step", stepWrite, "attempts", failed+1)
+				failed = 0
+			}
+			return false, nil
 		}
-		if err != nil {
-			return err // abandoned: the next leader publishes it again
-		}
-		*acked = append(*acked, r.written(f)...)
-		return nil
+		return true, r.failedWrite(ctx, conn, f, err, &isolate, &failed)
 	}
 	// step runs a step of the next batch; if it fails, the write in flight
 	// is settled before the step is retried, so that a failing broker is
@@ -96,8 +116,10 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		if err == nil {
 			return nil
 		}
-		if serr := settle(); serr != nil {
+		if wfailed, serr := settle(); serr != nil {
 			return serr
+		} else if wfailed {
+			return errReadAgain
 		}
 		if what == stepFrame && len(*acked) > 0 && r.mark(ctx, conn, *acked) == nil {
 			*acked = nil
@@ -105,42 +127,65 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		return r.retry(ctx, conn, what, err, run)
 	}
 	for {
-		if writing != nil && !writing.more {
-			// The batch in flight emptied the outbox when it was read:
-			// nothing to read ahead, and the next read is to mark it.
-			if err := settle(); err != nil {
+		if time.Since(r.limitRead) >= r.cfg.LimitInterval {
+			r.learnLimit(ctx)
+		}
+		if writing != nil && (!writing.more || isolate > 0) {
+			// The batch in flight emptied the outbox when it was read, or
+			// rows are being written one at a time: nothing to read ahead,
+			// and the next read is to mark it (or to read it again).
+			if _, err := settle(); err != nil {
 				return err
 			}
+		}
+		limit := r.cfg.BatchSize
+		if isolate > 0 {
+			limit = 1
 		}
 		var (
 			rows []batchRow
 			more bool
+			// The writer's limit for the batch, sized by the same limit
+			// as the read (which only the top of this loop changes, or a
+			// failed write, whose reads are dropped).
+			batchBytes = r.writerBatchBytes()
 		)
-		if err := step(stepRead, func() error {
+		err := step(stepRead, func() error {
 			var err error
-			rows, more, err = r.readBatch(ctx, conn, *acked, writing.ids())
+			rows, more, err = r.readBatch(ctx, conn, *acked, writing.ids(), limit)
 			return err
-		}); err != nil {
-			return err
+		})
+		if err == nil {
+			*acked = nil // marked by the read
 		}
-		*acked = nil // marked by the read
 		msgs := make([]kafka.Message, len(rows))
-		if err := step(stepFrame, func() error { return r.frame(ctx, rows, msgs) }); err != nil {
+		if err == nil {
+			err = step(stepFrame, func() error { return r.frame(ctx, rows, msgs) })
+		}
+		switch {
+		case errors.Is(err, errReadAgain):
+			continue
+		case err != nil:
 			return err
 		}
 		wrote := writing != nil
-		if err := settle(); err != nil {
+		if wfailed, err := settle(); err != nil {
 			return err
+		} else if wfailed {
+			continue // what was just read follows the failed rows: read again from the oldest
+		}
+		if isolate > 0 && (len(rows) > 0 && rows[0].id > isolate || len(rows) == 0 && !more) {
+			isolate = 0 // past the refused rows
 		}
 		switch {
-		case len(rows) == 0 && wrote:
-			continue // one more read marks what was just written
+		case len(rows) == 0 && (wrote || more):
+			continue // one more read marks what was just written, or reads past rows set aside
 		case len(rows) == 0:
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err() // stopping: read, never written, never marked
 		}
-		writing = &flight{rows: rows, pending: msgs, more: more, done: make(chan error, 1)}
+		writing = &flight{rows: rows, msgs: msgs, batchBytes: batchBytes, more: more, done: make(chan error, 1)}
 		go func(f *flight) { f.done <- r.write(ctx, f) }(writing)
 	}
 }
@@ -161,8 +206,7 @@ func (r *Relay) frame(ctx context.Context, rows []batchRow, msgs []kafka.Message
 	return nil
 }
 
-// write makes one attempt to write what f has pending, and leaves pending
-// what failed.
+// write makes one attempt to write f.
 func (r *Relay) write(ctx context.Context, f *flight) error {
 	// A write under way finishes even if shutdown begins meanwhile: cut
 	// short, it may have reached the broker unacknowledged, and the next
@@ -173,40 +217,50 @@ func (r *Relay) write(ctx context.Context, f *flight) error {
 	// capacity (a Message is about 150 bytes): at RELAY_BATCH_SIZE, every
 	// write of a few rows allocated up to 150 KiB per partition, two thirds
 	// of order-api's allocated bytes and much of its GC. At the size of this
-	// write, no partition can get more than one batch, so a partial failure
-	// leaves each partition's order intact (see below). Only WriteMessages,
-	// called by one write at a time, reads BatchSize (and Stats, which the
-	// relay never calls).
-	r.writer.BatchSize = len(f.pending)
+	// write, and with BatchBytes above what the read let in, no partition
+	// can get more than one batch, so a partial failure leaves each
+	// partition's order intact (see acknowledged). Only WriteMessages,
+	// called by one write at a time, reads BatchSize and BatchBytes (and
+	// Stats, which the relay never calls).
+	r.writer.BatchSize = len(f.msgs)
+	r.writer.BatchBytes = f.batchBytes
 	start := time.Now()
-	err := r.writer.WriteMessages(wctx, f.pending...)
+	err := r.writer.WriteMessages(wctx, f.msgs...)
 	if err == nil {
 		r.metrics.write.Observe(time.Since(start).Seconds())
-	}
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) && len(werrs) == len(f.pending) {
-		// Keep only what failed: the rest is acknowledged, and its
-		// partitions' order is kept because each partition got one batch.
-		var failed []kafka.Message
-		for i, e := range werrs {
-			if e != nil {
-				failed = append(failed, f.pending[i])
-			}
-		}
-		f.pending = failed
 	}
 	return err
 }
 
-// written records an acknowledged batch in the metrics and returns its ids.
-func (r *Relay) written(f *flight) []int64 {
-	now := time.Now()
-	for _, rw := range f.rows {
-		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
+// acknowledged records in the metrics what Kafka acknowledged of f, whose
+// write ended with err, and returns those rows' ids. A partition's rows
+// share one record batch, so they all fail or none: what is acknowledged
+// leaves no gap in any partition's order.
+func (r *Relay) acknowledged(f *flight, err error) []int64 {
+	rows := f.rows
+	if err != nil {
+		rows = nil
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) && len(werrs) == len(f.rows) {
+			for i, e := range werrs {
+				if e == nil {
+					rows = append(rows, f.rows[i])
+				}
+			}
+		}
 	}
-	r.metrics.published.Add(float64(len(f.rows)))
-	r.metrics.batchSize.Observe(float64(len(f.rows)))
-	return f.ids()
+	if len(rows) == 0 {
+		return nil
+	}
+	now := time.Now()
+	ids := make([]int64, len(rows))
+	for i, rw := range rows {
+		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
+		ids[i] = rw.id
+	}
+	r.metrics.published.Add(float64(len(rows)))
+	r.metrics.batchSize.Observe(float64(len(rows)))
+	return ids
 }
 
 func message(rw batchRow, value []byte) kafka.Message {
@@ -214,9 +268,11 @@ func message(rw batchRow, value []byte) kafka.Message {
 }
 
 // readBatch marks acked as published and returns the oldest unpublished
-// rows but those in flight, at most BatchSize of them and MaxBatchBytes in
-// all, and whether it stopped at one of those limits (more may wait).
-func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64) ([]batchRow, bool, error) {
+// rows but those in flight, at most limit of them and readBatchBytes in
+// all, and whether it stopped at one of those limits (more may wait). Rows
+// it set aside, as followers of a set-aside row of their order, are
+// logged and not returned.
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64, limit int) ([]batchRow, bool, error) {
 	if acked == nil {
 		acked = []int64{}
 	}
@@ -225,54 +281,69 @@ func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight [
 	}
 	if r.cfg.Retention == 0 {
 		// Nothing moves to outbox_published, so nothing there to replace.
-		return r.read(ctx, conn, selectBatchDeletingSQL, acked, inFlight)
+		return r.read(ctx, conn, selectBatchDeletingSQL, limit, acked, inFlight)
 	}
-	out, more, err := r.read(ctx, conn, selectBatchSQL, acked, inFlight)
+	out, more, err := r.read(ctx, conn, selectBatchSQL, limit, acked, inFlight)
 	if archiveConflict(err) {
 		r.log.Warn("outbox_published already holds ids being moved there; replacing them (was the outbox's id sequence reset?)", "error", err)
-		out, more, err = r.read(ctx, conn, selectBatchReplacingSQL, acked, inFlight)
+		out, more, err = r.read(ctx, conn, selectBatchReplacingSQL, limit, acked, inFlight)
 	}
 	return out, more, err
 }
 
 // read runs a batch read.
-func (r *Relay) read(ctx context.Context, conn *pgx.Conn, query string, acked, inFlight []int64) ([]batchRow, bool, error) {
-	rs, err := conn.Query(ctx, query, r.cfg.BatchSize, acked, inFlight)
+func (r *Relay) read(ctx context.Context, conn *pgx.Conn, query string, limit int, acked, inFlight []int64) ([]batchRow, bool, error) {
+	type readRow struct {
+		batchRow
+		column  []byte // the headers column
+		follows *int64
+	}
+	rs, err := conn.Query(ctx, query, limit, acked, inFlight)
 	if err != nil {
 		return nil, false, err
 	}
-	defer rs.Close()
-	var (
-		out   []batchRow
-		bytes int
-		more  bool
-	)
-	for rs.Next() {
-		var (
-			rw      batchRow
-			headers []byte
-		)
-		if err := rs.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &headers, &rw.createdAt); err != nil {
-			return nil, false, err
-		}
-		if rw.headers, err = KafkaHeaders(headers); err != nil {
-			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
-		}
-		size := len(rw.key) + len(rw.payload) + 5 + len(headers) + 64
-		if len(out) > 0 && bytes+size > r.cfg.MaxBatchBytes {
-			more = true // the rest goes in the next batch, in order
-			break
-		}
-		bytes += size
-		out = append(out, rw)
-	}
-	// Close reads the statement to its end: only then is the mark known to
-	// have committed.
-	rs.Close()
-	if err := rs.Err(); err != nil {
+	all, err := pgx.CollectRows(rs, func(row pgx.CollectableRow) (readRow, error) {
+		var rw readRow
+		err := row.Scan(&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.schemaVersion, &rw.column, &rw.createdAt, &rw.follows)
+		return rw, err
+	})
+	// CollectRows reads the statement to its end: only then is the mark
+	// known to have committed.
+	if err != nil {
 		return nil, false, err
 	}
-	return out, more || len(out) == r.cfg.BatchSize, nil
+	// The statement returns its batch as the CTE read it, in id order, but
+	// without an ORDER BY of its own (which would add a sort), nothing
+	// promises it (see selectBatchSQL): order is the relay's guarantee.
+	byID := func(a, b readRow) int { return cmp.Compare(a.id, b.id) }
+	if !slices.IsSortedFunc(all, byID) {
+		slices.SortFunc(all, byID)
+	}
+	var (
+		out     []batchRow
+		set     []setAsideRow // followers the read set aside
+		bytes   int
+		maxSize = r.readBatchBytes()
+		more    bool
+	)
+	for _, rw := range all {
+		if rw.follows != nil {
+			set = append(set, follower(rw.id, rw.key, rw.column, *rw.follows))
+			continue
+		}
+		size := len(rw.key) + len(rw.payload) + 5 + len(rw.column) + 64
+		if more || len(out) > 0 && bytes+size > maxSize {
+			more = true // the rest goes in the next batch, in order
+			continue
+		}
+		if rw.headers, err = KafkaHeaders(rw.column); err != nil {
+			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rw.id, err)
+		}
+		bytes += size
+		out = append(out, rw.batchRow)
+	}
+	r.setAsideDone(set)
+	return out, more || len(all) == limit, nil
 }
 
 // archiveConflict reports whether err is outbox_published refusing an id it
@@ -313,22 +384,32 @@ func (r *Relay) retry(ctx context.Context, conn *pgx.Conn, what string, err erro
 			}
 			return nil
 		}
-		failing := fmt.Errorf("%s: %w", what, err)
-		r.failing.Store(&failing)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r.metrics.failures.WithLabelValues(what).Inc()
-		d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
-		r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
-		if !backoff.Sleep(ctx, d) {
-			return ctx.Err()
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		perr := conn.Ping(pctx)
-		cancel()
-		if perr != nil && ctx.Err() == nil {
-			return fmt.Errorf("lock connection lost during %s: %w", what, perr)
+		if err := r.backOff(ctx, conn, what, err, attempt); err != nil {
+			return err
 		}
 	}
+}
+
+// backOff reports the failed attempt of step what, waits before the next
+// and checks the lock connection; it returns an error if ctx ended or the
+// connection is lost.
+func (r *Relay) backOff(ctx context.Context, conn *pgx.Conn, what string, err error, attempt int) error {
+	failing := fmt.Errorf("%s: %w", what, err)
+	r.failing.Store(&failing)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	r.metrics.failures.WithLabelValues(what).Inc()
+	d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
+	r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
+	if !backoff.Sleep(ctx, d) {
+		return ctx.Err()
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	perr := conn.Ping(pctx)
+	cancel()
+	if perr != nil && ctx.Err() == nil {
+		return fmt.Errorf("lock connection lost during %s: %w", what, perr)
+	}
+	return nil
 }

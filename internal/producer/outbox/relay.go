@@ -40,13 +40,21 @@ type Config struct {
 	Brokers []string
 	// Security is how to connect to them (TLS, SASL); nil: plain text.
 	Security *kafkaconn.Security
+	// Topic is the topic order-api writes its outbox rows for. Its
+	// max.message.bytes, read at start and every LimitInterval, sizes the
+	// relay's writes. Required.
+	Topic string
+	// LimitInterval is how often the relay reads Topic's max.message.bytes
+	// again. Default 1m.
+	LimitInterval time.Duration
 	// Framer frames payloads with their registry schema ID. Required.
 	Framer Framer
 	// BatchSize is the most rows per Kafka write. Required.
 	BatchSize int
-	// MaxBatchBytes caps the keys, values and headers of one write, so each
-	// partition's share fits in one record batch under the broker's 1 MiB
-	// limit. Default 900 KiB; a single larger row still goes alone.
+	// MaxBatchBytes caps the keys, values and headers of one write; the
+	// topic's max.message.bytes caps it lower when it is lower, so each
+	// partition's share fits in one record batch. Default 900 KiB; a single
+	// larger row still goes alone.
 	MaxBatchBytes int
 	// PollInterval is how long the relay waits for a notification before
 	// looking anyway. Required.
@@ -90,6 +98,7 @@ func (c *Config) setDefaults() {
 		c.LockKey = DefaultLockKey
 	}
 	def(&c.PurgeInterval, time.Minute)
+	def(&c.LimitInterval, time.Minute)
 	def(&c.WriteTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -112,6 +121,9 @@ func (c Config) Validate() error {
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("outbox: Brokers is required"))
 	}
+	if c.Topic == "" {
+		errs = append(errs, errors.New("outbox: Topic is required"))
+	}
 	if c.Framer == nil {
 		errs = append(errs, errors.New("outbox: Framer is required"))
 	}
@@ -121,8 +133,8 @@ func (c Config) Validate() error {
 	if c.PollInterval <= 0 || c.LockRetryInterval <= 0 {
 		errs = append(errs, errors.New("outbox: PollInterval and LockRetryInterval must be positive"))
 	}
-	if c.Retention < 0 {
-		errs = append(errs, errors.New("outbox: Retention must not be negative"))
+	if c.Retention < 0 || c.LimitInterval < 0 {
+		errs = append(errs, errors.New("outbox: Retention and LimitInterval must not be negative"))
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		errs = append(errs, fmt.Errorf("outbox: backoff %s..%s: want 0 < min <= max", c.BackoffMin, c.BackoffMax))
@@ -136,9 +148,16 @@ type Relay struct {
 	log     *slog.Logger
 	metrics *Metrics
 	writer  *kafka.Writer
+	admin   *kafka.Client // reads the topic's max.message.bytes
 	leader  atomic.Bool
 	failing atomic.Pointer[error] // the step failing now, nil when none
 	wake    chan struct{}         // in-process wake-ups, see Wake
+
+	// limit is Topic's max.message.bytes as last read, 0 while unknown;
+	// limitRead is when it was last asked for. Only the leading goroutine
+	// uses them.
+	limit     int
+	limitRead time.Time
 }
 
 // Wake tells the relay that rows were committed, as a NOTIFY does, without
@@ -175,13 +194,13 @@ func New(cfg Config) (*Relay, error) {
 		// timeout only stops the writer from waiting for more messages
 		// that will not come (the relay writes synchronously, alone).
 		BatchTimeout:           time.Microsecond,
-		BatchSize:              cfg.BatchSize,                      // set to each write's size by write
-		BatchBytes:             int64(cfg.MaxBatchBytes) + 128<<10, // room for kafka-go's per-message overhead
-		MaxAttempts:            1,                                  // the relay retries whole batches itself
+		BatchSize:              cfg.BatchSize, // BatchSize and BatchBytes are set for each write by write
+		MaxAttempts:            1,             // the relay retries whole batches itself
 		WriteTimeout:           cfg.WriteTimeout,
 		AllowAutoTopicCreation: false,
 	}
-	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), metrics: cfg.Metrics, writer: w, wake: make(chan struct{}, 1)}, nil
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), metrics: cfg.Metrics, writer: w,
+		admin: cfg.Security.Client(cfg.Brokers, cfg.WriteTimeout), wake: make(chan struct{}, 1)}, nil
 }
 
 // IsLeader reports whether this relay holds the lock and publishes.

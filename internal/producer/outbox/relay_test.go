@@ -70,7 +70,7 @@ func (h *harness) relay(mod ...func(*outbox.Config)) (*outbox.Relay, func()) {
 		h.t.Fatal(err)
 	}
 	cfg := outbox.Config{
-		DatabaseURL: h.db.URL, Pool: h.db.Pool, Brokers: h.kafka.Brokers(), Framer: fr,
+		DatabaseURL: h.db.URL, Pool: h.db.Pool, Brokers: h.kafka.Brokers(), Topic: topic, Framer: fr,
 		BatchSize: 1000, PollInterval: 200 * time.Millisecond, LockRetryInterval: 100 * time.Millisecond, Retention: 24 * time.Hour,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, WriteTimeout: 3 * time.Second,
 		Logger: stacktest.Logger(h.t),
@@ -419,7 +419,7 @@ func TestWithRetentionZeroPublishedRowsAreDeleted(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	err := outbox.Config{}.Validate()
-	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Framer", "BatchSize", "PollInterval", "backoff"} {
+	for _, want := range []string{"DatabaseURL", "Pool", "Brokers", "Topic", "Framer", "BatchSize", "PollInterval", "backoff"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
 		}
@@ -427,7 +427,7 @@ func TestConfigValidate(t *testing.T) {
 	if strings.Contains(err.Error(), "Retention") {
 		t.Errorf("Validate() = %v: a Retention of 0 (delete on publish) is valid", err)
 	}
-	if err := (outbox.Config{Retention: -time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "Retention must not be negative") {
+	if err := (outbox.Config{Retention: -time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "Retention and LimitInterval must not be negative") {
 		t.Errorf("Validate() with a negative Retention = %v", err)
 	}
 }

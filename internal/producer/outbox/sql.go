@@ -17,14 +17,32 @@ package outbox
 // DELETE, hence the explicit exclusion of $2 too, written as NOT IN
 // (subquery) so PostgreSQL hashes it (id <> ALL($2) compared every row with
 // every id: 16% slower draining a backlog in batches of 1000).
+//
+// A row of the batch that follows a set-aside row of its order (follows:
+// the first such row's id) is moved to outbox_set_aside in the same
+// statement, whenever it was written: an order's events are published in
+// their order or not at all. Its row is returned too, to be logged and
+// counted, never written. The batch is read once, walking the primary key
+// (each row's lookup is a probe of outbox_set_aside's index); the outer
+// SELECT returns it in the CTE's order, id order, without a sort of its own.
 const selectBatchSQL = `WITH moved AS (
     DELETE FROM outbox WHERE id = ANY($2::bigint[])
     RETURNING id, event_id, topic, message_key, payload, schema_version, headers, created_at
 ), archived AS (
 INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved)
-SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved), batch AS (
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    (SELECT min(s.id) FROM outbox_set_aside s WHERE s.message_key = o.message_key AND s.id < o.id) AS follows
+FROM outbox o WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1
+), diverted AS (
+    DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM batch WHERE follows IS NOT NULL))
+    RETURNING id
+), set_aside AS (
+INSERT INTO outbox_set_aside (id, event_id, topic, message_key, payload, schema_version, headers, created_at, reason)
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    'an earlier event of its order is set aside (outbox row ' || follows || ')'
+FROM batch WHERE id = ANY(ARRAY(SELECT id FROM diverted)))
+SELECT id, topic, message_key, payload, schema_version, headers, created_at, follows FROM batch`
 
 // selectBatchReplacingSQL is selectBatchSQL replacing archived rows of the
 // ids it moves.
@@ -36,9 +54,19 @@ INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_
 SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved
 ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, topic = excluded.topic, message_key = excluded.message_key,
     payload = excluded.payload, schema_version = excluded.schema_version, headers = excluded.headers,
-    created_at = excluded.created_at, published_at = excluded.published_at)
-SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
+    created_at = excluded.created_at, published_at = excluded.published_at), batch AS (
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    (SELECT min(s.id) FROM outbox_set_aside s WHERE s.message_key = o.message_key AND s.id < o.id) AS follows
+FROM outbox o WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1
+), diverted AS (
+    DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM batch WHERE follows IS NOT NULL))
+    RETURNING id
+), set_aside AS (
+INSERT INTO outbox_set_aside (id, event_id, topic, message_key, payload, schema_version, headers, created_at, reason)
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    'an earlier event of its order is set aside (outbox row ' || follows || ')'
+FROM batch WHERE id = ANY(ARRAY(SELECT id FROM diverted)))
+SELECT id, topic, message_key, payload, schema_version, headers, created_at, follows FROM batch`
 
 // markSQL moves ($1) published rows outside a batch read.
 const markSQL = `WITH moved AS (
@@ -66,11 +94,36 @@ const (
 	selectBatchDeletingSQL = `
 WITH deleted AS (
     DELETE FROM outbox WHERE id = ANY($2::bigint[])
-)
-SELECT id, topic, message_key, payload, schema_version, headers, created_at
-FROM outbox WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1`
+), batch AS (
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    (SELECT min(s.id) FROM outbox_set_aside s WHERE s.message_key = o.message_key AND s.id < o.id) AS follows
+FROM outbox o WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1
+), diverted AS (
+    DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM batch WHERE follows IS NOT NULL))
+    RETURNING id
+), set_aside AS (
+INSERT INTO outbox_set_aside (id, event_id, topic, message_key, payload, schema_version, headers, created_at, reason)
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    'an earlier event of its order is set aside (outbox row ' || follows || ')'
+FROM batch WHERE id = ANY(ARRAY(SELECT id FROM diverted)))
+SELECT id, topic, message_key, payload, schema_version, headers, created_at, follows FROM batch`
 	deleteSQL = `DELETE FROM outbox WHERE id = ANY($1)`
 )
+
+// setAsideSQL moves outbox row $1, which Kafka refused for the reason $2,
+// and every later row of its order to outbox_set_aside, in one statement:
+// no relay, whatever its version, can publish them meanwhile. It returns
+// what it moved, for the log. Nothing when row $1 is gone (deleted by an
+// operator).
+const setAsideSQL = `WITH moved AS (
+    DELETE FROM outbox WHERE id >= $1::bigint AND message_key = (SELECT message_key FROM outbox WHERE id = $1::bigint)
+    RETURNING id, event_id, topic, message_key, payload, schema_version, headers, created_at
+)
+INSERT INTO outbox_set_aside (id, event_id, topic, message_key, payload, schema_version, headers, created_at, reason)
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
+    CASE WHEN id = $1::bigint THEN $2::text ELSE 'an earlier event of its order is set aside (outbox row ' || $1::bigint || ')' END
+FROM moved
+RETURNING id, message_key, event_id::text, COALESCE(headers->>'event_type', ''), reason`
 
 // purgeSQL deletes at most 5000 of the rows published more than $1 ago,
 // oldest first (purge repeats it while it deletes that many).

@@ -122,6 +122,7 @@ func TestTheRelaysStatementsPrepare(t *testing.T) {
 		"selectBatch": outbox.SelectBatchSQL, "selectBatchReplacing": outbox.SelectBatchReplacingSQL,
 		"mark": outbox.MarkSQL, "markReplacing": outbox.MarkReplacingSQL,
 		"selectBatchDeleting": outbox.SelectBatchDeletingSQL, "delete": outbox.DeleteSQL, "purge": outbox.PurgeSQL,
+		"setAside": outbox.SetAsideSQL, "listSetAside": outbox.ListSetAsideSQL, "retry": outbox.RetrySQL,
 	} {
 		if _, err := conn.Conn().Prepare(ctx, name, sql); err != nil {
 			t.Errorf("%s: %v", name, err)
