@@ -2,6 +2,7 @@ package orderconsumer_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -284,4 +285,89 @@ func TestParkedEventsThatNeverApplyAreDeadLetteredIntact(t *testing.T) {
 	if l := s.ledger(); l[a[2].ID.String()] != "" || l[b[1].ID.String()] != "" {
 		t.Errorf("an event dead-lettered is in the ledger: %v", l)
 	}
+}
+
+// The whole pipeline, order-api's relay included, through the two topic
+// changes operators make: partitions added while orders are paid (their
+// PAIDs landing on partitions the consumer did not read before), then the
+// topic deleted and created again. Every order reaches the projection at
+// its API version, nothing is dead-lettered, nothing is restarted.
+func TestThePipelineHealsWhenTheTopicChanges(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	api := startOrderAPI(t, s)
+	inst := s.start("CONSUMER_TOPIC_CHECK_INTERVAL", "200ms")
+	place := func(n int) []string {
+		ids := make([]string, n)
+		for i := range ids {
+			st, o := call(t, "POST", api+"/orders", fmt.Sprintf(`{"customer_id":"c-%d","currency":"EUR","items":[{"sku":"s","quantity":1,"unit_price_minor":100}]}`, i))
+			if st != 201 {
+				t.Fatalf("place: %d", st)
+			}
+			ids[i] = o.ID
+		}
+		return ids
+	}
+	converge := func(ids []string) {
+		for _, id := range ids {
+			_, want := call(t, "GET", api+"/orders/"+id, "")
+			stacktest.WaitFor(t, fmt.Sprintf("order %s at the API's version %d", id, want.Version), wait, func() bool {
+				st, got := call(t, "GET", inst.url+"/orders/"+id, "")
+				return st == 200 && got.Version == want.Version && got.Status == want.Status
+			})
+		}
+	}
+	before := place(20)
+	converge(before)
+
+	resp, err := s.admin().CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
+		Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 12}}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	onNew := func() bool {
+		bounds, err := kafkalog.Offsets(context.Background(), s.admin(), topic)
+		if err != nil {
+			return false
+		}
+		for _, b := range bounds {
+			if b.Partition >= 6 && b.Next > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	// Orders placed until the relay writes to the new partitions (it
+	// learns of them with its metadata, within seconds); then the orders
+	// placed before are paid, and many PAIDs land on a new partition.
+	var meanwhile []string
+	stacktest.WaitFor(t, "an event on a new partition", wait, func() bool {
+		meanwhile = append(meanwhile, place(1)...)
+		return onNew()
+	})
+	for _, id := range before {
+		if st, _ := call(t, "POST", api+"/orders/"+id+"/pay", ""); st != 200 {
+			t.Fatalf("pay: %d", st)
+		}
+	}
+	converge(meanwhile)
+	converge(before)
+
+	ctx := context.Background()
+	if _, err := s.admin().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
+		t.Fatal(err)
+	}
+	stacktest.WaitFor(t, "the topic created again", wait, func() bool {
+		resp, err := s.admin().CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 6, ReplicationFactor: 1}}})
+		return err == nil && resp.Errors[topic] == nil
+	})
+	after := place(10)
+	for _, id := range after[:5] {
+		call(t, "POST", api+"/orders/"+id+"/pay", "")
+	}
+	converge(after)
+	s.noDeadLetters()
 }
