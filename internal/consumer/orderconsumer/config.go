@@ -94,6 +94,11 @@ func (c Config) Validate() error {
 		config.Positive("CONSUMER_PARKED_MAX_AGE", c.ParkedMaxAge),
 		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
 	}, c.Common.Check()...)
+	if c.ParkedMaxAge > 0 && c.LedgerRetention > 0 && c.ParkedMaxAge >= c.LedgerRetention {
+		// A parked event leaves (applied or dead-lettered) while the ledger
+		// still holds the events of its order before it.
+		errs = append(errs, fmt.Errorf("CONSUMER_PARKED_MAX_AGE=%s must be less than LEDGER_RETENTION=%s", c.ParkedMaxAge, c.LedgerRetention))
+	}
 	if c.Topic != "" && c.Topic == c.DLQTopic {
 		errs = append(errs, fmt.Errorf("DLQ_TOPIC=%q must differ from ORDER_EVENTS_TOPIC", c.DLQTopic))
 	}

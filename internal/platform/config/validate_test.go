@@ -71,7 +71,8 @@ var services = []service{
 		valid: []map[string]string{
 			{"DLQ_TOPIC": "orders.dlq", "CONSUMER_GROUP": "projector_eu-1.v2"},
 			{"CONSUMER_BATCH_SIZE": "1", "CONSUMER_BATCH_LINGER": "1ns", "CONSUMER_BACKOFF_MIN": "1s", "CONSUMER_BACKOFF_MAX": "1s"},
-			{"CONSUMER_BATCH_SIZE": "10000", "LEDGER_RETENTION": "1h"},
+			{"CONSUMER_BATCH_SIZE": "10000", "LEDGER_RETENTION": "1h", "CONSUMER_PARKED_MAX_AGE": "30m"},
+			{"CONSUMER_OFFSET_RESET": "latest", "CONSUMER_TOPIC_CHECK_INTERVAL": "1s"},
 		},
 		invalid: []invalid{
 			{"no waiting read allowed", map[string]string{"HTTP_MAX_WAITING_READS": "0"}, []string{"HTTP_MAX_WAITING_READS"}},
@@ -79,6 +80,9 @@ var services = []service{
 			{"a linger of 0, which would mean 5ms", map[string]string{"CONSUMER_BATCH_LINGER": "0s"}, []string{"CONSUMER_BATCH_LINGER"}},
 			{"a negative ledger retention", map[string]string{"LEDGER_RETENTION": "-168h"}, []string{"LEDGER_RETENTION"}},
 			{"a batch size of 0", map[string]string{"CONSUMER_BATCH_SIZE": "0"}, []string{"CONSUMER_BATCH_SIZE"}},
+			{"an offset reset Kafka does not name", map[string]string{"CONSUMER_OFFSET_RESET": "none"}, []string{"CONSUMER_OFFSET_RESET"}},
+			{"a topic check interval of 0", map[string]string{"CONSUMER_TOPIC_CHECK_INTERVAL": "0s"}, []string{"CONSUMER_TOPIC_CHECK_INTERVAL"}},
+			{"events parked longer than the ledger keeps them", map[string]string{"LEDGER_RETENTION": "1h"}, []string{"CONSUMER_PARKED_MAX_AGE"}},
 			{"a batch size above 10000", map[string]string{"CONSUMER_BATCH_SIZE": "10001"}, []string{"CONSUMER_BATCH_SIZE"}},
 			{"a backoff max below its min", map[string]string{"CONSUMER_BACKOFF_MIN": "2s", "CONSUMER_BACKOFF_MAX": "1s"}, []string{"CONSUMER_BACKOFF_MAX"}},
 			{"a DLQ topic with a space", map[string]string{"DLQ_TOPIC": "order events dlq"}, []string{"DLQ_TOPIC"}},
