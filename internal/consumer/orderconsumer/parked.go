@@ -14,6 +14,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/migrations"
 )
@@ -45,6 +46,7 @@ type parkedSweeper struct {
 	maxAge   time.Duration
 	interval time.Duration
 	poke     chan struct{}
+	heart    *health.Heart // beats each sweep, and while waiting for the next
 }
 
 func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge time.Duration) *parkedSweeper {
@@ -64,10 +66,15 @@ func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m
 func (s *parkedSweeper) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	pulse, stop := s.heart.Pulse()
+	defer stop()
 	for {
+		s.heart.Beat()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-pulse:
+			continue
 		case <-t.C:
 		case <-s.poke:
 		}
@@ -89,6 +96,7 @@ func (s *parkedSweeper) sweep(ctx context.Context) error {
 		s.log.Warn("events parked longer than CONSUMER_PARKED_MAX_AGE leave for the DLQ", "events", n, "max_age", s.maxAge.String())
 	}
 	for {
+		s.heart.Beat()
 		leaving, err := s.store.Leaving(ctx, 100)
 		if err != nil || len(leaving) == 0 {
 			return err

@@ -142,10 +142,12 @@ func (s *Service) wire(m *service.Main) error {
 	s.Defer(func(context.Context) { dlq.Close() })
 	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
 	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge)
+	s.parked.heart = s.Heartbeats.Heart("parked events")
 	telemetry.Register(s.Registry, projectionstore.NewParkedCollector(s.Pool))
 	s.versions = projectionapi.NewVersions()
 	pc.Projector, pc.DeadLetters, pc.Committed = projection{s.store}, deadLetters{dlq}, s.versions.Applied
 	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
+	pc.Heart = s.Heartbeats.Heart("consumer")
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err
 	}
@@ -165,6 +167,7 @@ func (s *Service) wire(m *service.Main) error {
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
 		Auth:       s.Auth,
+		Heartbeats: s.Heartbeats,
 	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers}, checks...)
 	return nil
 }
@@ -226,10 +229,11 @@ func (d deadLetters) Publish(ctx context.Context, dls []projector.DeadLetter) er
 // Consumer exposes the projector, for readiness and counters in tests.
 func (s *Service) Consumer() *projector.Consumer { return s.consumer }
 
-// Serve runs the read API on ln, the consumer and the ledger purger until
-// ctx ends or one fails; the consumer finishes and commits its batch,
-// in-flight requests finish, then everything is released. It returns nil
-// after a shutdown caused by ctx.
+// Serve runs the read API on ln, the consumer, the parked events' sweeper
+// and the ledger purger until ctx ends or one fails;
+// the consumer finishes and commits its batch, in-flight requests finish,
+// then everything is released. It returns nil after a shutdown caused by
+// ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	// No WriteTimeout: a GET waiting for a version may wait projectionapi.MaxWait.
 	srv := s.HTTPServer(s.handler, 0)
@@ -240,6 +244,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		service.Part{Name: "consumer", Run: s.consumer.Run},
 		service.Part{Name: "parked events", Run: s.parked.Run},
 		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
+			Heart: s.Heartbeats.Heart("ledger purger"),
 			Step: func(ctx context.Context, limit int) (int64, error) {
 				return s.store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
 			}}.Run})

@@ -51,6 +51,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -161,6 +162,11 @@ type Config struct {
 	// in its headers. Default: a no-op tracer (the trace context still
 	// reaches the log lines).
 	Tracer trace.Tracer
+	// Heart, if set, beats while the pipeline is alive: as batches are
+	// applied and committed, at each retry, and, while no message comes,
+	// as the fetch waits. A call that never returns (a query the database
+	// never answers, a commit the coordinator never acknowledges) stops it.
+	Heart *health.Heart
 }
 
 func (c *Config) setDefaults() {
@@ -242,6 +248,45 @@ type Consumer struct {
 
 	aheadHold time.Duration // how long a transaction begun ahead waits for the commit before (aheadHold)
 	watch     *watch        // the topic's watch, while Run runs
+
+	// waiting is true while the loop waits for the next batch: only then
+	// do the fetcher's beats count (fetcherBeat).
+	waiting atomic.Bool
+}
+
+// beat records that the pipeline moved on, or that one of its retries
+// waits out a failure.
+func (c *Consumer) beat() { c.cfg.Heart.Beat() }
+
+// fetcherBeat is the fetcher's beat. It counts only while the loop waits
+// for the fetcher: then a fetch waiting for messages that do not come is an
+// idle pipeline, not a wedged one; while the loop applies a batch, its own
+// beats must show it is alive, and a fetcher polling an idle topic must not
+// hide a loop stuck in the database.
+func (c *Consumer) fetcherBeat() {
+	if c.waiting.Load() {
+		c.cfg.Heart.Beat()
+	}
+}
+
+// sleep waits d or until ctx ends, reporting whether the full d passed,
+// beating with beat meanwhile.
+func (c *Consumer) sleep(ctx context.Context, d time.Duration, beat func()) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	pulse, stop := c.cfg.Heart.Pulse()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			beat()
+			return true
+		case <-pulse:
+			beat()
+		}
+	}
 }
 
 // aheadHold is how long the next batch's transaction, begun ahead and
@@ -429,10 +474,14 @@ func (c *Consumer) loop(ctx context.Context, r Reader) {
 		committing.wait()
 	}()
 	for {
+		c.beat()
 		b := next
 		next = nil
 		if b == nil {
+			c.waiting.Store(true)
 			p, ok := <-ready
+			c.waiting.Store(false)
+			c.beat()
 			if !ok {
 				return
 			}
@@ -521,7 +570,7 @@ func (c *Consumer) prepareBatches(ctx context.Context, r Reader, out chan<- prep
 		c.m.retries.WithLabelValues(DepFetch).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
 		c.log.Warn("fetch failed; retrying", "attempt", fetchFailures, "backoff", d.String(), "error", err)
-		if !backoff.Sleep(ctx, d) {
+		if !c.sleep(ctx, d, c.fetcherBeat) {
 			return
 		}
 	}
@@ -579,6 +628,7 @@ func (c *Consumer) commit(ctx context.Context, cancel context.CancelFunc, r Read
 		defer cancel()
 		err := c.retry(ctx, DepCommit, func() error { return r.CommitMessages(ctx, batch...) })
 		if err == nil {
+			c.beat()
 			c.stats.batches.Add(1)
 			c.setCommitErr(nil)
 		} else {
@@ -628,9 +678,11 @@ func (c *Consumer) batchContext(ctx context.Context) (context.Context, context.C
 }
 
 // fetch blocks for the first message, then takes what arrives within
-// BatchLinger, up to BatchSize.
+// BatchLinger, up to BatchSize. With a heart, the wait for the first
+// message is cut every Heart.Every to beat (fetcherBeat): an idle topic is
+// not a wedged consumer.
 func (c *Consumer) fetch(ctx context.Context, r Reader) ([]kafka.Message, error) {
-	m, err := r.FetchMessage(ctx)
+	m, err := c.first(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -645,6 +697,27 @@ func (c *Consumer) fetch(ctx context.Context, r Reader) ([]kafka.Message, error)
 		batch = append(batch, m)
 	}
 	return batch, nil
+}
+
+// first waits for a message, beating every Heart.Every while none comes.
+func (c *Consumer) first(ctx context.Context, r Reader) (kafka.Message, error) {
+	every := c.cfg.Heart.Every()
+	if every <= 0 {
+		return r.FetchMessage(ctx)
+	}
+	for {
+		// A reader's FetchMessage that returns for its context's deadline
+		// takes nothing from the reader: the next call gets what comes.
+		fctx, cancel := context.WithTimeout(ctx, every)
+		m, err := r.FetchMessage(fctx)
+		timedOut := fctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		c.fetcherBeat()
+		if err != nil && timedOut {
+			continue
+		}
+		return m, err
+	}
 }
 
 // item is one message of a batch on its way through.
@@ -979,7 +1052,14 @@ func (c *Consumer) retry(ctx context.Context, dependency string, step func() err
 		c.m.retries.WithLabelValues(dependency).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
 		c.log.Warn("transient failure; retrying", "dependency", dependency, "attempt", attempt, "backoff", d.String(), "error", err)
-		if !backoff.Sleep(ctx, d) {
+		// The registry is the fetcher's to retry (prepare); the others the
+		// loop's and the committer's.
+		beat := c.beat
+		if dependency == DepRegistry {
+			beat = c.fetcherBeat
+		}
+		beat()
+		if !c.sleep(ctx, d, beat) {
 			return fmt.Errorf("%s: %w", dependency, err)
 		}
 	}

@@ -3,7 +3,9 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
 )
 
@@ -65,6 +68,33 @@ func Ready(checks ...Check) http.HandlerFunc {
 	}
 }
 
+// Live is the /livez handler: 200 while every loop of hb beat within its
+// timeout, listing each loop's seconds since its last beat; 503 naming,
+// under wedged, each that did not. A nil hb has no loops, and is live.
+func Live(hb *health.Heartbeats) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		loops := map[string]float64{}
+		wedged := map[string]string{}
+		var timeout time.Duration
+		if hb != nil {
+			timeout = hb.Timeout()
+		}
+		for _, l := range hb.Loops(time.Now()) {
+			loops[l.Name] = math.Round(l.Age.Seconds()*1000) / 1000
+			if l.Wedged {
+				wedged[l.Name] = fmt.Sprintf("no heartbeat for %s (LIVENESS_TIMEOUT=%s)", l.Age.Round(time.Millisecond), timeout)
+			}
+		}
+		body := map[string]any{"status": "live", "timeout_seconds": timeout.Seconds(), "loops": loops}
+		if len(wedged) > 0 {
+			body["status"], body["wedged"] = "wedged", wedged
+			JSON(w, http.StatusServiceUnavailable, body)
+			return
+		}
+		JSON(w, http.StatusOK, body)
+	}
+}
+
 // JSON writes v as an application/json response, ended by a newline.
 func JSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
@@ -105,6 +135,9 @@ type RouterConfig struct {
 	Metrics http.Handler
 	// Checks are /readyz's.
 	Checks []Check
+	// Heartbeats are /livez's: the service's long-running loops. Nil: no
+	// loops, always live.
+	Heartbeats *health.Heartbeats
 	// OpenAPI, when set, is the API's OpenAPI document, served as it is at
 	// GET /openapi.yaml.
 	OpenAPI []byte
@@ -113,8 +146,8 @@ type RouterConfig struct {
 // NewRouter returns a router with what every API of ours answers the same
 // way: a path or query that is not text is 400, an unknown route 404 and a
 // known one with another method 405 with Allow (problem+json each), HEAD is
-// GET without the body, GET /healthz, /readyz and, if set, /metrics and
-// /openapi.yaml. Add the API's own routes through Guarded, and serve the
+// GET without the body, GET /healthz, /livez, /readyz and, if set, /metrics
+// and /openapi.yaml. Add the API's own routes through Guarded, and serve the
 // router returned here.
 func NewRouter(cfg RouterConfig) chi.Router {
 	r := chi.NewRouter()
@@ -128,6 +161,7 @@ func NewRouter(cfg RouterConfig) chi.Router {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	r.Get("/livez", Live(cfg.Heartbeats))
 	r.Get("/readyz", Ready(cfg.Checks...))
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics)
@@ -143,7 +177,7 @@ func NewRouter(cfg RouterConfig) chi.Router {
 
 // Guarded is r for adding routes that need auth's bearer token; with auth
 // nil (authentication off), r itself. The platform's routes (/healthz,
-// /readyz, /metrics, /openapi.yaml) are added by NewRouter and stay open.
+// /livez, /readyz, /metrics, /openapi.yaml) are added by NewRouter and stay open.
 func Guarded(r chi.Router, auth *Auth) chi.Router {
 	if auth == nil {
 		return r

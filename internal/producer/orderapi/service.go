@@ -76,6 +76,7 @@ func (s *Service) wire(m *service.Main) error {
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
 		Metrics:    telemetry.MetricsHandler(s.Registry),
 		Auth:       s.Auth,
+		Heartbeats: s.Heartbeats,
 	}, s.store, checks...)
 	return nil
 }
@@ -105,6 +106,7 @@ func (s *Service) wireRelay() error {
 		BackoffMax:        s.cfg.RelayBackoffMax,
 		Logger:            s.Log,
 		Metrics:           outbox.NewMetrics(s.Registry),
+		Heart:             s.Heartbeats.Heart("relay"),
 	})
 	return err
 }
@@ -120,7 +122,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	parts := []service.Part{
 		{Name: "notifier", Run: s.notify.Run},
 		{Name: "idempotency key purger", Run: pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000,
-			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys}.Run},
+			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys, Heart: s.Heartbeats.Heart("idempotency key purger")}.Run},
 	}
 	if s.relay != nil {
 		parts = append(parts, service.Part{Name: "relay", Run: s.relay.Run})

@@ -127,6 +127,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		return r.retry(ctx, conn, what, err, run)
 	}
 	for {
+		r.cfg.Heart.Beat()
 		if time.Since(r.limitRead) >= r.cfg.LimitInterval {
 			r.learnLimit(ctx)
 		}
@@ -402,7 +403,7 @@ func (r *Relay) backOff(ctx context.Context, conn *pgx.Conn, what string, err er
 	r.metrics.failures.WithLabelValues(what).Inc()
 	d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
 	r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
-	if !backoff.Sleep(ctx, d) {
+	if !r.cfg.Heart.Sleep(ctx, d) {
 		return ctx.Err()
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

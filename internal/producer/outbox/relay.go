@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
 
@@ -83,6 +84,11 @@ type Config struct {
 	// Metrics receives the relay's measurements. Default: metrics kept on a
 	// registry of their own, which nobody scrapes.
 	Metrics *Metrics
+	// Heart, if set, beats while the relay's loop is alive: at each step,
+	// and while it waits for rows, the lock or a retry. A call that hangs
+	// (a lock on the outbox never granted, a connection that never
+	// answers) stops it.
+	Heart *health.Heart
 }
 
 func (c *Config) setDefaults() {
