@@ -25,6 +25,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -96,8 +97,8 @@ func (r readModels) all() []projectionstore.ReadModel {
 
 // New validates cfg, migrates the projection database if configured to, and
 // wires the service with the telemetry tel describes. Kafka and the registry
-// are contacted only by Serve, so their absence shows as not ready, not as a
-// failure to start.
+// are contacted only by Serve, so their absence shows as degraded in
+// /readyz, not as a failure to start: the read API serves meanwhile.
 func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
 	s := &Service{cfg: cfg}
 	if _, err := service.Start(ctx, cfg, migrations.Projection(), log, tel, s.wire); err != nil {
@@ -148,14 +149,18 @@ func (s *Service) wire(m *service.Main) error {
 	pc.Projector, pc.DeadLetters, pc.Committed = projection{s.store}, deadLetters{dlq}, s.versions.Applied
 	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
 	pc.Heart = s.Heartbeats.Heart("consumer")
+	pc.Condition = health.NewCondition("consumer", s.Log)
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err
 	}
 	telemetry.Register(s.Registry, projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	// Only the database and the signing keys make the instance unready: the
+	// read API serves what the projection holds while Kafka or the registry
+	// fail, which the optional checks name.
 	checks := []web.Check{
 		{Name: "database", Func: s.store.Ping},
-		{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }},
-		{Name: "parked_events", Func: s.parked.check, Optional: true},
+		{Name: "consumer", Func: pc.Condition.Check, Optional: true},
+		{Name: "parked_events", Func: s.parked.condition.Check, Optional: true},
 	}
 	if s.Auth != nil {
 		checks = append(checks, s.Auth.Checks()...)

@@ -162,6 +162,10 @@ type Config struct {
 	// in its headers. Default: a no-op tracer (the trace context still
 	// reaches the log lines).
 	Tracer trace.Tracer
+	// Condition, if set, is told what Ready returns whenever it may have
+	// changed: /readyz's consumer check, which logs one line when the
+	// consumer starts failing and one when it recovers.
+	Condition *health.Condition
 	// Heart, if set, beats while the pipeline is alive: as batches are
 	// applied and committed, at each retry, and, while no message comes,
 	// as the fetch waits. A call that never returns (a query the database
@@ -316,6 +320,11 @@ func newConsumer(cfg Config, component string) *Consumer {
 func (c *Consumer) Ready() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.ready()
+}
+
+// ready is Ready with c.mu held.
+func (c *Consumer) ready() error {
 	switch {
 	case c.notReady != nil:
 		return c.notReady
@@ -329,33 +338,33 @@ func (c *Consumer) Ready() error {
 	return c.topicErr
 }
 
-func (c *Consumer) setFetchErr(err error) {
+// set sets one of the failures Ready reports, and tells Config.Condition
+// what Ready returns now, under the same lock, so that it sees the changes
+// in their order.
+func (c *Consumer) set(failure *error, err error) {
 	c.mu.Lock()
-	c.fetchErr = err
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	*failure = err
+	if c.cfg.Condition != nil {
+		c.cfg.Condition.Set(c.ready())
+	}
 }
 
-func (c *Consumer) setReady(err error) {
-	c.mu.Lock()
-	c.notReady = err
-	c.mu.Unlock()
-}
+func (c *Consumer) setFetchErr(err error) { c.set(&c.fetchErr, err) }
+
+func (c *Consumer) setReady(err error) { c.set(&c.notReady, err) }
 
 // setDecodeErr is setReady for the batch being prepared, which runs beside
 // the one being applied.
-func (c *Consumer) setDecodeErr(err error) {
-	c.mu.Lock()
-	c.decodeErr = err
-	c.mu.Unlock()
-}
+func (c *Consumer) setDecodeErr(err error) { c.set(&c.decodeErr, err) }
 
 // setCommitErr is setReady for commits, which run beside the next batch's
 // steps: each clears only its own failure.
-func (c *Consumer) setCommitErr(err error) {
-	c.mu.Lock()
-	c.commitErr = err
-	c.mu.Unlock()
-}
+func (c *Consumer) setCommitErr(err error) { c.set(&c.commitErr, err) }
+
+// setTopicErr records the watch's finding: the topic missing, or not
+// checkable.
+func (c *Consumer) setTopicErr(err error) { c.set(&c.topicErr, err) }
 
 // Stats returns the counters.
 func (c *Consumer) Stats() Stats {

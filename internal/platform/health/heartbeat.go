@@ -1,7 +1,9 @@
 // Package health is what a service knows of its own health, beyond what
 // its dependencies answer: the heartbeats of its long-running loops, which
 // /livez reads (a loop whose heart stopped is wedged, and only a restart
-// frees it).
+// frees it), and the degraded conditions its watchers find, which /readyz
+// lists without failing (the service still serves its API) and which log
+// one line when they start and one when they end.
 package health
 
 import (

@@ -19,9 +19,10 @@ import (
 
 // Check is one readiness check. /readyz lists every check's state and is
 // 200 only when every check that is not Optional returns nil within
-// CheckTimeout. An Optional check reports a dependency the service works
-// without (order-api's relay: orders are taken while Kafka is down), so it
-// never takes the instance out of a load balancer.
+// CheckTimeout. An Optional check reports what is wrong while the service
+// still serves its own API (order-api's relay: orders are taken while Kafka
+// is down), so it never takes the instance out of a load balancer: it is
+// listed as degraded.
 type Check struct {
 	Name     string
 	Func     func(context.Context) error
@@ -34,14 +35,16 @@ const CheckTimeout = 2 * time.Second
 
 // Ready is the /readyz handler: it runs the checks concurrently, so one
 // hanging dependency costs CheckTimeout rather than adding up, and names
-// every one that failed.
+// every one that failed under failed, and every Optional one that failed
+// under degraded.
 func Ready(checks ...Check) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var (
-			mu     sync.Mutex
-			wg     sync.WaitGroup
-			failed = map[string]string{}
-			states = map[string]string{}
+			mu       sync.Mutex
+			wg       sync.WaitGroup
+			failed   = map[string]string{}
+			degraded = map[string]string{}
+			states   = map[string]string{}
 		)
 		for _, c := range checks {
 			wg.Go(func() {
@@ -53,18 +56,25 @@ func Ready(checks ...Check) http.HandlerFunc {
 				states[c.Name] = "ok"
 				if err != nil {
 					states[c.Name] = err.Error()
-					if !c.Optional {
+					if c.Optional {
+						degraded[c.Name] = err.Error()
+					} else {
 						failed[c.Name] = err.Error()
 					}
 				}
 			})
 		}
 		wg.Wait()
+		body := map[string]any{"status": "ready", "checks": states}
+		if len(degraded) > 0 {
+			body["degraded"] = degraded
+		}
 		if len(failed) > 0 {
-			JSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": failed, "checks": states})
+			body["status"], body["failed"] = "not ready", failed
+			JSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
-		JSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": states})
+		JSON(w, http.StatusOK, body)
 	}
 }
 
