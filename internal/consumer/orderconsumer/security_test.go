@@ -117,13 +117,14 @@ func TestBothServicesReachASecuredCluster(t *testing.T) {
 			t.Errorf("/readyz shows the password: %v", body)
 		}
 		api := startSecuredOrderAPI(t, s, []string{"KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM", "PLAIN",
-			"KAFKA_SASL_USERNAME", "orders", "KAFKA_SASL_PASSWORD", "wrong"})
+			"KAFKA_SASL_USERNAME", "orders", "KAFKA_SASL_PASSWORD", "wrong", "RELAY_STALL_AFTER", "100ms"})
 		if st, _ := call(t, "POST", api+"/orders", `{"customer_id":"c","currency":"EUR","items":[{"sku":"a","quantity":1,"unit_price_minor":5}]}`); st != 201 {
 			t.Fatalf("order-api refused an order while Kafka refuses it: %d", st)
 		}
 		// kafka-go's writer sees the refused login as a closed connection:
-		// the relay reports its write failing, as for a broker it cannot
-		// reach; the check is optional, so orders are still taken.
+		// once the row has waited RELAY_STALL_AFTER, the relay reports its
+		// write failing, as for a broker it cannot reach; the check is
+		// optional, so orders are still taken.
 		stacktest.WaitFor(t, "order-api's /readyz to report its relay's write failing", wait, func() bool {
 			st, b := get(t, api+"/readyz")
 			checks, _ := b["checks"].(map[string]any)
@@ -170,7 +171,7 @@ func TestAWrongPasswordLosesNothingAndNoSecretLeaks(t *testing.T) {
 	var written strings.Builder // everything the services wrote or answered
 	logs := stacktest.NewLog(t)
 	db := pgtest.MustDB(t, migrations.Orders())
-	api, stopAPI := serveOrderAPI(t, s, db, logs.Logger, telemetry.Config{}, env(wrong)...)
+	api, stopAPI := serveOrderAPI(t, s, db, logs.Logger, telemetry.Config{}, append(env(wrong), "RELAY_STALL_AFTER", "100ms")...)
 	c := s.startWith(telemetry.Config{}, logs.Logger, env(wrong)...)
 
 	st, o := call(t, "POST", api+"/orders", `{"customer_id":"c","currency":"EUR","items":[{"sku":"a","quantity":1,"unit_price_minor":5}]}`)

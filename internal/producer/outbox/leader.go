@@ -42,6 +42,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				conn.Close(context.Background())
 				conn = nil
 			case locked:
+				r.progressed()
 				r.leader.Store(true)
 				r.metrics.leader.Set(1)
 				r.log.Info("relay is the leader: publishing")
@@ -103,6 +104,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		if err := r.drain(ctx, conn, &acked); err != nil {
 			return err
 		}
+		r.progressed() // the outbox is empty: nothing waits
 		r.cfg.Heart.Beat()
 		if r.cfg.Retention > 0 && time.Since(lastPurge) >= r.cfg.PurgeInterval {
 			r.purge(ctx, conn)

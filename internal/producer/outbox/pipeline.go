@@ -259,6 +259,7 @@ func (r *Relay) acknowledged(f *flight, err error) []int64 {
 		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
 		ids[i] = rw.id
 	}
+	r.progressed()
 	r.metrics.published.Add(float64(len(rows)))
 	r.metrics.batchSize.Observe(float64(len(rows)))
 	return ids
