@@ -75,6 +75,7 @@ type Service struct {
 	handler  http.Handler
 	versions *projectionapi.Versions
 	parked   *parkedSweeper
+	progress *projector.Progress
 }
 
 // readModels are the read models order-consumer keeps, each written in the
@@ -154,12 +155,17 @@ func (s *Service) wire(m *service.Main) error {
 		return err
 	}
 	telemetry.Register(s.Registry, projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	if s.progress, err = projector.NewProgress(projector.ProgressConfig{Brokers: s.cfg.KafkaBrokers, Security: pc.Security,
+		Topic: s.cfg.Topic, GroupID: s.cfg.GroupID, StallAfter: s.cfg.StallAfter, Logger: s.Log, Registerer: s.Registry}); err != nil {
+		return err
+	}
 	// Only the database and the signing keys make the instance unready: the
-	// read API serves what the projection holds while Kafka or the registry
-	// fail, which the optional checks name.
+	// read API serves what the projection holds while Kafka, the registry
+	// or the consumer's progress fail, which the optional checks name.
 	checks := []web.Check{
 		{Name: "database", Func: s.store.Ping},
 		{Name: "consumer", Func: pc.Condition.Check, Optional: true},
+		{Name: "consumer_progress", Func: s.progress.Condition().Check, Optional: true},
 		{Name: "parked_events", Func: s.parked.condition.Check, Optional: true},
 	}
 	if s.Auth != nil {
@@ -234,8 +240,8 @@ func (d deadLetters) Publish(ctx context.Context, dls []projector.DeadLetter) er
 // Consumer exposes the projector, for readiness and counters in tests.
 func (s *Service) Consumer() *projector.Consumer { return s.consumer }
 
-// Serve runs the read API on ln, the consumer, the parked events' sweeper
-// and the ledger purger until ctx ends or one fails;
+// Serve runs the read API on ln, the consumer, its progress watch, the
+// parked events' sweeper and the ledger purger until ctx ends or one fails;
 // the consumer finishes and commits its batch, in-flight requests finish,
 // then everything is released. It returns nil after a shutdown caused by
 // ctx.
@@ -247,6 +253,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(s.versions.Close)
 	return s.Main.Serve(ctx, ln, srv,
 		service.Part{Name: "consumer", Run: s.consumer.Run},
+		service.Part{Name: "consumer progress", Run: s.progress.Run},
 		service.Part{Name: "parked events", Run: s.parked.Run},
 		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
 			Heart: s.Heartbeats.Heart("ledger purger"),

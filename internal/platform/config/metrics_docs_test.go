@@ -58,6 +58,10 @@ func TestOperationsDocListsEveryMetricAndTracingVariable(t *testing.T) {
 	if _, err := outbox.NewWatch(outbox.WatchConfig{Pool: &pgxpool.Pool{}, StallAfter: time.Minute, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := projector.NewProgress(projector.ProgressConfig{Brokers: []string{"x"}, Topic: "t", GroupID: "g", StallAfter: time.Minute,
+		Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
 	registered := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, c := range reg.cs {
