@@ -67,6 +67,11 @@ type Config struct {
 	// that nothing waits for ever unseen.
 	ParkedMaxAge time.Duration `env:"CONSUMER_PARKED_MAX_AGE" envDefault:"24h"`
 
+	// StallAfter is how long a partition may lag with the group's committed
+	// offset unmoved before /readyz shows the degraded check
+	// consumer_progress naming it (projector.Progress).
+	StallAfter time.Duration `env:"CONSUMER_STALL_AFTER" envDefault:"2m"`
+
 	// BackoffMin and BackoffMax bound the retry delay while a dependency is down.
 	BackoffMin time.Duration `env:"CONSUMER_BACKOFF_MIN" envDefault:"100ms"`
 	BackoffMax time.Duration `env:"CONSUMER_BACKOFF_MAX" envDefault:"10s"`
@@ -92,6 +97,7 @@ func (c Config) Validate() error {
 		config.OneOf("CONSUMER_OFFSET_RESET", c.OffsetReset, projector.ResetEarliest, projector.ResetLatest),
 		config.Positive("CONSUMER_TOPIC_CHECK_INTERVAL", c.TopicCheckInterval),
 		config.Positive("CONSUMER_PARKED_MAX_AGE", c.ParkedMaxAge),
+		config.Positive("CONSUMER_STALL_AFTER", c.StallAfter),
 		config.Backoff("CONSUMER_BACKOFF_MIN", c.BackoffMin, "CONSUMER_BACKOFF_MAX", c.BackoffMax),
 	}, c.Common.Check()...)
 	if c.ParkedMaxAge > 0 && c.LedgerRetention > 0 && c.ParkedMaxAge >= c.LedgerRetention {

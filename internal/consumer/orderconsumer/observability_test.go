@@ -24,9 +24,11 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
+	"github.com/ordersonkafka/orders/migrations"
 )
 
 // scrape reads a service's /metrics into "name{label="value",...}" → value,
@@ -193,7 +195,7 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	api := startOrderAPI(t, s)
+	api, _ := serveOrderAPI(t, s, pgtest.MustDB(t, migrations.Orders()), stacktest.Logger(t), telemetry.Config{}, "RELAY_STALL_AFTER", "200ms")
 	stacktest.WaitFor(t, "relay leadership", wait, func() bool { return scrape(t, api)[`outbox_relay_leader{}`] == 1 })
 
 	fault := s.kafka.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
@@ -207,21 +209,26 @@ func TestMetricsShowTheBacklogWhileKafkaIsDown(t *testing.T) {
 		return m[`outbox_backlog{}`] == 3 && m[`outbox_oldest_unpublished_age_seconds{}`] > 0 &&
 			m[`outbox_step_failures_total{step="write to Kafka"}`] > 0
 	})
-	// /readyz names the failing step but stays 200: orders are still taken.
-	st, body := get(t, api+"/readyz")
-	checks, _ := body["checks"].(map[string]any)
-	relay, _ := checks["outbox_relay"].(string)
-	if st != 200 || checks["database"] != "ok" || !strings.HasPrefix(relay, "write to Kafka: ") {
-		t.Errorf("/readyz while Kafka refuses: %d %v", st, body)
-	}
+	// Once the rows have waited RELAY_STALL_AFTER, /readyz names the
+	// failing step but stays 200: orders are still taken.
+	stacktest.WaitFor(t, "/readyz to name the failing step", wait, func() bool {
+		st, body := get(t, api+"/readyz")
+		checks, _ := body["checks"].(map[string]any)
+		relay, _ := checks["outbox_relay"].(string)
+		if st != 200 || checks["database"] != "ok" {
+			t.Fatalf("/readyz while Kafka refuses: %d %v", st, body)
+		}
+		return strings.HasPrefix(relay, "write to Kafka: ")
+	})
 	fault.Remove()
 	stacktest.WaitFor(t, "the backlog to drain", wait, func() bool {
 		m := scrape(t, api)
 		return m[`outbox_backlog{}`] == 0 && m[`outbox_published_events_total{}`] == 3
 	})
-	if _, body := get(t, api+"/readyz"); body["checks"].(map[string]any)["outbox_relay"] != "ok" {
-		t.Errorf("/readyz after recovery: %v", body)
-	}
+	stacktest.WaitFor(t, "/readyz to show the relay ok", wait, func() bool {
+		_, body := get(t, api+"/readyz")
+		return body["checks"].(map[string]any)["outbox_relay"] == "ok"
+	})
 }
 
 // jsonLog is the logger order-consumer makes with LOG_FORMAT=json at level,

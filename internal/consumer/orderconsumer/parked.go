@@ -14,6 +14,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/migrations"
 )
@@ -36,7 +37,9 @@ func leavingClass(why string) string {
 
 // parkedSweeper dead-letters the parked events that leave: those a batch
 // found can never apply, and those parked longer than maxAge, which it
-// marks itself. It sweeps every interval, and soon after poke.
+// marks itself. It sweeps every interval, and soon after poke; after each
+// sweep it looks at what still waits, for /readyz's parked_events check
+// (condition).
 type parkedSweeper struct {
 	store    *projectionstore.Store
 	dlq      *deadletter.Publisher
@@ -45,11 +48,15 @@ type parkedSweeper struct {
 	maxAge   time.Duration
 	interval time.Duration
 	poke     chan struct{}
+	heart    *health.Heart // beats each sweep, and while waiting for the next
+	// condition is degraded while an event has waited long: see look.
+	condition *health.Condition
 }
 
 func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge time.Duration) *parkedSweeper {
 	s := &parkedSweeper{store: store, dlq: dlq, metrics: m, log: log, maxAge: maxAge,
-		interval: max(min(10*time.Second, maxAge/4), 10*time.Millisecond), poke: make(chan struct{}, 1)}
+		interval: max(min(10*time.Second, maxAge/4), 10*time.Millisecond), poke: make(chan struct{}, 1),
+		condition: health.NewCondition("parked_events", log)}
 	store.OnLeaving = func() {
 		select {
 		case s.poke <- struct{}{}:
@@ -64,16 +71,22 @@ func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m
 func (s *parkedSweeper) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	pulse, stop := s.heart.Pulse()
+	defer stop()
 	for {
+		s.heart.Beat()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-pulse:
+			continue
 		case <-t.C:
 		case <-s.poke:
 		}
 		if err := s.sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("parked events: cannot dead-letter those leaving; trying again", "error", err)
 		}
+		s.look(ctx)
 	}
 }
 
@@ -89,6 +102,7 @@ func (s *parkedSweeper) sweep(ctx context.Context) error {
 		s.log.Warn("events parked longer than CONSUMER_PARKED_MAX_AGE leave for the DLQ", "events", n, "max_age", s.maxAge.String())
 	}
 	for {
+		s.heart.Beat()
 		leaving, err := s.store.Leaving(ctx, 100)
 		if err != nil || len(leaving) == 0 {
 			return err
@@ -125,26 +139,32 @@ func message(o projectionstore.Origin) kafka.Message {
 	return m
 }
 
-// check is /readyz's view of the parked events: degraded, never failing,
+// look sets /readyz's view of the parked events: degraded, never failing,
 // while one has waited longer than a minute, or half maxAge if less (a
 // predecessor on another partition comes within seconds; one that does not
-// sits in the DLQ, or its partition is stalled).
-func (s *parkedSweeper) check(ctx context.Context) error {
+// sits in the DLQ, or its partition is stalled). When the events cannot be
+// read (the database down, which /readyz's database check reports), it
+// stays as it was.
+func (s *parkedSweeper) look(ctx context.Context) {
 	parked, err := s.store.Parked(ctx, uuid.Nil, 100)
 	if err != nil {
-		return err
+		if ctx.Err() == nil {
+			s.log.Debug("parked events: cannot read them", "error", err)
+		}
+		return
 	}
 	for _, p := range parked { // oldest first
 		if p.Leaving != "" {
 			continue
 		}
 		if waited := time.Since(p.ParkedAt); waited > min(time.Minute, s.maxAge/2) {
-			return fmt.Errorf("an event has waited %s for its predecessor (order %s, version %d; dead-lettered after CONSUMER_PARKED_MAX_AGE=%s): see `order-consumer parked list`",
-				waited.Round(time.Second), p.OrderID, p.Version-1, s.maxAge)
+			s.condition.Set(fmt.Errorf("an event has waited %s for its predecessor (order %s, version %d; dead-lettered after CONSUMER_PARKED_MAX_AGE=%s): see `order-consumer parked list`",
+				waited.Round(time.Second), p.OrderID, p.Version-1, s.maxAge))
+			return
 		}
-		return nil
+		break
 	}
-	return nil
+	s.condition.Set(nil)
 }
 
 // ListParked returns the events parked in the consumer's database, those

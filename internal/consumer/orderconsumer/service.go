@@ -25,6 +25,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/projector"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/internal/platform/service"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -74,6 +75,7 @@ type Service struct {
 	handler  http.Handler
 	versions *projectionapi.Versions
 	parked   *parkedSweeper
+	progress *projector.Progress
 }
 
 // readModels are the read models order-consumer keeps, each written in the
@@ -96,8 +98,8 @@ func (r readModels) all() []projectionstore.ReadModel {
 
 // New validates cfg, migrates the projection database if configured to, and
 // wires the service with the telemetry tel describes. Kafka and the registry
-// are contacted only by Serve, so their absence shows as not ready, not as a
-// failure to start.
+// are contacted only by Serve, so their absence shows as degraded in
+// /readyz, not as a failure to start: the read API serves meanwhile.
 func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config) (*Service, error) {
 	s := &Service{cfg: cfg}
 	if _, err := service.Start(ctx, cfg, migrations.Projection(), log, tel, s.wire); err != nil {
@@ -142,18 +144,29 @@ func (s *Service) wire(m *service.Main) error {
 	s.Defer(func(context.Context) { dlq.Close() })
 	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
 	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge)
+	s.parked.heart = s.Heartbeats.Heart("parked events")
 	telemetry.Register(s.Registry, projectionstore.NewParkedCollector(s.Pool))
 	s.versions = projectionapi.NewVersions()
 	pc.Projector, pc.DeadLetters, pc.Committed = projection{s.store}, deadLetters{dlq}, s.versions.Applied
 	pc.Tracer = s.Tracing.Provider.Tracer("github.com/ordersonkafka/orders/internal/consumer/projector")
+	pc.Heart = s.Heartbeats.Heart("consumer")
+	pc.Condition = health.NewCondition("consumer", s.Log)
 	if s.consumer, err = projector.New(pc); err != nil {
 		return err
 	}
 	telemetry.Register(s.Registry, projector.NewLagCollector(s.cfg.KafkaBrokers, pc.Security, s.cfg.Topic, s.cfg.GroupID, s.Log))
+	if s.progress, err = projector.NewProgress(projector.ProgressConfig{Brokers: s.cfg.KafkaBrokers, Security: pc.Security,
+		Topic: s.cfg.Topic, GroupID: s.cfg.GroupID, StallAfter: s.cfg.StallAfter, Logger: s.Log, Registerer: s.Registry}); err != nil {
+		return err
+	}
+	// Only the database and the signing keys make the instance unready: the
+	// read API serves what the projection holds while Kafka, the registry
+	// or the consumer's progress fail, which the optional checks name.
 	checks := []web.Check{
 		{Name: "database", Func: s.store.Ping},
-		{Name: "consumer", Func: func(context.Context) error { return s.consumer.Ready() }},
-		{Name: "parked_events", Func: s.parked.check, Optional: true},
+		{Name: "consumer", Func: pc.Condition.Check, Optional: true},
+		{Name: "consumer_progress", Func: s.progress.Condition().Check, Optional: true},
+		{Name: "parked_events", Func: s.parked.condition.Check, Optional: true},
 	}
 	if s.Auth != nil {
 		checks = append(checks, s.Auth.Checks()...)
@@ -165,6 +178,7 @@ func (s *Service) wire(m *service.Main) error {
 		Versions:   s.versions,
 		MaxWaiting: s.cfg.MaxWaitingReads,
 		Auth:       s.Auth,
+		Heartbeats: s.Heartbeats,
 	}, projectionapi.Stores{Orders: models.orders, Customers: models.customers}, checks...)
 	return nil
 }
@@ -226,10 +240,11 @@ func (d deadLetters) Publish(ctx context.Context, dls []projector.DeadLetter) er
 // Consumer exposes the projector, for readiness and counters in tests.
 func (s *Service) Consumer() *projector.Consumer { return s.consumer }
 
-// Serve runs the read API on ln, the consumer and the ledger purger until
-// ctx ends or one fails; the consumer finishes and commits its batch,
-// in-flight requests finish, then everything is released. It returns nil
-// after a shutdown caused by ctx.
+// Serve runs the read API on ln, the consumer, its progress watch, the
+// parked events' sweeper and the ledger purger until ctx ends or one fails;
+// the consumer finishes and commits its batch, in-flight requests finish,
+// then everything is released. It returns nil after a shutdown caused by
+// ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	// No WriteTimeout: a GET waiting for a version may wait projectionapi.MaxWait.
 	srv := s.HTTPServer(s.handler, 0)
@@ -238,8 +253,10 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(s.versions.Close)
 	return s.Main.Serve(ctx, ln, srv,
 		service.Part{Name: "consumer", Run: s.consumer.Run},
+		service.Part{Name: "consumer progress", Run: s.progress.Run},
 		service.Part{Name: "parked events", Run: s.parked.Run},
 		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
+			Heart: s.Heartbeats.Heart("ledger purger"),
 			Step: func(ctx context.Context, limit int) (int64, error) {
 				return s.store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
 			}}.Run})

@@ -236,11 +236,13 @@ func TestEventsThatMovedPartitionAreParkedUntilTheirPredecessorComes(t *testing.
 // A parked event that turns out never to apply (a refund of an order then
 // cancelled) is dead-lettered intact as out of sequence; one whose
 // predecessor never comes, after CONSUMER_PARKED_MAX_AGE, as
-// projection.ParkedTooLong, /readyz showing it degraded meanwhile.
+// projection.ParkedTooLong, /readyz showing it degraded meanwhile, with one
+// line logged when that starts and one when it ends.
 func TestParkedEventsThatNeverApplyAreDeadLetteredIntact(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	inst := s.start("CONSUMER_PARKED_MAX_AGE", "3s")
+	log, logs := jsonLog(t, "info")
+	inst := s.startWith(telemetry.Config{}, log, "CONSUMER_PARKED_MAX_AGE", "3s")
 	a, b := history(t), history(t)
 	refund, neverPlaced := s.message(a[2]), s.message(b[1])
 	s.produce(refund, neverPlaced)
@@ -284,6 +286,14 @@ func TestParkedEventsThatNeverApplyAreDeadLetteredIntact(t *testing.T) {
 	}
 	if l := s.ledger(); l[a[2].ID.String()] != "" || l[b[1].ID.String()] != "" {
 		t.Errorf("an event dead-lettered is in the ledger: %v", l)
+	}
+	stacktest.WaitFor(t, "/readyz with parked_events ok", wait, func() bool {
+		_, body := get(t, inst.url+"/readyz")
+		checks, _ := body["checks"].(map[string]any)
+		return checks["parked_events"] == "ok"
+	})
+	if n, m := countLines(logs, "degraded", "parked_events"), countLines(logs, "no longer degraded", "parked_events"); n != 1 || m != 1 {
+		t.Errorf("logged the parked event's wait starting %d times and ending %d times, want once each", n, m)
 	}
 }
 

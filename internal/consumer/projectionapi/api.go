@@ -27,6 +27,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/internal/text"
 	"github.com/ordersonkafka/orders/openapi"
@@ -65,6 +66,9 @@ type Config struct {
 	Metrics http.Handler
 	// Auth, when set, requires a bearer token on GET /orders/{id}.
 	Auth *web.Auth
+	// Heartbeats, when set, are the service's loops, which GET /livez
+	// reports on.
+	Heartbeats *health.Heartbeats
 	// Versions, when set, wakes requests waiting for a version (see
 	// Versions); without it they re-read every RecheckInterval.
 	Versions *Versions
@@ -114,7 +118,8 @@ func New(cfg Config, stores Stores, checks ...web.Check) http.Handler {
 		panic("projectionapi: Config.MaxWaiting must be at least 1")
 	}
 	a.waiting = make(chan struct{}, cfg.MaxWaiting)
-	root := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks, OpenAPI: openapi.OrderConsumer()})
+	root := web.NewRouter(web.RouterConfig{Middleware: cfg.Middleware, Metrics: cfg.Metrics, Checks: checks,
+		Heartbeats: cfg.Heartbeats, OpenAPI: openapi.OrderConsumer()})
 	r := web.Guarded(root, cfg.Auth)
 	r.Get("/orders/{id}", a.get)
 	r.Get("/customers/{customer_id}/summary", a.customerSummary)

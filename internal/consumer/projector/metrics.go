@@ -102,10 +102,9 @@ func (m *Metrics) DeadLettered(class string) { m.dlq.WithLabelValues(class).Inc(
 // the dashboard while the consumer is stuck, which a lag computed from the
 // messages the consumer fetched could not show.
 type lagCollector struct {
-	client       *kafka.Client
-	topic, group string
-	lag          *prometheus.Desc
-	log          *slog.Logger
+	offsets offsetReader
+	lag     *prometheus.Desc
+	log     *slog.Logger
 }
 
 // NewLagCollector returns a collector of
@@ -118,8 +117,8 @@ type lagCollector struct {
 // from the partition's earliest offset.
 func NewLagCollector(brokers []string, sec *kafkaconn.Security, topic, group string, log *slog.Logger) prometheus.Collector {
 	return &lagCollector{
-		client: sec.Client(brokers, 3*time.Second),
-		topic:  topic, group: group, log: log,
+		offsets: newOffsetReader(brokers, sec, topic, group),
+		log:     log,
 		lag: prometheus.NewDesc("consumer_lag", "Messages in the partition not yet committed by the consumer group.",
 			[]string{"partition"}, prometheus.Labels{"topic": topic, "group": group}),
 	}
@@ -128,19 +127,43 @@ func NewLagCollector(brokers []string, sec *kafkaconn.Security, topic, group str
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.lag }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), offsetsTimeout)
 	defer cancel()
-	lags, err := c.read(ctx)
+	offs, err := c.offsets.read(ctx)
 	if err != nil {
 		c.log.Debug("consumer lag not available", "error", err)
 		return
 	}
-	for p, lag := range lags {
-		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag), strconv.Itoa(p))
+	for p, o := range offs {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(o.lag()), strconv.Itoa(p))
 	}
 }
 
-func (c *lagCollector) read(ctx context.Context) (map[int]int64, error) {
+// offsetsTimeout bounds one read of a group's offsets.
+const offsetsTimeout = 3 * time.Second
+
+// offsetReader reads, from the brokers, where each partition of a topic
+// ends and where a group has committed on it.
+type offsetReader struct {
+	client       *kafka.Client
+	topic, group string
+}
+
+func newOffsetReader(brokers []string, sec *kafkaconn.Security, topic, group string) offsetReader {
+	return offsetReader{client: sec.Client(brokers, offsetsTimeout), topic: topic, group: group}
+}
+
+// partitionOffsets are a partition's end offset and the group's committed
+// one, or, before the group's first commit there (or with one the
+// partition no longer holds), the partition's first.
+type partitionOffsets struct {
+	end, committed int64
+}
+
+// lag is how many messages the group has not committed.
+func (o partitionOffsets) lag() int64 { return max(o.end-o.committed, 0) }
+
+func (c offsetReader) read(ctx context.Context) (map[int]partitionOffsets, error) {
 	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.topic}})
 	if err != nil {
 		return nil, err
@@ -180,7 +203,7 @@ func (c *lagCollector) read(ctx context.Context) (map[int]int64, error) {
 			done[p.Partition] = p.CommittedOffset
 		}
 	}
-	lags := map[int]int64{}
+	out := map[int]partitionOffsets{}
 	for _, po := range offs.Topics[c.topic] {
 		if po.Error != nil {
 			continue
@@ -189,7 +212,7 @@ func (c *lagCollector) read(ctx context.Context) (map[int]int64, error) {
 		if !ok || from < po.FirstOffset {
 			from = po.FirstOffset
 		}
-		lags[po.Partition] = max(po.LastOffset-from, 0)
+		out[po.Partition] = partitionOffsets{end: po.LastOffset, committed: from}
 	}
-	return lags, nil
+	return out, nil
 }

@@ -51,6 +51,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/event/envelope"
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -161,6 +162,15 @@ type Config struct {
 	// in its headers. Default: a no-op tracer (the trace context still
 	// reaches the log lines).
 	Tracer trace.Tracer
+	// Condition, if set, is told what Ready returns whenever it may have
+	// changed: /readyz's consumer check, which logs one line when the
+	// consumer starts failing and one when it recovers.
+	Condition *health.Condition
+	// Heart, if set, beats while the pipeline is alive: as batches are
+	// applied and committed, at each retry, and, while no message comes,
+	// as the fetch waits. A call that never returns (a query the database
+	// never answers, a commit the coordinator never acknowledges) stops it.
+	Heart *health.Heart
 }
 
 func (c *Config) setDefaults() {
@@ -242,6 +252,45 @@ type Consumer struct {
 
 	aheadHold time.Duration // how long a transaction begun ahead waits for the commit before (aheadHold)
 	watch     *watch        // the topic's watch, while Run runs
+
+	// waiting is true while the loop waits for the next batch: only then
+	// do the fetcher's beats count (fetcherBeat).
+	waiting atomic.Bool
+}
+
+// beat records that the pipeline moved on, or that one of its retries
+// waits out a failure.
+func (c *Consumer) beat() { c.cfg.Heart.Beat() }
+
+// fetcherBeat is the fetcher's beat. It counts only while the loop waits
+// for the fetcher: then a fetch waiting for messages that do not come is an
+// idle pipeline, not a wedged one; while the loop applies a batch, its own
+// beats must show it is alive, and a fetcher polling an idle topic must not
+// hide a loop stuck in the database.
+func (c *Consumer) fetcherBeat() {
+	if c.waiting.Load() {
+		c.cfg.Heart.Beat()
+	}
+}
+
+// sleep waits d or until ctx ends, reporting whether the full d passed,
+// beating with beat meanwhile.
+func (c *Consumer) sleep(ctx context.Context, d time.Duration, beat func()) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	pulse, stop := c.cfg.Heart.Pulse()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			beat()
+			return true
+		case <-pulse:
+			beat()
+		}
+	}
 }
 
 // aheadHold is how long the next batch's transaction, begun ahead and
@@ -271,6 +320,11 @@ func newConsumer(cfg Config, component string) *Consumer {
 func (c *Consumer) Ready() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.ready()
+}
+
+// ready is Ready with c.mu held.
+func (c *Consumer) ready() error {
 	switch {
 	case c.notReady != nil:
 		return c.notReady
@@ -284,33 +338,33 @@ func (c *Consumer) Ready() error {
 	return c.topicErr
 }
 
-func (c *Consumer) setFetchErr(err error) {
+// set sets one of the failures Ready reports, and tells Config.Condition
+// what Ready returns now, under the same lock, so that it sees the changes
+// in their order.
+func (c *Consumer) set(failure *error, err error) {
 	c.mu.Lock()
-	c.fetchErr = err
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	*failure = err
+	if c.cfg.Condition != nil {
+		c.cfg.Condition.Set(c.ready())
+	}
 }
 
-func (c *Consumer) setReady(err error) {
-	c.mu.Lock()
-	c.notReady = err
-	c.mu.Unlock()
-}
+func (c *Consumer) setFetchErr(err error) { c.set(&c.fetchErr, err) }
+
+func (c *Consumer) setReady(err error) { c.set(&c.notReady, err) }
 
 // setDecodeErr is setReady for the batch being prepared, which runs beside
 // the one being applied.
-func (c *Consumer) setDecodeErr(err error) {
-	c.mu.Lock()
-	c.decodeErr = err
-	c.mu.Unlock()
-}
+func (c *Consumer) setDecodeErr(err error) { c.set(&c.decodeErr, err) }
 
 // setCommitErr is setReady for commits, which run beside the next batch's
 // steps: each clears only its own failure.
-func (c *Consumer) setCommitErr(err error) {
-	c.mu.Lock()
-	c.commitErr = err
-	c.mu.Unlock()
-}
+func (c *Consumer) setCommitErr(err error) { c.set(&c.commitErr, err) }
+
+// setTopicErr records the watch's finding: the topic missing, or not
+// checkable.
+func (c *Consumer) setTopicErr(err error) { c.set(&c.topicErr, err) }
 
 // Stats returns the counters.
 func (c *Consumer) Stats() Stats {
@@ -429,10 +483,14 @@ func (c *Consumer) loop(ctx context.Context, r Reader) {
 		committing.wait()
 	}()
 	for {
+		c.beat()
 		b := next
 		next = nil
 		if b == nil {
+			c.waiting.Store(true)
 			p, ok := <-ready
+			c.waiting.Store(false)
+			c.beat()
 			if !ok {
 				return
 			}
@@ -521,7 +579,7 @@ func (c *Consumer) prepareBatches(ctx context.Context, r Reader, out chan<- prep
 		c.m.retries.WithLabelValues(DepFetch).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, fetchFailures)
 		c.log.Warn("fetch failed; retrying", "attempt", fetchFailures, "backoff", d.String(), "error", err)
-		if !backoff.Sleep(ctx, d) {
+		if !c.sleep(ctx, d, c.fetcherBeat) {
 			return
 		}
 	}
@@ -579,6 +637,7 @@ func (c *Consumer) commit(ctx context.Context, cancel context.CancelFunc, r Read
 		defer cancel()
 		err := c.retry(ctx, DepCommit, func() error { return r.CommitMessages(ctx, batch...) })
 		if err == nil {
+			c.beat()
 			c.stats.batches.Add(1)
 			c.setCommitErr(nil)
 		} else {
@@ -628,9 +687,11 @@ func (c *Consumer) batchContext(ctx context.Context) (context.Context, context.C
 }
 
 // fetch blocks for the first message, then takes what arrives within
-// BatchLinger, up to BatchSize.
+// BatchLinger, up to BatchSize. With a heart, the wait for the first
+// message is cut every Heart.Every to beat (fetcherBeat): an idle topic is
+// not a wedged consumer.
 func (c *Consumer) fetch(ctx context.Context, r Reader) ([]kafka.Message, error) {
-	m, err := r.FetchMessage(ctx)
+	m, err := c.first(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -645,6 +706,27 @@ func (c *Consumer) fetch(ctx context.Context, r Reader) ([]kafka.Message, error)
 		batch = append(batch, m)
 	}
 	return batch, nil
+}
+
+// first waits for a message, beating every Heart.Every while none comes.
+func (c *Consumer) first(ctx context.Context, r Reader) (kafka.Message, error) {
+	every := c.cfg.Heart.Every()
+	if every <= 0 {
+		return r.FetchMessage(ctx)
+	}
+	for {
+		// A reader's FetchMessage that returns for its context's deadline
+		// takes nothing from the reader: the next call gets what comes.
+		fctx, cancel := context.WithTimeout(ctx, every)
+		m, err := r.FetchMessage(fctx)
+		timedOut := fctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		c.fetcherBeat()
+		if err != nil && timedOut {
+			continue
+		}
+		return m, err
+	}
 }
 
 // item is one message of a batch on its way through.
@@ -979,7 +1061,14 @@ func (c *Consumer) retry(ctx context.Context, dependency string, step func() err
 		c.m.retries.WithLabelValues(dependency).Inc()
 		d := backoff.Delay(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
 		c.log.Warn("transient failure; retrying", "dependency", dependency, "attempt", attempt, "backoff", d.String(), "error", err)
-		if !backoff.Sleep(ctx, d) {
+		// The registry is the fetcher's to retry (prepare); the others the
+		// loop's and the committer's.
+		beat := c.beat
+		if dependency == DepRegistry {
+			beat = c.fetcherBeat
+		}
+		beat()
+		if !c.sleep(ctx, d, beat) {
 			return fmt.Errorf("%s: %w", dependency, err)
 		}
 	}

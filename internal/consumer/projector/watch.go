@@ -143,9 +143,7 @@ func (w *watch) check(ctx context.Context, r *kafka.Reader, partitions *int) str
 		w.c.log.Info("topic found; consuming", "topic", cfg.Topic)
 	}
 	w.last = err
-	w.c.mu.Lock()
-	w.c.topicErr = err
-	w.c.mu.Unlock()
+	w.c.setTopicErr(err)
 	if err != nil {
 		return ""
 	}

@@ -5,7 +5,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ordersonkafka/orders/internal/consumer/projectionstore"
@@ -53,6 +55,13 @@ func TestOperationsDocListsEveryMetricAndTracingVariable(t *testing.T) {
 	telemetry.NewHTTPMetrics(reg)
 	reg.cs = append(reg.cs, outbox.NewBacklogCollector(nil), projector.NewLagCollector([]string{"x"}, kafkaconn.Plaintext, "t", "g", nil),
 		projectionstore.NewParkedCollector(nil))
+	if _, err := outbox.NewWatch(outbox.WatchConfig{Pool: &pgxpool.Pool{}, StallAfter: time.Minute, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := projector.NewProgress(projector.ProgressConfig{Brokers: []string{"x"}, Topic: "t", GroupID: "g", StallAfter: time.Minute,
+		Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
 	registered := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, c := range reg.cs {

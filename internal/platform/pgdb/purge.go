@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/ordersonkafka/orders/internal/platform/health"
 )
 
 // Purger deletes rows past their retention in small batches, so no purge
@@ -17,6 +19,9 @@ type Purger struct {
 	Batch    int
 	Step     func(ctx context.Context, limit int) (int64, error)
 	Logger   *slog.Logger
+	// Heart, if set, beats after each purge and while waiting for the
+	// next: a purge that hangs (a lock never granted) stops it.
+	Heart *health.Heart
 }
 
 // Run purges every Interval until ctx ends, then returns nil. A failing
@@ -31,6 +36,8 @@ func (p Purger) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
+	pulse, stop := p.Heart.Pulse()
+	defer stop()
 	for {
 		n, err := p.Once(ctx)
 		switch {
@@ -41,10 +48,16 @@ func (p Purger) Run(ctx context.Context) error {
 		case n > 0:
 			log.Info("purged", "purge", p.Name, "rows", n)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-pulse:
+				p.Heart.Beat()
+			case <-t.C:
+				break wait
+			}
 		}
 	}
 }
@@ -55,6 +68,7 @@ func (p Purger) Once(ctx context.Context) (int64, error) {
 	var total int64
 	for {
 		n, err := p.Step(ctx, p.Batch)
+		p.Heart.Beat()
 		total += n
 		if err != nil {
 			return total, errors.Join(fmt.Errorf("purge %s", p.Name), err)

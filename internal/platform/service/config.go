@@ -57,6 +57,12 @@ type Common struct {
 	// ShutdownTimeout bounds the graceful shutdown: in-flight requests
 	// finish, and the relay or the consumer completes its batch, within it.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// LivenessTimeout is how long a long-running loop (the relay, the
+	// consumer, a purger) may go without a heartbeat before /livez fails
+	// naming it. Waiting loops beat every quarter of it, so it must only
+	// exceed the longest single call a loop makes (a Kafka write or a lock
+	// wait: 10 s).
+	LivenessTimeout time.Duration `env:"LIVENESS_TIMEOUT" envDefault:"2m"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is json or text.
@@ -74,6 +80,7 @@ func (c Common) Check() []error {
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		c.checkAdmin(),
 		config.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
+		config.Positive("LIVENESS_TIMEOUT", c.LivenessTimeout),
 		logging.Check(c.LogLevel, c.LogFormat),
 	)
 }
@@ -82,7 +89,7 @@ func (c Common) Check() []error {
 // on addr, with its database at dsn and a pool of maxConns.
 func (c Common) Settings(name, addr, dsn string, maxConns int32) Settings {
 	return Settings{Name: name, HTTPAddr: addr, DatabaseURL: dsn, DatabaseMaxConns: maxConns, Migrate: c.Migrate,
-		ShutdownTimeout: c.ShutdownTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat,
+		ShutdownTimeout: c.ShutdownTimeout, LivenessTimeout: c.LivenessTimeout, LogLevel: c.LogLevel, LogFormat: c.LogFormat,
 		AuthJWKSURL: c.AuthJWKSURL, AuthIssuer: c.AuthIssuer, AuthAudience: c.AuthAudience,
 		AuthJWKSRefreshInterval: c.AuthJWKSRefreshInterval, AdminAddr: c.AdminAddr}
 }

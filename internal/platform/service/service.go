@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersonkafka/orders/internal/platform/config"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -39,8 +40,11 @@ type Settings struct {
 	DatabaseMaxConns int32
 	Migrate          bool
 	ShutdownTimeout  time.Duration
-	LogLevel         string
-	LogFormat        string
+	// LivenessTimeout is how long a loop may go without a heartbeat before
+	// /livez fails (health.NewHeartbeats).
+	LivenessTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
 	// AuthJWKSURL, AuthIssuer and AuthAudience turn on the APIs' bearer
 	// token authentication (web.Auth); an empty JWKS URL leaves it off.
 	AuthJWKSURL, AuthIssuer, AuthAudience string
@@ -90,6 +94,9 @@ type Main struct {
 	// Auth guards the service's API; nil when authentication is off. Serve
 	// runs its key refresh; add its Checks to the API's.
 	Auth *web.Auth
+	// Heartbeats are the service's long-running loops' (health.Heart): give
+	// each loop its heart, and the API's router these, for /livez.
+	Heartbeats *health.Heartbeats
 
 	mu      sync.Mutex
 	closers []func(context.Context)
@@ -103,7 +110,7 @@ func Open(ctx context.Context, cfg Config, migrations fs.FS, log *slog.Logger, t
 		return nil, err
 	}
 	s := cfg.Settings()
-	m := &Main{Settings: s, Log: log}
+	m := &Main{Settings: s, Log: log, Heartbeats: health.NewHeartbeats(s.LivenessTimeout)}
 	tracing, reg, err := tel.Start(ctx, s.Name)
 	if err != nil {
 		return nil, err

@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ordersonkafka/orders/internal/order"
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/web"
 	"github.com/ordersonkafka/orders/internal/text"
 	"github.com/ordersonkafka/orders/openapi"
@@ -61,6 +62,9 @@ type Config struct {
 	Metrics http.Handler
 	// Auth, when set, requires a bearer token on every order route.
 	Auth *web.Auth
+	// Heartbeats, when set, are the service's loops, which GET /livez
+	// reports on.
+	Heartbeats *health.Heartbeats
 	// Machine is the order state machine: one route per action, the
 	// statuses a list may filter by, the transitions a change may take.
 	// Default order.Standard.
@@ -104,6 +108,7 @@ func New(cfg Config, store order.Store, checks ...web.Check) http.Handler {
 		Middleware: append(cfg.Middleware[:len(cfg.Middleware):len(cfg.Middleware)], a.requestMeta),
 		Metrics:    cfg.Metrics,
 		Checks:     checks,
+		Heartbeats: cfg.Heartbeats,
 		OpenAPI:    openapi.OrderAPI(),
 	})
 	root, r := r, web.Guarded(r, cfg.Auth)

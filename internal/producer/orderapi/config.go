@@ -50,6 +50,10 @@ type Config struct {
 	// RelayBackoffMin and RelayBackoffMax bound the retry delay of a failed batch.
 	RelayBackoffMin time.Duration `env:"RELAY_BACKOFF_MIN" envDefault:"100ms"`
 	RelayBackoffMax time.Duration `env:"RELAY_BACKOFF_MAX" envDefault:"10s"`
+	// RelayStallAfter is how long the outbox may hold rows with nothing
+	// published before /readyz shows the degraded check outbox_relay
+	// (outbox.Watch); every replica reports it, relay or not.
+	RelayStallAfter time.Duration `env:"RELAY_STALL_AFTER" envDefault:"1m"`
 }
 
 // Validate reports every unusable setting at once, each message starting
@@ -69,6 +73,7 @@ func (c Config) Validate() error {
 		config.Positive("RELAY_LOCK_RETRY_INTERVAL", c.RelayLockRetryInterval),
 		config.NotNegative("RELAY_RETENTION", c.RelayRetention),
 		config.Backoff("RELAY_BACKOFF_MIN", c.RelayBackoffMin, "RELAY_BACKOFF_MAX", c.RelayBackoffMax),
+		config.Positive("RELAY_STALL_AFTER", c.RelayStallAfter),
 	}, c.Common.Check()...)...)
 }
 

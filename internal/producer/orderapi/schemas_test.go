@@ -32,12 +32,12 @@ func readyz(t *testing.T, base string) (int, map[string]string) {
 }
 
 // With SCHEMA_AUTO_REGISTER=false and the schema not in the registry, the
-// relay registers nothing: it keeps the order's outbox row and /readyz
-// names the step and the command; once `schemas register` has run, the
-// row is published.
+// relay registers nothing: it keeps the order's outbox row and /readyz,
+// once it has waited RELAY_STALL_AFTER, names the step and the command;
+// once `schemas register` has run, the row is published.
 func TestWithoutAutoRegistrationTheRelayWaitsForTheSchema(t *testing.T) {
 	s := newStack(t)
-	api := s.start(t, "SCHEMA_AUTO_REGISTER", "false")
+	api := s.start(t, "SCHEMA_AUTO_REGISTER", "false", "RELAY_STALL_AFTER", "100ms")
 	place(t, api.url)
 	var relay string
 	stacktest.WaitFor(t, "/readyz to say the schema is not registered", wait, func() bool {

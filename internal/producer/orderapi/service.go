@@ -34,6 +34,7 @@ type Service struct {
 	handler http.Handler
 	store   *orderstore.Store
 	relay   *outbox.Relay // nil when the relay is disabled
+	watch   *outbox.Watch
 	notify  *outbox.Notifier
 }
 
@@ -56,17 +57,21 @@ func (s *Service) wire(m *service.Main) error {
 		return err
 	}
 	s.Registry.MustRegister(outbox.NewBacklogCollector(s.Pool))
-	var checks []web.Check
 	if s.cfg.RelayEnabled {
 		if err := s.wireRelay(); err != nil {
 			return err
 		}
-		checks = append(checks, web.Check{Name: "outbox_relay", Optional: true,
-			Func: func(context.Context) error { return s.relay.Health() }})
+	}
+	// Every replica watches the outbox they share, relay or not.
+	if s.watch, err = outbox.NewWatch(outbox.WatchConfig{Pool: s.Pool, Relay: s.relay, StallAfter: s.cfg.RelayStallAfter,
+		Logger: s.Log, Registerer: s.Registry}); err != nil {
+		return err
 	}
 	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log)
 	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
-	checks = append([]web.Check{{Name: "database", Func: s.store.Ping}}, checks...)
+	checks := []web.Check{{Name: "database", Func: s.store.Ping},
+		{Name: "outbox_relay", Optional: true, Func: s.watch.Relay().Check},
+		{Name: "outbox_set_aside", Optional: true, Func: s.watch.SetAside().Check}}
 	if s.Auth != nil {
 		checks = append(checks, s.Auth.Checks()...)
 	}
@@ -76,6 +81,7 @@ func (s *Service) wire(m *service.Main) error {
 		Middleware: []func(http.Handler) http.Handler{telemetry.NewHTTPMetrics(s.Registry).Middleware},
 		Metrics:    telemetry.MetricsHandler(s.Registry),
 		Auth:       s.Auth,
+		Heartbeats: s.Heartbeats,
 	}, s.store, checks...)
 	return nil
 }
@@ -105,6 +111,7 @@ func (s *Service) wireRelay() error {
 		BackoffMax:        s.cfg.RelayBackoffMax,
 		Logger:            s.Log,
 		Metrics:           outbox.NewMetrics(s.Registry),
+		Heart:             s.Heartbeats.Heart("relay"),
 	})
 	return err
 }
@@ -112,15 +119,16 @@ func (s *Service) wireRelay() error {
 // Relay returns the service's relay, or nil when RELAY_ENABLED is false.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
-// Serve runs the HTTP API on ln, the notifier, the idempotency-key purger
-// and the relay until ctx ends or one of them fails, then shuts them down
-// gracefully and releases everything. It returns nil after a shutdown
-// caused by ctx.
+// Serve runs the HTTP API on ln, the notifier, the outbox watch, the
+// idempotency-key purger and the relay until ctx ends or one of them fails,
+// then shuts them down gracefully and releases everything. It returns nil
+// after a shutdown caused by ctx.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	parts := []service.Part{
 		{Name: "notifier", Run: s.notify.Run},
+		{Name: "outbox watch", Run: s.watch.Run},
 		{Name: "idempotency key purger", Run: pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000,
-			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys}.Run},
+			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys, Heart: s.Heartbeats.Heart("idempotency key purger")}.Run},
 	}
 	if s.relay != nil {
 		parts = append(parts, service.Part{Name: "relay", Run: s.relay.Run})

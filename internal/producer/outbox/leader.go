@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/ordersonkafka/orders/internal/platform/backoff"
 )
 
 // Run contends for the lock and, while holding it, publishes. It returns nil
@@ -22,6 +20,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}()
 	for {
+		r.cfg.Heart.Beat()
 		if conn == nil || conn.IsClosed() {
 			c, err := pgx.Connect(ctx, r.cfg.DatabaseURL)
 			if err != nil {
@@ -43,6 +42,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				conn.Close(context.Background())
 				conn = nil
 			case locked:
+				r.progressed()
 				r.leader.Store(true)
 				r.metrics.leader.Set(1)
 				r.log.Info("relay is the leader: publishing")
@@ -66,7 +66,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.log.Warn("relay lost leadership", "error", err)
 			}
 		}
-		if !backoff.Sleep(ctx, r.cfg.LockRetryInterval) {
+		if !r.cfg.Heart.Sleep(ctx, r.cfg.LockRetryInterval) {
 			return nil
 		}
 	}
@@ -94,10 +94,18 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}()
 	var lastPurge time.Time
+	// The wait for rows is cut to the heart's pace: an idle relay is alive.
+	poll := r.cfg.PollInterval
+	if e := r.cfg.Heart.Every(); e > 0 {
+		poll = min(poll, e)
+	}
 	for {
+		r.cfg.Heart.Beat()
 		if err := r.drain(ctx, conn, &acked); err != nil {
 			return err
 		}
+		r.progressed() // the outbox is empty: nothing waits
+		r.cfg.Heart.Beat()
 		if r.cfg.Retention > 0 && time.Since(lastPurge) >= r.cfg.PurgeInterval {
 			r.purge(ctx, conn)
 			lastPurge = time.Now()
@@ -107,7 +115,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			continue
 		default:
 		}
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		wctx, cancel := context.WithTimeout(ctx, poll)
 		// A Wake ends the wait as a NOTIFY would: cancelling the wait leaves
 		// the connection usable (pgconn treats it as a timeout).
 		woken := make(chan struct{})
@@ -174,6 +182,7 @@ func (r *Relay) purge(ctx context.Context, conn *pgx.Conn) {
 			}
 			return
 		}
+		r.cfg.Heart.Beat()
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < 5000 {
 			break

@@ -127,6 +127,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn, acked *[]int64) error
 		return r.retry(ctx, conn, what, err, run)
 	}
 	for {
+		r.cfg.Heart.Beat()
 		if time.Since(r.limitRead) >= r.cfg.LimitInterval {
 			r.learnLimit(ctx)
 		}
@@ -258,6 +259,7 @@ func (r *Relay) acknowledged(f *flight, err error) []int64 {
 		r.metrics.latency.Observe(now.Sub(rw.createdAt).Seconds())
 		ids[i] = rw.id
 	}
+	r.progressed()
 	r.metrics.published.Add(float64(len(rows)))
 	r.metrics.batchSize.Observe(float64(len(rows)))
 	return ids
@@ -402,7 +404,7 @@ func (r *Relay) backOff(ctx context.Context, conn *pgx.Conn, what string, err er
 	r.metrics.failures.WithLabelValues(what).Inc()
 	d := backoff.Delay(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
 	r.log.Warn("relay step failed; retrying", "step", what, "attempt", attempt, "backoff", d.String(), "error", err)
-	if !backoff.Sleep(ctx, d) {
+	if !r.cfg.Heart.Sleep(ctx, d) {
 		return ctx.Err()
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -132,6 +132,7 @@ func (r *Relay) setAside(ctx context.Context, conn *pgx.Conn, id int64, reason s
 	if err != nil {
 		return err
 	}
+	r.progressed() // the refused rows no longer hold the outbox up
 	r.setAsideDone(set)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
 
@@ -83,6 +84,11 @@ type Config struct {
 	// Metrics receives the relay's measurements. Default: metrics kept on a
 	// registry of their own, which nobody scrapes.
 	Metrics *Metrics
+	// Heart, if set, beats while the relay's loop is alive: at each step,
+	// and while it waits for rows, the lock or a retry. A call that hangs
+	// (a lock on the outbox never granted, a connection that never
+	// answers) stops it.
+	Heart *health.Heart
 }
 
 func (c *Config) setDefaults() {
@@ -152,6 +158,10 @@ type Relay struct {
 	leader  atomic.Bool
 	failing atomic.Pointer[error] // the step failing now, nil when none
 	wake    chan struct{}         // in-process wake-ups, see Wake
+	// progress is when, leading, the relay last moved the outbox on (rows
+	// acknowledged or set aside, the outbox found empty, or leading began),
+	// in unix nanoseconds.
+	progress atomic.Int64
 
 	// limit is Topic's max.message.bytes as last read, 0 while unknown;
 	// limitRead is when it was last asked for. Only the leading goroutine
@@ -177,6 +187,27 @@ func (r *Relay) Health() error {
 	}
 	return nil
 }
+
+// LeaderState is what a relay that leads knows of its progress.
+type LeaderState struct {
+	Leading bool
+	// Progress is when it last moved the outbox on: rows acknowledged by
+	// Kafka or set aside, the outbox found empty, or leading began.
+	Progress time.Time
+	// Failing is the step it is retrying now (Health), nil when none.
+	Failing error
+}
+
+// State returns whether the relay leads and, if it does, its progress.
+func (r *Relay) State() LeaderState {
+	if !r.leader.Load() {
+		return LeaderState{}
+	}
+	return LeaderState{Leading: true, Progress: time.Unix(0, r.progress.Load()), Failing: r.Health()}
+}
+
+// progressed notes that the outbox moved on.
+func (r *Relay) progressed() { r.progress.Store(time.Now().UnixNano()) }
 
 // New validates cfg and returns a Relay; it connects to nothing until Run.
 func New(cfg Config) (*Relay, error) {
