@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 // the rebuild's alike.
 func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
-		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}})
+		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}, Timeout: cfg.SchemaRegistryTimeout})
 	if err != nil {
 		return projector.Config{}, err
 	}

@@ -32,7 +32,7 @@ type Gate struct {
 type GateConfig struct {
 	URL     string
 	Auth    RegistryAuth
-	Timeout time.Duration // per registry call; default 5s
+	Timeout time.Duration // per registry call; default DefaultRegistryTimeout
 }
 
 // NewGate returns a Gate; it contacts the registry only when asked.

@@ -37,6 +37,10 @@ type Common struct {
 	// SchemaRegistryCAFile is a PEM file of the CAs to trust for an
 	// https:// registry; empty: the system's roots.
 	SchemaRegistryCAFile string `env:"SCHEMA_REGISTRY_TLS_CA_FILE"`
+	// SchemaRegistryTimeout bounds each call to the registry, its answer
+	// included (eventcodec.DefaultRegistryTimeout): a registry that accepts
+	// the connection and never answers is down after it.
+	SchemaRegistryTimeout time.Duration `env:"SCHEMA_REGISTRY_TIMEOUT" envDefault:"5s"`
 	// Topic is the topic of order events; its value subject is <Topic>-value.
 	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 	// AuthJWKSURL turns on API authentication: the APIs then take only JWT
@@ -70,6 +74,7 @@ func (c Common) Check() []error {
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
 		c.checkRegistryAuth(),
+		config.Positive("SCHEMA_REGISTRY_TIMEOUT", c.SchemaRegistryTimeout),
 		c.checkAuth(),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		c.checkAdmin(),

@@ -18,7 +18,7 @@ func registryAuth(cfg Config) eventcodec.RegistryAuth {
 }
 
 func gate(cfg Config) (*eventcodec.Gate, string, error) {
-	g, err := eventcodec.NewGate(eventcodec.GateConfig{URL: cfg.SchemaRegistryURL, Auth: registryAuth(cfg)})
+	g, err := eventcodec.NewGate(eventcodec.GateConfig{URL: cfg.SchemaRegistryURL, Auth: registryAuth(cfg), Timeout: cfg.SchemaRegistryTimeout})
 	return g, eventcodec.Subject(cfg.Topic), err
 }
 

@@ -82,7 +82,7 @@ func (s *Service) wire(m *service.Main) error {
 
 func (s *Service) wireRelay() error {
 	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL, Auth: registryAuth(s.cfg),
-		LookupOnly: !s.cfg.SchemaAutoRegister})
+		Timeout: s.cfg.SchemaRegistryTimeout, LookupOnly: !s.cfg.SchemaAutoRegister})
 	if err != nil {
 		return err
 	}
