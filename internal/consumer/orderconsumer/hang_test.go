@@ -1,8 +1,10 @@
 package orderconsumer_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
@@ -51,5 +53,58 @@ func TestAHungRegistryPausesTheConsumerUntilItAnswers(t *testing.T) {
 	stacktest.WaitFor(t, "/readyz 200", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 	if msgs := kafkatest.MustReadAll(t, s.kafka.Brokers()[0], dlqTopic); len(msgs) != 0 {
 		t.Fatalf("%d messages dead-lettered while the registry hung", len(msgs))
+	}
+}
+
+// PostgreSQL that accepts connections and never answers is down: a read is
+// answered 503 with Retry-After, its log line names the server and the
+// bound (DATABASE_TIMEOUT), /readyz names the database and its address, and
+// the consumer, whose batch gives up within its bound, says so too; once
+// the server answers again the event is applied and read, without a
+// restart. Connections open when it hung stay silent for good, as after a
+// partition: only the deadlines free what waits on them.
+func TestAHungDatabaseIs503AndHealsByItself(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	url, sw := s.db.Hangable(t)
+	log := stacktest.NewLog(t)
+	c := s.startWith(telemetry.Config{}, log.Logger, "DATABASE_URL", url, "DATABASE_TIMEOUT", "300ms")
+	// Before the service stops: the connections the switch silenced end,
+	// so the pool's close does not wait out pgx's 15s goodbye on each.
+	t.Cleanup(sw.Close)
+	h := history(t)
+	s.produce(s.message(h[0]))
+	s.waitVersion(h[0].Order.ID, 1)
+	sw.Hang()
+	s.produce(s.message(h[1]))
+
+	hc := *client(t, c.url)
+	hc.Timeout = time.Minute
+	resp, err := hc.Get(c.url + "/orders/" + h[0].Order.ID.String())
+	if err != nil {
+		t.Fatalf("a read while the database hangs: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a read while the database hangs: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	server := "postgres " + sw.Addr() + "/"
+	if logs := log.String(); !strings.Contains(logs, `msg="projection unavailable"`) || !strings.Contains(logs, server) ||
+		!strings.Contains(logs, "no answer within 300ms") {
+		t.Errorf("no log line names the database at %s and the bound", sw.Addr())
+	}
+	if st, reason := failedCheck(t, c.url, "database"); st != http.StatusServiceUnavailable || !strings.Contains(reason, server) {
+		t.Errorf("/readyz while the database hangs: %d, database %q; want 503 naming %s", st, reason, server)
+	}
+	stacktest.WaitFor(t, "the consumer check to name the database", wait, func() bool {
+		_, reason := failedCheck(t, c.url, "consumer")
+		return strings.HasPrefix(reason, "database: ") && strings.Contains(reason, server)
+	})
+
+	sw.Resume()
+	s.waitVersion(h[1].Order.ID, 2)
+	stacktest.WaitFor(t, "/readyz 200", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
+	if st, body := get(t, c.url+"/orders/"+h[0].Order.ID.String()); st != 200 || body["version"] != 2.0 {
+		t.Errorf("a read once the database answers: %d %v", st, body)
 	}
 }

@@ -44,11 +44,12 @@ type parkedSweeper struct {
 	log      *slog.Logger
 	maxAge   time.Duration
 	interval time.Duration
+	timeout  time.Duration // each database call's bound (DATABASE_TIMEOUT)
 	poke     chan struct{}
 }
 
-func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge time.Duration) *parkedSweeper {
-	s := &parkedSweeper{store: store, dlq: dlq, metrics: m, log: log, maxAge: maxAge,
+func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge, timeout time.Duration) *parkedSweeper {
+	s := &parkedSweeper{store: store, dlq: dlq, metrics: m, log: log, maxAge: maxAge, timeout: timeout,
 		interval: max(min(10*time.Second, maxAge/4), 10*time.Millisecond), poke: make(chan struct{}, 1)}
 	store.OnLeaving = func() {
 		select {
@@ -81,7 +82,12 @@ func (s *parkedSweeper) Run(ctx context.Context) error {
 // leaving and deletes it once the DLQ has it. A crash in between publishes
 // it again the next time: the DLQ may hold it twice, never zero times.
 func (s *parkedSweeper) sweep(ctx context.Context) error {
-	n, err := s.store.ExpireParked(ctx, s.maxAge)
+	// Each call is bounded: one stuck on a server that does not answer
+	// would stop the sweeps for good.
+	bound := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, s.timeout) }
+	bctx, cancel := bound()
+	n, err := s.store.ExpireParked(bctx, s.maxAge)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -89,7 +95,9 @@ func (s *parkedSweeper) sweep(ctx context.Context) error {
 		s.log.Warn("events parked longer than CONSUMER_PARKED_MAX_AGE leave for the DLQ", "events", n, "max_age", s.maxAge.String())
 	}
 	for {
-		leaving, err := s.store.Leaving(ctx, 100)
+		bctx, cancel := bound()
+		leaving, err := s.store.Leaving(bctx, 100)
+		cancel()
 		if err != nil || len(leaving) == 0 {
 			return err
 		}
@@ -105,7 +113,10 @@ func (s *parkedSweeper) sweep(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.store.Left(ctx, ids); err != nil {
+		bctx, cancel = bound()
+		err = s.store.Left(bctx, ids)
+		cancel()
+		if err != nil {
 			return err
 		}
 		for i, p := range leaving {

@@ -86,8 +86,8 @@ type readModels struct {
 	customers *customertotals.Totals
 }
 
-func newReadModels(pool *pgxpool.Pool) readModels {
-	return readModels{orders: orderview.New(pool), customers: customertotals.New(pool)}
+func newReadModels(pool *pgxpool.Pool, timeout time.Duration) readModels {
+	return readModels{orders: orderview.New(pool).WithTimeout(timeout), customers: customertotals.New(pool).WithTimeout(timeout)}
 }
 
 func (r readModels) all() []projectionstore.ReadModel {
@@ -129,8 +129,9 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 
 func (s *Service) wire(m *service.Main) error {
 	s.Main = m
-	models := newReadModels(s.Pool)
-	s.store = projectionstore.New(s.Pool, order.Standard, projectionstore.NewMetrics(s.Registry, models.all()...), models.all()...)
+	models := newReadModels(s.Pool, s.cfg.DatabaseTimeout)
+	s.store = projectionstore.New(s.Pool, order.Standard, projectionstore.NewMetrics(s.Registry, models.all()...), models.all()...).
+		WithTimeout(s.cfg.DatabaseTimeout)
 	pc, err := projectorConfig(s.cfg, s.Log)
 	if err != nil {
 		return err
@@ -141,7 +142,7 @@ func (s *Service) wire(m *service.Main) error {
 	}
 	s.Defer(func(context.Context) { dlq.Close() })
 	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
-	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge)
+	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge, s.cfg.DatabaseTimeout)
 	telemetry.Register(s.Registry, projectionstore.NewParkedCollector(s.Pool))
 	s.versions = projectionapi.NewVersions()
 	pc.Projector, pc.DeadLetters, pc.Committed = projection{s.store}, deadLetters{dlq}, s.versions.Applied
@@ -239,7 +240,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	return s.Main.Serve(ctx, ln, srv,
 		service.Part{Name: "consumer", Run: s.consumer.Run},
 		service.Part{Name: "parked events", Run: s.parked.Run},
-		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
+		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000,
+			Timeout: s.cfg.DatabaseTimeout, Logger: s.Log,
 			Step: func(ctx context.Context, limit int) (int64, error) {
 				return s.store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
 			}}.Run})
@@ -267,7 +269,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 		return projector.RebuildResult{}, err
 	}
 	defer pool.Close()
-	store := projectionstore.New(pool, order.Standard, nil, newReadModels(pool).all()...)
+	store := projectionstore.New(pool, order.Standard, nil, newReadModels(pool, cfg.DatabaseTimeout).all()...).WithTimeout(cfg.DatabaseTimeout)
 	origin, err := store.Origin(ctx, cfg.Topic)
 	if err != nil {
 		return projector.RebuildResult{}, err

@@ -88,7 +88,8 @@ func (s *Switch) Resume() {
 	s.hung = false
 }
 
-// Close stops listening and closes every connection.
+// Close stops listening and closes every connection; a second call does
+// nothing more.
 func (s *Switch) Close() {
 	s.mu.Lock()
 	s.closed = true

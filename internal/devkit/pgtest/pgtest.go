@@ -208,7 +208,9 @@ func replaceDatabase(tb testing.TB, server, name string) string {
 // Hangable returns db's URL through a stacktest.Switch in front of the
 // server: its Hang makes PostgreSQL, as the URL's users see it, a server
 // that accepts connections and never answers; its Resume one that answers
-// again.
+// again. The URL's connect_timeout is 1s, so that connections a pool began
+// while the server hung, which outlive the callers that wanted them, do not
+// hold the pool's Close for pgdb.ConnectTimeout.
 func (db *DB) Hangable(tb testing.TB) (string, *devstack.Switch) {
 	tb.Helper()
 	cfg, err := pgx.ParseConfig(db.URL)
@@ -221,6 +223,9 @@ func (db *DB) Hangable(tb testing.TB) (string, *devstack.Switch) {
 		tb.Fatalf("pgtest: TEST_DATABASE_URL must be a postgres:// URL: %v", err)
 	}
 	u.Host = sw.Addr()
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
 	return u.String(), sw
 }
 

@@ -64,8 +64,8 @@ func (s *Service) wire(m *service.Main) error {
 		checks = append(checks, web.Check{Name: "outbox_relay", Optional: true,
 			Func: func(context.Context) error { return s.relay.Health() }})
 	}
-	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log)
-	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
+	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log, s.cfg.DatabaseTimeout)
+	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL).WithTimeout(s.cfg.DatabaseTimeout)
 	checks = append([]web.Check{{Name: "database", Func: s.store.Ping}}, checks...)
 	if s.Auth != nil {
 		checks = append(checks, s.Auth.Checks()...)
@@ -103,6 +103,7 @@ func (s *Service) wireRelay() error {
 		Retention:         s.cfg.RelayRetention,
 		BackoffMin:        s.cfg.RelayBackoffMin,
 		BackoffMax:        s.cfg.RelayBackoffMax,
+		StatementTimeout:  s.cfg.DatabaseTimeout,
 		Logger:            s.Log,
 		Metrics:           outbox.NewMetrics(s.Registry),
 	})
@@ -120,7 +121,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	parts := []service.Part{
 		{Name: "notifier", Run: s.notify.Run},
 		{Name: "idempotency key purger", Run: pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000,
-			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys}.Run},
+			Timeout: s.cfg.DatabaseTimeout, Logger: s.Log, Step: s.store.PurgeIdempotencyKeys}.Run},
 	}
 	if s.relay != nil {
 		parts = append(parts, service.Part{Name: "relay", Run: s.relay.Run})

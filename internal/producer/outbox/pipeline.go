@@ -273,6 +273,16 @@ func message(rw batchRow, value []byte) kafka.Message {
 // it set aside, as followers of a set-aside row of their order, are
 // logged and not returned.
 func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64, limit int) ([]batchRow, bool, error) {
+	ctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
+	rows, more, err := r.readBatchOnce(ctx, conn, acked, inFlight, limit)
+	if err != nil {
+		err = r.calls.Explain(err)
+	}
+	return rows, more, err
+}
+
+func (r *Relay) readBatchOnce(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64, limit int) ([]batchRow, bool, error) {
 	if acked == nil {
 		acked = []int64{}
 	}
@@ -354,8 +364,17 @@ func archiveConflict(err error) bool {
 }
 
 // mark marks ids published outside a batch read, on db (the lock
-// connection, or the pool once leading ends).
+// connection, or the pool once leading ends), within a statement's bound.
 func (r *Relay) mark(ctx context.Context, db Execer, ids []int64) error {
+	ctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
+	if err := r.markOnce(ctx, db, ids); err != nil {
+		return r.calls.Explain(err)
+	}
+	return nil
+}
+
+func (r *Relay) markOnce(ctx context.Context, db Execer, ids []int64) error {
 	if r.cfg.Retention == 0 {
 		_, err := db.Exec(ctx, deleteSQL, ids)
 		return err
@@ -405,7 +424,7 @@ func (r *Relay) backOff(ctx context.Context, conn *pgx.Conn, what string, err er
 	if !backoff.Sleep(ctx, d) {
 		return ctx.Err()
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pctx, cancel := r.calls.Bound(ctx)
 	perr := conn.Ping(pctx)
 	cancel()
 	if perr != nil && ctx.Err() == nil {
