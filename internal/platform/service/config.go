@@ -79,6 +79,7 @@ func (c Common) Check() []error {
 	return append(c.Kafka.Check(),
 		config.Positive("DATABASE_TIMEOUT", c.DatabaseTimeout),
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
+		config.Positive("KAFKA_TIMEOUT", c.Kafka.Timeout),
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
 		c.checkRegistryAuth(),
 		config.Positive("SCHEMA_REGISTRY_TIMEOUT", c.SchemaRegistryTimeout),

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/openapitest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
@@ -119,6 +121,45 @@ func TestAHungDatabaseIs503AndHealsByItself(t *testing.T) {
 		return s.count(t, "SELECT count(*) FROM outbox") == 0
 	})
 	stacktest.WaitFor(t, "/readyz 200 with the relay ok", wait, func() bool {
+		st, checks := readyz(t, api.url)
+		return st == 200 && checks["outbox_relay"] == "ok"
+	})
+}
+
+// A broker that takes produce requests and never answers is down for the
+// relay: the write gives up within KAFKA_TIMEOUT, /readyz names the step,
+// the brokers and the bound in outbox_relay, a log line names the brokers;
+// once the broker answers again the order is published, without a restart.
+// Orders are taken meanwhile: the API never waits on Kafka.
+func TestAHungBrokerIsDownForTheRelayAndHealsByItself(t *testing.T) {
+	s := newStack(t)
+	api := s.start(t, "KAFKA_TIMEOUT", "500ms")
+	place(t, api.url)
+	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 1, wait)
+	release := s.kafka.Hang(kmsg.Produce)
+	t.Cleanup(release)
+	place(t, api.url)
+
+	broker := s.kafka.Brokers()[0]
+	var relay string
+	stacktest.WaitFor(t, "/readyz to name the hung broker", wait, func() bool {
+		st, checks := readyz(t, api.url)
+		relay = checks["outbox_relay"]
+		return st == 200 && strings.Contains(relay, "no answer within 500ms")
+	})
+	if !strings.HasPrefix(relay, "write to Kafka: brokers "+broker) {
+		t.Errorf("outbox_relay check %q: want the write step and the brokers %s", relay, broker)
+	}
+	if logs := api.log.String(); !strings.Contains(logs, `step="write to Kafka"`) || !strings.Contains(logs, "brokers "+broker) {
+		t.Errorf("no log line names the brokers %s", broker)
+	}
+
+	release()
+	stacktest.WaitFor(t, "the relay to publish the order placed meanwhile", wait, func() bool {
+		return s.count(t, "SELECT count(*) FROM outbox") == 0
+	})
+	kafkatest.WaitForCount(t, broker, "order-events", 2, wait)
+	stacktest.WaitFor(t, "outbox_relay ok again", wait, func() bool {
 		st, checks := readyz(t, api.url)
 		return st == 200 && checks["outbox_relay"] == "ok"
 	})

@@ -104,6 +104,7 @@ func (s *Service) wireRelay() error {
 		BackoffMin:        s.cfg.RelayBackoffMin,
 		BackoffMax:        s.cfg.RelayBackoffMax,
 		StatementTimeout:  s.cfg.DatabaseTimeout,
+		WriteTimeout:      sec.Timeout(),
 		Logger:            s.Log,
 		Metrics:           outbox.NewMetrics(s.Registry),
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -229,7 +230,25 @@ func (r *Relay) write(ctx context.Context, f *flight) error {
 	if err == nil {
 		r.metrics.write.Observe(time.Since(start).Seconds())
 	}
+	if timedOut(err) {
+		// kafka-go's error names neither the brokers nor the bound.
+		err = fmt.Errorf("brokers %s: no answer within %s: %w", strings.Join(r.cfg.Brokers, ","), r.cfg.WriteTimeout, err)
+	}
 	return err
+}
+
+// timedOut reports whether err, a write's, or any of its messages', is a
+// deadline that ran out.
+func timedOut(err error) bool {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) {
+		for _, e := range werrs {
+			if errors.Is(e, context.DeadlineExceeded) {
+				return true
+			}
+		}
+	}
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // acknowledged records in the metrics what Kafka acknowledged of f, whose

@@ -79,7 +79,8 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the delay between attempts of a failed
 	// step: it doubles from min to max, with jitter. Required.
 	BackoffMin, BackoffMax time.Duration
-	// WriteTimeout bounds one Kafka write. Default 10s.
+	// WriteTimeout bounds one Kafka write, and each admin request (the
+	// topic's limit). Default Security's Timeout (KAFKA_TIMEOUT).
 	WriteTimeout time.Duration
 	// StatementTimeout bounds each statement of the lock connection, and
 	// connecting it: the server cancels a statement that runs longer
@@ -109,7 +110,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.PurgeInterval, time.Minute)
 	def(&c.LimitInterval, time.Minute)
-	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.WriteTimeout, c.Security.Timeout())
 	def(&c.StatementTimeout, pgdb.CallTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
