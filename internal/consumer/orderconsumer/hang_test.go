@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/telemetry"
@@ -106,5 +108,45 @@ func TestAHungDatabaseIs503AndHealsByItself(t *testing.T) {
 	stacktest.WaitFor(t, "/readyz 200", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
 	if st, body := get(t, c.url+"/orders/"+h[0].Order.ID.String()); st != 200 || body["version"] != 2.0 {
 		t.Errorf("a read once the database answers: %d %v", st, body)
+	}
+}
+
+// A broker that takes fetch requests and never answers is down for the
+// consumer, though kafka-go's reader retries them on its own and never says
+// so to FetchMessage: /readyz names the fetch, the broker and the bound
+// (KAFKA_TIMEOUT), a log line names the broker, nothing is dead-lettered;
+// once the broker answers again the event is applied and the consumer is
+// ready, without a restart.
+func TestAHungBrokerIsDownForTheConsumerAndHealsByItself(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	log := stacktest.NewLog(t)
+	c := s.startWith(telemetry.Config{}, log.Logger, "KAFKA_TIMEOUT", "500ms", "CONSUMER_TOPIC_CHECK_INTERVAL", "200ms")
+	h := history(t)
+	s.produce(s.message(h[0]))
+	s.waitVersion(h[0].Order.ID, 1)
+	release := s.kafka.Hang(kmsg.Fetch)
+	t.Cleanup(release)
+	s.produce(s.message(h[1]))
+
+	broker := s.kafka.Brokers()[0]
+	var reason string
+	stacktest.WaitFor(t, "/readyz 503 naming the fetch", wait, func() bool {
+		var st int
+		st, reason = failedCheck(t, c.url, "consumer")
+		return st == 503 && strings.HasPrefix(reason, "kafka fetch: ")
+	})
+	if !strings.Contains(reason, "brokers "+broker) || !strings.Contains(reason, "no answer within 500ms") {
+		t.Errorf("consumer check %q: want the broker %s and the bound", reason, broker)
+	}
+	if logs := log.String(); !strings.Contains(logs, `msg="not consuming"`) || !strings.Contains(logs, "brokers "+broker) {
+		t.Errorf("no log line names the broker %s", broker)
+	}
+
+	release()
+	s.waitVersion(h[1].Order.ID, 2)
+	stacktest.WaitFor(t, "/readyz 200", wait, func() bool { st, _ := get(t, c.url+"/readyz"); return st == 200 })
+	if msgs := kafkatest.MustReadAll(t, broker, dlqTopic); len(msgs) != 0 {
+		t.Fatalf("%d messages dead-lettered while the broker hung", len(msgs))
 	}
 }
