@@ -78,9 +78,10 @@ type SubjectVersion struct {
 	Newer bool
 }
 
-// Check reports each version of schemas/ under subject and whether the
-// newest is compatible with what the subject holds, as the registry judges
-// it. An error is a registry that cannot be asked, not a verdict.
+// Check reports each version of schemas/ under subject, each version the
+// subject holds that schemas/ lacks, and whether the newest is compatible
+// with what the subject holds, as the registry judges it. An error is a
+// registry that cannot be asked, not a verdict.
 func (g *Gate) Check(ctx context.Context, subject string) (Report, error) {
 	var err error
 	rep := Report{Subject: subject, SubjectExists: true}

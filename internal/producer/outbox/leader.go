@@ -57,8 +57,10 @@ func (r *Relay) Run(ctx context.Context) error {
 				// What ended leading is reported until the lock is tried
 				// again: a database that stopped answering is not healthy
 				// in between.
-				lost := fmt.Errorf("lost leadership: %w", err)
-				r.failing.Store(&lost)
+				if ctx.Err() == nil {
+					lost := fmt.Errorf("lost leadership: %w", err)
+					r.failing.Store(&lost)
+				}
 				// Unlock at once, so a standby takes over (and a stopped
 				// relay holds nothing) without waiting for this backend to
 				// exit; closing the connection releases the lock whatever
@@ -113,7 +115,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("listen: %w", r.calls.Explain(err))
 	}
 	if err := prepareSession(sctx, conn); err != nil {
-		return fmt.Errorf("%w", r.calls.Explain(err))
+		return r.calls.Explain(err)
 	}
 	cancel()
 	// acked holds the ids Kafka acknowledged but not yet marked: the next
