@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
@@ -187,7 +188,7 @@ func (w *watch) probe(ctx context.Context, bounds []kafkalog.Bounds) error {
 		if err == nil && resp.Error != nil && !errors.Is(resp.Error, kafka.OffsetOutOfRange) {
 			err = resp.Error // a partition that moved meanwhile is the next check's business
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
+		if kafkaconn.TimedOut(err) {
 			err = fmt.Errorf("no answer within %s: %w", w.client.Timeout, err)
 		}
 		if err != nil {

@@ -10,10 +10,12 @@
 package kafkaconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -212,6 +214,22 @@ func (s *Security) Dialer() *kafka.Dialer {
 // partitions, configs), each bounded by timeout.
 func (s *Security) Client(brokers []string, timeout time.Duration) *kafka.Client {
 	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout, Transport: s.Transport()}
+}
+
+// TimedOut reports whether err, a call's to a broker (a write's: any of its
+// messages'), is its bound running out: a context deadline, or the
+// connection's deadline set from it, whichever came first.
+func TimedOut(err error) bool {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) {
+		for _, e := range werrs {
+			if TimedOut(e) {
+				return true
+			}
+		}
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Plaintext connects without TLS or SASL: the embedded development broker,

@@ -108,7 +108,8 @@ func (c Calls) Bound(ctx context.Context) (context.Context, context.CancelFunc) 
 // the server, naming the server and, if a deadline ran out, the bound:
 // "postgres 127.0.0.1:5432/orders: no answer within 5s: …".
 func (c Calls) Explain(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("%s: no answer within %s: %w", c.Server, c.Timeout, err)
 	}
 	return fmt.Errorf("%s: %w", c.Server, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
 
 // batchRow is an unpublished outbox row as a batch read returns it, its
@@ -230,25 +231,11 @@ func (r *Relay) write(ctx context.Context, f *flight) error {
 	if err == nil {
 		r.metrics.write.Observe(time.Since(start).Seconds())
 	}
-	if timedOut(err) {
+	if kafkaconn.TimedOut(err) {
 		// kafka-go's error names neither the brokers nor the bound.
 		err = fmt.Errorf("brokers %s: no answer within %s: %w", strings.Join(r.cfg.Brokers, ","), r.cfg.WriteTimeout, err)
 	}
 	return err
-}
-
-// timedOut reports whether err, a write's, or any of its messages', is a
-// deadline that ran out.
-func timedOut(err error) bool {
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) {
-		for _, e := range werrs {
-			if errors.Is(e, context.DeadlineExceeded) {
-				return true
-			}
-		}
-	}
-	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // acknowledged records in the metrics what Kafka acknowledged of f, whose
