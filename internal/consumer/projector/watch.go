@@ -174,25 +174,41 @@ func (w *watch) check(ctx context.Context, r *kafka.Reader, partitions *int) str
 // not a fetch from it.
 var errFetch = errors.New(DepFetch)
 
-// probe fetches from the end of each partition, which the broker answers at
-// once with nothing: kafka-go's reader retries a fetch that fails (a broker
-// that takes it and never answers) on its own, saying so only in its log,
-// and a consumer that can no longer fetch would otherwise look idle and
-// ready. Each fetch is bounded by the client's timeout (KAFKA_TIMEOUT). It
-// stops at the first failure.
+// probe fetches from the end of one partition led by each broker, which
+// answers at once with nothing: kafka-go's reader retries a fetch that
+// fails (a broker that takes it and never answers) on its own, saying so
+// only in its log, and a consumer that can no longer fetch would otherwise
+// look idle and ready. Each fetch is bounded by the client's timeout
+// (KAFKA_TIMEOUT). It stops at the first failure.
 func (w *watch) probe(ctx context.Context, bounds []kafkalog.Bounds) error {
 	topic := w.c.cfg.Topic
+	md, err := w.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}}) // kafka-go's cache answers it
+	if err != nil {
+		return fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	next := make(map[int]int64, len(bounds))
 	for _, b := range bounds {
-		resp, err := w.client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: b.Partition, Offset: b.Next,
-			MinBytes: 0, MaxBytes: 1, MaxWait: time.Millisecond})
-		if err == nil && resp.Error != nil && !errors.Is(resp.Error, kafka.OffsetOutOfRange) {
-			err = resp.Error // a partition that moved meanwhile is the next check's business
-		}
-		if kafkaconn.TimedOut(err) {
-			err = fmt.Errorf("no answer within %s: %w", w.client.Timeout, err)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: brokers %s: partition %d of %s: %w", errFetch, strings.Join(w.c.cfg.Brokers, ","), b.Partition, topic, err)
+		next[b.Partition] = b.Next
+	}
+	probed := map[int]bool{} // leaders' broker IDs
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			at, ok := next[p.ID]
+			if t.Name != topic || !ok || probed[p.Leader.ID] {
+				continue
+			}
+			probed[p.Leader.ID] = true
+			resp, err := w.client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p.ID, Offset: at,
+				MinBytes: 0, MaxBytes: 1, MaxWait: time.Millisecond})
+			if err == nil && resp.Error != nil && !errors.Is(resp.Error, kafka.OffsetOutOfRange) {
+				err = resp.Error // a partition that moved meanwhile is the next check's business
+			}
+			if kafkaconn.TimedOut(err) {
+				err = fmt.Errorf("no answer within %s: %w", w.client.Timeout, err)
+			}
+			if err != nil {
+				return fmt.Errorf("%w: brokers %s: partition %d of %s: %w", errFetch, strings.Join(w.c.cfg.Brokers, ","), p.ID, topic, err)
+			}
 		}
 	}
 	return nil
