@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
+	"github.com/ordersonkafka/orders/internal/devkit/schematest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/schemas"
 )
@@ -111,8 +113,23 @@ func TestSchemasCommands(t *testing.T) {
 		t.Fatalf("register: %v\n%s", err, out.String())
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"schemas", "check"}, env, &out, &out); err != nil || strings.Contains(out.String(), "missing") {
-		t.Fatalf("check after registering: %v\n%s", err, out.String())
+	if err := run(context.Background(), []string{"schemas", "check", "-strict"}, env, &out, &out); err != nil || strings.Contains(out.String(), "missing") {
+		t.Fatalf("check -strict after registering: %v\n%s", err, out.String())
+	}
+	// A newer writer registers a version schemas/ lacks: reported, and a
+	// failure only with -strict.
+	body, _ := json.Marshal(map[string]string{"schema": schematest.Future().Text})
+	resp, err := http.Post(reg.URL()+"/subjects/order-events-value/versions", "application/vnd.schemaregistry.v1+json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a newer writer registers: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	out.Reset()
+	if err := run(context.Background(), []string{"schemas", "check"}, env, &out, &out); err != nil || !strings.Contains(out.String(), "NOT in schemas/") {
+		t.Fatalf("check with a newer writer's version: %v\n%s", err, out.String())
+	}
+	if err := run(context.Background(), []string{"schemas", "check", "-strict"}, env, &out, &out); err == nil {
+		t.Fatalf("check -strict with a newer writer's version succeeded\n%s", out.String())
 	}
 	if err := run(context.Background(), []string{"schemas", "check"}, func(k string) string {
 		return map[string]string{"SCHEMA_REGISTRY_URL": "http://127.0.0.1:1"}[k]

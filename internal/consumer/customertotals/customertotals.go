@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,11 +30,20 @@ import (
 
 // Totals is the read model. It is safe for concurrent use.
 type Totals struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	calls pgdb.Calls // each read's bound, and the server for errors
 }
 
-// New returns the read model, reading through pool.
-func New(pool *pgxpool.Pool) *Totals { return &Totals{pool: pool} }
+// New returns the read model, reading through pool, each read bounded by
+// pgdb.CallTimeout.
+func New(pool *pgxpool.Pool) *Totals { return &Totals{pool: pool, calls: pgdb.CallsTo(pool, 0)} }
+
+// WithTimeout bounds each read by d (DATABASE_TIMEOUT) instead, and returns
+// t. Call it before t is used.
+func (t *Totals) WithTimeout(d time.Duration) *Totals {
+	t.calls = pgdb.CallsTo(t.pool, d)
+	return t
+}
 
 // Name is the read model's name in metrics and errors.
 func (*Totals) Name() string { return "customer_orders" }
@@ -108,10 +118,10 @@ WHERE customer_id = $1 AND orders > 0`
 
 // Get returns what the orders of customer come to, or an error wrapping
 // order.ErrNotFound if none of the customer's orders has been applied, or
-// one wrapping order.ErrUnavailable (and the driver's cause) if the
-// database could not be reached or used within pgdb.CallTimeout.
+// one wrapping order.ErrUnavailable (naming the server, and the driver's
+// cause) if the database could not be reached or used within the bound.
 func (t *Totals) Get(ctx context.Context, customer string) (order.CustomerOrders, error) {
-	bctx, cancel := context.WithTimeout(ctx, pgdb.CallTimeout)
+	bctx, cancel := t.calls.Bound(ctx)
 	defer cancel()
 	c := order.CustomerOrders{CustomerID: customer, Orders: map[order.Status]int64{}, Totals: map[order.Status]map[string]*big.Int{}}
 	var (
@@ -136,7 +146,7 @@ func (t *Totals) Get(ctx context.Context, customer string) (order.CustomerOrders
 	}
 	switch {
 	case pgdb.Unavailable(ctx, err):
-		return order.CustomerOrders{}, fmt.Errorf("get orders of customer %s: %w: %w", text.Quote(customer, 64), order.ErrUnavailable, err)
+		return order.CustomerOrders{}, fmt.Errorf("get orders of customer %s: %w: %w", text.Quote(customer, 64), order.ErrUnavailable, t.calls.Explain(err))
 	case err != nil:
 		return order.CustomerOrders{}, fmt.Errorf("get orders of customer %s: %w", text.Quote(customer, 64), err)
 	case len(c.Orders) == 0:

@@ -106,7 +106,7 @@ type PublisherConfig struct {
 	Topic        string              // required (order-consumer's DLQ_TOPIC)
 	Security     *kafkaconn.Security // TLS and SASL; nil: plain text
 	Group        string              // the consumer group, for kafka_dlt-original-consumer-group
-	WriteTimeout time.Duration       // default 10s
+	WriteTimeout time.Duration       // each write's bound; default Security's Timeout (KAFKA_TIMEOUT)
 	Logger       *slog.Logger        // default slog.Default()
 }
 
@@ -129,7 +129,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, errors.New("deadletter: Brokers and Topic are required")
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = cfg.Security.Timeout()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -222,17 +222,26 @@ func (p *Publisher) Publish(ctx context.Context, dls []DeadLetter) error {
 // retry can fix, such as the broker unreachable or a timeout.
 func (p *Publisher) write(ctx context.Context, msgs []kafka.Message, isolate bool) ([]error, error) {
 	if !isolate {
-		return refusals(p.writer().WriteMessages(ctx, msgs...), len(msgs))
+		return refusals(p.writeMessages(ctx, msgs...), len(msgs))
 	}
 	errs := make([]error, len(msgs))
 	for i := range msgs {
-		one, err := refusals(p.writer().WriteMessages(ctx, msgs[i]), 1)
+		one, err := refusals(p.writeMessages(ctx, msgs[i]), 1)
 		if err != nil {
 			return nil, err
 		}
 		errs[i] = one[0]
 	}
 	return errs, nil
+}
+
+// writeMessages is one write, bounded: the writer bounds the produce
+// request by WriteTimeout, but not the metadata it may need first, which
+// takes the caller's context; so the whole write gets twice that.
+func (p *Publisher) writeMessages(ctx context.Context, msgs ...kafka.Message) error {
+	wctx, cancel := context.WithTimeout(ctx, 2*p.cfg.WriteTimeout)
+	defer cancel()
+	return p.writer().WriteMessages(wctx, msgs...)
 }
 
 // refusals sorts the error of writing n messages into each one's

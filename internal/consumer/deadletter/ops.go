@@ -126,7 +126,7 @@ func printable(b []byte) string {
 // no consumer group) and returns the entries f selects. It refuses a
 // selection that names a partition the topic does not have, or a bad range.
 func List(ctx context.Context, brokers []string, sec *kafkaconn.Security, dlqTopic string, f Filter) ([]Entry, error) {
-	client := sec.Client(brokers, 10*time.Second)
+	client := sec.Client(brokers, sec.Timeout())
 	parts, err := kafkalog.Partitions(ctx, client, dlqTopic)
 	if err != nil {
 		return nil, err
@@ -234,7 +234,7 @@ func Replay(ctx context.Context, brokers []string, sec *kafkaconn.Security, dlqT
 	if err != nil {
 		return ReplayResult{}, fmt.Errorf("replay: read the replay log: %w", err)
 	}
-	client := sec.Client(brokers, 10*time.Second)
+	client := sec.Client(brokers, sec.Timeout())
 	targets := map[string][]int{} // original topic → its partitions
 	now := time.Now().UTC().Format(time.RFC3339)
 	var (
@@ -285,7 +285,8 @@ func Replay(ctx context.Context, brokers []string, sec *kafkaconn.Security, dlqT
 	// To the original partition (samePartition), in DLQ order: one call,
 	// one batch per partition, so each partition keeps the letters' order.
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: sec.Transport(), RequiredAcks: kafka.RequireAll,
-		Balancer: samePartition{}, BatchTimeout: 2 * time.Millisecond, BatchSize: len(msgs), MaxAttempts: 1}
+		Balancer: samePartition{}, BatchTimeout: 2 * time.Millisecond, BatchSize: len(msgs), MaxAttempts: 1,
+		WriteTimeout: sec.Timeout()}
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		return ReplayResult{}, fmt.Errorf("replay %d messages (none noted as replayed; running it again may duplicate some, which the consumer ignores): %w", len(msgs), err)

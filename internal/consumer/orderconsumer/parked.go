@@ -47,14 +47,15 @@ type parkedSweeper struct {
 	log      *slog.Logger
 	maxAge   time.Duration
 	interval time.Duration
+	timeout  time.Duration // each database call's bound (DATABASE_TIMEOUT)
 	poke     chan struct{}
 	heart    *health.Heart // beats each sweep, and while waiting for the next
 	// condition is degraded while an event has waited long: see look.
 	condition *health.Condition
 }
 
-func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge time.Duration) *parkedSweeper {
-	s := &parkedSweeper{store: store, dlq: dlq, metrics: m, log: log, maxAge: maxAge,
+func newParkedSweeper(store *projectionstore.Store, dlq *deadletter.Publisher, m *projector.Metrics, log *slog.Logger, maxAge, timeout time.Duration) *parkedSweeper {
+	s := &parkedSweeper{store: store, dlq: dlq, metrics: m, log: log, maxAge: maxAge, timeout: timeout,
 		interval: max(min(10*time.Second, maxAge/4), 10*time.Millisecond), poke: make(chan struct{}, 1),
 		condition: health.NewCondition("parked_events", log)}
 	store.OnLeaving = func() {
@@ -94,7 +95,12 @@ func (s *parkedSweeper) Run(ctx context.Context) error {
 // leaving and deletes it once the DLQ has it. A crash in between publishes
 // it again the next time: the DLQ may hold it twice, never zero times.
 func (s *parkedSweeper) sweep(ctx context.Context) error {
-	n, err := s.store.ExpireParked(ctx, s.maxAge)
+	// Each call is bounded: one stuck on a server that does not answer
+	// would stop the sweeps for good.
+	bound := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, s.timeout) }
+	bctx, cancel := bound()
+	n, err := s.store.ExpireParked(bctx, s.maxAge)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -103,7 +109,9 @@ func (s *parkedSweeper) sweep(ctx context.Context) error {
 	}
 	for {
 		s.heart.Beat()
-		leaving, err := s.store.Leaving(ctx, 100)
+		bctx, cancel := bound()
+		leaving, err := s.store.Leaving(bctx, 100)
+		cancel()
 		if err != nil || len(leaving) == 0 {
 			return err
 		}
@@ -119,7 +127,10 @@ func (s *parkedSweeper) sweep(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.store.Left(ctx, ids); err != nil {
+		bctx, cancel = bound()
+		err = s.store.Left(bctx, ids)
+		cancel()
+		if err != nil {
 			return err
 		}
 		for i, p := range leaving {

@@ -88,8 +88,8 @@ type readModels struct {
 	customers *customertotals.Totals
 }
 
-func newReadModels(pool *pgxpool.Pool) readModels {
-	return readModels{orders: orderview.New(pool), customers: customertotals.New(pool)}
+func newReadModels(pool *pgxpool.Pool, timeout time.Duration) readModels {
+	return readModels{orders: orderview.New(pool).WithTimeout(timeout), customers: customertotals.New(pool).WithTimeout(timeout)}
 }
 
 func (r readModels) all() []projectionstore.ReadModel {
@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 // the rebuild's alike.
 func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
-		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}})
+		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}, Timeout: cfg.SchemaRegistryTimeout})
 	if err != nil {
 		return projector.Config{}, err
 	}
@@ -131,8 +131,9 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 
 func (s *Service) wire(m *service.Main) error {
 	s.Main = m
-	models := newReadModels(s.Pool)
-	s.store = projectionstore.New(s.Pool, order.Standard, projectionstore.NewMetrics(s.Registry, models.all()...), models.all()...)
+	models := newReadModels(s.Pool, s.cfg.DatabaseTimeout)
+	s.store = projectionstore.New(s.Pool, order.Standard, projectionstore.NewMetrics(s.Registry, models.all()...), models.all()...).
+		WithTimeout(s.cfg.DatabaseTimeout)
 	pc, err := projectorConfig(s.cfg, s.Log)
 	if err != nil {
 		return err
@@ -143,7 +144,7 @@ func (s *Service) wire(m *service.Main) error {
 	}
 	s.Defer(func(context.Context) { dlq.Close() })
 	pc.Metrics = projector.NewMetrics(s.Registry, Classes()...)
-	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge)
+	s.parked = newParkedSweeper(s.store, dlq, pc.Metrics, s.Log, s.cfg.ParkedMaxAge, s.cfg.DatabaseTimeout)
 	s.parked.heart = s.Heartbeats.Heart("parked events")
 	telemetry.Register(s.Registry, projectionstore.NewParkedCollector(s.Pool))
 	s.versions = projectionapi.NewVersions()
@@ -255,8 +256,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		service.Part{Name: "consumer", Run: s.consumer.Run},
 		service.Part{Name: "consumer progress", Run: s.progress.Run},
 		service.Part{Name: "parked events", Run: s.parked.Run},
-		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000, Logger: s.Log,
-			Heart: s.Heartbeats.Heart("ledger purger"),
+		service.Part{Name: "ledger purger", Run: pgdb.Purger{Name: "processed_events", Interval: time.Minute, Batch: 1000,
+			Timeout: s.cfg.DatabaseTimeout, Logger: s.Log, Heart: s.Heartbeats.Heart("ledger purger"),
 			Step: func(ctx context.Context, limit int) (int64, error) {
 				return s.store.PurgeLedger(ctx, s.cfg.LedgerRetention, limit)
 			}}.Run})
@@ -284,7 +285,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, allowPartial boo
 		return projector.RebuildResult{}, err
 	}
 	defer pool.Close()
-	store := projectionstore.New(pool, order.Standard, nil, newReadModels(pool).all()...)
+	store := projectionstore.New(pool, order.Standard, nil, newReadModels(pool, cfg.DatabaseTimeout).all()...).WithTimeout(cfg.DatabaseTimeout)
 	origin, err := store.Origin(ctx, cfg.Topic)
 	if err != nil {
 		return projector.RebuildResult{}, err

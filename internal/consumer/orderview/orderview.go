@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersonkafka/orders/internal/order"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
@@ -27,7 +28,8 @@ import (
 
 // View is the order projection. It is safe for concurrent use.
 type View struct {
-	db Querier
+	db    Querier
+	calls pgdb.Calls // each read's bound, and the server for errors
 }
 
 // Querier reads a row: a *pgxpool.Pool, whose database has the
@@ -36,8 +38,23 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// New returns the view, reading through db.
-func New(db Querier) *View { return &View{db: db} }
+// New returns the view, reading through db, each read bounded by
+// pgdb.CallTimeout.
+func New(db Querier) *View {
+	v := &View{db: db}
+	return v.WithTimeout(pgdb.CallTimeout)
+}
+
+// WithTimeout bounds each read by d (DATABASE_TIMEOUT) instead, and returns
+// v. Call it before v is used.
+func (v *View) WithTimeout(d time.Duration) *View {
+	if pool, ok := v.db.(*pgxpool.Pool); ok {
+		v.calls = pgdb.CallsTo(pool, d)
+	} else {
+		v.calls = pgdb.Calls{Timeout: d, Server: "postgres"}
+	}
+	return v
+}
 
 // Name is the read model's name in metrics and errors.
 func (*View) Name() string { return "orders" }
@@ -153,8 +170,8 @@ FROM order_projection WHERE id = $1`
 
 // Get returns the projection of order id, or an error wrapping
 // order.ErrNotFound if no event of it has been applied, or one wrapping
-// order.ErrUnavailable (and the driver's cause) if the database could not be
-// reached or used within pgdb.CallTimeout.
+// order.ErrUnavailable (naming the server, and the driver's cause) if the
+// database could not be reached or used within the bound.
 func (v *View) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) {
 	var (
 		p      order.Projection
@@ -164,7 +181,7 @@ func (v *View) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) 
 	)
 	// Bounded, so a read API request never waits on a pool that cannot
 	// connect for longer than a client would.
-	bctx, cancel := context.WithTimeout(ctx, pgdb.CallTimeout)
+	bctx, cancel := v.calls.Bound(ctx)
 	defer cancel()
 	err := v.db.QueryRow(bctx, selectSQL, id).Scan(&o.ID, &status, &o.Version, &o.CustomerID,
 		&o.Currency, &items, &o.TotalMinor, &o.PaymentReference, &o.CancelReason, &o.RefundReason,
@@ -173,7 +190,7 @@ func (v *View) Get(ctx context.Context, id uuid.UUID) (order.Projection, error) 
 		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, order.ErrNotFound)
 	}
 	if pgdb.Unavailable(ctx, err) {
-		return order.Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, err)
+		return order.Projection{}, fmt.Errorf("get projection %s: %w: %w", id, order.ErrUnavailable, v.calls.Explain(err))
 	}
 	if err != nil {
 		return order.Projection{}, fmt.Errorf("get projection %s: %w", id, err)

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -172,9 +171,10 @@ func waitParams(w http.ResponseWriter, r *http.Request) (int64, time.Duration, b
 		err        error
 	)
 	if v := q.Get("min_version"); v != "" {
-		if minVersion, err = strconv.ParseInt(v, 10, 64); err != nil || minVersion < 1 {
+		var ok bool
+		if minVersion, ok = web.PositiveInt(v); !ok {
 			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-				fmt.Sprintf("min_version %s is not a positive integer", text.Quote(v, 32)), nil)
+				fmt.Sprintf("min_version %s is not a positive integer in plain digits (no sign, no leading zero)", text.Quote(v, 32)), nil)
 			return 0, 0, false
 		}
 	}

@@ -122,7 +122,7 @@ func TestGetWaitsForAVersion(t *testing.T) {
 		}
 	})
 	t.Run("bad parameters are 400", func(t *testing.T) {
-		for _, q := range []string{"?min_version=0", "?min_version=x", "?min_version=2&wait=1h", "?min_version=2&wait=-1s", "?wait=1s"} {
+		for _, q := range []string{"?min_version=0", "?min_version=x", "?min_version=%2B2", "?min_version=02", "?min_version=2&wait=1h", "?min_version=2&wait=-1s", "?wait=1s"} {
 			if r := s.do(t, http.MethodGet, path+q, nil); r.status != 400 {
 				t.Errorf("%s: status %d, want 400: %s", q, r.status, r.body)
 			}

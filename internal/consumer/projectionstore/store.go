@@ -80,6 +80,9 @@ type Store struct {
 	metrics *Metrics
 	// lockTimeout, as PostgreSQL's lock_timeout setting
 	lockTimeout string
+	// roundTrip bounds each round trip of a batch, its lock waits
+	// included (see WithTimeout), and names the server in its errors
+	roundTrip pgdb.Calls
 }
 
 // New returns a Store on pool, whose database has migrations.Projection
@@ -87,8 +90,29 @@ type Store struct {
 // models. metrics may be nil.
 func New(pool *pgxpool.Pool, machine *order.Machine, metrics *Metrics, models ...ReadModel) *Store {
 	s := &Store{pool: pool, machine: machine, models: models, metrics: metrics}
-	s.setLockTimeout(lockTimeout)
+	return s.WithTimeout(pgdb.CallTimeout)
+}
+
+// WithTimeout sets how long the store waits for the database (d:
+// DATABASE_TIMEOUT, pgdb.CallTimeout by default), and returns s. Call it
+// before s is used. A batch waits for its orders' locks at most lockWaits
+// times d, and each of its round trips, lock waits included, is bounded by
+// lockWaits+1 times d: past it the connection is dropped and the batch
+// retried, as a server that does not answer at all is down, not slow.
+func (s *Store) WithTimeout(d time.Duration) *Store {
+	s.setLockTimeout(lockWaits * d)
+	s.roundTrip = pgdb.CallsTo(s.pool, (lockWaits+1)*d)
 	return s
+}
+
+// explain names the server, and the bound if it ran out, in a failure to
+// reach or use the database; a refusal of the data (IsPermanent), which
+// becomes a dead letter's message, is left as the server said it.
+func (s *Store) explain(err error) error {
+	if IsPermanent(err) {
+		return err
+	}
+	return s.roundTrip.Explain(err)
 }
 
 func (s *Store) setLockTimeout(d time.Duration) {
@@ -98,16 +122,19 @@ func (s *Store) setLockTimeout(d time.Duration) {
 // ReadModels returns the read models the store writes to.
 func (s *Store) ReadModels() []ReadModel { return slices.Clone(s.models) }
 
-// Ping reports whether the database answers, for readiness checks.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// Ping reports whether the database answers, for readiness checks; its
+// error names the server.
+func (s *Store) Ping(ctx context.Context) error { return pgdb.Ping(ctx, s.pool) }
 
-// lockTimeout bounds how long a batch waits for a lock (an order's, or a
-// row another consumer's batch writes): a batch that waits longer fails,
-// transiently, and is retried, so a peer that holds a lock too long shows as
-// a failing dependency instead of a consumer silently stuck. Batches hold
-// their locks for their two round trips; only a database in trouble makes
-// one wait seconds.
-const lockTimeout = 10 * time.Second
+// lockWaits, times the store's timeout, bounds how long a batch waits for a
+// lock (an order's, or a row another consumer's batch writes): 10s by
+// default. A batch that waits longer fails, transiently, and is retried, so
+// a peer that holds a lock too long shows as a failing dependency instead
+// of a consumer silently stuck. The holder is another batch, which holds
+// its locks for its two round trips, or a request's change, one call: each
+// is bounded by the timeout, so only a database in trouble makes a lock
+// wait longer than twice it.
+const lockWaits = 2
 
 // errBusy is a next batch that could not take its orders' locks at once.
 var errBusy = errors.New("another transaction holds one of its orders")
@@ -261,9 +288,11 @@ type Header struct {
 // fails, the next one must be rolled back (what it read is not what its
 // events will meet) and begun again.
 func (s *Store) Begin(ctx context.Context, events []order.Event, origins Origins) (*Pending, error) {
+	ctx, cancel := s.roundTrip.Bound(ctx)
+	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("apply %d events: %w", len(events), err)
+		return nil, fmt.Errorf("apply %d events: %w", len(events), s.explain(err))
 	}
 	p := &Pending{s: s, conn: conn, events: events, origins: origins}
 	b := &pgx.Batch{}
@@ -299,6 +328,8 @@ func (p *Pending) Commit(ctx context.Context) ([]order.Outcome, error) {
 // caller then begins it again; this batch is committed all the same.
 func (p *Pending) CommitAndBegin(ctx context.Context, next []order.Event, nextOrigins Origins) ([]order.Outcome, *Pending, error) {
 	s := p.s
+	ctx, cancel := s.roundTrip.Bound(ctx)
+	defer cancel()
 	j := s.machine.Judge(p.events, p.held, p.parked, func(id uuid.UUID) bool { return p.known[id] })
 	w, err := s.plan(p.events, p.origins, j)
 	if err != nil {
@@ -363,7 +394,7 @@ func (p *Pending) fail(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("apply %d events: %w", len(p.events), err)
+	return fmt.Errorf("apply %d events: %w", len(p.events), p.s.explain(err))
 }
 
 // queueBegin queues a batch's first round trip for events: BEGIN, the

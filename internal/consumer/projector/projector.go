@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -431,8 +432,11 @@ func (c *Consumer) newReader() *kafka.Reader {
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  10 * time.Second,
 		ReadBackoffMin:    50 * time.Millisecond,
-		ReadBackoffMax:    time.Second,
-		QueueCapacity:     c.cfg.BatchSize,
+		ReadBackoffMax:    readBackoffMax,
+		// Reading the records of a fetch answer, each; kafka-go's default
+		// is 10s, KAFKA_TIMEOUT's too.
+		ReadBatchTimeout: c.cfg.Security.Timeout(),
+		QueueCapacity:    c.cfg.BatchSize,
 		// A group that failed to join tries again after this; kafka-go's
 		// default is 5s, which BackoffMax of 10s keeps.
 		JoinGroupBackoff: min(c.cfg.BackoffMax, 5*time.Second),
@@ -657,18 +661,31 @@ func (c *Consumer) kafkaInfo(format string, args ...any) {
 	}
 }
 
+// readBackoffMax is the longest kafka-go's Reader waits before it tries a
+// partition again after a failed fetch.
+const readBackoffMax = time.Second
+
+// digits are runs of digits, which kafka-go's lines vary in (partitions,
+// offsets, ports) without saying anything new.
+var digits = regexp.MustCompile(`[0-9]+`)
+
 // kafkaError logs what kafka-go reports (a group that cannot join, a leader
-// that cannot be reached) at warn, each distinct line at most once a minute.
+// that cannot be reached, a fetch unanswered) at warn, each kind of line
+// (the same but for its numbers: partitions, offsets, ports) at most once a
+// minute. kafka-go retries a fetch that failed on its own and never returns
+// the failure from FetchMessage: the watch's probe reports a broker that
+// does not answer fetches (watch.go).
 func (c *Consumer) kafkaError(format string, args ...any) {
 	line, now := fmt.Sprintf(format, args...), time.Now()
+	key := digits.ReplaceAllString(line, "#")
 	c.logMu.Lock()
 	if c.lastLogs == nil || len(c.lastLogs) > 1000 {
 		c.lastLogs = map[string]time.Time{}
 	}
-	last, seen := c.lastLogs[line]
+	last, seen := c.lastLogs[key]
 	quiet := seen && now.Sub(last) < time.Minute
 	if !quiet {
-		c.lastLogs[line] = now
+		c.lastLogs[key] = now
 	}
 	c.logMu.Unlock()
 	if !quiet {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -124,7 +123,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	c := newConsumer(cfg.Config, "rebuild")
 	topic := c.cfg.Topic
 
-	client := cfg.Security.Client(cfg.Brokers, 10*time.Second)
+	client := cfg.Security.Client(cfg.Brokers, cfg.Security.Timeout())
 	var bounds []kafkalog.Bounds
 	if err := c.retry(ctx, DepKafka, func() (err error) { bounds, err = kafkalog.Offsets(ctx, client, topic); return err }); err != nil {
 		return RebuildResult{}, fmt.Errorf("rebuild: %w", err)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/kafkalog"
 )
 
@@ -58,7 +60,7 @@ type watch struct {
 }
 
 func (c *Consumer) newWatch() *watch {
-	w := &watch{c: c, client: c.cfg.Security.Client(c.cfg.Brokers, 5*time.Second), now: make(chan struct{}, 1),
+	w := &watch{c: c, client: c.cfg.Security.Client(c.cfg.Brokers, c.cfg.Security.Timeout()), now: make(chan struct{}, 1),
 		reported: map[int]int64{}}
 	c.watch = w
 	return w
@@ -125,10 +127,13 @@ func (w *watch) run(ctx context.Context, r *kafka.Reader, restart context.Cancel
 func (w *watch) check(ctx context.Context, r *kafka.Reader, partitions *int) string {
 	cfg := w.c.cfg
 	bounds, err := kafkalog.Offsets(ctx, w.client, cfg.Topic)
+	if err == nil {
+		err = w.probe(ctx, bounds)
+	}
 	if ctx.Err() != nil {
 		return ""
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errFetch) {
 		if errors.Is(err, kafka.UnknownTopicOrPartition) {
 			w.absent = true
 			err = fmt.Errorf("topic %q does not exist (check ORDER_EVENTS_TOPIC): %w", cfg.Topic, err)
@@ -138,9 +143,9 @@ func (w *watch) check(ctx context.Context, r *kafka.Reader, partitions *int) str
 	}
 	switch {
 	case err != nil && (w.last == nil || err.Error() != w.last.Error()):
-		w.c.log.Warn("not consuming: the topic is missing", "topic", cfg.Topic, "group", cfg.GroupID, "error", err)
+		w.c.log.Warn("not consuming", "topic", cfg.Topic, "group", cfg.GroupID, "error", err)
 	case err == nil && w.last != nil:
-		w.c.log.Info("topic found; consuming", "topic", cfg.Topic)
+		w.c.log.Info("topic readable again; consuming", "topic", cfg.Topic)
 	}
 	w.last = err
 	w.c.setTopicErr(err)
@@ -161,6 +166,50 @@ func (w *watch) check(ctx context.Context, r *kafka.Reader, partitions *int) str
 		return RejoinOffsetReset
 	}
 	return ""
+}
+
+// errFetch marks a probe's failure: the brokers answer for the topic, but
+// not a fetch from it.
+var errFetch = errors.New(DepFetch)
+
+// probe fetches from the end of one partition led by each broker, which
+// answers at once with nothing: kafka-go's reader retries a fetch that
+// fails (a broker that takes it and never answers) on its own, saying so
+// only in its log, and a consumer that can no longer fetch would otherwise
+// look idle and ready. Each fetch is bounded by the client's timeout
+// (KAFKA_TIMEOUT). It stops at the first failure.
+func (w *watch) probe(ctx context.Context, bounds []kafkalog.Bounds) error {
+	topic := w.c.cfg.Topic
+	md, err := w.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}}) // kafka-go's cache answers it
+	if err != nil {
+		return fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	next := make(map[int]int64, len(bounds))
+	for _, b := range bounds {
+		next[b.Partition] = b.Next
+	}
+	probed := map[int]bool{} // leaders' broker IDs
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			at, ok := next[p.ID]
+			if t.Name != topic || !ok || probed[p.Leader.ID] {
+				continue
+			}
+			probed[p.Leader.ID] = true
+			resp, err := w.client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p.ID, Offset: at,
+				MinBytes: 0, MaxBytes: 1, MaxWait: time.Millisecond})
+			if err == nil && resp.Error != nil && !errors.Is(resp.Error, kafka.OffsetOutOfRange) {
+				err = resp.Error // a partition that moved meanwhile is the next check's business
+			}
+			if kafkaconn.TimedOut(err) {
+				err = fmt.Errorf("no answer within %s: %w", w.client.Timeout, err)
+			}
+			if err != nil {
+				return fmt.Errorf("%w: brokers %s: partition %d of %s: %w", errFetch, strings.Join(w.c.cfg.Brokers, ","), p.ID, topic, err)
+			}
+		}
+	}
+	return nil
 }
 
 // resetOutOfRange resets, by OffsetReset, each partition whose committed

@@ -8,8 +8,10 @@ package devstack
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // KafkaConfig configures StartKafka.
@@ -57,6 +59,29 @@ func StartKafka(cfg KafkaConfig) (*Kafka, error) {
 		return nil, errors.New("start kfake: no listener")
 	}
 	return &Kafka{Cluster: c}, nil
+}
+
+// Hang makes the broker hold every request of key (kmsg.Produce,
+// kmsg.Fetch…) unanswered, on its connection, until release is called: a
+// broker that takes requests and never answers them. Requests of other keys
+// are answered meanwhile. Release answers the held requests and lets later
+// ones through; calling it again does nothing.
+func (k *Kafka) Hang(key kmsg.Key) (release func()) {
+	released := make(chan struct{})
+	var once sync.Once
+	c := k.Cluster
+	c.ControlKey(key.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		select {
+		case <-released:
+			c.DropControl()
+			return nil, nil, false
+		default:
+		}
+		c.KeepControl()
+		c.SleepControl(func() { <-released })
+		return nil, nil, false
+	})
+	return func() { once.Do(func() { close(released) }) }
 }
 
 // Brokers returns the bootstrap addresses (127.0.0.1:port).

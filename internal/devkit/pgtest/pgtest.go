@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -22,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
@@ -200,6 +203,30 @@ func replaceDatabase(tb testing.TB, server, name string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// Hangable returns db's URL through a stacktest.Switch in front of the
+// server: its Hang makes PostgreSQL, as the URL's users see it, a server
+// that accepts connections and never answers; its Resume one that answers
+// again. The URL's connect_timeout is 1s, so that connections a pool began
+// while the server hung, which outlive the callers that wanted them, do not
+// hold the pool's Close for pgdb.ConnectTimeout.
+func (db *DB) Hangable(tb testing.TB) (string, *devstack.Switch) {
+	tb.Helper()
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sw := stacktest.Switch(tb, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		tb.Fatalf("pgtest: TEST_DATABASE_URL must be a postgres:// URL: %v", err)
+	}
+	u.Host = sw.Addr()
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
+	return u.String(), sw
 }
 
 // MustUserNamedDB returns a fresh, empty database and a connection URL that

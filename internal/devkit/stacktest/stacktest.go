@@ -51,6 +51,19 @@ func Registry(tb testing.TB) *devstack.RegistryServer {
 	return r
 }
 
+// Switch forwards a free port of 127.0.0.1 to target and closes when tb
+// ends; its Hang makes the server behind it a peer that accepts connections
+// and never answers, its Resume a working one again (devstack.Switch).
+func Switch(tb testing.TB, target string) *devstack.Switch {
+	tb.Helper()
+	s, err := devstack.StartSwitch(target)
+	if err != nil {
+		tb.Fatalf("stacktest: %v", err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
 // PollInterval is how often WaitFor evaluates its condition.
 const PollInterval = 20 * time.Millisecond
 

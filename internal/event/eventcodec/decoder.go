@@ -72,7 +72,7 @@ type DecoderConfig struct {
 	URL        string        // Schema Registry base URL
 	Auth       RegistryAuth  // credentials and CAs; zero: none
 	HTTPClient *http.Client  // optional: its transport is used
-	Timeout    time.Duration // per registry call; default 5s
+	Timeout    time.Duration // per registry call; default DefaultRegistryTimeout
 }
 
 // Decoder reads Confluent-framed order events written with any schema the

@@ -22,7 +22,7 @@ type FramerConfig struct {
 	URL           string        // Schema Registry base URL, e.g. http://localhost:8081
 	Auth          RegistryAuth  // credentials and CAs; zero: none
 	HTTPClient    *http.Client  // optional: its transport is used
-	Timeout       time.Duration // per registry call; default 5s
+	Timeout       time.Duration // per registry call; default DefaultRegistryTimeout
 	Compatibility string        // set on the subject before registering; default schemas.Compatibility
 	// LookupOnly, when set (SCHEMA_AUTO_REGISTER=false), never registers a
 	// schema nor sets the subject's level: a version the registry does not

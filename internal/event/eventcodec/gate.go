@@ -32,7 +32,7 @@ type Gate struct {
 type GateConfig struct {
 	URL     string
 	Auth    RegistryAuth
-	Timeout time.Duration // per registry call; default 5s
+	Timeout time.Duration // per registry call; default DefaultRegistryTimeout
 }
 
 // NewGate returns a Gate; it contacts the registry only when asked.
@@ -63,12 +63,27 @@ type Report struct {
 	// Level, with the registry's reasons when it may not.
 	Compatible bool
 	Reasons    []string
+	// Foreign are the subject's versions that are none of schemas/: another
+	// writer registered them, most often a newer release, whose events this
+	// one's consumer reads only as far as its schema resolves them.
+	Foreign []SubjectVersion
 }
 
-// Check reports each version of schemas/ under subject and whether the
-// newest is compatible with what the subject holds, as the registry judges
-// it. An error is a registry that cannot be asked, not a verdict.
+// SubjectVersion is a version of a subject that schemas/ does not have.
+type SubjectVersion struct {
+	Version int // its version under the subject
+	ID      int // the registry's schema ID
+	// Newer says it came after every version of schemas/ the subject
+	// holds (all of them, when it holds none): a newer writer exists.
+	Newer bool
+}
+
+// Check reports each version of schemas/ under subject, each version the
+// subject holds that schemas/ lacks, and whether the newest is compatible
+// with what the subject holds, as the registry judges it. An error is a
+// registry that cannot be asked, not a verdict.
 func (g *Gate) Check(ctx context.Context, subject string) (Report, error) {
+	var err error
 	rep := Report{Subject: subject, SubjectExists: true}
 	for _, s := range schemas.All() {
 		st := VersionStatus{Version: s.Version}
@@ -87,6 +102,11 @@ func (g *Gate) Check(ctx context.Context, subject string) (Report, error) {
 		}
 		rep.Versions = append(rep.Versions, st)
 	}
+	if rep.SubjectExists {
+		if rep.Foreign, err = g.foreign(subject, rep.Versions); err != nil {
+			return rep, err
+		}
+	}
 	level, global, err := g.level(subject)
 	if err != nil {
 		return rep, err
@@ -98,6 +118,36 @@ func (g *Gate) Check(ctx context.Context, subject string) (Report, error) {
 	}
 	rep.Compatible, rep.Reasons, err = g.compatible(ctx, subject, schemas.Latest().Text)
 	return rep, err
+}
+
+// foreign returns the versions of subject that are none of ours, the
+// versions of schemas/ as the registry holds them.
+func (g *Gate) foreign(subject string, ours []VersionStatus) ([]SubjectVersion, error) {
+	all, err := g.reg.GetSchemaVersions(subject)
+	if registryCode(err) == 40401 { // deleted since the lookups
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("schema registry: list the versions of %s: %w", subject, err)
+	}
+	known, newest := map[int]bool{}, 0
+	for _, v := range ours {
+		if v.Registered {
+			known[v.Subject], newest = true, max(newest, v.Subject)
+		}
+	}
+	var out []SubjectVersion
+	for _, v := range all {
+		if known[v] {
+			continue
+		}
+		s, err := g.reg.GetSchemaByVersion(subject, v)
+		if err != nil {
+			return nil, fmt.Errorf("schema registry: read version %d of %s: %w", v, subject, err)
+		}
+		out = append(out, SubjectVersion{Version: v, ID: s.ID(), Newer: v > newest})
+	}
+	return out, nil
 }
 
 // level is the subject's compatibility level, or the global one when the

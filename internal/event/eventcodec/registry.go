@@ -1,6 +1,7 @@
 package eventcodec
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -32,9 +33,17 @@ type RegistryAuth struct {
 // more is cut off, and the answer does not parse.
 const maxRegistryAnswer = 4 << 20
 
+// DefaultRegistryTimeout bounds each registry call, its answer read
+// included, when the caller gives no bound (SCHEMA_REGISTRY_TIMEOUT's
+// default). A lookup is answered in milliseconds; five seconds ride out a
+// registry's garbage collection or a leader election of its cluster, and a
+// registry that hangs costs the relay or the consumer no more before they
+// report it and try again.
+const DefaultRegistryTimeout = 5 * time.Second
+
 // newRegistry is a srclient client for url with auth, each call bounded by
-// timeout (default 5s) and its answer by maxRegistryAnswer. hc, if set,
-// supplies the transport.
+// timeout (default DefaultRegistryTimeout) and its answer by
+// maxRegistryAnswer. hc, if set, supplies the transport.
 func newRegistry(url string, auth RegistryAuth, hc *http.Client, timeout time.Duration) (*srclient.SchemaRegistryClient, error) {
 	c, _, err := newRegistryClient(url, auth, hc, timeout)
 	return c, err
@@ -48,7 +57,7 @@ func newRegistryClient(url string, auth RegistryAuth, hc *http.Client, timeout t
 		return nil, nil, errors.New("schema registry URL is empty")
 	}
 	if timeout <= 0 {
-		timeout = 5 * time.Second
+		timeout = DefaultRegistryTimeout
 	}
 	base := http.DefaultTransport
 	if hc != nil && hc.Transport != nil {
@@ -71,7 +80,9 @@ func newRegistryClient(url string, auth RegistryAuth, hc *http.Client, timeout t
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 		base = t
 	}
-	client := &http.Client{Transport: limitAnswers{base}, Timeout: timeout}
+	// The transport bounds each call, not the client: srclient's calls take
+	// no context, and so the error of one that timed out says the bound.
+	client := &http.Client{Transport: bounded{base: base, timeout: timeout}}
 	c := srclient.NewSchemaRegistryClient(strings.TrimRight(url, "/"), srclient.WithClient(client))
 	c.CodecCreationEnabled(false) // the codec compiles schemas itself, bounded (hamba/avro)
 	switch {
@@ -84,20 +95,56 @@ func newRegistryClient(url string, auth RegistryAuth, hc *http.Client, timeout t
 	return c, client, nil
 }
 
-// limitAnswers cuts every answer body at maxRegistryAnswer bytes.
-type limitAnswers struct{ base http.RoundTripper }
-
-func (l limitAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := l.base.RoundTrip(r)
-	if err == nil {
-		resp.Body = limitedBody{io.LimitReader(resp.Body, maxRegistryAnswer), resp.Body}
-	}
-	return resp, err
+// bounded is the registry's transport: each call, from connecting to the
+// last byte of its answer, ends within timeout, as a registry that accepts
+// the connection and never answers would otherwise hold it for ever; and
+// each answer's body is cut at maxRegistryAnswer bytes.
+type bounded struct {
+	base    http.RoundTripper
+	timeout time.Duration
 }
 
-type limitedBody struct {
+func (b bounded) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), b.timeout)
+	resp, err := b.base.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, b.explain(ctx, err)
+	}
+	resp.Body = &boundedBody{Reader: io.LimitReader(resp.Body, maxRegistryAnswer), body: resp.Body, ctx: ctx, cancel: cancel, b: b}
+	return resp, nil
+}
+
+// explain says that err is the bound running out, if it is.
+func (b bounded) explain(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s (SCHEMA_REGISTRY_TIMEOUT): %w", b.timeout, err)
+	}
+	return err
+}
+
+// boundedBody is an answer's body, read within the call's bound; closing
+// it ends the call.
+type boundedBody struct {
 	io.Reader
-	io.Closer
+	body   io.Closer
+	ctx    context.Context
+	cancel context.CancelFunc
+	b      bounded
+}
+
+func (r *boundedBody) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = r.b.explain(r.ctx, err)
+	}
+	return n, err
+}
+
+func (r *boundedBody) Close() error {
+	err := r.body.Close()
+	r.cancel()
+	return err
 }
 
 // registryCode is the registry's error_code of err (40403: schema not

@@ -10,10 +10,12 @@
 package kafkaconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -43,7 +45,27 @@ type Config struct {
 	// TLSServerName is the name the brokers' certificates must carry;
 	// empty: each broker's host name.
 	TLSServerName string `env:"KAFKA_TLS_SERVER_NAME"`
+	// Timeout bounds each call to a broker: connecting, a produce until
+	// acknowledged, a metadata or admin request. A broker that accepts the
+	// connection and never answers is down past it. Not positive:
+	// DefaultTimeout (the services refuse it, see service.Common).
+	Timeout time.Duration `env:"KAFKA_TIMEOUT" envDefault:"10s"`
 }
+
+// DefaultTimeout is KAFKA_TIMEOUT's default, and the bound of a nil
+// *Security's calls. A broker answers a metadata request in milliseconds
+// and acknowledges an acks=all produce once its followers have the
+// records, which a follower's fetch wait and a disk flush can stretch to
+// seconds; ten seconds ride those out (kafka-go's own WriteTimeout default)
+// and let a client find out that a broker hangs well before the 30s of
+// Kafka's request.timeout.ms.
+const DefaultTimeout = 10 * time.Second
+
+// IdleTimeout is how long a connection to a broker stays open unused: kafka-go's
+// default, well under the 10 minutes of the brokers' connections.max.idle.ms,
+// so that a connection is closed by the client, never found closed by the
+// broker in the middle of a request.
+const IdleTimeout = 30 * time.Second
 
 var (
 	protocols  = []string{"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
@@ -117,10 +139,21 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 }
 
 // Security is a checked Config, ready to connect with. A nil *Security
-// connects in plain text, without authentication.
+// connects in plain text, without authentication, bounded by
+// DefaultTimeout.
 type Security struct {
-	tls  *tls.Config
-	sasl sasl.Mechanism
+	tls     *tls.Config
+	sasl    sasl.Mechanism
+	timeout time.Duration
+}
+
+// Timeout is the bound of each call to a broker (KAFKA_TIMEOUT): the
+// writers' WriteTimeout, the admin clients' Timeout, the dialers'.
+func (s *Security) Timeout() time.Duration {
+	if s == nil || s.timeout <= 0 {
+		return DefaultTimeout
+	}
+	return s.timeout
 }
 
 // Security returns c ready to connect with, or the first unusable setting.
@@ -128,7 +161,7 @@ func (c Config) Security() (*Security, error) {
 	if errs := c.Check(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s := &Security{}
+	s := &Security{timeout: c.Timeout}
 	if c.usesTLS() {
 		cfg, err := c.tlsConfig()
 		if err != nil {
@@ -156,18 +189,21 @@ func (c Config) Security() (*Security, error) {
 }
 
 // Transport is a kafka.Transport (for a Writer or a Client) with s's TLS
-// and SASL.
+// and SASL, connecting within s's Timeout. Each request is bounded by its
+// caller (a Writer's WriteTimeout, a Client's Timeout): a connection whose
+// request ran out is closed, and the next request dials anew.
 func (s *Security) Transport() *kafka.Transport {
-	t := &kafka.Transport{}
+	t := &kafka.Transport{DialTimeout: s.Timeout(), IdleTimeout: IdleTimeout}
 	if s != nil {
 		t.TLS, t.SASL = s.tls, s.sasl
 	}
 	return t
 }
 
-// Dialer is a kafka.Dialer (for a Reader) with s's TLS and SASL.
+// Dialer is a kafka.Dialer (for a Reader) with s's TLS and SASL, connecting
+// (and finding a partition's leader) within s's Timeout.
 func (s *Security) Dialer() *kafka.Dialer {
-	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	d := &kafka.Dialer{Timeout: s.Timeout(), DualStack: true}
 	if s != nil {
 		d.TLS, d.SASLMechanism = s.tls, s.sasl
 	}
@@ -178,6 +214,22 @@ func (s *Security) Dialer() *kafka.Dialer {
 // partitions, configs), each bounded by timeout.
 func (s *Security) Client(brokers []string, timeout time.Duration) *kafka.Client {
 	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout, Transport: s.Transport()}
+}
+
+// TimedOut reports whether err, a call's to a broker (a write's: any of its
+// messages'), is its bound running out: a context deadline, or the
+// connection's deadline set from it, whichever came first.
+func TimedOut(err error) bool {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) {
+		for _, e := range werrs {
+			if TimedOut(e) {
+				return true
+			}
+		}
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Plaintext connects without TLS or SASL: the embedded development broker,

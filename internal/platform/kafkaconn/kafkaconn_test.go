@@ -1,11 +1,17 @@
 package kafkaconn_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
@@ -56,6 +62,28 @@ func TestUsableSecuritySettingsAreAccepted(t *testing.T) {
 	} {
 		if _, err := cfg.Security(); err != nil {
 			t.Errorf("%+v: %v", cfg.SecurityProtocol, err)
+		}
+	}
+}
+
+// A call's bound running out is told apart from any other failure, however
+// kafka-go reports it: the context's deadline, the connection's, or one
+// message of a write.
+func TestTimedOut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"a context deadline", fmt.Errorf("kafka.(*Client).Fetch: %w", context.DeadlineExceeded), true},
+		{"a connection deadline", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
+		{"one message of a write", kafka.WriteErrors{nil, context.DeadlineExceeded}, true},
+		{"a refused connection", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
+		{"a broker's refusal", kafka.WriteErrors{kafka.MessageSizeTooLarge}, false},
+		{"nothing", nil, false},
+	} {
+		if got := kafkaconn.TimedOut(tc.err); got != tc.want {
+			t.Errorf("%s: TimedOut(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"time"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -37,6 +37,13 @@ func open(ctx context.Context, dsn string, maxConns int32, schema string) (*pgxp
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	bound(&cfg.ConnConfig.Config)
+	if cfg.PingTimeout == 0 {
+		cfg.PingTimeout = PingTimeout
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
+	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		registerUUID(c.TypeMap())
 		registerArrays(c.TypeMap())
@@ -46,7 +53,7 @@ func open(ctx context.Context, dsn string, maxConns int32, schema string) (*pgxp
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, ConnectTimeout+CallTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
@@ -73,7 +80,7 @@ func migrate(ctx context.Context, dsn string, fsys fs.FS, schema string) error {
 	if name == "" {
 		return fmt.Errorf("migrate %s: the database url names no database; refusing to migrate the server's default one", Redact(dsn))
 	}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("parse database url: %w", err)
 	}
@@ -104,7 +111,7 @@ func migrateDB(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 // connecting to the server's "postgres" database to do so. It is for the
 // playground and `make migrate`; production databases are provisioned.
 func EnsureDatabase(ctx context.Context, dsn string) error {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("parse database url: %w", err)
 	}

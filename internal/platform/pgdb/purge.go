@@ -17,8 +17,12 @@ type Purger struct {
 	Name     string // what is purged, for the log
 	Interval time.Duration
 	Batch    int
-	Step     func(ctx context.Context, limit int) (int64, error)
-	Logger   *slog.Logger
+	// Timeout bounds each Step (DATABASE_TIMEOUT; CallTimeout if zero): a
+	// step deletes at most Batch rows by an index, in milliseconds, and one
+	// stuck on a server that does not answer would stop the purge for good.
+	Timeout time.Duration
+	Step    func(ctx context.Context, limit int) (int64, error)
+	Logger  *slog.Logger
 	// Heart, if set, beats after each purge and while waiting for the
 	// next: a purge that hangs (a lock never granted) stops it.
 	Heart *health.Heart
@@ -65,9 +69,15 @@ func (p Purger) Run(ctx context.Context) error {
 // Once purges until a step deletes less than a full batch, and returns how
 // many rows it deleted.
 func (p Purger) Once(ctx context.Context) (int64, error) {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = CallTimeout
+	}
 	var total int64
 	for {
-		n, err := p.Step(ctx, p.Batch)
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		n, err := p.Step(sctx, p.Batch)
+		cancel()
 		p.Heart.Beat()
 		total += n
 		if err != nil {

@@ -18,7 +18,11 @@ import (
 // dropping what a previous, unfinished use left, and applies fsys's
 // migrations in it.
 func CreateSchema(ctx context.Context, dsn, schema string, fsys fs.FS) error {
-	conn, err := pgx.Connect(ctx, dsn)
+	cfg, err := ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect to database %s: %w", Redact(dsn), err)
 	}

@@ -20,6 +20,12 @@ type Common struct {
 	// Migrate applies pending migrations at start-up (under a lock, so
 	// replicas starting together take turns).
 	Migrate bool `env:"DATABASE_MIGRATE" envDefault:"true"`
+	// DatabaseTimeout bounds each call to PostgreSQL (pgdb.CallTimeout by
+	// default): a request's (then 503 with Retry-After), a statement of the
+	// relay or of a purge; a consumer batch's round trip may wait twice it
+	// for its orders' locks on top. A server that accepts connections and
+	// never answers is down after it.
+	DatabaseTimeout time.Duration `env:"DATABASE_TIMEOUT" envDefault:"5s"`
 	// KafkaBrokers is the bootstrap list, comma-separated.
 	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092"`
 	// Kafka is how to connect to them: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*
@@ -37,6 +43,10 @@ type Common struct {
 	// SchemaRegistryCAFile is a PEM file of the CAs to trust for an
 	// https:// registry; empty: the system's roots.
 	SchemaRegistryCAFile string `env:"SCHEMA_REGISTRY_TLS_CA_FILE"`
+	// SchemaRegistryTimeout bounds each call to the registry, its answer
+	// included (eventcodec.DefaultRegistryTimeout): a registry that accepts
+	// the connection and never answers is down after it.
+	SchemaRegistryTimeout time.Duration `env:"SCHEMA_REGISTRY_TIMEOUT" envDefault:"5s"`
 	// Topic is the topic of order events; its value subject is <Topic>-value.
 	Topic string `env:"ORDER_EVENTS_TOPIC" envDefault:"order-events"`
 	// AuthJWKSURL turns on API authentication: the APIs then take only JWT
@@ -73,9 +83,12 @@ type Common struct {
 // variable and the value given; a service's Validate joins them with its own.
 func (c Common) Check() []error {
 	return append(c.Kafka.Check(),
+		config.Positive("DATABASE_TIMEOUT", c.DatabaseTimeout),
 		config.Brokers("KAFKA_BROKERS", c.KafkaBrokers),
+		config.Positive("KAFKA_TIMEOUT", c.Kafka.Timeout),
 		config.HTTPURL("SCHEMA_REGISTRY_URL", c.SchemaRegistryURL),
 		c.checkRegistryAuth(),
+		config.Positive("SCHEMA_REGISTRY_TIMEOUT", c.SchemaRegistryTimeout),
 		c.checkAuth(),
 		config.KafkaName("ORDER_EVENTS_TOPIC", "topic", c.Topic),
 		c.checkAdmin(),

@@ -88,3 +88,23 @@ func ParseIfMatch(h http.Header) (m IfMatch, ok bool) {
 	}
 	return m, tags > 0
 }
+
+// PositiveInt parses s, a query parameter, as a positive integer written
+// the one way this API writes numbers: decimal digits, no sign, no leading
+// zero, at most 18 digits. Anything else ("+5", "05", "5.0", " 5", "1e3") is
+// refused, as If-Match refuses an ETag of "01": a number that means the
+// same thing written two ways would make two URLs of one resource (and two
+// cache entries), and a lenient parse hides a client's bug.
+func PositiveInt(s string) (int64, bool) {
+	if s == "" || len(s) > 18 || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
+}

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -275,13 +274,13 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > order.MaxListLimit {
+		n, ok := web.PositiveInt(s)
+		if !ok || n > order.MaxListLimit {
 			web.Problem(w, r, http.StatusBadRequest, web.TypeMalformed, "Bad Request",
-				fmt.Sprintf("limit must be an integer from 1 to %d; got %s", order.MaxListLimit, text.Quote(s, 32)), nil)
+				fmt.Sprintf("limit must be an integer from 1 to %d in plain digits (no sign, no leading zero); got %s", order.MaxListLimit, text.Quote(s, 32)), nil)
 			return
 		}
-		f.Limit = n
+		f.Limit = int(n)
 	}
 	if c := q.Get("cursor"); c != "" {
 		after, err := decodeCursor(c)

@@ -18,8 +18,7 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, order.ErrUnavailable) && r.Context().Err() == nil:
 		a.log.WarnContext(r.Context(), "order store unavailable", "method", telemetry.Method(r.Method), "path", web.Instance(r), "error", err)
-		web.Unavailable(w, r, RetryAfter, web.TypeUnavailable,
-			"the order store cannot be reached right now; retry after the Retry-After delay (POST /orders with the same Idempotency-Key)")
+		web.Unavailable(w, r, RetryAfter, web.TypeUnavailable, "the order store cannot be reached right now; retry after the Retry-After delay"+retryHow(r))
 	case errors.Is(err, order.ErrNotFound):
 		web.Problem(w, r, http.StatusNotFound, web.TypeNotFound, "Not Found", "no order with this id", nil)
 	case errors.As(err, &te):
@@ -32,6 +31,20 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		a.internal(w, r, err)
 	}
+}
+
+// retryHow says how to retry r safely when it may have been carried out
+// (the reply was lost), as each route allows: POST /orders with its
+// Idempotency-Key, a change with If-Match (it ignores Idempotency-Key), a
+// read as it is.
+func retryHow(r *http.Request) string {
+	switch {
+	case r.Method != http.MethodPost:
+		return ""
+	case chi.URLParam(r, "id") != "":
+		return ", with If-Match set to the ETag you last read, so the change is made at most once (412 if the order changed meanwhile)"
+	}
+	return ", with the same Idempotency-Key"
 }
 
 // invalid answers 422 with the domain's field errors as the problem's errors.

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -43,5 +44,30 @@ func TestInternalErrorSaysHowToRetryThisRoute(t *testing.T) {
 		if strings.Contains(p.Detail, "Idempotency-Key") || !strings.Contains(p.Detail, "If-Match") {
 			t.Errorf("POST /orders/{id}/%s: %q promises what the route does not do", a, p.Detail)
 		}
+	}
+}
+
+// The 503 of a request the store could not serve says how to retry it, and
+// only what is true of its route: POST /orders with the same
+// Idempotency-Key, a change (pay, cancel, refund) with If-Match, which it
+// honours (it ignores Idempotency-Key), a read as it is.
+func TestUnavailableSaysHowToRetryThisRoute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.place()["id"].(string)
+	e.store.Fail(fmt.Errorf("%w: the test's outage", order.ErrUnavailable))
+	p := wantProblem(t, e.do("POST", "/orders", validOrder, "Idempotency-Key", "k-1"), http.StatusServiceUnavailable, "/problems/unavailable")
+	if !strings.Contains(p.Detail, "Idempotency-Key") || strings.Contains(p.Detail, "If-Match") {
+		t.Errorf("POST /orders: %q does not say to retry with the same Idempotency-Key", p.Detail)
+	}
+	for _, a := range order.Standard.Actions() {
+		p := wantProblem(t, e.do("POST", "/orders/"+id+"/"+string(a), ""), http.StatusServiceUnavailable, "/problems/unavailable")
+		if strings.Contains(p.Detail, "Idempotency-Key") || strings.Contains(p.Detail, "POST /orders") || !strings.Contains(p.Detail, "If-Match") {
+			t.Errorf("POST /orders/{id}/%s: %q promises what the route does not do", a, p.Detail)
+		}
+	}
+	p = wantProblem(t, e.do("GET", "/orders/"+id, ""), http.StatusServiceUnavailable, "/problems/unavailable")
+	if strings.Contains(p.Detail, "Idempotency-Key") || strings.Contains(p.Detail, "If-Match") {
+		t.Errorf("GET /orders/{id}: %q asks for what a read does not need", p.Detail)
 	}
 }

@@ -18,7 +18,7 @@ func registryAuth(cfg Config) eventcodec.RegistryAuth {
 }
 
 func gate(cfg Config) (*eventcodec.Gate, string, error) {
-	g, err := eventcodec.NewGate(eventcodec.GateConfig{URL: cfg.SchemaRegistryURL, Auth: registryAuth(cfg)})
+	g, err := eventcodec.NewGate(eventcodec.GateConfig{URL: cfg.SchemaRegistryURL, Auth: registryAuth(cfg), Timeout: cfg.SchemaRegistryTimeout})
 	return g, eventcodec.Subject(cfg.Topic), err
 }
 
@@ -26,14 +26,23 @@ func gate(cfg Config) (*eventcodec.Gate, string, error) {
 // the policy's, so the registry's verdict is not the one a deploy meets.
 var ErrLevelMismatch = errors.New("the subject's compatibility level is not the policy's")
 
-// SchemasCheck is `order-api schemas check`, the schema gate: it prints
-// each version of schemas/, whether the registry at SCHEMA_REGISTRY_URL
-// has it (and its ID), and whether the newest is compatible with the
-// subject under the subject's level, with the registry's reasons. It
-// returns ErrLevelMismatch when the subject is at another level than the
-// policy's (a deploy sets it first), eventcodec.ErrIncompatible when the
-// newest is not compatible, and any failure to ask.
-func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
+// ErrForeignVersions: the subject holds versions schemas/ does not have
+// (another writer, most often a newer release, registered them). It is an
+// error only for a strict check: a deploy of this release would run beside
+// a newer writer, or after it.
+var ErrForeignVersions = errors.New("the subject holds versions schemas/ does not have")
+
+// SchemasCheck is `order-api schemas check [-strict]`, the schema gate: it
+// prints each version of schemas/, whether the registry at
+// SCHEMA_REGISTRY_URL has it (and its ID), each version the subject holds
+// that schemas/ does not (a newer writer's), and whether the newest is
+// compatible with the subject under the subject's level, with the
+// registry's reasons. It returns ErrLevelMismatch when the subject is at
+// another level than the policy's (a deploy sets it first),
+// eventcodec.ErrIncompatible when the newest is not compatible, with
+// strict ErrForeignVersions when the subject holds versions schemas/ does
+// not, and any failure to ask.
+func SchemasCheck(ctx context.Context, cfg Config, w io.Writer, strict bool) error {
 	g, subject, err := gate(cfg)
 	if err != nil {
 		return err
@@ -58,6 +67,13 @@ func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
 		}
 	}
 	latest := schemas.Latest().Version
+	for _, f := range rep.Foreign {
+		how := "older than the versions of schemas/ it holds"
+		if f.Newer {
+			how = "newer than schemas/: a newer writer registered it"
+		}
+		fmt.Fprintf(w, "  subject version %d  id %d: NOT in schemas/ (%s)\n", f.Version, f.ID, how)
+	}
 	switch {
 	case !rep.SubjectExists:
 		fmt.Fprintf(w, "newest (v%d): compatible: the subject does not exist yet\n", latest)
@@ -78,6 +94,12 @@ func SchemasCheck(ctx context.Context, cfg Config, w io.Writer) error {
 	}
 	if !rep.Compatible {
 		return fmt.Errorf("%w %s (v%d under %s)", eventcodec.ErrIncompatible, subject, latest, rep.Level)
+	}
+	if n := len(rep.Foreign); n > 0 {
+		fmt.Fprintf(w, "%d version(s) of the subject are not in schemas/: this release is older than the subject's writers, or beside another's; its consumer reads their events only as far as schemas/ v%d resolves them\n", n, latest)
+		if strict {
+			return fmt.Errorf("%w: %s holds %d (-strict)", ErrForeignVersions, subject, n)
+		}
 	}
 	if missing > 0 {
 		fmt.Fprintf(w, "%d version(s) missing: the relay registers them on first use, or run `order-api schemas register` (needed with SCHEMA_AUTO_REGISTER=false)\n", missing)

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
+	"github.com/ordersonkafka/orders/internal/devkit/schematest"
 	"github.com/ordersonkafka/orders/internal/devkit/stacktest"
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/platform/config"
@@ -89,7 +91,7 @@ func TestTheSchemaGate(t *testing.T) {
 	ctx := context.Background()
 	check := func(cfg orderapi.Config) (string, error) {
 		var out bytes.Buffer
-		err := orderapi.SchemasCheck(ctx, cfg, &out)
+		err := orderapi.SchemasCheck(ctx, cfg, &out, false)
 		return out.String(), err
 	}
 	latest := schemas.Latest().Version
@@ -180,5 +182,52 @@ func TestTheSchemaGate(t *testing.T) {
 	withAuth.SchemaRegistryUserInfo = "gate:wrong"
 	if _, err := check(withAuth); err == nil || !strings.Contains(err.Error(), "schema registry") || strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("with a wrong password: %v, want an error naming the registry and not the password", err)
+	}
+}
+
+// A subject holding a version schemas/ does not have (a newer release
+// registered it) is reported, each such version with its ID and whether it
+// is newer; the gate still passes, but not with strict (-strict), which a
+// CI gate uses to refuse deploying a release older than the subject's
+// writers.
+func TestTheSchemaGateReportsAVersionSchemasLacks(t *testing.T) {
+	reg := stacktest.Registry(t)
+	cfg, err := config.Load[orderapi.Config](stacktest.Env(map[string]string{"SCHEMA_REGISTRY_URL": reg.URL()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	check := func(strict bool) (string, error) {
+		var out bytes.Buffer
+		err := orderapi.SchemasCheck(ctx, cfg, &out, strict)
+		return out.String(), err
+	}
+	if err := orderapi.SchemasRegister(ctx, cfg, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := check(true); err != nil || strings.Contains(out, "NOT in schemas/") {
+		t.Fatalf("every version of the subject in schemas/, strict: %v\n%s", err, out)
+	}
+
+	body, _ := json.Marshal(map[string]string{"schema": schematest.Future().Text})
+	resp, err := http.Post(reg.URL()+"/subjects/"+eventcodec.Subject(cfg.Topic)+"/versions", "application/vnd.schemaregistry.v1+json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newer struct{ ID int }
+	_ = json.NewDecoder(resp.Body).Decode(&newer)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || newer.ID == 0 {
+		t.Fatalf("a newer writer registers its schema: %d", resp.StatusCode)
+	}
+
+	latest := len(schemas.All())
+	line := fmt.Sprintf("subject version %d  id %d: NOT in schemas/ (newer than schemas/", latest+1, newer.ID)
+	out, err := check(false)
+	if err != nil || !strings.Contains(out, line) {
+		t.Fatalf("a newer writer's version: %v, want it reported as %q\n%s", err, line, out)
+	}
+	if out, err := check(true); !errors.Is(err, orderapi.ErrForeignVersions) || !strings.Contains(out, line) {
+		t.Fatalf("a newer writer's version, strict: %v, want ErrForeignVersions\n%s", err, out)
 	}
 }

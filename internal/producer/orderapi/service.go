@@ -67,8 +67,8 @@ func (s *Service) wire(m *service.Main) error {
 		Logger: s.Log, Registerer: s.Registry}); err != nil {
 		return err
 	}
-	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log)
-	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL)
+	s.notify = outbox.NewNotifier(s.Pool, s.relay, s.Log, s.cfg.DatabaseTimeout)
+	s.store = orderstore.New(s.Pool, enc, s.cfg.Topic, s.notify.Poke, s.cfg.IdempotencyKeyTTL).WithTimeout(s.cfg.DatabaseTimeout)
 	checks := []web.Check{{Name: "database", Func: s.store.Ping},
 		{Name: "outbox_relay", Optional: true, Func: s.watch.Relay().Check},
 		{Name: "outbox_set_aside", Optional: true, Func: s.watch.SetAside().Check}}
@@ -88,7 +88,7 @@ func (s *Service) wire(m *service.Main) error {
 
 func (s *Service) wireRelay() error {
 	framer, err := eventcodec.NewFramer(eventcodec.FramerConfig{URL: s.cfg.SchemaRegistryURL, Auth: registryAuth(s.cfg),
-		LookupOnly: !s.cfg.SchemaAutoRegister})
+		Timeout: s.cfg.SchemaRegistryTimeout, LookupOnly: !s.cfg.SchemaAutoRegister})
 	if err != nil {
 		return err
 	}
@@ -109,6 +109,8 @@ func (s *Service) wireRelay() error {
 		Retention:         s.cfg.RelayRetention,
 		BackoffMin:        s.cfg.RelayBackoffMin,
 		BackoffMax:        s.cfg.RelayBackoffMax,
+		StatementTimeout:  s.cfg.DatabaseTimeout,
+		WriteTimeout:      sec.Timeout(),
 		Logger:            s.Log,
 		Metrics:           outbox.NewMetrics(s.Registry),
 		Heart:             s.Heartbeats.Heart("relay"),
@@ -128,7 +130,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		{Name: "notifier", Run: s.notify.Run},
 		{Name: "outbox watch", Run: s.watch.Run},
 		{Name: "idempotency key purger", Run: pgdb.Purger{Name: "idempotency_keys", Interval: time.Minute, Batch: 1000,
-			Logger: s.Log, Step: s.store.PurgeIdempotencyKeys, Heart: s.Heartbeats.Heart("idempotency key purger")}.Run},
+			Timeout: s.cfg.DatabaseTimeout, Logger: s.Log, Step: s.store.PurgeIdempotencyKeys, Heart: s.Heartbeats.Heart("idempotency key purger")}.Run},
 	}
 	if s.relay != nil {
 		parts = append(parts, service.Part{Name: "relay", Run: s.relay.Run})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,7 +22,8 @@ import (
 // fails, none is kept and each is run again alone: a call gets its own
 // statement's result, never another's.
 type groupCommit struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	timeout time.Duration // each round trip's bound: the store's (pgdb.CallTimeout if zero)
 
 	mu       sync.Mutex
 	queue    []*statement
@@ -95,7 +97,11 @@ func (g *groupCommit) run(queued []*statement) {
 		}
 		batch = append(batch, st)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pgdb.CallTimeout)
+	timeout := g.timeout
+	if timeout <= 0 {
+		timeout = pgdb.CallTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if len(batch) > 1 {
 		b := &pgx.Batch{}

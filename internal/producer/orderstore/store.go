@@ -10,8 +10,9 @@
 // table (outbox.NewRow, outbox.InsertSQL): the store writes them inside its
 // own statements and transactions.
 //
-// Each call waits for the database at most pgdb.CallTimeout, and a failure
-// to reach or use it is reported as order.ErrUnavailable (the driver's error
+// Each call waits for the database at most its bound (DATABASE_TIMEOUT,
+// pgdb.CallTimeout by default), and a failure to reach or use it is
+// reported as order.ErrUnavailable, naming the server (the driver's error
 // kept in the chain), never mistaken for a refusal of the data.
 package orderstore
 
@@ -45,7 +46,7 @@ type Store struct {
 	enc         Encoder
 	topic       string
 	afterCommit func()
-	timeout     time.Duration
+	calls       pgdb.Calls // each call's bound, and the server for errors
 	idemTTL     time.Duration
 	recent      *recentOrders // the orders last written here: a change skips its read
 }
@@ -67,28 +68,39 @@ func New(pool *pgxpool.Pool, enc Encoder, topic string, afterCommit func(), idem
 	if idemTTL <= 0 {
 		idemTTL = DefaultIdempotencyKeyTTL
 	}
-	return &Store{pool: pool, places: &groupCommit{pool: pool}, enc: enc, topic: topic, afterCommit: afterCommit, timeout: pgdb.CallTimeout, idemTTL: idemTTL,
-		recent: newRecentOrders(recentOrdersMax)}
+	calls := pgdb.CallsTo(pool, pgdb.CallTimeout)
+	return &Store{pool: pool, places: &groupCommit{pool: pool, timeout: calls.Timeout}, enc: enc, topic: topic, afterCommit: afterCommit,
+		calls: calls, idemTTL: idemTTL, recent: newRecentOrders(recentOrdersMax)}
 }
 
-// bound limits how long one call waits for the database (pgdb.CallTimeout).
+// WithTimeout makes each call of s wait for the database at most d
+// (DATABASE_TIMEOUT) instead of pgdb.CallTimeout, and returns s. Call it
+// before s is used.
+func (s *Store) WithTimeout(d time.Duration) *Store {
+	s.calls = pgdb.CallsTo(s.pool, d)
+	s.places.timeout = s.calls.Timeout
+	return s
+}
+
+// bound limits how long one call waits for the database.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.timeout)
+	return s.calls.Bound(ctx)
 }
 
-// classify wraps err with order.ErrUnavailable when it says the database
-// could not be reached or used; ctx is the caller's context, unbounded.
-// Both errors stay in the chain: callers test for ErrUnavailable, logs
-// show the driver's cause.
-func classify(ctx context.Context, err error) error {
+// classify wraps err with order.ErrUnavailable, naming the server, when it
+// says the database could not be reached or used; ctx is the caller's
+// context, unbounded. Both errors stay in the chain: callers test for
+// ErrUnavailable, logs show the server and the driver's cause.
+func (s *Store) classify(ctx context.Context, err error) error {
 	if pgdb.Unavailable(ctx, err) {
-		return fmt.Errorf("%w: %w", order.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", order.ErrUnavailable, s.calls.Explain(err))
 	}
 	return err
 }
 
-// Ping reports whether the database answers, for readiness checks.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// Ping reports whether the database answers, for readiness checks; its
+// error names the server.
+func (s *Store) Ping(ctx context.Context) error { return pgdb.Ping(ctx, s.pool) }
 
 const insertOrderSQL = `
 INSERT INTO orders (id, customer_id, currency, items, total_minor, status, version,
@@ -121,7 +133,7 @@ func (s *Store) Create(ctx context.Context, o order.Order, ev order.Event, idem 
 	bctx, cancel := s.bound(ctx)
 	defer cancel()
 	resp, replayed, err = s.create(bctx, o, ev, idem)
-	return resp, replayed, classify(ctx, err)
+	return resp, replayed, s.classify(ctx, err)
 }
 
 func (s *Store) create(ctx context.Context, o order.Order, ev order.Event, idem *order.Idempotency) (resp []byte, replayed bool, err error) {
@@ -193,7 +205,7 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (order.Order, error) {
 	defer cancel()
 	o, err := scanOrder(s.pool.QueryRow(bctx, selectOrderSQL, id))
 	if err != nil {
-		return order.Order{}, fmt.Errorf("get order %s: %w", id, classify(ctx, err))
+		return order.Order{}, fmt.Errorf("get order %s: %w", id, s.classify(ctx, err))
 	}
 	return o, nil
 }
@@ -219,11 +231,11 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) ([]order.Order, bo
 	defer cancel()
 	rows, err := s.pool.Query(bctx, listOrdersSQL, f.CustomerID, string(f.Status), f.After, limit+1)
 	if err != nil {
-		return nil, false, fmt.Errorf("list orders: %w", classify(ctx, err))
+		return nil, false, fmt.Errorf("list orders: %w", s.classify(ctx, err))
 	}
 	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.Order, error) { return scanOrder(r) })
 	if err != nil {
-		return nil, false, fmt.Errorf("list orders: %w", classify(ctx, err))
+		return nil, false, fmt.Errorf("list orders: %w", s.classify(ctx, err))
 	}
 	more := len(orders) > limit
 	if more {
@@ -260,13 +272,13 @@ const maxChangeAttempts = 16
 // anything else — a version the match refuses, fn refusing, another change
 // in between — goes the way above, from a read. fn may therefore be called
 // more than once, each time on a fresh copy. The whole call, retries
-// included, waits for the database at most pgdb.CallTimeout.
+// included, waits for the database at most the store's bound.
 func (s *Store) Update(ctx context.Context, id uuid.UUID, match order.VersionMatch, fn func(*order.Order) (order.Event, error)) (order.Order, error) {
 	bctx, cancel := s.bound(ctx)
 	defer cancel()
 	o, err := s.update(bctx, id, match, fn)
 	if err != nil {
-		return o, classify(ctx, err)
+		return o, s.classify(ctx, err)
 	}
 	return o, nil
 }

@@ -16,40 +16,51 @@ func (r *Relay) Run(ctx context.Context) error {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
-			conn.Close(context.Background())
+			closeConn(conn)
 		}
 	}()
 	for {
 		r.cfg.Heart.Beat()
 		if conn == nil || conn.IsClosed() {
-			c, err := pgx.Connect(ctx, r.cfg.DatabaseURL)
+			c, err := r.connect(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				r.log.Warn("relay cannot connect to the database", "error", err)
+				r.unreachable("relay cannot connect to the database", err)
 			}
 			conn = c
 		}
 		if conn != nil {
 			var locked bool
-			err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.cfg.LockKey).Scan(&locked)
+			lctx, cancel := r.calls.Bound(ctx)
+			err := conn.QueryRow(lctx, "SELECT pg_try_advisory_lock($1)", r.cfg.LockKey).Scan(&locked)
+			cancel()
 			switch {
 			case ctx.Err() != nil:
 				return nil
 			case err != nil:
-				r.log.Warn("relay cannot try the lock", "error", err)
-				conn.Close(context.Background())
+				r.unreachable("relay cannot try the lock", err)
+				closeConn(conn)
 				conn = nil
+			case !locked:
+				r.failing.Store(nil) // standing by, able to take over
 			case locked:
+				r.failing.Store(nil)
 				r.progressed()
 				r.leader.Store(true)
 				r.metrics.leader.Set(1)
 				r.log.Info("relay is the leader: publishing")
 				err := r.lead(ctx, conn)
 				r.leader.Store(false)
-				r.failing.Store(nil)
 				r.metrics.leader.Set(0)
+				// What ended leading is reported until the lock is tried
+				// again: a database that stopped answering is not healthy
+				// in between.
+				if ctx.Err() == nil {
+					lost := fmt.Errorf("lost leadership: %w", err)
+					r.failing.Store(&lost)
+				}
 				// Unlock at once, so a standby takes over (and a stopped
 				// relay holds nothing) without waiting for this backend to
 				// exit; closing the connection releases the lock whatever
@@ -57,7 +68,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 				_, _ = conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", r.cfg.LockKey)
 				cancel()
-				conn.Close(context.Background())
+				closeConn(conn)
 				conn = nil
 				if ctx.Err() != nil {
 					r.log.Info("relay stopped")
@@ -72,14 +83,41 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
+// closeConn closes the lock connection, saying goodbye to the server for at
+// most serverGrace: one that does not read would hold the goodbye for ever.
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), serverGrace)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// connect opens the lock connection, within a statement's bound.
+func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
+	cctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
+	return pgx.ConnectConfig(cctx, r.db)
+}
+
+// unreachable reports that the database cannot be reached or used to
+// contend for the lock: in the log and in Health, for /readyz, naming the
+// server, until the next attempt succeeds.
+func (r *Relay) unreachable(msg string, err error) {
+	err = fmt.Errorf("database: %w", r.calls.Explain(err))
+	r.failing.Store(&err)
+	r.log.Warn(msg, "error", err)
+}
+
 // lead publishes until ctx ends or the lock connection fails.
 func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+	sctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
+	if _, err := conn.Exec(sctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", r.calls.Explain(err))
 	}
-	if err := prepareSession(ctx, conn); err != nil {
-		return err
+	if err := prepareSession(sctx, conn); err != nil {
+		return r.calls.Explain(err)
 	}
+	cancel()
 	// acked holds the ids Kafka acknowledged but not yet marked: the next
 	// read marks them in the same statement, saving a round trip and a
 	// commit per batch. Whatever is left when leading ends is marked here.
@@ -175,10 +213,12 @@ func prepareSession(ctx context.Context, conn *pgx.Conn) error {
 func (r *Relay) purge(ctx context.Context, conn *pgx.Conn) {
 	total := int64(0)
 	for ctx.Err() == nil {
-		tag, err := conn.Exec(ctx, purgeSQL, r.cfg.Retention)
+		pctx, cancel := r.calls.Bound(ctx)
+		tag, err := conn.Exec(pctx, purgeSQL, r.cfg.Retention)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				r.log.Warn("outbox purge failed", "error", err)
+				r.log.Warn("outbox purge failed", "error", r.calls.Explain(err))
 			}
 			return
 		}

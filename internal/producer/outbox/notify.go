@@ -3,8 +3,11 @@ package outbox
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
 // Channel is the PostgreSQL notification channel that wakes the relay.
@@ -24,19 +27,24 @@ const Channel = "outbox"
 // wake-up (process killed right after a commit, leadership moving at that
 // instant) only delays publishing until the relay's PollInterval.
 type Notifier struct {
-	pool  *pgxpool.Pool
-	log   *slog.Logger
-	local *Relay
-	wake  chan struct{}
+	pool    *pgxpool.Pool
+	timeout time.Duration // each NOTIFY's bound
+	log     *slog.Logger
+	local   *Relay
+	wake    chan struct{}
 }
 
-// NewNotifier returns a Notifier sending on pool; local, if not nil, is
-// this process's relay. Call Run once.
-func NewNotifier(pool *pgxpool.Pool, local *Relay, log *slog.Logger) *Notifier {
+// NewNotifier returns a Notifier sending on pool, each NOTIFY bounded by
+// timeout (DATABASE_TIMEOUT; pgdb.CallTimeout if not positive); local, if
+// not nil, is this process's relay. Call Run once.
+func NewNotifier(pool *pgxpool.Pool, local *Relay, log *slog.Logger, timeout time.Duration) *Notifier {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Notifier{pool: pool, log: log, local: local, wake: make(chan struct{}, 1)}
+	if timeout <= 0 {
+		timeout = pgdb.CallTimeout
+	}
+	return &Notifier{pool: pool, timeout: timeout, log: log, local: local, wake: make(chan struct{}, 1)}
 }
 
 // Poke wakes the leading relay; it never blocks.
@@ -59,7 +67,12 @@ func (n *Notifier) Run(ctx context.Context) error {
 			return nil
 		case <-n.wake:
 		}
-		if _, err := n.pool.Exec(ctx, "SELECT pg_notify($1, '')", Channel); err != nil && ctx.Err() == nil {
+		// Bounded: a NOTIFY stuck on a server that does not answer would
+		// stop every later one, and hold a connection of the pool.
+		nctx, cancel := context.WithTimeout(ctx, n.timeout)
+		_, err := n.pool.Exec(nctx, "SELECT pg_notify($1, '')", Channel)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			n.log.Debug("outbox notify failed; the relay will poll", "error", err)
 		}
 	}

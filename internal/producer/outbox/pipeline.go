@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/platform/backoff"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 )
 
 // batchRow is an unpublished outbox row as a batch read returns it, its
@@ -230,6 +232,10 @@ func (r *Relay) write(ctx context.Context, f *flight) error {
 	if err == nil {
 		r.metrics.write.Observe(time.Since(start).Seconds())
 	}
+	if kafkaconn.TimedOut(err) {
+		// kafka-go's error names neither the brokers nor the bound.
+		err = fmt.Errorf("brokers %s: no answer within %s: %w", strings.Join(r.cfg.Brokers, ","), r.cfg.WriteTimeout, err)
+	}
 	return err
 }
 
@@ -275,6 +281,16 @@ func message(rw batchRow, value []byte) kafka.Message {
 // it set aside, as followers of a set-aside row of their order, are
 // logged and not returned.
 func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64, limit int) ([]batchRow, bool, error) {
+	ctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
+	rows, more, err := r.readBatchOnce(ctx, conn, acked, inFlight, limit)
+	if err != nil {
+		err = r.calls.Explain(err)
+	}
+	return rows, more, err
+}
+
+func (r *Relay) readBatchOnce(ctx context.Context, conn *pgx.Conn, acked, inFlight []int64, limit int) ([]batchRow, bool, error) {
 	if acked == nil {
 		acked = []int64{}
 	}
@@ -356,8 +372,17 @@ func archiveConflict(err error) bool {
 }
 
 // mark marks ids published outside a batch read, on db (the lock
-// connection, or the pool once leading ends).
+// connection, or the pool once leading ends), within a statement's bound.
 func (r *Relay) mark(ctx context.Context, db Execer, ids []int64) error {
+	ctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
+	if err := r.markOnce(ctx, db, ids); err != nil {
+		return r.calls.Explain(err)
+	}
+	return nil
+}
+
+func (r *Relay) markOnce(ctx context.Context, db Execer, ids []int64) error {
 	if r.cfg.Retention == 0 {
 		_, err := db.Exec(ctx, deleteSQL, ids)
 		return err
@@ -407,7 +432,7 @@ func (r *Relay) backOff(ctx context.Context, conn *pgx.Conn, what string, err er
 	if !r.cfg.Heart.Sleep(ctx, d) {
 		return ctx.Err()
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pctx, cancel := r.calls.Bound(ctx)
 	perr := conn.Ping(pctx)
 	cancel()
 	if perr != nil && ctx.Err() == nil {

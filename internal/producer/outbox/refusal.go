@@ -121,16 +121,18 @@ type setAsideRow struct {
 // setAside moves outbox row id and its order's later rows to
 // outbox_set_aside (setAsideSQL) and logs each.
 func (r *Relay) setAside(ctx context.Context, conn *pgx.Conn, id int64, reason string) error {
+	ctx, cancel := r.calls.Bound(ctx)
+	defer cancel()
 	rs, err := conn.Query(ctx, setAsideSQL, id, reason)
 	if err != nil {
-		return err
+		return r.calls.Explain(err)
 	}
 	set, err := pgx.CollectRows(rs, func(row pgx.CollectableRow) (setAsideRow, error) {
 		var s setAsideRow
 		return s, row.Scan(&s.id, &s.orderID, &s.eventID, &s.eventType, &s.cause)
 	})
 	if err != nil {
-		return err
+		return r.calls.Explain(err)
 	}
 	r.progressed() // the refused rows no longer hold the outbox up
 	r.setAsideDone(set)

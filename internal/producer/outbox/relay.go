@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/platform/health"
 	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
+	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
 // Framer frames an Avro body in the Confluent wire format for topic's value
@@ -77,8 +80,16 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the delay between attempts of a failed
 	// step: it doubles from min to max, with jitter. Required.
 	BackoffMin, BackoffMax time.Duration
-	// WriteTimeout bounds one Kafka write. Default 10s.
+	// WriteTimeout bounds one Kafka write, and each admin request (the
+	// topic's limit). Default Security's Timeout (KAFKA_TIMEOUT).
 	WriteTimeout time.Duration
+	// StatementTimeout bounds each statement of the lock connection, and
+	// connecting it: the server cancels a statement that runs longer
+	// (statement_timeout: the connection, and leadership, are kept), and
+	// the relay drops a connection that has not answered serverGrace after
+	// that, as a server that does not answer at all is down. Default
+	// pgdb.CallTimeout (order-api's DATABASE_TIMEOUT).
+	StatementTimeout time.Duration
 	// Logger receives leadership changes, failures and purges. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the relay's measurements. Default: metrics kept on a
@@ -105,7 +116,8 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.PurgeInterval, time.Minute)
 	def(&c.LimitInterval, time.Minute)
-	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.WriteTimeout, c.Security.Timeout())
+	def(&c.StatementTimeout, pgdb.CallTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -139,6 +151,9 @@ func (c Config) Validate() error {
 	if c.PollInterval <= 0 || c.LockRetryInterval <= 0 {
 		errs = append(errs, errors.New("outbox: PollInterval and LockRetryInterval must be positive"))
 	}
+	if c.StatementTimeout < 0 {
+		errs = append(errs, errors.New("outbox: StatementTimeout must not be negative"))
+	}
 	if c.Retention < 0 || c.LimitInterval < 0 {
 		errs = append(errs, errors.New("outbox: Retention and LimitInterval must not be negative"))
 	}
@@ -151,6 +166,8 @@ func (c Config) Validate() error {
 // Relay publishes the outbox. Create it with New and call Run once.
 type Relay struct {
 	cfg     Config
+	db      *pgx.ConnConfig // the lock connection's, bounded (connect)
+	calls   pgdb.Calls      // a statement's bound on the lock connection, and the server for errors
 	log     *slog.Logger
 	metrics *Metrics
 	writer  *kafka.Writer
@@ -215,6 +232,10 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	db, err := lockConnConfig(cfg.DatabaseURL, cfg.StatementTimeout)
+	if err != nil {
+		return nil, err
+	}
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Transport:    cfg.Security.Transport(),
@@ -230,8 +251,39 @@ func New(cfg Config) (*Relay, error) {
 		WriteTimeout:           cfg.WriteTimeout,
 		AllowAutoTopicCreation: false,
 	}
-	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox-relay"), metrics: cfg.Metrics, writer: w,
+	return &Relay{cfg: cfg, db: db, calls: pgdb.Calls{Timeout: cfg.StatementTimeout + serverGrace, Server: pgdb.Server(&db.Config)},
+		log: cfg.Logger.With("component", "outbox-relay"), metrics: cfg.Metrics, writer: w,
 		admin: cfg.Security.Client(cfg.Brokers, cfg.WriteTimeout), wake: make(chan struct{}, 1)}, nil
+}
+
+// serverGrace is how long the relay waits, past StatementTimeout, for the
+// server's own cancellation of a statement (statement_timeout) to come back
+// over the network before it gives up on the lock connection, and with it
+// leadership: a server that is slow answers within it, one that does not
+// answer at all is down.
+const serverGrace = time.Second
+
+// lockConnConfig is the lock connection's configuration: dsn's, bounded
+// (pgdb.ParseConfig), with statement_timeout at statementTimeout and TCP
+// keepalives by which the server notices within a minute a relay that
+// vanished (a network partition) and frees its lock for another, rather
+// than after the hours of the system's defaults.
+func lockConnConfig(dsn string, statementTimeout time.Duration) (*pgx.ConnConfig, error) {
+	cfg, err := pgdb.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: parse DatabaseURL: %w", err)
+	}
+	for k, v := range map[string]string{
+		"statement_timeout":       strconv.FormatInt(statementTimeout.Milliseconds(), 10),
+		"tcp_keepalives_idle":     "20", // seconds of silence before the first probe
+		"tcp_keepalives_interval": "10", // seconds between probes
+		"tcp_keepalives_count":    "3",  // probes unanswered before the session ends
+	} {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
+	}
+	return cfg, nil
 }
 
 // IsLeader reports whether this relay holds the lock and publishes.

@@ -50,7 +50,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := outbox.NewNotifier(h.db.Pool, nil, stacktest.Logger(t))
+	n := outbox.NewNotifier(h.db.Pool, nil, stacktest.Logger(t), 0)
 	nctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = n.Run(nctx); close(done) }()
@@ -470,7 +470,7 @@ func TestCommitsWakeTheRelay(t *testing.T) {
 			kafkatest.WaitForCount(t, h.kafka.Brokers()[0], topic, 2, 10*time.Second)
 			if local {
 				// A store whose notifier knows the leading relay: no NOTIFY.
-				n := outbox.NewNotifier(h.db.Pool, r, stacktest.Logger(t))
+				n := outbox.NewNotifier(h.db.Pool, r, stacktest.Logger(t), 0)
 				var pokes int
 				enc, err := eventcodec.NewEncoder()
 				if err != nil {
