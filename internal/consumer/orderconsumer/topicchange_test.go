@@ -158,13 +158,19 @@ func TestATopicCreatedAgainIsReadFromItsStart(t *testing.T) {
 		s.waitVersion(h[0].Order.ID, 2)
 	}
 	s.noDeadLetters()
+	// Either the watch saw the offsets past the new partitions' ends and
+	// reset them, or it saw the topic missing and joined again when it
+	// appeared, its offsets gone with it (kfake may drop them, as Kafka
+	// does): read from the start either way.
 	m := scrape(t, inst.url)
-	if m["consumer_offset_resets_total{}"] < 1 || m[`consumer_rejoins_total{reason="offset_reset"}`] < 1 {
-		t.Errorf("consumer_offset_resets_total = %v, consumer_rejoins_total{reason=\"offset_reset\"} = %v; want both at least 1",
-			m["consumer_offset_resets_total{}"], m[`consumer_rejoins_total{reason="offset_reset"}`])
+	reset := m["consumer_offset_resets_total{}"] >= 1 && m[`consumer_rejoins_total{reason="offset_reset"}`] >= 1
+	appeared := m[`consumer_rejoins_total{reason="topic_appeared"}`] >= 1
+	if !reset && !appeared {
+		t.Errorf("consumer_offset_resets_total = %v, consumer_rejoins_total{reason=\"offset_reset\"} = %v, {reason=\"topic_appeared\"} = %v: want a reset or a rejoin",
+			m["consumer_offset_resets_total{}"], m[`consumer_rejoins_total{reason="offset_reset"}`], m[`consumer_rejoins_total{reason="topic_appeared"}`])
 	}
-	if l := log.String(); !strings.Contains(l, "offset out of range; reset by CONSUMER_OFFSET_RESET") ||
-		!strings.Contains(l, "policy=earliest") || !strings.Contains(l, "topic="+topic) {
+	if l := log.String(); reset && (!strings.Contains(l, "offset out of range; reset by CONSUMER_OFFSET_RESET") ||
+		!strings.Contains(l, "policy=earliest") || !strings.Contains(l, "topic="+topic)) {
 		t.Errorf("no warning naming the reset in the log:\n%s", l)
 	}
 }

@@ -386,9 +386,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	w := c.newWatch()
 	for {
 		rctx, restart := context.WithCancel(ctx)
+		// The partitions are counted before the reader joins, never after:
+		// partitions added in between make it join again, needlessly but
+		// never too late.
+		partitions := w.partitions(ctx)
 		r := c.newReader()
 		watched := make(chan struct{})
-		go func() { defer close(watched); w.run(rctx, r, restart) }()
+		go func() { defer close(watched); w.run(rctx, r, restart, partitions) }()
 		c.loop(rctx, r)
 		restart()
 		<-watched

@@ -85,14 +85,25 @@ func (w *watch) outOfRange() {
 	}
 }
 
+// partitions returns how many partitions the topic has now; 0 if that
+// cannot be read.
+func (w *watch) partitions(ctx context.Context) int {
+	ids, err := kafkalog.Partitions(ctx, w.client, w.c.cfg.Topic)
+	if err != nil {
+		return 0
+	}
+	return len(ids)
+}
+
 // run checks the topic for reader r until ctx ends, or until the reader
 // must be made anew: then it calls restart and returns.
-func (w *watch) run(ctx context.Context, r *kafka.Reader, restart context.CancelFunc) {
+func (w *watch) run(ctx context.Context, r *kafka.Reader, restart context.CancelFunc, partitions int) {
 	w.mu.Lock()
 	w.read = map[int]int64{}
 	w.mu.Unlock()
 	w.absent = false
-	partitions := 0 // what the topic had when this reader was made; 0: not known yet
+	// partitions is what the topic had before this reader was made; 0: not
+	// known, and then the first check's count is taken.
 	for {
 		reason := w.check(ctx, r, &partitions)
 		if ctx.Err() != nil {
