@@ -24,7 +24,7 @@ func TestLedgerRowsPastRetentionArePurged(t *testing.T) {
 	if _, err := s.db.Pool.Exec(ctx, `UPDATE processed_events SET applied_at = now() - interval '2 hours' WHERE order_id = $1`, old[0].Order.ID); err != nil {
 		t.Fatal(err)
 	}
-	s.start("LEDGER_RETENTION", "1h") // purges at start, then every minute
+	s.start("LEDGER_RETENTION", "1h", "CONSUMER_PARKED_MAX_AGE", "30m") // purges at start, then every minute
 	stacktest.WaitFor(t, "the old order's ledger rows purged", wait, func() bool {
 		l := s.ledger()
 		return l[old[0].ID.String()] == "" && l[old[1].ID.String()] == ""

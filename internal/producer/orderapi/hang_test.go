@@ -24,7 +24,7 @@ func TestAHungRegistryIsDownAndHealsByItself(t *testing.T) {
 	s := newStack(t)
 	sw := stacktest.Switch(t, strings.TrimPrefix(s.registry.URL(), "http://"))
 	sw.Hang()
-	api := s.start(t, "SCHEMA_REGISTRY_URL", "http://"+sw.Addr(), "SCHEMA_REGISTRY_TIMEOUT", "300ms")
+	api := s.start(t, "SCHEMA_REGISTRY_URL", "http://"+sw.Addr(), "SCHEMA_REGISTRY_TIMEOUT", "300ms", "RELAY_STALL_AFTER", "100ms")
 	place(t, api.url)
 
 	var relay string
@@ -84,7 +84,7 @@ func exchange(t *testing.T, method, url, body string) (int, http.Header, map[str
 func TestAHungDatabaseIs503AndHealsByItself(t *testing.T) {
 	s := newStack(t)
 	url, sw := s.db.Hangable(t)
-	api := s.start(t, "DATABASE_URL", url, "DATABASE_TIMEOUT", "300ms")
+	api := s.start(t, "DATABASE_URL", url, "DATABASE_TIMEOUT", "300ms", "RELAY_STALL_AFTER", "100ms")
 	// Before the service stops: the connections the switch silenced end,
 	// so the pool's close does not wait out pgx's 15s goodbye on each.
 	t.Cleanup(sw.Close)
@@ -133,7 +133,7 @@ func TestAHungDatabaseIs503AndHealsByItself(t *testing.T) {
 // Orders are taken meanwhile: the API never waits on Kafka.
 func TestAHungBrokerIsDownForTheRelayAndHealsByItself(t *testing.T) {
 	s := newStack(t)
-	api := s.start(t, "KAFKA_TIMEOUT", "500ms")
+	api := s.start(t, "KAFKA_TIMEOUT", "500ms", "RELAY_STALL_AFTER", "100ms")
 	place(t, api.url)
 	kafkatest.WaitForCount(t, s.kafka.Brokers()[0], "order-events", 1, wait)
 	release := s.kafka.Hang(kmsg.Produce)

@@ -137,6 +137,16 @@ func (w *Watch) look(ctx context.Context) error {
 	)
 	if err := w.cfg.Pool.QueryRow(qctx, watchSQL, hi, lo).Scan(&st.backlog, &oldest, &lastPublished,
 		&st.setAside, &st.setAsideSince, &st.firstOrder, &st.firstReason, &st.locked); err != nil {
+		// The outbox cannot be read: nothing is published meanwhile
+		// either. Say why, in the relay's words if it has them (they name
+		// the server).
+		cause := fmt.Errorf("the outbox cannot be read: %w", err)
+		if w.cfg.Relay != nil {
+			if f := w.cfg.Relay.State().Failing; f != nil {
+				cause = f
+			}
+		}
+		w.relay.Set(cause)
 		return err
 	}
 	st.oldest = seconds(oldest)
