@@ -84,7 +84,7 @@ func exchange(t *testing.T, method, url, body string) (int, http.Header, map[str
 func TestAHungDatabaseIs503AndHealsByItself(t *testing.T) {
 	s := newStack(t)
 	url, sw := s.db.Hangable(t)
-	api := s.start(t, "DATABASE_URL", url, "DATABASE_TIMEOUT", "300ms", "RELAY_STALL_AFTER", "100ms")
+	api := s.start(t, "DATABASE_URL", url, "DATABASE_TIMEOUT", "1s", "RELAY_STALL_AFTER", "100ms")
 	// Before the service stops: the connections the switch silenced end,
 	// so the pool's close does not wait out pgx's 15s goodbye on each.
 	t.Cleanup(sw.Close)
