@@ -71,7 +71,7 @@ Send a poison message (murmur2_random: kcat's default partitioner is not Kafka's
   bin/order-consumer dlq list                      (after make build)
 {{- end}}
 {{- if .Secure}}
-Metrics (open without a token, like /healthz and /readyz):
+Metrics (open without a token, like /healthz, /livez and /readyz):
   curl -s {{.API}}/metrics; curl -s {{.Consumer}}/metrics
 {{- else}}
 Metrics, and a minute of load at 500 orders/s:
