@@ -429,8 +429,12 @@ func (c *Consumer) newReader() *kafka.Reader {
 		// Fetches of 16 MiB drained a backlog 10-15% slower here (the
 		// embedded broker building the large answers) and hold more in
 		// memory while they are read.
-		MaxBytes:          1 << 20,
-		MaxWait:           250 * time.Millisecond,
+		MaxBytes: 1 << 20,
+		// How long a fetch waits for data, and so (kafka-go) how long its
+		// answer may take to start arriving: a partition with data answers
+		// at once whatever this says. At 250ms a fetch of a record of
+		// megabytes from a loaded broker timed out every time, for good.
+		MaxWait:           time.Second,
 		CommitInterval:    0, // synchronous commits, only when we call CommitMessages
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    10 * time.Second,
