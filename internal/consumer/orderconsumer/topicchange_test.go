@@ -25,6 +25,33 @@ func (s *stack) admin() *kafka.Client {
 	return &kafka.Client{Addr: kafka.TCP(s.kafka.Brokers()...), Timeout: 10 * time.Second}
 }
 
+// addPartitions grows the topic to n partitions, as an operator does.
+func (s *stack) addPartitions(n int) {
+	s.t.Helper()
+	resp, err := s.admin().CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
+		Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: int32(n)}}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// recreateTopic deletes the topic and creates it again, empty, with 6
+// partitions.
+func (s *stack) recreateTopic() {
+	s.t.Helper()
+	ctx := context.Background()
+	if _, err := s.admin().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
+		s.t.Fatal(err)
+	}
+	stacktest.WaitFor(s.t, "the topic created again", wait, func() bool {
+		resp, err := s.admin().CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 6, ReplicationFactor: 1}}})
+		return err == nil && resp.Errors[topic] == nil
+	})
+}
+
 // freshWriter is a writer that knows the topic's partitions as they are
 // now (the stack's own, and kafka-go's DefaultTransport, cache them).
 func (s *stack) freshWriter() *kafka.Writer {
@@ -82,14 +109,7 @@ func TestPartitionsAddedAreReadWithoutARestart(t *testing.T) {
 	s.produce(s.message(before[0]))
 	s.waitVersion(before[0].Order.ID, 1)
 
-	resp, err := s.admin().CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
-		Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 12}}})
-	if err == nil {
-		err = resp.Errors[topic]
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.addPartitions(12)
 	w := s.freshWriter()
 	// Orders placed now, until enough of them land on the new partitions.
 	var moved []uuid.UUID
@@ -141,14 +161,7 @@ func TestATopicCreatedAgainIsReadFromItsStart(t *testing.T) {
 		return true
 	})
 
-	ctx := context.Background()
-	if _, err := s.admin().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
-		t.Fatal(err)
-	}
-	stacktest.WaitFor(t, "the topic created again", wait, func() bool {
-		resp, err := s.admin().CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 6, ReplicationFactor: 1}}})
-		return err == nil && resp.Errors[topic] == nil
-	})
+	s.recreateTopic()
 	fresh := placedOrders(t, 6)
 	w := s.freshWriter()
 	for _, h := range fresh {
@@ -191,14 +204,7 @@ func TestEventsThatMovedPartitionAreParkedUntilTheirPredecessorComes(t *testing.
 	t.Parallel()
 	s := newStack(t)
 	inst := s.start("CONSUMER_TOPIC_CHECK_INTERVAL", "200ms")
-	resp, err := s.admin().CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
-		Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 12}}})
-	if err == nil {
-		err = resp.Errors[topic]
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.addPartitions(12)
 	moved := s.freshWriter()
 	var hs [][]order.Event
 	for len(hs) < 4 {
@@ -337,14 +343,7 @@ func TestThePipelineHealsWhenTheTopicChanges(t *testing.T) {
 	before := place(20)
 	converge(before)
 
-	resp, err := s.admin().CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
-		Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 12}}})
-	if err == nil {
-		err = resp.Errors[topic]
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.addPartitions(12)
 	onNew := func() bool {
 		bounds, err := kafkalog.Offsets(context.Background(), s.admin(), topic)
 		if err != nil {
@@ -373,14 +372,7 @@ func TestThePipelineHealsWhenTheTopicChanges(t *testing.T) {
 	converge(meanwhile)
 	converge(before)
 
-	ctx := context.Background()
-	if _, err := s.admin().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
-		t.Fatal(err)
-	}
-	stacktest.WaitFor(t, "the topic created again", wait, func() bool {
-		resp, err := s.admin().CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 6, ReplicationFactor: 1}}})
-		return err == nil && resp.Errors[topic] == nil
-	})
+	s.recreateTopic()
 	after := place(10)
 	for _, id := range after[:5] {
 		call(t, "POST", api+"/orders/"+id+"/pay", "")

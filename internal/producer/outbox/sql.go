@@ -30,7 +30,11 @@ const selectBatchSQL = `WITH moved AS (
     RETURNING id, event_id, topic, message_key, payload, schema_version, headers, created_at
 ), archived AS (
 INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_version, headers, created_at, published_at)
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved), batch AS (
+SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved), ` + readBatchSQL
+
+// readBatchSQL is the end of every batch read: the next $1 rows not among
+// $2 and $3, those following a set-aside row moved beside it.
+const readBatchSQL = `batch AS (
 SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
     (SELECT min(s.id) FROM outbox_set_aside s WHERE s.message_key = o.message_key AND s.id < o.id) AS follows
 FROM outbox o WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1
@@ -54,19 +58,7 @@ INSERT INTO outbox_published (id, event_id, topic, message_key, payload, schema_
 SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at, now() FROM moved
 ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, topic = excluded.topic, message_key = excluded.message_key,
     payload = excluded.payload, schema_version = excluded.schema_version, headers = excluded.headers,
-    created_at = excluded.created_at, published_at = excluded.published_at), batch AS (
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
-    (SELECT min(s.id) FROM outbox_set_aside s WHERE s.message_key = o.message_key AND s.id < o.id) AS follows
-FROM outbox o WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1
-), diverted AS (
-    DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM batch WHERE follows IS NOT NULL))
-    RETURNING id
-), set_aside AS (
-INSERT INTO outbox_set_aside (id, event_id, topic, message_key, payload, schema_version, headers, created_at, reason)
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
-    'an earlier event of its order is set aside (outbox row ' || follows || ')'
-FROM batch WHERE id = ANY(ARRAY(SELECT id FROM diverted)))
-SELECT id, topic, message_key, payload, schema_version, headers, created_at, follows FROM batch`
+    created_at = excluded.created_at, published_at = excluded.published_at), ` + readBatchSQL
 
 // markSQL moves ($1) published rows outside a batch read.
 const markSQL = `WITH moved AS (
@@ -94,19 +86,7 @@ const (
 	selectBatchDeletingSQL = `
 WITH deleted AS (
     DELETE FROM outbox WHERE id = ANY($2::bigint[])
-), batch AS (
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
-    (SELECT min(s.id) FROM outbox_set_aside s WHERE s.message_key = o.message_key AND s.id < o.id) AS follows
-FROM outbox o WHERE id NOT IN (SELECT unnest($2::bigint[] || $3::bigint[])) ORDER BY id LIMIT $1
-), diverted AS (
-    DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM batch WHERE follows IS NOT NULL))
-    RETURNING id
-), set_aside AS (
-INSERT INTO outbox_set_aside (id, event_id, topic, message_key, payload, schema_version, headers, created_at, reason)
-SELECT id, event_id, topic, message_key, payload, schema_version, headers, created_at,
-    'an earlier event of its order is set aside (outbox row ' || follows || ')'
-FROM batch WHERE id = ANY(ARRAY(SELECT id FROM diverted)))
-SELECT id, topic, message_key, payload, schema_version, headers, created_at, follows FROM batch`
+), ` + readBatchSQL
 	deleteSQL = `DELETE FROM outbox WHERE id = ANY($1)`
 )
 
