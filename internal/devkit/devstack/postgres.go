@@ -112,20 +112,64 @@ func startThrowaway(ctx context.Context, logf func(string, ...any)) (string, fun
 // none. With remove, stop deletes dir; otherwise the data stays for the
 // next start.
 func startCluster(ctx context.Context, logf func(string, ...any), dir string, remove bool) (string, func() error, error) {
+	c, err := StartCluster(ctx, logf, dir, remove)
+	if err != nil {
+		return "", nil, err
+	}
+	return c.URL, c.Stop, nil
+}
+
+// Cluster is a PostgreSQL cluster this process started with initdb and
+// pg_ctl, and owns: it may restart it or stop it, which it must never do to
+// a server the machine shares.
+type Cluster struct {
+	URL  string // postgres://postgres@127.0.0.1:port/postgres?sslmode=disable
+	Dir  string // absolute; the data is in Dir/data, the server's log in Dir/log
+	Stop func() error
+
+	bin, data, opts string
+	cred            *syscall.Credential
+}
+
+// Restart stops the server with pg_ctl's fast mode (every session is
+// ended, transactions in flight roll back) and starts it again on the same
+// port, as an operator's restart does.
+func (c *Cluster) Restart(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "pg_ctl"), "-D", c.data, "-o", c.opts,
+		"-l", filepath.Join(c.Dir, "log"), "-m", "fast", "-w", "-t", "60", "restart")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Setpgid: true}
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl restart: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// StartCluster starts the cluster in dir/data (dir may be relative), making
+// it first if there is none, on a free port of 127.0.0.1. With remove, Stop
+// deletes dir and the server runs without fsync; otherwise the data stays
+// for the next start.
+func StartCluster(ctx context.Context, logf func(string, ...any), dir string, remove bool) (*Cluster, error) {
+	// The server changes into its data directory first: every path it is
+	// given must be absolute.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	bin, err := findPGBin()
 	if err != nil {
 		if remove {
 			_ = os.RemoveAll(dir)
 		}
-		return "", nil, err
+		return nil, err
 	}
 	// Its parents stay reachable by others (the postgres user, when root
 	// runs this), the directory itself is the cluster's alone.
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return "", nil, err
+		return nil, err
 	}
 	cleanup := func() {
 		if remove {
@@ -138,18 +182,18 @@ func startCluster(ctx context.Context, logf func(string, ...any), dir string, re
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			cleanup()
-			return "", nil, errors.New("PostgreSQL cannot run as root and there is no postgres user to run it as: set DATABASE_URL")
+			return nil, errors.New("PostgreSQL cannot run as root and there is no postgres user to run it as: set DATABASE_URL")
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			cleanup()
-			return "", nil, err
+			return nil, err
 		}
 		if err := searchableByOthers(filepath.Dir(dir)); err != nil {
 			cleanup()
-			return "", nil, fmt.Errorf("PostgreSQL runs as user postgres, which cannot reach %s: %w (or set DATABASE_URL)", dir, err)
+			return nil, fmt.Errorf("PostgreSQL runs as user postgres, which cannot reach %s: %w (or set DATABASE_URL)", dir, err)
 		}
 	}
 	run := func(name string, args ...string) error {
@@ -169,17 +213,17 @@ func startCluster(ctx context.Context, logf func(string, ...any), dir string, re
 		// (it is in its own process group): stop that one first.
 		if run("pg_ctl", "-D", data, "status") == nil {
 			if err := run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop"); err != nil {
-				return "", nil, err
+				return nil, err
 			}
 		}
 	} else if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
 		cleanup()
-		return "", nil, err
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
 		cleanup()
-		return "", nil, err
+		return nil, err
 	}
 	// A throwaway cluster needs no durability; a kept one does.
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, dir)
@@ -188,7 +232,7 @@ func startCluster(ctx context.Context, logf func(string, ...any), dir string, re
 	}
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		cleanup()
-		return "", nil, err
+		return nil, err
 	}
 	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	stop := func() error {
@@ -204,14 +248,14 @@ func startCluster(ctx context.Context, logf func(string, ...any), dir string, re
 	}
 	if err := probe(ctx, url); err != nil {
 		_ = stop()
-		return "", nil, fmt.Errorf("PostgreSQL in %s does not answer: %w", dir, err)
+		return nil, fmt.Errorf("PostgreSQL in %s does not answer: %w", dir, err)
 	}
 	if remove {
 		logf("throwaway PostgreSQL on 127.0.0.1:%d (removed on exit)", port)
 	} else {
 		logf("PostgreSQL on 127.0.0.1:%d, its data kept in %s", port, data)
 	}
-	return url, stop, nil
+	return &Cluster{URL: url, Dir: dir, Stop: stop, bin: bin, data: data, opts: opts, cred: cred}, nil
 }
 
 // ClusterDir is where a cluster kept for dir lives: dir itself, unless this

@@ -240,3 +240,39 @@ func produceAndCommit(t *testing.T, ctx context.Context, k *devstack.Kafka, key,
 		t.Fatal(err)
 	}
 }
+
+// A cluster started from a relative directory (PostgreSQL changes into its
+// data directory first, so a relative path it is given points nowhere)
+// runs, and Restart ends its sessions and brings it back on the same URL.
+func TestAClusterFromARelativeDirStartsAndRestarts(t *testing.T) {
+	base, err := os.MkdirTemp("", "orders-relative-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil { // the postgres user reaches it when root runs this
+		t.Fatal(err)
+	}
+	t.Chdir(base)
+	ctx := context.Background()
+	c, err := devstack.StartCluster(ctx, t.Logf, filepath.Join("state", "cluster"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	if want := filepath.Join(base, "state", "cluster"); c.Dir != want {
+		t.Errorf("Dir = %s, want %s", c.Dir, want)
+	}
+	conn, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Fatal("a session from before the restart still answers")
+	}
+	exec(t, c.URL, "SELECT 1")
+}
