@@ -5,7 +5,7 @@
 GO      ?= ./scripts/go
 PKGS    := ./...
 
-.PHONY: run run-fresh run-secure test schemas-check schemas-register bench-limit bench-floor check build migrate bench bench-go fuzz clean
+.PHONY: run run-fresh run-secure chaos test schemas-check schemas-register bench-limit bench-floor check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080);
 ##      its broker data, schemas and any PostgreSQL it started are kept in .playground/ across restarts
@@ -80,6 +80,16 @@ bench-limit:
 BENCH_FLOOR_ARGS ?=
 bench-floor:
 	$(GO) run ./cmd/loadgen -floor $(BENCH_FLOOR_ARGS)
+
+## chaos: the fault-injection suite (docs/reliability.md): each scenario on a fresh stack of the real
+##        binaries (2 order-api, 2 order-consumer, broker and registry as processes, a PostgreSQL
+##        cluster of its own, toxiproxy between them) under load while faults are injected, then a
+##        checker; prints one table, exits 1 on any violation. Needs initdb and pg_ctl (PostgreSQL's
+##        server package). CHAOS_ARGS: -scenario NAME[,NAME] -seed N -duration 20s -rate 25 -keep -list
+CHAOS_ARGS ?=
+chaos:
+	@$(GO) build -o bin/ ./cmd/order-api ./cmd/order-consumer ./cmd/chaos
+	bin/chaos $(CHAOS_ARGS)
 
 ## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora).
 ##       A failing input is saved under the package's testdata/fuzz/ and replayed by make test.
