@@ -179,15 +179,17 @@ FROM order_versions WHERE order_id = ANY($1::uuid[])`
 
 // The second round trip writes the verdicts and commits: the new ledger
 // rows (event IDs the read did not find: under the locks nothing else can
-// have recorded them since), the deliveries of those it found, and each
+// have recorded them since), stamped with the time they are written under
+// the orders' locks, not when the transaction began (which may be before
+// another transaction applied an earlier version of the same order), the deliveries of those it found, and each
 // order's newest applied version and status, guarded by version so that
 // nothing ever moves an order backwards, with the terms it was placed with
 // (written when it is first held; an event that changes them is never
 // applied).
 const (
 	recordSQL = `
-INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::int[])`
+INSERT INTO processed_events (event_id, order_id, version, event_type, outcome, deliveries, applied_at)
+SELECT *, clock_timestamp() FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::int[])`
 	countDeliveriesSQL = `
 UPDATE processed_events p SET deliveries = p.deliveries + d.n
 FROM unnest($1::uuid[], $2::int[]) AS d(event_id, n)

@@ -655,3 +655,65 @@ func TestPurgeLedger(t *testing.T) {
 	}
 	wantState(t, s, old[2])
 }
+
+// The ledger's applied_at says when each event was applied, in the order
+// they were: a batch whose transaction began first, then waited for
+// another order's lock while a later batch applied version 1 of an order,
+// applies version 2 after it, and its ledger row must say so (stamped with
+// the transaction's start, it said before).
+func TestTheLedgerSaysWhenAnEventWasAppliedNotWhenItsBatchBegan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, db := newStore(t)
+	// x and y: two orders, y locked before x (the locks go in key order).
+	var x, y []order.Event
+	for x == nil || projectionstore.LockKey(y[0].Order.ID) >= projectionstore.LockKey(x[0].Order.ID) {
+		x, y = history(t), history(t)
+	}
+	blocker, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(ctx) //nolint:errcheck
+	if _, err := blocker.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int, $2::int)`,
+		projectionstore.LockNamespace, projectionstore.LockKey(y[0].Order.ID)); err != nil {
+		t.Fatal(err)
+	}
+	// The first batch (y's placing, x's payment) begins and waits for y.
+	done := make(chan error, 1)
+	go func() { _, err := s.Apply(ctx, []order.Event{y[0], x[1]}); done <- err }()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var waiting bool
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch never waited for y's lock")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	// A second batch places x meanwhile, then y is let go.
+	if got := mustApply(t, s, x[0]); got[0] != order.OutcomeApplied {
+		t.Fatalf("x placed: %v", got)
+	}
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, s, x[1])
+	var placedAt, paidAt time.Time
+	if err := db.Pool.QueryRow(ctx, `SELECT
+		(SELECT applied_at FROM processed_events WHERE event_id = $1 AND outcome = 'applied'),
+		(SELECT applied_at FROM processed_events WHERE event_id = $2 AND outcome = 'applied')`, x[0].ID, x[1].ID).Scan(&placedAt, &paidAt); err != nil {
+		t.Fatal(err)
+	}
+	if !paidAt.After(placedAt) {
+		t.Errorf("the ledger says x's version 2 was applied at %s, its version 1 at %s", paidAt.Format(time.RFC3339Nano), placedAt.Format(time.RFC3339Nano))
+	}
+}
