@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,9 +103,10 @@ func TestTheKillScenarioPassesAndTheCheckerCatchesEachCorruption(t *testing.T) {
 	if err := st.stopReplicas(); err != nil {
 		t.Fatal(err)
 	}
+	events := topic
 	recheck := func() Verdict {
 		t.Helper()
-		again, err := collect(ctx, st.kafkaProxy(), st.registryURL, st.ordersURL, st.projectionURL)
+		again, err := collect(ctx, st.kafkaProxy(), st.registryURL, events, st.ordersURL, st.projectionURL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,6 +141,11 @@ func TestTheKillScenarioPassesAndTheCheckerCatchesEachCorruption(t *testing.T) {
 		}
 	}
 	want := []string{}
+	before := recheck()
+	counts := func(v Verdict) map[string]int {
+		return map[string]int{FigLost: v.Lost, FigPhantom: v.Phantom, FigDoubleApplied: v.DoubleApplied,
+			FigReordered: v.Reordered, FigDeadLetters: v.DeadLetters, FigConverged: v.Differ}
+	}
 	step := func(name, fig string, also []string, corrupt func(), mentions string) {
 		t.Helper()
 		corrupt()
@@ -146,6 +153,14 @@ func TestTheKillScenarioPassesAndTheCheckerCatchesEachCorruption(t *testing.T) {
 		want = append(want, also...)
 		got := recheck()
 		failed := got.Failed()
+		// Each corruption moves its own figures and no other.
+		was, is := counts(before), counts(got)
+		for f := range is {
+			if moved := is[f] != was[f]; moved != (f == fig || slices.Contains(also, f)) {
+				t.Errorf("%s: %s went from %d to %d", name, f, was[f], is[f])
+			}
+		}
+		before = got
 		for _, w := range want {
 			if !slices.Contains(failed, w) {
 				t.Errorf("%s: figures failed %v, want %q among them", name, failed, w)
@@ -172,6 +187,13 @@ func TestTheKillScenarioPassesAndTheCheckerCatchesEachCorruption(t *testing.T) {
 			picked[1], uuid.New())
 	}, picked[1].String()+" version 2")
 
+	// 2b. A read model that counted an event twice: the customer's line
+	//     in customer_orders says two orders where the orders table has one.
+	customer := recs.OrderTerms[picked[1]].Customer
+	step("customer totals counted twice", FigDoubleApplied, nil, func() {
+		db(st.projectionURL, "UPDATE customer_orders SET orders = orders + 1, total_minor = total_minor * 2 WHERE customer_id = $1", customer)
+	}, "customer "+customer)
+
 	// 3. An event on the topic the API never wrote: a real one's bytes with
 	//    another order's ID, under a new event_id and correlation ID.
 	forged := uuid.New()
@@ -179,23 +201,54 @@ func TestTheKillScenarioPassesAndTheCheckerCatchesEachCorruption(t *testing.T) {
 		e := versions[picked[2]][0]
 		value := recordValue(t, st, e)
 		value = bytes.Replace(value, []byte(picked[2].String()), []byte(forged.String()), -1)
-		produce(t, st, e.Partition, kafka.Message{Key: []byte(forged.String()), Value: value, Headers: []kafka.Header{
+		produce(t, st, topic, e.Partition, kafka.Message{Key: []byte(forged.String()), Value: value, Headers: []kafka.Header{
 			{Key: envelope.HeaderEventID, Value: []byte(uuid.NewString())},
 			{Key: envelope.HeaderCorrelationID, Value: []byte("forged")}}})
 	}, forged.String())
 
-	// 4. Two versions swapped on a partition: copies of an order's versions
-	//    2 and 1, in that order, on a partition it has not used.
+	// 4. Two versions swapped on a partition: the checker reads a copy of
+	//    the topic, record for record, but for one order's versions 1 and 2
+	//    on its partition, which change places.
 	step("two versions swapped on a partition", FigReordered, nil, func() {
-		evs := versions[picked[2]]
-		other := (evs[0].Partition + 1) % partitions
-		for _, e := range []TopicEvent{evs[1], evs[0]} {
-			produce(t, st, other, kafka.Message{Key: []byte(picked[2].String()), Value: recordValue(t, st, e), Headers: []kafka.Header{
-				{Key: envelope.HeaderEventID, Value: []byte(uuid.NewString())},
-				{Key: envelope.HeaderCorrelationID, Value: []byte(e.Corr)}}})
+		events = topic + ".swapped"
+		swapped := picked[0]
+		byPartition := map[int][]kafka.Message{}
+		if _, err := readTopic(ctx, st.kafkaProxy(), topic, func(m kafka.Message) error {
+			byPartition[m.Partition] = append(byPartition[m.Partition], m)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
-	}, picked[2].String()+" version 1")
+		p := versions[swapped][0].Partition
+		var at []int
+		for i, m := range byPartition[p] {
+			if string(m.Key) == swapped.String() && len(at) < 2 {
+				at = append(at, i)
+			}
+		}
+		if len(at) < 2 {
+			t.Fatalf("order %s: %d records keyed by it on partition %d", swapped, len(at), p)
+		}
+		msgs := byPartition[p]
+		msgs[at[0]], msgs[at[1]] = msgs[at[1]], msgs[at[0]]
+		admin := &kafka.Client{Addr: kafka.TCP(st.kafkaProxy()), Transport: &kafka.Transport{}}
+		if _, err := admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+			{Topic: events, NumPartitions: partitions, ReplicationFactor: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		for part, msgs := range byPartition {
+			copies := make([]kafka.Message, len(msgs))
+			for i, m := range msgs {
+				copies[i] = kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers}
+			}
+			produce(t, st, events, part, copies...)
+		}
+	}, swapped(picked[0]))
 }
+
+// swapped is how the reordered figure names an order's version 1 seen
+// after its version 2.
+func swapped(id uuid.UUID) string { return fmt.Sprintf("order %s version 1 after version 2", id) }
 
 func uniq(s []string) []string {
 	out := slices.Clone(s)
@@ -222,13 +275,14 @@ func recordValue(t *testing.T, st *stack, e TopicEvent) []byte {
 	return m.Value
 }
 
-// produce writes m to one partition of the events topic.
-func produce(t *testing.T, st *stack, partition int, m kafka.Message) {
+// produce writes msgs, in order, to one partition of name.
+func produce(t *testing.T, st *stack, name string, partition int, msgs ...kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(st.kafkaProxy()), Topic: topic, Balancer: fixedPartition(partition),
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	w := &kafka.Writer{Addr: kafka.TCP(st.kafkaProxy()), Topic: name, Balancer: fixedPartition(partition),
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: len(msgs), BatchBytes: 64 << 20,
+		Transport: &kafka.Transport{}}
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), m); err != nil {
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 		t.Fatal(err)
 	}
 }

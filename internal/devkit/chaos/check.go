@@ -32,6 +32,8 @@ type Verdict struct {
 	Unpublished, SetAside             int
 	Parked                            int
 	Events                            int // distinct events on the topic
+	Partitions                        int // partitions holding events
+	Moved                             int // orders whose events are on more than one partition
 	// Examples describe the first violations of each figure, for a human.
 	Examples map[string][]string
 }
@@ -77,10 +79,13 @@ func (k orderVersion) String() string { return fmt.Sprintf("order %s version %d"
 //     ledger, or a projection below it;
 //   - phantom: an event on the topic, or applied in the ledger, that no
 //     acknowledged request made and no in-doubt request explains (the same
-//     correlation ID, order, version and type);
-//   - double-applied: two applied outcomes for one order and version;
+//     correlation ID, order, version and type), or a second event for one
+//     order and version;
+//   - double-applied: two applied outcomes for one order and version, or a
+//     read model counting more than the projection holds;
 //   - reordered: on one partition, an order's versions first seen out of
-//     order; or in the ledger, a version applied before an earlier one;
+//     order; an order on two partitions of a topic whose partitions did not
+//     change; or in the ledger, a version applied before an earlier one;
 //   - duplicates: copies of an event on the topic beyond the first (allowed);
 //   - dead letters: records on the dead-letter topic (the load sends only
 //     valid events);
@@ -93,10 +98,14 @@ func Check(r *Records) Verdict {
 	for _, q := range r.Requests {
 		v.Requests++
 		switch q.Outcome {
-		case Acked:
+		case Acked, Confirmed:
 			acked[orderVersion{q.OrderID, q.Version}] = q
 			if q.Action == "place" {
 				v.Orders++
+			}
+			if q.Outcome == Confirmed {
+				v.InDoubt++
+				v.InDoubtApplied++
 			}
 		case InDoubt:
 			v.InDoubt++
@@ -105,10 +114,11 @@ func Check(r *Records) Verdict {
 	}
 
 	// The topic: first occurrences, duplicates, reordering per partition,
-	// and who made each event.
-	made := map[orderVersion]bool{} // versions some request explains, acked or in doubt
+	// and who made each event: one event per order and version, made by
+	// the request that carries its correlation ID.
+	made := map[orderVersion]uuid.UUID{} // version → the one event that made it
 	onTopic := map[uuid.UUID]TopicEvent{}
-	resolved := map[string]bool{}
+	resolved := map[string]uuid.UUID{} // in-doubt request → the order its event is of
 	type partOrder struct {
 		partition int
 		order     uuid.UUID
@@ -121,6 +131,11 @@ func Check(r *Records) Verdict {
 		}
 		return topic[i].Offset < topic[j].Offset
 	})
+	phantom := func(e TopicEvent, why string) {
+		v.Phantom++
+		v.example(FigPhantom, "%s event %s (order %s version %d, correlation %q) at partition %d offset %d: %s",
+			e.Type, e.EventID, e.OrderID, e.Version, e.Corr, e.Partition, e.Offset, why)
+	}
 	for _, e := range topic {
 		if _, seen := onTopic[e.EventID]; seen {
 			v.Duplicates++
@@ -135,24 +150,47 @@ func Check(r *Records) Verdict {
 			v.example(FigReordered, "partition %d offset %d: %s after version %d", e.Partition, e.Offset, k, h)
 		}
 		highest[po] = max(highest[po], e.Version)
-		if q, ok := acked[k]; ok && eventType[q.Action] == e.Type {
-			made[k] = true
+		if first, ok := made[k]; ok {
+			phantom(e, fmt.Sprintf("a second event for that version (the first was %s)", first))
 			continue
 		}
-		if q, ok := doubtful[e.Corr]; ok && eventType[q.Action] == e.Type && q.Version == e.Version &&
-			(q.OrderID == uuid.Nil || q.OrderID == e.OrderID) {
-			made[k] = true
-			if !resolved[q.Corr] {
-				resolved[q.Corr] = true
-				v.InDoubtApplied++
-			}
+		if q, ok := acked[k]; ok && eventType[q.Action] == e.Type && q.Corr == e.Corr {
+			made[k] = e.EventID
 			continue
 		}
-		v.Phantom++
-		v.example(FigPhantom, "%s event %s (%s, correlation %q) at partition %d offset %d: no request acknowledged or in doubt made it",
-			e.Type, e.EventID, k, e.Corr, e.Partition, e.Offset)
+		q, ok := doubtful[e.Corr]
+		if !ok || eventType[q.Action] != e.Type || q.Version != e.Version || (q.OrderID != uuid.Nil && q.OrderID != e.OrderID) {
+			phantom(e, "no request acknowledged or in doubt made it")
+			continue
+		}
+		if o, ok := resolved[q.Corr]; ok && o != e.OrderID {
+			phantom(e, fmt.Sprintf("its request, in doubt, already made order %s", o))
+			continue
+		}
+		made[k] = e.EventID
+		resolved[q.Corr] = e.OrderID
+		v.InDoubtApplied++
 	}
 	v.InDoubtNotApplied = v.InDoubt - v.InDoubtApplied
+	parts, orderParts := map[int]bool{}, map[uuid.UUID][]int{}
+	for po := range highest {
+		parts[po.partition] = true
+		orderParts[po.order] = append(orderParts[po.order], po.partition)
+	}
+	v.Partitions = len(parts)
+	for id, ps := range orderParts {
+		if len(ps) < 2 {
+			continue
+		}
+		v.Moved++
+		// An order's events stay on one partition unless partitions were
+		// added, which moves some orders once.
+		if r.TopicPartitions <= r.InitialPartitions {
+			v.Reordered++
+			sort.Ints(ps)
+			v.example(FigReordered, "order %s has events on partitions %v of a topic whose partitions did not change", id, ps)
+		}
+	}
 	for _, msg := range r.Undecodable {
 		v.Phantom++
 		v.example(FigPhantom, "not an order event: %s", msg)
@@ -174,9 +212,17 @@ func Check(r *Records) Verdict {
 		if applied[k] > 1 {
 			v.DoubleApplied++
 		}
-		if _, ok := onTopic[l.EventID]; !ok && !made[k] {
-			v.Phantom++
-			v.example(FigPhantom, "ledger: event %s (%s) applied but never on the topic nor acknowledged", l.EventID, k)
+		if _, ok := onTopic[l.EventID]; !ok {
+			if _, ok := made[k]; ok {
+				// The version's own event is on the topic; this one is a
+				// second applied for it, which double-applied counts.
+			} else if _, ack := acked[k]; ack {
+				v.Lost++
+				v.example(FigLost, "%s: applied (event %s), but the topic no longer holds it", k, l.EventID)
+			} else {
+				v.Phantom++
+				v.example(FigPhantom, "ledger: event %s (%s) applied but never on the topic nor acknowledged", l.EventID, k)
+			}
 		}
 		if firstApplied[l.OrderID] == nil {
 			firstApplied[l.OrderID] = map[int64]time.Time{}
@@ -217,6 +263,33 @@ func Check(r *Records) Verdict {
 		}
 	}
 
+	// A read model that applied an event twice (or missed one) is off from
+	// what order-api's orders table says it should hold.
+	want := map[TotalsLine]Totals{}
+	for id, o := range r.Orders {
+		t := r.OrderTerms[id]
+		l := TotalsLine{t.Customer, o.Status, t.Currency}
+		w := want[l]
+		w.Orders++
+		w.TotalMinor += t.TotalMinor
+		want[l] = w
+	}
+	for l := range mergeKeys(want, r.CustomerTotals) {
+		got, w := r.CustomerTotals[l], want[l]
+		if got == w {
+			continue
+		}
+		msg := fmt.Sprintf("read model customer_orders: customer %s, %s in %s: %d orders totalling %d, the orders table says %d totalling %d",
+			l.Customer, l.Status, l.Currency, got.Orders, got.TotalMinor, w.Orders, w.TotalMinor)
+		if got.Orders > w.Orders || (got.Orders == w.Orders && got.TotalMinor > w.TotalMinor) {
+			v.DoubleApplied++
+			v.example(FigDoubleApplied, "%s", msg)
+		} else {
+			v.Lost++
+			v.example(FigLost, "%s", msg)
+		}
+	}
+
 	v.DeadLetters = len(r.DeadLetters)
 	for _, d := range r.DeadLetters {
 		v.example(FigDeadLetters, "partition %d offset %d: %s: %s", d.Partition, d.Offset, d.Class, d.Reason)
@@ -250,4 +323,15 @@ func lostReason(k orderVersion, applied int, p State) string {
 	default:
 		return fmt.Sprintf("applied, but the projection is at version %d", p.Version)
 	}
+}
+
+func mergeKeys[K comparable, V any](a, b map[K]V) map[K]bool {
+	out := make(map[K]bool, len(a)+len(b))
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
 }

@@ -64,20 +64,56 @@ type Records struct {
 	Unpublished int // outbox rows not yet published
 	SetAside    int // outbox rows the broker refused
 	Parked      int // events the consumer holds for an earlier version
+	// The topic's partitions at the start and now: an order may move
+	// partition only if they grew.
+	InitialPartitions, TopicPartitions int
+	// CustomerTotals is the customer_orders read model; OrderTerms the
+	// orders table's customer, currency and total of each order, from
+	// which the checker computes what it should hold.
+	CustomerTotals map[TotalsLine]Totals
+	OrderTerms     map[uuid.UUID]Terms
+}
+
+// TotalsLine is one line of customer_orders: a customer's orders in one
+// status and currency.
+type TotalsLine struct{ Customer, Status, Currency string }
+
+// Totals are a line's counts.
+type Totals struct{ Orders, TotalMinor int64 }
+
+// Terms are what an order was placed with.
+type Terms struct {
+	Customer, Currency string
+	TotalMinor         int64
 }
 
 // collect reads every record but the client's log.
-func collect(ctx context.Context, brokers, registryURL, ordersURL, projectionURL string) (*Records, error) {
+// name is the events topic (the self-test reads a corrupted copy).
+func collect(ctx context.Context, brokers, registryURL, name, ordersURL, projectionURL string) (*Records, error) {
 	r := &Records{}
 	var err error
-	if r.Topic, r.Undecodable, err = readEvents(ctx, brokers, registryURL, topic); err != nil {
-		return nil, fmt.Errorf("read %s: %w", topic, err)
+	r.InitialPartitions = partitions
+	if r.Topic, r.Undecodable, r.TopicPartitions, err = readEvents(ctx, brokers, registryURL, name); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if r.DeadLetters, err = readDeadLetters(ctx, brokers, dlqTopic); err != nil {
 		return nil, fmt.Errorf("read %s: %w", dlqTopic, err)
 	}
 	if err := withDB(ctx, ordersURL, func(c *pgx.Conn) error {
 		if r.Orders, err = states(ctx, c, "SELECT id, version, status FROM orders"); err != nil {
+			return err
+		}
+		rows, err := c.Query(ctx, "SELECT id, customer_id, currency, total_minor FROM orders")
+		if err != nil {
+			return err
+		}
+		r.OrderTerms = map[uuid.UUID]Terms{}
+		var id uuid.UUID
+		var t Terms
+		if _, err := pgx.ForEachRow(rows, []any{&id, &t.Customer, &t.Currency, &t.TotalMinor}, func() error {
+			r.OrderTerms[id] = t
+			return nil
+		}); err != nil {
 			return err
 		}
 		if err := c.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&r.Unpublished); err != nil {
@@ -92,6 +128,19 @@ func collect(ctx context.Context, brokers, registryURL, ordersURL, projectionURL
 			return err
 		}
 		if err := c.QueryRow(ctx, "SELECT count(*) FROM parked_events").Scan(&r.Parked); err != nil {
+			return err
+		}
+		lines, err := c.Query(ctx, "SELECT customer_id, status, currency, orders, total_minor::bigint FROM customer_orders WHERE orders > 0")
+		if err != nil {
+			return err
+		}
+		r.CustomerTotals = map[TotalsLine]Totals{}
+		var line TotalsLine
+		var t Totals
+		if _, err := pgx.ForEachRow(lines, []any{&line.Customer, &line.Status, &line.Currency, &t.Orders, &t.TotalMinor}, func() error {
+			r.CustomerTotals[line] = t
+			return nil
+		}); err != nil {
 			return err
 		}
 		rows, err := c.Query(ctx, "SELECT event_id, order_id, version, event_type, outcome, applied_at FROM processed_events")
@@ -136,23 +185,23 @@ func states(ctx context.Context, c *pgx.Conn, query string) (map[uuid.UUID]State
 
 // readTopic calls f with every record of every partition of topic, from
 // the first offset to the end as it is now, partition by partition.
-func readTopic(ctx context.Context, brokers, name string, f func(kafka.Message) error) error {
+func readTopic(ctx context.Context, brokers, name string, f func(kafka.Message) error) (partitions int, err error) {
 	conn, err := kafka.DialContext(ctx, "tcp", brokers)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	parts, err := conn.ReadPartitions(name)
 	conn.Close()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
 	for _, p := range parts {
 		if err := readPartition(ctx, brokers, name, p.ID, f); err != nil {
-			return fmt.Errorf("partition %d: %w", p.ID, err)
+			return 0, fmt.Errorf("partition %d: %w", p.ID, err)
 		}
 	}
-	return nil
+	return len(parts), nil
 }
 
 func readPartition(ctx context.Context, brokers, name string, partition int, f func(kafka.Message) error) error {
@@ -172,6 +221,10 @@ func readPartition(ctx context.Context, brokers, name string, partition int, f f
 		return err
 	}
 	for next := first; next < last; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		from := next
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		batch := conn.ReadBatch(1, 10<<20)
 		for {
@@ -191,6 +244,9 @@ func readPartition(ctx context.Context, brokers, name string, partition int, f f
 		if err := batch.Close(); err != nil && !errors.Is(err, kafka.ErrGenerationEnded) {
 			return err
 		}
+		if next == from {
+			return fmt.Errorf("no record read at offset %d of %d..%d", next, first, last)
+		}
 		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
 			return err
 		}
@@ -198,14 +254,14 @@ func readPartition(ctx context.Context, brokers, name string, partition int, f f
 	return nil
 }
 
-func readEvents(ctx context.Context, brokers, registryURL, name string) ([]TopicEvent, []string, error) {
+func readEvents(ctx context.Context, brokers, registryURL, name string) ([]TopicEvent, []string, int, error) {
 	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: registryURL})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	var events []TopicEvent
 	var bad []string
-	err = readTopic(ctx, brokers, name, func(m kafka.Message) error {
+	n, err := readTopic(ctx, brokers, name, func(m kafka.Message) error {
 		ev, err := dec.Decode(ctx, m.Value)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("partition %d offset %d: %v", m.Partition, m.Offset, err))
@@ -226,12 +282,12 @@ func readEvents(ctx context.Context, brokers, registryURL, name string) ([]Topic
 		events = append(events, te)
 		return nil
 	})
-	return events, bad, err
+	return events, bad, n, err
 }
 
 func readDeadLetters(ctx context.Context, brokers, name string) ([]DeadLetter, error) {
 	var out []DeadLetter
-	err := readTopic(ctx, brokers, name, func(m kafka.Message) error {
+	_, err := readTopic(ctx, brokers, name, func(m kafka.Message) error {
 		d := DeadLetter{Partition: m.Partition, Offset: m.Offset}
 		for _, h := range m.Headers {
 			switch h.Key {

@@ -62,10 +62,13 @@ func hold(ctx context.Context, d time.Duration) {
 func (f *faulter) inject(ctx context.Context, kind, target string, lasting time.Duration, do func() error, heal func() error) error {
 	began := time.Since(f.start)
 	if err := do(); err != nil {
+		if heal != nil {
+			_ = heal() // whatever part of it was done
+		}
 		return fmt.Errorf("%s on %s: %w", kind, target, err)
 	}
-	if lasting > 0 {
-		hold(ctx, lasting)
+	if lasting > 0 { // from when the fault began
+		hold(ctx, time.Until(f.start.Add(began+lasting)))
 	}
 	var herr error
 	if heal != nil {
@@ -78,6 +81,19 @@ func (f *faulter) inject(ctx context.Context, kind, target string, lasting time.
 		return fmt.Errorf("heal %s on %s: %w", kind, target, herr)
 	}
 	return nil
+}
+
+// retarget renames the last fault recorded on target, once what it led to
+// is known.
+func (f *faulter) retarget(target, to string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.faults) - 1; i >= 0; i-- {
+		if f.faults[i].Target == target {
+			f.faults[i].Target = to
+			return
+		}
+	}
 }
 
 func (f *faulter) recorded() []Fault {
@@ -100,7 +116,18 @@ func (f *faulter) killLeader(ctx context.Context, down time.Duration) error {
 	if l == nil {
 		return fmt.Errorf("no relay leader to kill")
 	}
-	return f.inject(ctx, "kill relay leader", l.name, down, l.kill, func() error { return f.restart(context.WithoutCancel(ctx), l) })
+	target := l.name
+	err := f.inject(ctx, "kill relay leader", l.name, down, func() error {
+		if err := l.kill(); err != nil {
+			return err
+		}
+		if next := f.s.waitLeader(ctx, down); next != nil {
+			target += " (" + next.name + " took the lead)"
+		}
+		return nil
+	}, func() error { return f.restart(context.WithoutCancel(ctx), l) })
+	f.retarget(l.name, target)
+	return err
 }
 
 // killConsumer SIGKILLs a consumer replica while the load flows (at this
@@ -128,12 +155,19 @@ func (f *faulter) zombieLeader(ctx context.Context, d time.Duration) error {
 		return fmt.Errorf("no relay leader to pause")
 	}
 	p := f.s.proxies[l.name+"/postgres"]
+	target := l.name
+	defer func() { f.retarget(l.name, target) }()
 	return f.inject(ctx, "zombie relay leader (SIGSTOP + PostgreSQL path cut)", l.name, d,
 		func() error {
 			if err := l.signal(syscall.SIGSTOP); err != nil {
 				return err
 			}
 			p.Stop()
+			if next := f.s.waitLeader(ctx, d); next != nil && next != l {
+				target += " (" + next.name + " took the lead)"
+			} else {
+				target += " (no other replica took the lead)"
+			}
 			return nil
 		},
 		func() error {
@@ -156,7 +190,8 @@ func (f *faulter) pgRestart(ctx context.Context) error {
 // middle of whatever transactions they run.
 func (f *faulter) pgCut(ctx context.Context) error {
 	return f.inject(ctx, "PostgreSQL sessions terminated", "postgres", 0, func() error {
-		return withDB(context.WithoutCancel(ctx), f.s.pg.URL, func(c *pgx.Conn) error {
+		ctx := context.WithoutCancel(ctx)
+		return withDB(ctx, f.s.pg.URL, func(c *pgx.Conn) error {
 			_, err := c.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 				WHERE datname LIKE 'chaos\_%' AND pid <> pg_backend_pid()`)
 			return err
@@ -199,6 +234,9 @@ func (f *faulter) toxic(ctx context.Context, kind, part, spec string, d time.Dur
 		}
 	}
 	sort.Strings(names)
+	if len(names) == 0 {
+		return fmt.Errorf("%s: no proxy named like %q", kind, part)
+	}
 	toxicName := strings.ReplaceAll(kind, " ", "_")
 	return f.inject(ctx, kind, strings.Trim(part, "/")+" paths", d,
 		func() error {
@@ -224,7 +262,9 @@ func (f *faulter) toxic(ctx context.Context, kind, part, spec string, d time.Dur
 // does: the relay's new events for some orders go to new partitions.
 func (f *faulter) addPartitions(ctx context.Context, n int) error {
 	return f.inject(ctx, "partitions added", fmt.Sprintf("%s: %d → %d", topic, partitions, n), 0, func() error {
-		c := &kafka.Client{Addr: kafka.TCP(f.s.brokerAddr), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+		tr := &kafka.Transport{}
+		defer tr.CloseIdleConnections()
+		c := &kafka.Client{Addr: kafka.TCP(f.s.brokerAddr), Timeout: 10 * time.Second, Transport: tr}
 		resp, err := c.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{
 			Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: int32(n)}}})
 		if err == nil {

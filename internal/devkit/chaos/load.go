@@ -25,6 +25,9 @@ const (
 	Acked   = "acked"    // a 2xx answer: the API acknowledged the version
 	InDoubt = "in_doubt" // no answer (timeout, reset, 5xx): applied or not, either is allowed
 	Refused = "refused"  // a 4xx answer, or never sent (connection refused): must not have happened
+	// Confirmed: no 2xx answered the request itself, but its retry was
+	// refused because it was done, and a read of the order showed it done.
+	Confirmed = "confirmed"
 )
 
 // Request is one logical request of the load and what came of it, after
@@ -49,15 +52,15 @@ var eventType = map[string]order.EventType{"place": order.EventPlaced, "pay": or
 // replica: the same key for a place, the same If-Match for a change (a 412
 // then means the first attempt did it, which a GET confirms).
 type load struct {
-	apis    []string
-	rate    float64 // lifecycles started per second
-	workers int
-	client  *http.Client
-	seed    uint64
-	prefix  string
+	apis   []string
+	rate   float64 // lifecycles started per second
+	client *http.Client
+	seed   uint64
+	prefix string
 
-	mu  sync.Mutex
-	log []Request
+	mu   sync.Mutex
+	log  []Request
+	errs []error // answers that break the API's contract
 }
 
 func (l *load) record(r Request) {
@@ -74,35 +77,36 @@ func (l *load) requests() []Request {
 	return append([]Request(nil), l.log...)
 }
 
-// run starts lifecycles until ctx ends, then waits for those under way
-// (each request gives up retrying after retryFor).
+// run starts a lifecycle every 1/rate seconds until ctx ends, each in a
+// goroutine of its own (so that lifecycles stuck retrying through a fault
+// do not hold back the others), then waits for those under way: they
+// take no new step once ctx has ended, and a request in flight is retried
+// for up to retryFor to learn what came of it.
 func (l *load) run(ctx context.Context) {
-	starts := make(chan int)
 	var wg sync.WaitGroup
-	for w := 0; w < l.workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rnd := rand.New(rand.NewPCG(l.seed, uint64(w)))
-			for n := range starts {
-				l.lifecycle(rnd, n)
-			}
-		}()
-	}
+	defer wg.Wait()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / l.rate))
 	defer tick.Stop()
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
-			close(starts)
-			wg.Wait()
 			return
 		case <-tick.C:
 		}
-		select {
-		case starts <- n:
-		case <-ctx.Done():
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.lifecycle(ctx, rand.New(rand.NewPCG(l.seed, uint64(n))), n)
+		}()
+	}
+}
+
+// fail records an answer the API should never give.
+func (l *load) fail(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) < 10 {
+		l.errs = append(l.errs, fmt.Errorf(format, args...))
 	}
 }
 
@@ -121,7 +125,7 @@ type orderJSON struct {
 	Version int64     `json:"version"`
 }
 
-func (l *load) lifecycle(rnd *rand.Rand, n int) {
+func (l *load) lifecycle(ctx context.Context, rnd *rand.Rand, n int) {
 	corr := fmt.Sprintf("%s-%d", l.prefix, n)
 	body := fmt.Sprintf(`{"customer_id":"%s","currency":"EUR","items":[{"sku":"SKU-%d","quantity":%d,"unit_price_minor":%d}]}`,
 		corr, rnd.IntN(50), 1+rnd.IntN(3), 100+rnd.IntN(10000))
@@ -146,7 +150,10 @@ func (l *load) lifecycle(rnd *rand.Rand, n int) {
 		steps = []string{"cancel"}
 	}
 	for _, action := range steps {
-		time.Sleep(time.Duration(rnd.IntN(200)) * time.Millisecond)
+		hold(ctx, time.Duration(rnd.IntN(200))*time.Millisecond)
+		if ctx.Err() != nil {
+			return
+		}
 		field := "reason"
 		if action == "pay" {
 			field = "payment_reference"
@@ -164,10 +171,9 @@ func (l *load) lifecycle(rnd *rand.Rand, n int) {
 		switch {
 		case outcome == Acked:
 			version = ans.version
-		case outcome == InDoubt && ans.order.Version == version+1:
-			// A retry was refused because the first attempt did it: the
-			// request stays in doubt in the log (no 2xx answered it), and
-			// the lifecycle goes on from the version the API shows.
+		case outcome == Confirmed:
+			// A retry was refused because the first attempt did it, as
+			// a read showed: the lifecycle goes on from there.
 			version = ans.order.Version
 		default:
 			return
@@ -193,13 +199,15 @@ func (l *load) send(rnd *rand.Rand, n int, method, path, body string, headers ma
 		case err == nil && (a.status == http.StatusPreconditionFailed || a.status == http.StatusConflict) && doubt && confirm != nil:
 			got, gerr := l.do(http.MethodGet, base+path[:strings.LastIndex(path, "/")], "", nil, corr)
 			if gerr == nil && got.status == http.StatusOK && confirm(got) {
-				return got, InDoubt, attempts
+				return got, Confirmed, attempts
 			}
 			if gerr == nil && got.status == http.StatusOK {
 				return got, Refused, attempts
 			}
 			// The read failed too: keep trying.
-		case err == nil && a.status >= 400 && a.status < 500 && a.status != http.StatusTooManyRequests:
+		case err == nil && a.status == http.StatusTooManyRequests:
+			// Shed before it was handled: this attempt did nothing.
+		case err == nil && a.status >= 400 && a.status < 500:
 			if doubt {
 				// A 4xx after a lost answer (a 422 for a key whose first
 				// attempt was cut in the middle, say) leaves the first in doubt.
@@ -255,9 +263,9 @@ func (l *load) do(method, url, body string, headers map[string]string, corr stri
 		}
 		v, err := strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
 		if err != nil || v != a.order.Version {
-			return a, fmt.Errorf("%s %s: ETag %q and body version %d disagree", method, url, resp.Header.Get("ETag"), a.order.Version)
+			l.fail("%s %s: %d with ETag %q and body version %d", method, url, resp.StatusCode, resp.Header.Get("ETag"), a.order.Version)
 		}
-		a.version = v
+		a.version = a.order.Version
 	}
 	return a, nil
 }

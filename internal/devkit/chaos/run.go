@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -43,12 +44,16 @@ type Config struct {
 
 // Result is one scenario's run.
 type Result struct {
-	Scenario       string
-	Seed           uint64
-	Faults         []Fault
-	Verdict        Verdict
-	Converged      bool
-	ConvergedAfter time.Duration // from the last fault healed to the projection equal to the orders table
+	Scenario  string
+	Seed      uint64
+	Faults    []Fault
+	Verdict   Verdict
+	Converged bool
+	// ConvergedAfter is the time from the last fault healed to the
+	// projection caught up: holding every order of the orders table at its
+	// version while the load goes on, or, if that never happened before
+	// the load stopped, equal to it after.
+	ConvergedAfter time.Duration
 	Elapsed        time.Duration
 	Err            error // the run itself failed (a fault could not be injected, a process would not start)
 }
@@ -98,12 +103,12 @@ func Run(ctx context.Context, cfg Config, scenarios []Scenario) ([]Result, error
 		}
 	}()
 	var results []Result
-	for i, sc := range scenarios {
+	for _, sc := range scenarios {
 		if ctx.Err() != nil {
 			break
 		}
 		began := time.Now()
-		res, st, _ := runScenario(ctx, cfg, sc, pg, cfg.Seed+uint64(i))
+		res, st, _ := runScenario(ctx, cfg, sc, pg, ScenarioSeed(cfg.Seed, sc.Name))
 		res.Elapsed = time.Since(began)
 		if st != nil {
 			st.close()
@@ -111,6 +116,15 @@ func Run(ctx context.Context, cfg Config, scenarios []Scenario) ([]Result, error
 		results = append(results, res)
 	}
 	return results, ctx.Err()
+}
+
+// ScenarioSeed is the seed a scenario runs with in a run seeded seed: the
+// same whichever scenarios run with it, so that -scenario X -seed S
+// replays X as a full run with seed S ran it.
+func ScenarioSeed(seed uint64, name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return seed ^ h.Sum64()
 }
 
 // runScenario runs one scenario and leaves its stack running for the
@@ -130,7 +144,7 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario, pg *devstack.Clus
 		return res, st, nil
 	}
 
-	ld := &load{apis: []string{st.apis[0].front, st.apis[1].front}, rate: cfg.Rate, workers: 16, seed: seed,
+	ld := &load{apis: []string{st.apis[0].front, st.apis[1].front}, rate: cfg.Rate, seed: seed,
 		prefix: fmt.Sprintf("chaos-%s-%d", sc.Name, seed),
 		client: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
 			DialContext: (&net.Dialer{Timeout: time.Second}).DialContext, MaxIdleConnsPerHost: 32}}}
@@ -170,7 +184,10 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario, pg *devstack.Clus
 	if res.Converged {
 		res.ConvergedAfter = caughtAt.Sub(lastHeal)
 	}
-	recs, err := collect(ctx, st.kafkaProxy(), st.registryURL, st.ordersURL, st.projectionURL)
+	if len(ld.errs) > 0 {
+		res.Err = errors.Join(res.Err, fmt.Errorf("the API broke its contract: %w", errors.Join(ld.errs...)))
+	}
+	recs, err := collect(ctx, st.kafkaProxy(), st.registryURL, topic, st.ordersURL, st.projectionURL)
 	if err != nil {
 		res.Err = errors.Join(res.Err, fmt.Errorf("collect the records: %w", err))
 		return res, st, nil
@@ -284,7 +301,8 @@ func Print(w io.Writer, results []Result) {
 			v.Lost, v.Phantom, v.DoubleApplied, v.Reordered, v.Duplicates, v.DeadLetters, conv, result)
 	}
 	for _, r := range results {
-		fmt.Fprintf(w, "\n%s (seed %d, %d requests, %d events, %.0fs in all):\n", r.Scenario, r.Seed, r.Verdict.Requests, r.Verdict.Events, r.Elapsed.Seconds())
+		fmt.Fprintf(w, "\n%s (scenario seed %d, %.0fs in all): %d requests, %d events on %d partitions, %d orders on more than one\n",
+			r.Scenario, r.Seed, r.Elapsed.Seconds(), r.Verdict.Requests, r.Verdict.Events, r.Verdict.Partitions, r.Verdict.Moved)
 		for _, f := range r.Faults {
 			fmt.Fprintf(w, "  %6.1fs–%5.1fs  %s: %s\n", f.At.Seconds(), f.Healed.Seconds(), f.Kind, f.Target)
 		}

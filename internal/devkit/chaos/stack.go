@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
@@ -259,10 +260,14 @@ func (s *stack) waitBroker(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		var d net.Dialer
-		if c, err := d.DialContext(ctx, "tcp", s.brokerAddr); err == nil {
+		// Listening is not enough: the broker answers metadata once it has
+		// loaded its data directory.
+		if c, err := kafka.DialContext(ctx, "tcp", s.brokerAddr); err == nil {
+			_, err := c.ReadPartitions(topic)
 			c.Close()
-			return nil
+			if err == nil {
+				return nil
+			}
 		}
 		if !s.broker.running() {
 			return fmt.Errorf("the broker exited (see %s)", s.broker.logPath)
