@@ -37,7 +37,12 @@ func main() {
 	keep := fs.Bool("keep", false, "keep the logs, the client's log, the broker's data and the PostgreSQL cluster in -dir for inspection")
 	dir := fs.String("dir", ".chaos", "working directory (each scenario's logs and data; removed after the run unless -keep)")
 	bin := fs.String("bin", "bin", "directory holding order-api and order-consumer (make chaos builds them)")
-	list := fs.Bool("list", false, "list the scenarios and exit")
+	list := fs.Bool("list", false, "list the scenarios and the corruptions, and exit")
+	var corruptions []string
+	for _, c := range chaos.Corruptions {
+		corruptions = append(corruptions, c.Name)
+	}
+	corrupt := fs.String("corrupt", "", "the checker's self-check: after each run, stop the replicas, damage the records on purpose and check again (the run must then fail): comma-separated, or all: "+strings.Join(corruptions, ", "))
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "chaos: unexpected arguments %q (see -h)\n", fs.Args())
@@ -46,6 +51,10 @@ func main() {
 	if *list {
 		for _, s := range chaos.Scenarios {
 			fmt.Printf("%-10s %s\n", s.Name, s.Doc)
+		}
+		fmt.Println("\ncorruptions (-corrupt):")
+		for _, c := range chaos.Corruptions {
+			fmt.Printf("%-17s %s: must fail %q\n", c.Name, c.Doc, c.Figure)
 		}
 		return
 	}
@@ -59,6 +68,21 @@ func main() {
 				os.Exit(2)
 			}
 			scs = append(scs, s)
+		}
+	}
+	var damage []chaos.Corruption
+	switch *corrupt {
+	case "":
+	case "all":
+		damage = chaos.Corruptions
+	default:
+		for _, n := range strings.Split(*corrupt, ",") {
+			c, ok := chaos.CorruptionNamed(strings.TrimSpace(n))
+			if !ok {
+				fmt.Fprintf(os.Stderr, "chaos: no corruption %q; there are %s, or all\n", n, strings.Join(corruptions, ", "))
+				os.Exit(2)
+			}
+			damage = append(damage, c)
 		}
 	}
 	self, err := os.Executable()
@@ -90,7 +114,7 @@ func main() {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s chaos: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
-	results, err := chaos.Run(ctx, chaos.Config{Bins: bins, Dir: absDir, Seed: *seed, Duration: *duration, Rate: *rate, Keep: *keep, Logf: logf}, scs)
+	results, err := chaos.Run(ctx, chaos.Config{Bins: bins, Dir: absDir, Seed: *seed, Duration: *duration, Rate: *rate, Keep: *keep, Corrupt: damage, Logf: logf}, scs)
 	chaos.Print(os.Stdout, results)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)

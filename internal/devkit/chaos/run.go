@@ -39,7 +39,10 @@ type Config struct {
 	Duration time.Duration // of the load, per scenario
 	Rate     float64       // order lifecycles started per second
 	Keep     bool          // leave Dir (and the stopped cluster) for inspection
-	Logf     func(format string, args ...any)
+	// Corrupt, when set, names corruptions applied to each finished run
+	// before it is checked again (the checker's self-check, -corrupt).
+	Corrupt []Corruption
+	Logf    func(format string, args ...any)
 }
 
 // Result is one scenario's run.
@@ -55,7 +58,8 @@ type Result struct {
 	// the load stopped, equal to it after.
 	ConvergedAfter time.Duration
 	Elapsed        time.Duration
-	Err            error // the run itself failed (a fault could not be injected, a process would not start)
+	Err            error    // the run itself failed (a fault could not be injected, a process would not start)
+	Corrupted      []string // the corruptions applied before the verdict, with what each damaged
 }
 
 // Failed lists the figures that broke a guarantee, and "error" if the run
@@ -197,7 +201,37 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario, pg *devstack.Clus
 	if err := writeJSONLines(filepath.Join(dir, "requests.jsonl"), recs.Requests); err != nil {
 		cfg.Logf("%s: write the client's log: %v", sc.Name, err)
 	}
+	if len(cfg.Corrupt) > 0 {
+		if err := corruptRun(ctx, cfg, st, recs, &res); err != nil {
+			res.Err = errors.Join(res.Err, fmt.Errorf("corrupt the run: %w", err))
+		}
+	}
 	return res, st, recs
+}
+
+// corruptRun stops the replicas, applies cfg.Corrupt to the finished run
+// and checks it again: the verdict is then the corrupted run's.
+func corruptRun(ctx context.Context, cfg Config, st *stack, recs *Records, res *Result) error {
+	if err := st.stopReplicas(); err != nil {
+		return err
+	}
+	c, err := newCorrupter(st, recs)
+	if err != nil {
+		return err
+	}
+	for _, k := range cfg.Corrupt {
+		mentions, err := k.apply(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k.Name, err)
+		}
+		res.Corrupted = append(res.Corrupted, fmt.Sprintf("%s (%s: %s)", k.Name, k.Doc, mentions))
+	}
+	v, err := c.recheck(ctx)
+	if err != nil {
+		return err
+	}
+	res.Verdict = v
+	return nil
 }
 
 // waitFor polls cond every 200 ms until it holds, ctx ends, or limit (if
@@ -305,6 +339,9 @@ func Print(w io.Writer, results []Result) {
 			r.Scenario, r.Seed, r.Elapsed.Seconds(), r.Verdict.Requests, r.Verdict.Events, r.Verdict.Partitions, r.Verdict.Moved)
 		for _, f := range r.Faults {
 			fmt.Fprintf(w, "  %6.1fs–%5.1fs  %s: %s\n", f.At.Seconds(), f.Healed.Seconds(), f.Kind, f.Target)
+		}
+		for _, c := range r.Corrupted {
+			fmt.Fprintf(w, "  corrupted on purpose: %s\n", c)
 		}
 		if r.Err != nil {
 			fmt.Fprintf(w, "  error: %v\n", r.Err)
