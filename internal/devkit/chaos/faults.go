@@ -118,9 +118,11 @@ func (f *faulter) killLeader(ctx context.Context, down time.Duration) error {
 	}
 	target := l.name
 	err := f.inject(ctx, "kill relay leader", l.name, down, func() error {
-		if err := l.kill(); err != nil {
+		caught, err := f.killInTransaction(ctx, l)
+		if err != nil {
 			return err
 		}
+		target += caught
 		if next := f.s.waitLeader(ctx, down); next != nil {
 			target += " (" + next.name + " took the lead)"
 		}
@@ -130,11 +132,48 @@ func (f *faulter) killLeader(ctx context.Context, down time.Duration) error {
 	return err
 }
 
-// killConsumer SIGKILLs a consumer replica while the load flows (at this
-// rate its batches follow each other without pause, so it dies in one).
+// killConsumer SIGKILLs a consumer replica in the middle of a batch.
 func (f *faulter) killConsumer(ctx context.Context, down time.Duration) error {
 	c := f.s.consumers[f.rnd.IntN(len(f.s.consumers))]
-	return f.inject(ctx, "kill consumer", c.name, down, c.kill, func() error { return f.restart(context.WithoutCancel(ctx), c) })
+	target := c.name
+	err := f.inject(ctx, "kill consumer", c.name, down, func() error {
+		caught, err := f.killInTransaction(ctx, c)
+		target += caught
+		return err
+	}, func() error { return f.restart(context.WithoutCancel(ctx), c) })
+	f.retarget(c.name, target)
+	return err
+}
+
+// killInTransaction SIGKILLs r in the middle of its work: it stops r
+// (SIGSTOP) until PostgreSQL shows one of r's sessions idle in a
+// transaction — r has begun a batch and not yet committed it — and kills
+// it then; after 5 s of trying, it kills it anyway. It says which.
+func (f *faulter) killInTransaction(ctx context.Context, r *replica) (string, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := r.signal(syscall.SIGSTOP); err != nil {
+			return "", err
+		}
+		var open bool
+		err := withDB(context.WithoutCancel(ctx), f.s.pg.URL, func(c *pgx.Conn) error {
+			return c.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_stat_activity
+				WHERE application_name = $1 AND state = 'idle in transaction'`, r.name).Scan(&open)
+		})
+		if (err == nil && open) || time.Now().After(deadline) {
+			if err := r.kill(); err != nil {
+				return "", err
+			}
+			if open {
+				return " (killed with a transaction open)", nil
+			}
+			return " (no open transaction caught in 5 s)", nil
+		}
+		if err := r.signal(syscall.SIGCONT); err != nil {
+			return "", err
+		}
+		hold(ctx, time.Duration(1+f.rnd.IntN(20))*time.Millisecond)
+	}
 }
 
 // pause SIGSTOPs a replica for d: it keeps its connections, and answers

@@ -14,7 +14,7 @@ type Scenario struct {
 
 // Scenarios are every scenario, in the order make chaos runs them.
 var Scenarios = []Scenario{
-	{Name: "kill", Doc: "SIGKILL of the relay leader (restarted 2 s later), then of an order-consumer replica while it applies batches (restarted 2 s later).",
+	{Name: "kill", Doc: "SIGKILL of the relay leader, then of an order-consumer replica, each caught with a transaction open (stopped until PostgreSQL shows one of its sessions idle in a transaction), and restarted 2 s later.",
 		run: func(ctx context.Context, f *faulter) error {
 			if err := f.at(ctx, 0.2); err != nil {
 				return err

@@ -194,7 +194,9 @@ func (s *stack) replica(name, bin, dbURL string, extra []string) (*replica, erro
 	if err != nil {
 		return nil, err
 	}
-	viaProxy := strings.Replace(dbURL, pgHost, pgp.Listen, 1)
+	// Its sessions carry its name, so that a fault can find them in
+	// pg_stat_activity.
+	viaProxy := strings.Replace(dbURL, pgHost, pgp.Listen, 1) + "&application_name=" + name
 	env := append([]string{
 		"HTTP_ADDR=" + httpAddr,
 		"DATABASE_URL=" + viaProxy,
