@@ -1,11 +1,19 @@
 // Command playground runs the whole system without Docker: an embedded
-// Kafka-protocol broker (kfake) on :9092 and a Confluent-compatible Schema
-// Registry on :8081 in this process, and order-api on :8080 and
-// order-consumer on :8082 as two child processes of the same binary (so
+// Kafka-protocol broker (kfake) on 127.0.0.1:9092 and a Confluent-compatible
+// Schema Registry on 127.0.0.1:8081 in this process, and order-api on 8080
+// and order-consumer on 8082 as two child processes of the same binary (so
 // each has its own memory and its own /metrics, as in production), on a real
 // PostgreSQL with a database for each service (see devstack.EnsurePostgres
 // for how one is found or started). `make run` starts it; Ctrl-C stops the
 // services gracefully, then everything else.
+//
+// Everything listens on 127.0.0.1 (-host, PLAYGROUND_HOST, moves all but
+// the broker); each port has a flag and a variable (-api-port,
+// PLAYGROUND_API_PORT…), and -port-offset (PLAYGROUND_PORT_OFFSET) moves
+// them all, so that two checkouts run side by side. A port already taken
+// is refused before anything starts. The databases are named after the
+// checkout (orders_<hash of the state directory's path>), so that two
+// checkouts on one server never share or drop each other's data.
 //
 // The playground keeps its state in one directory (-state, default
 // .playground): the broker's data (topics, records, committed offsets), the
@@ -30,6 +38,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +50,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -71,7 +82,25 @@ func main() {
 	fs.BoolVar(&opts.secure, "secure", false, "secure everything: Kafka SASL_SSL (SCRAM-SHA-512), registry HTTPS with basic auth, JWT bearer tokens on both APIs (keeps no state: new certificates, credentials and broker each run)")
 	fs.StringVar(&opts.state, "state", ".playground", "directory keeping the broker's data, the registry's schemas and a PostgreSQL cluster the playground started, across restarts")
 	fs.BoolVar(&opts.fresh, "fresh", false, "start from nothing: drop the playground's databases and remove the state directory first")
+	host := fs.String("host", envOr("PLAYGROUND_HOST", "127.0.0.1"), "the address the APIs, the registry and the token issuer listen on (PLAYGROUND_HOST; the broker is always on 127.0.0.1)")
+	offset := fs.Int("port-offset", envInt("PLAYGROUND_PORT_OFFSET", 0), "added to every port, to run beside another playground (PLAYGROUND_PORT_OFFSET)")
+	ports := map[string]*int{}
+	for _, p := range playgroundPorts {
+		ports[p.flag] = fs.Int(p.flag, envInt(p.env, p.port), fmt.Sprintf("%s's port, before -port-offset (%s)", p.what, p.env))
+	}
 	_ = fs.Parse(os.Args[1:])
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "playground: unexpected arguments %q (see -h)\n", fs.Args())
+		os.Exit(2)
+	}
+	if err := opts.listenOn(*host, *offset, ports); err != nil {
+		fmt.Fprintln(os.Stderr, "playground:", err)
+		os.Exit(2)
+	}
+	if err := opts.nameDatabases(); err != nil {
+		fmt.Fprintln(os.Stderr, "playground:", err)
+		os.Exit(1)
+	}
 	if err := run(ctx, opts, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "playground:", err)
 		os.Exit(1)
@@ -95,11 +124,102 @@ type options struct {
 	ordersDB, projectionDB                      string
 }
 
-// defaults are the playground's fixed addresses, the same as
-// docker-compose.yml's (the token issuer is the secure playground's only).
+// defaults are the playground's addresses, the same ports as
+// docker-compose.yml's (the token issuer is the secure playground's only),
+// on 127.0.0.1 only.
 func defaults() options {
-	return options{kafkaPort: 9092, registryAddr: ":8081", apiAddr: ":8080", consumerAddr: ":8082",
-		issuer: ":8083", ordersDB: "orders", projectionDB: "orders_projection"}
+	return options{kafkaPort: 9092, registryAddr: "127.0.0.1:8081", apiAddr: "127.0.0.1:8080", consumerAddr: "127.0.0.1:8082",
+		issuer: "127.0.0.1:8083", ordersDB: "orders", projectionDB: "orders_projection"}
+}
+
+// playgroundPorts are the ports a user may move, each with its flag and
+// variable; -port-offset (PLAYGROUND_PORT_OFFSET) moves them all.
+var playgroundPorts = []struct {
+	what, flag, env string
+	port            int
+}{
+	{"order-api", "api-port", "PLAYGROUND_API_PORT", 8080},
+	{"the Schema Registry", "registry-port", "PLAYGROUND_REGISTRY_PORT", 8081},
+	{"order-consumer", "consumer-port", "PLAYGROUND_CONSUMER_PORT", 8082},
+	{"the token issuer (-secure)", "issuer-port", "PLAYGROUND_ISSUER_PORT", 8083},
+	{"Kafka", "kafka-port", "PLAYGROUND_KAFKA_PORT", 9092},
+}
+
+// listenOn sets the addresses from the host, the offset and each port.
+func (o *options) listenOn(host string, offset int, ports map[string]*int) error {
+	addr := map[string]string{}
+	for _, p := range playgroundPorts {
+		n := *ports[p.flag] + offset
+		if n <= 0 || n > 65535 {
+			return fmt.Errorf("%s's port %d + -port-offset %d is not a port (-%s, %s)", p.what, *ports[p.flag], offset, p.flag, p.env)
+		}
+		addr[p.flag] = net.JoinHostPort(host, strconv.Itoa(n))
+		if p.flag == "kafka-port" {
+			o.kafkaPort = n
+		}
+	}
+	o.apiAddr, o.registryAddr, o.consumerAddr, o.issuer = addr["api-port"], addr["registry-port"], addr["consumer-port"], addr["issuer-port"]
+	return nil
+}
+
+// checkPorts refuses, before anything starts, a port another program
+// holds, naming what would have used it and how to move it.
+func checkPorts(o options) error {
+	addrs := map[string]string{"api-port": o.apiAddr, "registry-port": o.registryAddr, "consumer-port": o.consumerAddr,
+		"kafka-port": net.JoinHostPort("127.0.0.1", strconv.Itoa(o.kafkaPort))}
+	if o.secure {
+		addrs["issuer-port"] = o.issuer
+	}
+	for _, p := range playgroundPorts {
+		a, ok := addrs[p.flag]
+		if !ok {
+			continue
+		}
+		if _, port, _ := net.SplitHostPort(a); port == "0" {
+			continue // the tests' "any free port"
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("%s cannot listen on %s, which is taken (%v): move it with -%s or %s, or every port with -port-offset N or PLAYGROUND_PORT_OFFSET=N",
+				p.what, a, err, p.flag, p.env)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// nameDatabases names the two databases after the checkout (the state
+// directory's absolute path), so that two checkouts on one server never
+// share, or drop, each other's data.
+func (o *options) nameDatabases() error {
+	abs, err := filepath.Abs(o.state)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	tag := hex.EncodeToString(sum[:4])
+	o.ordersDB, o.projectionDB = "orders_"+tag, "orders_projection_"+tag
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "playground: %s=%q is not a number\n", k, v)
+		os.Exit(2)
+	}
+	return n
 }
 
 func run(ctx context.Context, opts options, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -109,6 +229,9 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 	}
 	logf := func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
 
+	if err := checkPorts(opts); err != nil {
+		return err
+	}
 	if opts.secure {
 		opts.state = "" // new certificates and credentials each run: nothing to resume
 	}

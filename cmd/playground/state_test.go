@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersonkafka/orders/internal/devkit/kafkatest"
 	"github.com/ordersonkafka/orders/internal/devkit/pgtest"
@@ -182,4 +185,82 @@ func freePort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// The databases are the checkout's: named after the state directory's
+// absolute path, the same for the same directory, another for another.
+func TestTheDatabasesAreNamedAfterTheCheckout(t *testing.T) {
+	t.Chdir(t.TempDir())
+	names := func(state string) (string, string) {
+		o := options{state: state}
+		if err := o.nameDatabases(); err != nil {
+			t.Fatal(err)
+		}
+		return o.ordersDB, o.projectionDB
+	}
+	a, ap := names(".playground")
+	abs, _ := filepath.Abs(".playground")
+	b, bp := names(abs)
+	if a != b || ap != bp {
+		t.Errorf("the same directory, relative and absolute: %s/%s and %s/%s", a, ap, b, bp)
+	}
+	c, cp := names(filepath.Join(t.TempDir(), ".playground"))
+	if c == a || cp == ap {
+		t.Errorf("two checkouts share database names: %s, %s", a, c)
+	}
+	if !strings.HasPrefix(a, "orders_") || !strings.HasPrefix(ap, "orders_projection_") || len(a) > 63 {
+		t.Errorf("names %s, %s", a, ap)
+	}
+}
+
+// -port-offset moves every port; a taken one is refused before anything
+// starts, naming the flag and the variable that move it.
+func TestPortsMoveTogetherAndATakenOneIsRefusedBeforeStart(t *testing.T) {
+	ports := map[string]*int{}
+	for _, p := range playgroundPorts {
+		n := p.port
+		ports[p.flag] = &n
+	}
+	var o options
+	if err := o.listenOn("127.0.0.1", 100, ports); err != nil {
+		t.Fatal(err)
+	}
+	if o.apiAddr != "127.0.0.1:8180" || o.registryAddr != "127.0.0.1:8181" || o.consumerAddr != "127.0.0.1:8182" ||
+		o.issuer != "127.0.0.1:8183" || o.kafkaPort != 9192 {
+		t.Errorf("offset 100: %+v", o)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	opts := testOptions(t, "taken")
+	opts.consumerAddr = taken.Addr().String()
+	banner := &strings.Builder{}
+	err = run(context.Background(), opts, func(k string) string {
+		if k == "DATABASE_URL" {
+			return pgtest.ServerURL()
+		}
+		return os.Getenv(k)
+	}, banner, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-consumer-port") || !strings.Contains(err.Error(), "PLAYGROUND_CONSUMER_PORT") ||
+		!strings.Contains(err.Error(), "PLAYGROUND_PORT_OFFSET") || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Fatalf("run with order-consumer's port taken: %v", err)
+	}
+	if banner.Len() > 0 {
+		t.Errorf("a banner was printed: %s", banner)
+	}
+	c, err := pgx.Connect(context.Background(), pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var exists bool
+	if err := c.QueryRow(context.Background(), "SELECT count(*) > 0 FROM pg_database WHERE datname = $1", opts.ordersDB).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Errorf("database %s was made before the port was refused", opts.ordersDB)
+	}
 }

@@ -231,6 +231,7 @@ func StartCluster(ctx context.Context, logf func(string, ...any), dir string, re
 		opts += " -c fsync=off"
 	}
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
+		err = fmt.Errorf("%w\nthe last lines of its log, %s:\n%s", err, filepath.Join(dir, "log"), tail(filepath.Join(dir, "log"), 10))
 		cleanup()
 		return nil, err
 	}
@@ -304,4 +305,17 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail is the last n lines of the file at path, indented, or why not.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
 }
