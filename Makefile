@@ -16,12 +16,13 @@ run: bin/playground
 run-fresh: bin/playground
 	bin/playground -fresh
 
-# bin/playground is rebuilt every time (go build is quick when nothing changed); the first
-# build downloads the modules and compiles everything, which takes about a minute.
+# bin/playground is rebuilt every time (go build is quick when nothing changed), static as
+# make build makes it; the first build downloads the modules and compiles everything, which
+# takes about a minute.
 .PHONY: bin/playground
 bin/playground:
 	@echo "==> compiling the playground (the first build downloads modules and takes about a minute)"
-	@$(GO) build -o bin/playground ./cmd/playground
+	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/playground ./cmd/playground
 
 ## run-secure: the playground secured as in production: Kafka SASL_SSL with SCRAM-SHA-512, the
 ##             registry over HTTPS with basic auth, JWT bearer tokens on both APIs; the banner

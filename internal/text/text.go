@@ -32,3 +32,17 @@ func Quote(s string, max int) string {
 	}
 	return strconv.Quote(s[:cut]) + "…"
 }
+
+// Cut returns s cut to at most max bytes, at a rune boundary, marked with
+// "…" when cut: for a value that a structured log or a span escapes by
+// itself, which Quote would have quoted twice. s must be Valid.
+func Cut(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

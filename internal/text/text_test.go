@@ -30,3 +30,19 @@ func TestValidIsUTF8WithoutNUL(t *testing.T) {
 		}
 	}
 }
+
+func TestCutKeepsTextAsItIsAndCutsAtARuneBoundary(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"BREW", 32, "BREW"},
+		{`say "hi"`, 32, `say "hi"`},
+		{"ééé", 3, "é…"}, // é is 2 bytes: the second does not fit whole
+	} {
+		if got := text.Cut(c.in, c.max); got != c.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", c.in, c.max, got, c.want)
+		}
+	}
+}

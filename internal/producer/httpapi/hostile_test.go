@@ -362,8 +362,13 @@ func TestMadeUpMethodsAreCountedAsOther(t *testing.T) {
 		if m, _ := l["method"].(string); methods[m] {
 			t.Errorf("log line with method %.40s", m)
 		}
-		if o, _ := l["method_original"].(string); len(o) > 40 {
+		o, _ := l["method_original"].(string)
+		if len(o) > 40 {
 			t.Errorf("method_original of %d bytes logged", len(o))
+		}
+		// As sent (the log escapes it), not quoted a second time.
+		if o != "" && !methods[o] && !strings.HasPrefix(strings.Repeat("LONG", 100), strings.TrimSuffix(o, "…")) {
+			t.Errorf("method_original %q is not a method sent", o)
 		}
 	}
 

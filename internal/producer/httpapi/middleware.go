@@ -73,8 +73,9 @@ func (a *api) requestMeta(next http.Handler) http.Handler {
 			slog.Duration("duration", time.Since(start))}
 		if method == telemetry.OtherMethod {
 			// The method itself is a token (net/http refuses anything else),
-			// kept on this request's span and log line only, and cut.
-			original := text.Quote(r.Method, 32)
+			// kept on this request's span and log line only, and cut; the
+			// log and the span escape it themselves.
+			original := text.Cut(r.Method, 32)
 			span.SetAttributes(attribute.String("http.request.method_original", original))
 			attrs = append(attrs, slog.String("method_original", original))
 		}
