@@ -3,7 +3,8 @@
 // API, with their metrics (served at /metrics, consumer lag included) and
 // tracing — and runs it until its context ends. cmd/order-consumer and
 // cmd/playground start it through Run; the operator commands (dlq list,
-// dlq replay, rebuild) are here too, so they use the same configuration.
+// dlq replay, rebuild, parked list, events tail) are here too, so they use
+// the same configuration.
 package orderconsumer
 
 import (
