@@ -125,6 +125,9 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, fn func(TailRecord)
 			from = max(b.First, b.Next-int64(opts.Last))
 		}
 		if err := kafkalog.Range(ctx, client, cfg.Topic, b.Partition, from, b.Next, t.emit(ctx)); err != nil {
+			if opts.Follow && ctx.Err() != nil {
+				return nil // interrupted before it caught up: following ends so too
+			}
 			return err
 		}
 		next[b.Partition] = b.Next
