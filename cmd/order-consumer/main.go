@@ -9,6 +9,8 @@
 //	order-consumer dlq replay [flags]       republish dead letters to their original topic
 //	order-consumer parked list [-order ID] [-json]
 //	                                        show the events parked until their predecessor is applied
+//	order-consumer events tail [-order ID] [-n N | -from-beginning] [-follow]
+//	                                        print the topic's records as JSON lines, decoded
 //	order-consumer -h                       this list
 //
 // Selection flags of dlq list and replay: -partition N, -from OFFSET, -to OFFSET
@@ -17,6 +19,12 @@
 // everything; it skips letters replayed before unless -force, and letters
 // cut to fit the DLQ. An invalid selection (a partition the DLQ does not
 // have, a negative offset, from after to) is refused, nothing replayed.
+//
+// events tail reads ORDER_EVENTS_TOPIC's partitions directly, never joining
+// CONSUMER_GROUP nor committing: from the last N records of each partition
+// (-n, 20; counted before -order selects) or -from-beginning, partition by
+// partition, then with -follow what arrives, until interrupted. A record
+// that does not decode, or breaks a rule, is printed with its error.
 package main
 
 import (
@@ -53,6 +61,8 @@ var program = cli.Program[orderconsumer.Config]{
 		{Name: "dlq replay", Args: "(selection | -all) [-force]", Doc: "republish dead letters to their original topic",
 			Run: func(ctx context.Context, c call) error { return dlq(ctx, c, "replay") }},
 		{Name: "parked list", Args: "[-order ID] [-json]", Doc: "show the events parked until their predecessor is applied", Run: parkedList},
+		{Name: "events tail", Args: "[-order ID] [-n N | -from-beginning] [-follow]",
+			Doc: "print the topic's records as JSON lines, read outside the consumer group", Run: eventsTail},
 	},
 	Notes: `selection: -partition N, -from OFFSET, -to OFFSET (inclusive offsets in DLQ partition N,
 so they need -partition), -key KEY. replay skips letters replayed before unless -force.`,
@@ -97,6 +107,35 @@ func parkedList(ctx context.Context, c call) error {
 		fmt.Fprintf(c.Stdout, "%d parked\n", len(parked))
 	}
 	return nil
+}
+
+func eventsTail(ctx context.Context, c call) error {
+	fs := flag.NewFlagSet("events tail", flag.ContinueOnError)
+	orderID := fs.String("order", "", "only this order's records (its ID): keyed by it, or whose event names it")
+	fromBeginning := fs.Bool("from-beginning", false, "read each partition from its first offset")
+	last := fs.Int("n", 20, "start this many records before each partition's end, counted before -order selects")
+	follow := fs.Bool("follow", false, "then print what arrives, until interrupted")
+	if err := c.Parse(fs); err != nil {
+		return err
+	}
+	nGiven := false // a flag given is meant: -n with -from-beginning is refused, not ignored
+	fs.Visit(func(fl *flag.Flag) { nGiven = nGiven || fl.Name == "n" })
+	switch {
+	case nGiven && *fromBeginning:
+		return errors.New("events tail takes -from-beginning or -n, not both")
+	case *last < 0:
+		return fmt.Errorf("-n %d: want 0 or more records", *last)
+	}
+	opts := orderconsumer.TailOptions{FromBeginning: *fromBeginning, Last: *last, Follow: *follow}
+	if *orderID != "" {
+		var err error
+		if opts.Order, err = uuid.Parse(*orderID); err != nil {
+			return fmt.Errorf("-order %q is not an order ID: %w", *orderID, err)
+		}
+	}
+	enc := json.NewEncoder(c.Stdout)
+	enc.SetEscapeHTML(false)
+	return orderconsumer.Tail(ctx, c.Config, opts, func(r orderconsumer.TailRecord) error { return enc.Encode(r) })
 }
 
 func rebuild(ctx context.Context, c call) error {

@@ -3,7 +3,8 @@
 // API, with their metrics (served at /metrics, consumer lag included) and
 // tracing — and runs it until its context ends. cmd/order-consumer and
 // cmd/playground start it through Run; the operator commands (dlq list,
-// dlq replay, rebuild) are here too, so they use the same configuration.
+// dlq replay, rebuild, parked list, events tail) are here too, so they use
+// the same configuration.
 package orderconsumer
 
 import (
@@ -111,8 +112,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Config
 // projectorConfig is the consumer loop's configuration, the live one's and
 // the rebuild's alike.
 func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
-	dec, err := eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
-		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}, Timeout: cfg.SchemaRegistryTimeout})
+	dec, err := newDecoder(cfg)
 	if err != nil {
 		return projector.Config{}, err
 	}
@@ -127,6 +127,13 @@ func projectorConfig(cfg Config, log *slog.Logger) (projector.Config, error) {
 		OffsetReset: cfg.OffsetReset, TopicCheckInterval: cfg.TopicCheckInterval,
 		Decoder: dec, Classify: Classify, Logger: log,
 	}, nil
+}
+
+// newDecoder reads the topic's events with the registry and credentials of
+// cfg (SCHEMA_REGISTRY_*): the consumer's, the rebuild's and events tail's.
+func newDecoder(cfg Config) (*eventcodec.Decoder, error) {
+	return eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.SchemaRegistryURL, Auth: eventcodec.RegistryAuth{
+		BasicAuthUserInfo: cfg.SchemaRegistryUserInfo, BearerToken: cfg.SchemaRegistryBearerToken, TLSCAFile: cfg.SchemaRegistryCAFile}, Timeout: cfg.SchemaRegistryTimeout})
 }
 
 func (s *Service) wire(m *service.Main) error {

@@ -1,8 +1,9 @@
 // Package kafkalog reads what a topic holds, partition by partition, from its
 // first offset to the end offsets at the time of the call, without a consumer
 // group: nothing is committed and nothing waits for new messages. Operator
-// commands (dlq list, dlq replay, rebuild), the dead-letter publisher and
-// tests read topics through it.
+// commands (dlq list, dlq replay, rebuild, events tail, which calls Range
+// again to follow), the dead-letter publisher and tests read topics
+// through it.
 //
 // It reads with kafka-go's protocol-level client, which keeps what kafka-go's
 // Reader and Conn lose: a null key or value is nil in the messages it
