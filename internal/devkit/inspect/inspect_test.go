@@ -204,7 +204,9 @@ func TestThePageShowsWhatTheStackHolds(t *testing.T) {
 		wants(t, "the projection", section(page, "projection"), "<th>version</th>", s.orderID, "placed")
 		wants(t, "the ledger", section(page, "ledger"), "PLACED", "applied")
 		wants(t, "the parked events", section(page, "parked"), "none")
-		wants(t, "the read models", section(page, "read-models"), "customer_orders", "c-inspect", "2500")
+		_, customers, _ := strings.Cut(section(page, "read-models"), "customer_orders")
+		wants(t, "the customer's read model", customers,
+			`<td class="mono">c-inspect</td><td class="mono">placed</td><td class="mono">EUR</td><td class="mono">1</td><td class="mono">2500</td>`)
 		wants(t, "its dead letters", section(page, "order-dlq"), "eventcodec.ErrNotFramed")
 	})
 

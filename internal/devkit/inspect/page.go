@@ -101,7 +101,7 @@ nav a{margin-right:1em}
 {{template "events" .Events}}</section>
 
 <section id="dlq"><h2>Dead letters on {{.DLQTopic}}</h2>
-<p class="muted">Replay one with the command beside it (with the consumer's variables: <code>set -a; . .playground/order-consumer.env</code>).</p>
+<p class="muted">Replay one with the command beside it, run with order-consumer's variables (the playground's banner names their file).</p>
 {{with .LettersError}}<p class="err">{{.}}</p>{{end}}
 {{template "letters" .Letters}}</section>
 </body></html>{{end}}

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -371,6 +372,10 @@ func text(v any) string {
 		return uuid.UUID(v).String()
 	case time.Time:
 		return v.UTC().Format(time.RFC3339Nano)
+	case driver.Valuer: // pgtype.Numeric and the like: their SQL text
+		if dv, err := v.Value(); err == nil {
+			return text(dv)
+		}
 	case map[string]any, []any:
 		b, err := json.Marshal(v)
 		if err != nil {
