@@ -5,7 +5,7 @@
 GO      ?= ./scripts/go
 PKGS    := ./...
 
-.PHONY: run run-fresh run-secure chaos test schemas-check schemas-register bench-limit bench-floor check build migrate bench bench-go fuzz clean
+.PHONY: run run-fresh run-secure chaos test test-browser schemas-check schemas-register bench-limit bench-floor check build migrate bench bench-go fuzz clean
 
 ## run: start the no-Docker playground (embedded Kafka + Schema Registry, order-api on :8080);
 ##      its broker data, schemas and any PostgreSQL it started are kept in .playground/ across restarts
@@ -36,6 +36,12 @@ run-secure: bin/playground
 TEST_PARALLEL ?= 4
 test: check
 	$(GO) test -race -count=1 -p $(TEST_PARALLEL) -timeout 20m $(PKGS)
+
+## test-browser: the playground's inspector page in headless chromium (Debian's chromium package;
+##               CHROMIUM names another binary): a playground, an order and a poison message, then
+##               the DOM of the page and of the order's trail. Not part of make test
+test-browser:
+	$(GO) test -race -count=1 -tags browser -run '^TestInspectorInABrowser$$' -timeout 5m ./cmd/playground
 
 ## check: gofmt and go vet, failing on any finding
 check:

@@ -15,6 +15,14 @@
 // checkout (orders_<hash of the state directory's path>), so that two
 // checkouts on one server never share or drop each other's data.
 //
+// On 127.0.0.1:8090 (-inspect-port) the playground serves a read-only
+// page of what it holds, as Confluent Control Center would show it
+// (package inspect): each topic's partitions and offsets, the consumer
+// group's lag, the registry's subjects, the latest events decoded and
+// filterable by order, the dead letters with the command that replays each,
+// and at /orders/<id> one order's trail through order-api's database, the
+// topic and order-consumer's database. With -secure it is off.
+//
 // The playground keeps its state in one directory (-state, default
 // .playground): the broker's data (topics, records, committed offsets), the
 // registry's schemas with their IDs, and the PostgreSQL cluster it had to
@@ -59,6 +67,7 @@ import (
 
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
+	"github.com/ordersonkafka/orders/internal/devkit/inspect"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
@@ -121,6 +130,7 @@ type options struct {
 	fresh                                       bool
 	kafkaPort                                   int
 	registryAddr, apiAddr, consumerAddr, issuer string // host:port
+	inspectAddr                                 string // host:port of the inspector page
 	ordersDB, projectionDB                      string
 }
 
@@ -129,7 +139,7 @@ type options struct {
 // on 127.0.0.1 only.
 func defaults() options {
 	return options{kafkaPort: 9092, registryAddr: "127.0.0.1:8081", apiAddr: "127.0.0.1:8080", consumerAddr: "127.0.0.1:8082",
-		issuer: "127.0.0.1:8083", ordersDB: "orders", projectionDB: "orders_projection"}
+		issuer: "127.0.0.1:8083", inspectAddr: "127.0.0.1:8090", ordersDB: "orders", projectionDB: "orders_projection"}
 }
 
 // playgroundPorts are the ports a user may move, each with its flag and
@@ -142,6 +152,7 @@ var playgroundPorts = []struct {
 	{"the Schema Registry", "registry-port", "PLAYGROUND_REGISTRY_PORT", 8081},
 	{"order-consumer", "consumer-port", "PLAYGROUND_CONSUMER_PORT", 8082},
 	{"the token issuer (-secure)", "issuer-port", "PLAYGROUND_ISSUER_PORT", 8083},
+	{"the inspector page", "inspect-port", "PLAYGROUND_INSPECT_PORT", 8090},
 	{"Kafka", "kafka-port", "PLAYGROUND_KAFKA_PORT", 9092},
 }
 
@@ -159,6 +170,7 @@ func (o *options) listenOn(host string, offset int, ports map[string]*int) error
 		}
 	}
 	o.apiAddr, o.registryAddr, o.consumerAddr, o.issuer = addr["api-port"], addr["registry-port"], addr["consumer-port"], addr["issuer-port"]
+	o.inspectAddr = addr["inspect-port"]
 	return nil
 }
 
@@ -169,6 +181,8 @@ func checkPorts(o options) error {
 		"kafka-port": net.JoinHostPort("127.0.0.1", strconv.Itoa(o.kafkaPort))}
 	if o.secure {
 		addrs["issuer-port"] = o.issuer
+	} else {
+		addrs["inspect-port"] = o.inspectAddr // the page is off with -secure
 	}
 	for _, p := range playgroundPorts {
 		a, ok := addrs[p.flag]
@@ -323,7 +337,8 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 	if _, err := config.Load[orderapi.Config](overlay(getenv, shared, services["order-api"])); err != nil {
 		return err
 	}
-	if _, err := config.Load[orderconsumer.Config](overlay(getenv, shared, services["order-consumer"])); err != nil {
+	consumerCfg, err := config.Load[orderconsumer.Config](overlay(getenv, shared, services["order-consumer"]))
+	if err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -331,18 +346,53 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 		return fmt.Errorf("find the playground's binary to start the services: %w", err)
 	}
 
+	// The inspector page reads in plain text only: with -secure it is off.
+	var page *inspect.Page
+	var pageLn net.Listener
+	if sec == nil {
+		if page, pageLn, err = startInspector(ctx, opts.inspectAddr, inspect.Config{OrdersDB: ordersURL, ProjectionDB: projectionURL,
+			Brokers: kafka.Brokers(), RegistryURL: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Group: consumerCfg.GroupID, Logger: log}); err != nil {
+			return err
+		}
+		defer page.Close()
+	}
+
 	b := bannerData{API: devstack.LocalURL("http", opts.apiAddr), Consumer: devstack.LocalURL("http", opts.consumerAddr), Brokers: kafka.Brokers()[0],
 		Registry: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Partitions: partitions,
 		OrdersDB: pgdb.Redact(ordersURL), ProjectionDB: pgdb.Redact(projectionURL), Secure: sec,
 		State: st, EnvFiles: envFiles, Env: bannerEnv(shared, services)}
+	if pageLn != nil {
+		b.Inspect = devstack.LocalURL("http", pageLn.Addr().String())
+	}
 	if err := bannerTemplate.Execute(stdout, b); err != nil {
+		if pageLn != nil {
+			pageLn.Close()
+		}
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for name, env := range services {
 		g.Go(func() error { return startService(gctx, self, name, shared, env, stderr) })
 	}
+	if page != nil {
+		g.Go(func() error { return page.Serve(gctx, pageLn) })
+	}
 	return g.Wait()
+}
+
+// startInspector opens the inspector page on cfg and listens on addr for
+// it; the caller serves it and closes it.
+func startInspector(ctx context.Context, addr string, cfg inspect.Config) (*inspect.Page, net.Listener, error) {
+	page, err := inspect.New(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the inspector page: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		page.Close()
+		return nil, nil, fmt.Errorf("the inspector page cannot listen on %s: %w (move it with -inspect-port or PLAYGROUND_INSPECT_PORT)", addr, err)
+	}
+	return page, ln, nil
 }
 
 // childArg makes the binary run one service instead of the playground.

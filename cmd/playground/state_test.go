@@ -226,7 +226,7 @@ func TestPortsMoveTogetherAndATakenOneIsRefusedBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.apiAddr != "127.0.0.1:8180" || o.registryAddr != "127.0.0.1:8181" || o.consumerAddr != "127.0.0.1:8182" ||
-		o.issuer != "127.0.0.1:8183" || o.kafkaPort != 9192 {
+		o.issuer != "127.0.0.1:8183" || o.inspectAddr != "127.0.0.1:8190" || o.kafkaPort != 9192 {
 		t.Errorf("offset 100: %+v", o)
 	}
 
@@ -250,6 +250,18 @@ func TestPortsMoveTogetherAndATakenOneIsRefusedBeforeStart(t *testing.T) {
 	}
 	if banner.Len() > 0 {
 		t.Errorf("a banner was printed: %s", banner)
+	}
+	// The inspector page's port too.
+	opts2 := testOptions(t, "taken_inspect")
+	opts2.inspectAddr = taken.Addr().String()
+	err = run(context.Background(), opts2, func(k string) string {
+		if k == "DATABASE_URL" {
+			return pgtest.ServerURL()
+		}
+		return os.Getenv(k)
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-inspect-port") || !strings.Contains(err.Error(), "PLAYGROUND_INSPECT_PORT") {
+		t.Errorf("run with the inspector page's port taken: %v", err)
 	}
 	c, err := pgx.Connect(context.Background(), pgtest.ServerURL())
 	if err != nil {
