@@ -50,11 +50,13 @@ Everything is secured. The CA, the credentials and the token are in {{.Dir}} (re
   client.properties  for Java clients and Confluent's tools (kcat and other librdkafka clients
                      cannot log in to the embedded broker: it lists no SASL mechanisms)
   token              a bearer token for both APIs (scopes {{.Scopes}}, valid 24h)
+  token-read         a read-only one (scope orders:read): a write with it is 403
 {{- end}}
 
 {{- if .Secure}}
-Set the bearer token (both scopes; also in {{.Secure.Dir}}/token) in your shell:
+Set the bearer token (both scopes; also in {{.Secure.Dir}}/token), and the read-only one, in your shell:
   export TOKEN='{{.Secure.Token}}'
+  export READ_TOKEN='{{.Secure.ReadToken}}'
 {{- end}}
 Place an order:
   curl -si {{.API}}/orders{{.Auth}} -H 'Content-Type: application/json' \
@@ -63,8 +65,10 @@ Pay it (use the id from the Location header), then read the projection:
   curl -si -X POST {{.API}}/orders/<id>/pay{{.Auth}}
   curl -s {{.Consumer}}/orders/<id>{{.Auth}}
 {{- if .Secure}}
-Read the dead-letter topic through the secured broker:
-  make build; (set -a; . {{.Secure.EnvFile "order-consumer"}}; bin/order-consumer dlq list)
+A write with the read-only token is refused (403, insufficient_scope):
+  curl -si -X POST {{.API}}/orders/<id>/cancel -H "Authorization: Bearer $READ_TOKEN" -H 'Content-Type: application/json' -d '{"reason":"test"}'
+Read the events decoded, and the dead-letter topic, through the secured broker:
+  make build; (set -a; . {{.Secure.EnvFile "order-consumer"}}; bin/order-consumer events tail; bin/order-consumer dlq list)
 {{- else}}
 Read the events (raw bytes; any Confluent Avro client decodes them with the registry above):
   kcat -b {{.Brokers}} -t {{.Topic}} -C -e -f '%p/%o key=%k headers=%h\n'

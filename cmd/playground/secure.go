@@ -22,6 +22,7 @@ const (
 	audience     = "orders"
 	tokenSubject = "playground-user"
 	tokenScopes  = "orders:read orders:write"
+	readScope    = "orders:read" // the read-only token's: a write with it is 403
 	// tokenTTL outlives any playground session; a new run makes a new token.
 	tokenTTL = 24 * time.Hour
 )
@@ -34,6 +35,7 @@ type security struct {
 	CAFile           string
 	ClientProperties string
 	Token            string
+	ReadToken        string            // orders:read only
 	EnvFiles         map[string]string // service → its .env file
 
 	serverTLS        *tls.Config
@@ -80,6 +82,9 @@ func secure(issuerAddr string) (_ *security, err error) {
 	if s.Token, err = key.Sign(devstack.TokenClaims(s.issuer.Issuer, audience, tokenSubject, tokenScopes, tokenTTL)); err != nil {
 		return nil, err
 	}
+	if s.ReadToken, err = key.Sign(devstack.TokenClaims(s.issuer.Issuer, audience, tokenSubject, readScope, tokenTTL)); err != nil {
+		return nil, err
+	}
 	s.env = map[string]string{
 		"KAFKA_SECURITY_PROTOCOL":              "SASL_SSL",
 		"KAFKA_SASL_MECHANISM":                 "SCRAM-SHA-512",
@@ -108,6 +113,9 @@ func (s *security) writeFiles(shared map[string]string, services map[string]map[
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(s.Dir, "token"), []byte(s.Token+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "token-read"), []byte(s.ReadToken+"\n"), 0o600); err != nil {
 		return err
 	}
 	user, pass, _ := strings.Cut(s.registryUserInfo, ":")

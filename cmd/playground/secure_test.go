@@ -38,10 +38,14 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 	if token == nil {
 		t.Fatalf("the banner sets no TOKEN:\n%s", out)
 	}
-	vars := map[string]string{"TOKEN": token[1]}
+	readToken := regexp.MustCompile(`export READ_TOKEN='([^']+)'`).FindStringSubmatch(out)
+	if readToken == nil {
+		t.Fatalf("the banner sets no READ_TOKEN:\n%s", out)
+	}
+	vars := map[string]string{"TOKEN": token[1], "READ_TOKEN": readToken[1]}
 	cmds := curls(t, out, vars)
-	if len(cmds) < 3 {
-		t.Fatalf("the banner has %d curl commands, want place, pay and read:\n%s", len(cmds), out)
+	if len(cmds) < 4 {
+		t.Fatalf("the banner has %d curl commands, want place, pay, read and a write with the read-only token:\n%s", len(cmds), out)
 	}
 	place, pay, read := cmds[0], cmds[1], cmds[2]
 
@@ -65,6 +69,14 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 		var o struct{ Status string }
 		return st == 200 && json.Unmarshal([]byte(resp.body), &o) == nil && o.Status == "paid"
 	})
+	// A write with the read-only token is 403, and changes nothing.
+	refused := cmds[3].with("<id>", id)
+	if st, resp := refused.do(t); st != 403 || !strings.Contains(resp.header.Get("WWW-Authenticate"), "insufficient_scope") {
+		t.Fatalf("the banner's write with the read-only token: %d %q %s, want 403 insufficient_scope", st, resp.header.Get("WWW-Authenticate"), resp.body)
+	}
+	if st, resp := read.do(t); st != 200 || !strings.Contains(resp.body, `"status":"paid"`) {
+		t.Fatalf("after the refused cancel: %d %s, want the order still paid", st, resp.body)
+	}
 
 	// The variables the banner points to run an operator command against
 	// the secured broker; a plain-text client is refused.
