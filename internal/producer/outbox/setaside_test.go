@@ -249,6 +249,13 @@ func TestARowDeletedWhileTheRelayFailsIsNotPublished(t *testing.T) {
 	if err := h.db.Pool.QueryRow(context.Background(), `DELETE FROM outbox WHERE id = (SELECT max(id) FROM outbox) RETURNING event_id::text`).Scan(&deleted); err != nil {
 		t.Fatal(err)
 	}
+	// An attempt already under way read the row before it went: let two
+	// more fail, so that the one the fault's removal lets through read the
+	// outbox after the delete.
+	failed := counter(t, reg, "outbox_step_failures_total", "step", "write to Kafka")
+	stacktest.WaitFor(t, "two more failed writes", wait, func() bool {
+		return counter(t, reg, "outbox_step_failures_total", "step", "write to Kafka") >= failed+2
+	})
 	fault.Remove()
 	h.waitAllPublished()
 	msgs, seen := h.check(n - 1)
