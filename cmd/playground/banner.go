@@ -8,7 +8,7 @@ import (
 // bannerData is what the banner shows; Secure is set by -secure.
 type bannerData struct {
 	API, Consumer, Brokers, Registry string
-	Inspect                          string // the inspector page's URL; "" when it is off (-secure)
+	Inspect                          string // the inspector page's URL
 	Topic, DLQTopic                  string
 	Partitions                       int
 	OrdersDB, ProjectionDB           string
@@ -29,7 +29,7 @@ Orders on Kafka — playground{{if .Secure}} (secure){{end}}
   Schema Registry  {{.Registry}}   subject {{.Topic}}-value{{if .Secure}}   basic auth{{end}}
   PostgreSQL       {{.OrdersDB}} (order-api), {{.ProjectionDB}} (order-consumer)
   State            {{.State.Summary}}
-  Inspector        {{with .Inspect}}{{.}}   topics, lag, subjects, events, dead letters; {{.}}/orders/<id> for an order's trail{{else}}off with -secure (it reads the broker and the registry in plain text only){{end}}
+  Inspector        {{with .Inspect}}{{.}}   topics, lag, subjects, events, dead letters; {{.}}/orders/<id> for an order's trail{{end}}
 
 The playground sets these for the services (the environment gives the rest, e.g. LOG_LEVEL):
 {{- range .Env}}

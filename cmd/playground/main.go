@@ -21,7 +21,8 @@
 // group's lag, the registry's subjects, the latest events decoded and
 // filterable by order, the dead letters with the command that replays each,
 // and at /orders/<id> one order's trail through order-api's database, the
-// topic and order-consumer's database. With -secure it is off.
+// topic and order-consumer's database. With -secure it reads the secured
+// broker and registry with order-consumer's credentials.
 //
 // The playground keeps its state in one directory (-state, default
 // .playground): the broker's data (topics, records, committed offsets), the
@@ -68,6 +69,7 @@ import (
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
 	"github.com/ordersonkafka/orders/internal/devkit/devstack"
 	"github.com/ordersonkafka/orders/internal/devkit/inspect"
+	"github.com/ordersonkafka/orders/internal/event/eventcodec"
 	"github.com/ordersonkafka/orders/internal/platform/config"
 	"github.com/ordersonkafka/orders/internal/platform/logging"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
@@ -179,10 +181,9 @@ func (o *options) listenOn(host string, offset int, ports map[string]*int) error
 func checkPorts(o options) error {
 	addrs := map[string]string{"api-port": o.apiAddr, "registry-port": o.registryAddr, "consumer-port": o.consumerAddr,
 		"kafka-port": net.JoinHostPort("127.0.0.1", strconv.Itoa(o.kafkaPort))}
+	addrs["inspect-port"] = o.inspectAddr
 	if o.secure {
 		addrs["issuer-port"] = o.issuer
-	} else {
-		addrs["inspect-port"] = o.inspectAddr // the page is off with -secure
 	}
 	for _, p := range playgroundPorts {
 		a, ok := addrs[p.flag]
@@ -346,16 +347,19 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 		return fmt.Errorf("find the playground's binary to start the services: %w", err)
 	}
 
-	// The inspector page reads in plain text only: with -secure it is off.
-	var page *inspect.Page
-	var pageLn net.Listener
-	if sec == nil {
-		if page, pageLn, err = startInspector(ctx, opts.inspectAddr, inspect.Config{OrdersDB: ordersURL, ProjectionDB: projectionURL,
-			Brokers: kafka.Brokers(), RegistryURL: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Group: consumerCfg.GroupID, Logger: log}); err != nil {
-			return err
-		}
-		defer page.Close()
+	// The inspector page reads as order-consumer does, secured or not.
+	kafkaSec, err := consumerCfg.Kafka.Security()
+	if err != nil {
+		return err
 	}
+	page, pageLn, err := startInspector(ctx, opts.inspectAddr, inspect.Config{OrdersDB: ordersURL, ProjectionDB: projectionURL,
+		Brokers: kafka.Brokers(), RegistryURL: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Group: consumerCfg.GroupID, Logger: log,
+		KafkaSecurity: kafkaSec, RegistryAuth: eventcodec.RegistryAuth{BasicAuthUserInfo: consumerCfg.SchemaRegistryUserInfo,
+			BearerToken: consumerCfg.SchemaRegistryBearerToken, TLSCAFile: consumerCfg.SchemaRegistryCAFile}})
+	if err != nil {
+		return err
+	}
+	defer page.Close()
 
 	b := bannerData{API: devstack.LocalURL("http", opts.apiAddr), Consumer: devstack.LocalURL("http", opts.consumerAddr), Brokers: kafka.Brokers()[0],
 		Registry: registry.URL(), Topic: topic, DLQTopic: dlqTopic, Partitions: partitions,

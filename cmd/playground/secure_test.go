@@ -78,6 +78,27 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 		t.Fatalf("after the refused cancel: %d %s, want the order still paid", st, resp.body)
 	}
 
+	// The inspector page reads the secured broker and registry as the
+	// consumer does: the order's trail, its events on the topic, the subject.
+	page := regexp.MustCompile(`Inspector\s+(http://\S+)`).FindStringSubmatch(out)
+	if page == nil {
+		t.Fatalf("the banner links no inspector page:\n%s", out)
+	}
+	for path, want := range map[string][]string{
+		"/":             {"order-events-value", "order-events.dlq", id},
+		"/orders/" + id: {"paid", "applied", "PAID"},
+	} {
+		st, resp := curlCmd{method: "GET", url: page[1] + path}.do(t)
+		if st != 200 {
+			t.Fatalf("inspector %s: %d %s", path, st, resp.body)
+		}
+		for _, w := range want {
+			if !strings.Contains(resp.body, w) {
+				t.Errorf("inspector %s does not show %q", path, w)
+			}
+		}
+	}
+
 	// The variables the banner points to run an operator command against
 	// the secured broker; a plain-text client is refused.
 	envFile := regexp.MustCompile(`\. (\S+order-consumer\.env);`).FindStringSubmatch(out)

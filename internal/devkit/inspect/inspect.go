@@ -15,12 +15,15 @@ package inspect
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,6 +31,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/event/eventcodec"
+	"github.com/ordersonkafka/orders/internal/platform/kafkaconn"
 	"github.com/ordersonkafka/orders/internal/platform/pgdb"
 )
 
@@ -36,14 +40,18 @@ import (
 type Config struct {
 	OrdersDB     string   // order-api's database URL: orders, outbox, outbox_published, outbox_set_aside
 	ProjectionDB string   // order-consumer's database URL: order_projection, processed_events, parked_events, customer_orders
-	Brokers      []string // Kafka, in plain text
-	RegistryURL  string   // the Schema Registry's base URL, in plain HTTP
-	Topic        string   // the events' topic; default order-events
-	DLQTopic     string   // the dead-letter topic; default order-events.dlq
-	Group        string   // the consumer group whose lag is shown; default order-projector
-	Latest       int      // how many of the latest events and dead letters are shown; default 50
-	Timeout      time.Duration
-	Logger       *slog.Logger // default slog.Default()
+	Brokers      []string // Kafka
+	RegistryURL  string   // the Schema Registry's base URL
+	// KafkaSecurity, when set, is how the services reach a secured broker
+	// (TLS, SASL); RegistryAuth how they reach a secured registry.
+	KafkaSecurity *kafkaconn.Security
+	RegistryAuth  eventcodec.RegistryAuth
+	Topic         string // the events' topic; default order-events
+	DLQTopic      string // the dead-letter topic; default order-events.dlq
+	Group         string // the consumer group whose lag is shown; default order-projector
+	Latest        int    // how many of the latest events and dead letters are shown; default 50
+	Timeout       time.Duration
+	Logger        *slog.Logger // default slog.Default()
 }
 
 func (c *Config) defaults() {
@@ -105,8 +113,24 @@ func New(ctx context.Context, cfg Config) (*Page, error) {
 	}
 	p := &Page{cfg: cfg, kafka: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cfg.Timeout},
 		http: &http.Client{Timeout: cfg.Timeout}}
+	if cfg.KafkaSecurity != nil {
+		p.kafka = cfg.KafkaSecurity.Client(cfg.Brokers, cfg.Timeout)
+	}
 	var err error
-	if p.decoder, err = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.RegistryURL, Timeout: cfg.Timeout}); err != nil {
+	if cfg.RegistryAuth.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.RegistryAuth.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("inspect: registry CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("inspect: registry CA %s: no PEM certificate in it", cfg.RegistryAuth.TLSCAFile)
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+		p.http.Transport = t
+	}
+	if p.decoder, err = eventcodec.NewDecoder(eventcodec.DecoderConfig{URL: cfg.RegistryURL, Auth: cfg.RegistryAuth, Timeout: cfg.Timeout}); err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
 	}
 	if p.orders, err = pgdb.Open(ctx, readOnly(cfg.OrdersDB), 2); err != nil {

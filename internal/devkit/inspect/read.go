@@ -175,6 +175,13 @@ func (p *Page) get(ctx context.Context, path string, out any) (found bool, err e
 		return false, err
 	}
 	req.Header.Set("Accept", "application/vnd.schemaregistry.v1+json")
+	switch a := p.cfg.RegistryAuth; {
+	case a.BasicAuthUserInfo != "":
+		user, pass, _ := strings.Cut(a.BasicAuthUserInfo, ":")
+		req.SetBasicAuth(user, pass)
+	case a.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+a.BearerToken)
+	}
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("registry GET %s: %w", path, err)
