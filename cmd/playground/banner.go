@@ -47,8 +47,8 @@ for the operator commands in another terminal (make build puts them in bin/):
 Everything is secured. The CA, the credentials and the token are in {{.Dir}} (removed on exit):
   ca.pem             the CA of the broker's and the registry's certificates
   order-api.env      order-api's variables, order-consumer.env the consumer's: set -a; . <file>; set +a
-  client.properties  for Java clients and Confluent's tools (kcat and other librdkafka clients
-                     cannot log in to the embedded broker: it lists no SASL mechanisms)
+  client.properties  for Java clients and Confluent's tools (librdkafka clients such as kcat
+                     cannot log in to the embedded broker: they use the plain gateway below)
   token              a bearer token for both APIs (scopes {{.Scopes}}, valid 24h)
   token-read         a read-only one (scope orders:read): a write with it is 403
 {{- end}}
@@ -69,6 +69,11 @@ A write with the read-only token is refused (403, insufficient_scope):
   curl -si -X POST {{.API}}/orders/<id>/cancel -H "Authorization: Bearer $READ_TOKEN" -H 'Content-Type: application/json' -d '{"reason":"test"}'
 Read the events decoded, and the dead-letter topic, through the secured broker:
   make build; (set -a; . {{.Secure.EnvFile "order-consumer"}}; bin/order-consumer events tail; bin/order-consumer dlq list)
+{{- with .Secure.PlainBrokers}}
+kcat and other librdkafka clients: the plain gateway on {{.}} (localhost only) logs in to the broker for them:
+  kcat -b {{.}} -t {{$.Topic}} -C -e -f '%p/%o key=%k headers=%h\n'
+  echo 'not avro' | kcat -b {{.}} -t {{$.Topic}} -P -X partitioner=murmur2_random -k some-order
+{{- end}}
 {{- else}}
 Read the events (raw bytes; any Confluent Avro client decodes them with the registry above):
   kcat -b {{.Brokers}} -t {{.Topic}} -C -e -f '%p/%o key=%k headers=%h\n'

@@ -133,6 +133,7 @@ type options struct {
 	kafkaPort                                   int
 	registryAddr, apiAddr, consumerAddr, issuer string // host:port
 	inspectAddr                                 string // host:port of the inspector page
+	kafkaPlainAddr                              string // -secure: host:port of the plain gateway to the broker
 	ordersDB, projectionDB                      string
 }
 
@@ -141,7 +142,7 @@ type options struct {
 // on 127.0.0.1 only.
 func defaults() options {
 	return options{kafkaPort: 9092, registryAddr: "127.0.0.1:8081", apiAddr: "127.0.0.1:8080", consumerAddr: "127.0.0.1:8082",
-		issuer: "127.0.0.1:8083", inspectAddr: "127.0.0.1:8090", ordersDB: "orders", projectionDB: "orders_projection"}
+		issuer: "127.0.0.1:8083", inspectAddr: "127.0.0.1:8090", kafkaPlainAddr: "127.0.0.1:9093", ordersDB: "orders", projectionDB: "orders_projection"}
 }
 
 // playgroundPorts are the ports a user may move, each with its flag and
@@ -155,6 +156,7 @@ var playgroundPorts = []struct {
 	{"order-consumer", "consumer-port", "PLAYGROUND_CONSUMER_PORT", 8082},
 	{"the token issuer (-secure)", "issuer-port", "PLAYGROUND_ISSUER_PORT", 8083},
 	{"the inspector page", "inspect-port", "PLAYGROUND_INSPECT_PORT", 8090},
+	{"Kafka's plain gateway (-secure)", "kafka-plain-port", "PLAYGROUND_KAFKA_PLAIN_PORT", 9093},
 	{"Kafka", "kafka-port", "PLAYGROUND_KAFKA_PORT", 9092},
 }
 
@@ -173,6 +175,8 @@ func (o *options) listenOn(host string, offset int, ports map[string]*int) error
 	}
 	o.apiAddr, o.registryAddr, o.consumerAddr, o.issuer = addr["api-port"], addr["registry-port"], addr["consumer-port"], addr["issuer-port"]
 	o.inspectAddr = addr["inspect-port"]
+	// The gateway logs in for whoever reaches it: localhost only, whatever -host says.
+	o.kafkaPlainAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(*ports["kafka-plain-port"]+offset))
 	return nil
 }
 
@@ -184,6 +188,7 @@ func checkPorts(o options) error {
 	addrs["inspect-port"] = o.inspectAddr
 	if o.secure {
 		addrs["issuer-port"] = o.issuer
+		addrs["kafka-plain-port"] = o.kafkaPlainAddr
 	}
 	for _, p := range playgroundPorts {
 		a, ok := addrs[p.flag]
@@ -345,6 +350,17 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the playground's binary to start the services: %w", err)
+	}
+
+	// kcat and other librdkafka clients cannot log in to the embedded
+	// broker: the secure playground gives them a plain gateway on localhost.
+	if sec != nil && opts.kafkaPlainAddr != "" {
+		gw, err := sec.gateway(opts.kafkaPlainAddr, kafka.Brokers()[0])
+		if err != nil {
+			return err
+		}
+		defer gw.Close()
+		sec.PlainBrokers = gw.Addr()
 	}
 
 	// The inspector page reads as order-consumer does, secured or not.

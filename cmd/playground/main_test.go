@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 func testOptions(t *testing.T, name string) options {
 	t.Helper()
 	suffix := fmt.Sprintf("%s_%d", name, time.Now().UnixNano())
-	opts := options{registryAddr: freeAddr(t), apiAddr: freeAddr(t), consumerAddr: freeAddr(t), issuer: "127.0.0.1:0", inspectAddr: freeAddr(t),
+	opts := options{registryAddr: freeAddr(t), apiAddr: freeAddr(t), consumerAddr: freeAddr(t), issuer: "127.0.0.1:0", kafkaPlainAddr: "127.0.0.1:0", inspectAddr: freeAddr(t),
 		ordersDB: "playground_" + suffix, projectionDB: "playground_projection_" + suffix}
 	t.Cleanup(func() {
 		pgtest.Admin(t, "DROP DATABASE IF EXISTS "+opts.ordersDB+" WITH (FORCE)")

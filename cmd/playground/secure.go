@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,7 +37,9 @@ type security struct {
 	ClientProperties string
 	Token            string
 	ReadToken        string            // orders:read only
+	PlainBrokers     string            // the plain gateway to the broker, for kcat
 	EnvFiles         map[string]string // service → its .env file
+	kafkaPassword    string
 
 	serverTLS        *tls.Config
 	kafkaOpts        []kfake.Opt
@@ -68,6 +71,7 @@ func secure(issuerAddr string) (_ *security, err error) {
 		return nil, err
 	}
 	kafkaPassword, registryPassword := secret(), secret()
+	s.kafkaPassword = kafkaPassword
 	s.kafkaOpts = []kfake.Opt{kfake.TLS(s.serverTLS), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", kafkaUser, kafkaPassword)}
 	s.registryUserInfo = registryUser + ":" + registryPassword
 
@@ -147,4 +151,20 @@ func (s *security) close() {
 		s.issuer.Close()
 	}
 	_ = os.RemoveAll(s.Dir)
+}
+
+// gateway starts the plain gateway to the secured broker on addr: it logs
+// in as the services' user, trusting the playground's CA.
+func (s *security) gateway(addr, broker string) (*devstack.Gateway, error) {
+	pem, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	gw, err := devstack.StartGateway(addr, broker, &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "localhost"}, kafkaUser, s.kafkaPassword)
+	if err != nil {
+		return nil, fmt.Errorf("%w (move it with -kafka-plain-port or PLAYGROUND_KAFKA_PLAIN_PORT)", err)
+	}
+	return gw, nil
 }

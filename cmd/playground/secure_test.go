@@ -7,13 +7,17 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersonkafka/orders/internal/consumer/deadletter"
 	"github.com/ordersonkafka/orders/internal/consumer/orderconsumer"
@@ -76,6 +80,22 @@ func TestTheSecurePlaygroundWorksAsPrinted(t *testing.T) {
 	}
 	if st, resp := read.do(t); st != 200 || !strings.Contains(resp.body, `"status":"paid"`) {
 		t.Fatalf("after the refused cancel: %d %s, want the order still paid", st, resp.body)
+	}
+
+	// kcat's way in: the banner's plain gateway answers a client without
+	// TLS or SASL, with metadata that names the gateway, and the events.
+	gw := regexp.MustCompile(`kcat -b (\S+) -t order-events -C`).FindStringSubmatch(out)
+	if gw == nil {
+		t.Fatalf("the banner gives kcat no broker:\n%s", out)
+	}
+	plain, err := kafka.Dial("tcp", gw[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers, err := plain.Brokers()
+	plain.Close()
+	if err != nil || len(brokers) != 1 || net.JoinHostPort(brokers[0].Host, strconv.Itoa(brokers[0].Port)) != gw[1] {
+		t.Fatalf("metadata through the gateway %s: %+v %v", gw[1], brokers, err)
 	}
 
 	// The inspector page reads the secured broker and registry as the
