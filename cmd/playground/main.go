@@ -282,6 +282,11 @@ func run(ctx context.Context, opts options, getenv func(string) string, stdout, 
 				return err
 			}
 		}
+		if st.orders < 0 { // what order-api's database holds, before it is made
+			if st.orders, err = ordersHeld(ctx, u); err != nil {
+				return err
+			}
+		}
 		if err := pgdb.EnsureDatabase(ctx, u); err != nil {
 			return err
 		}

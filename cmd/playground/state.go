@@ -21,12 +21,15 @@ type state struct {
 	dir     string
 	resumed bool // it held a broker's or a registry's data at start
 	fresh   bool // -fresh removed what it held
+	// orders is how many orders order-api's database held at start: 0
+	// when it did not exist, -1 until it is known.
+	orders int64
 }
 
 // openState makes dir (removing what it held first when fresh) and says
 // whether there is anything to resume in it.
 func openState(dir string, fresh bool) (*state, error) {
-	st := &state{dir: dir, fresh: fresh}
+	st := &state{dir: dir, fresh: fresh, orders: -1}
 	if dir == "" {
 		return st, nil
 	}
@@ -63,8 +66,20 @@ func (st *state) path(name string) string {
 // (see devstack.ClusterDir).
 func (st *state) clusterDir() string { return devstack.ClusterDir(st.path("postgres")) }
 
-// Summary is the banner's line about the state.
+// Summary is the banner's line about the state, saying what the
+// databases held as well as the directory.
 func (st *state) Summary() string {
+	s := st.dirSummary()
+	switch {
+	case st.orders > 0:
+		s += fmt.Sprintf("; the databases held %d orders, kept", st.orders)
+	case st.orders == 0 && st.resumed:
+		s += "; the databases are new (no orders were kept)"
+	}
+	return s
+}
+
+func (st *state) dirSummary() string {
 	switch {
 	case st.dir == "":
 		return "no broker data, schemas or secrets kept: new each run, gone on exit (the databases are make run's)"
@@ -146,4 +161,37 @@ func bannerEnv(shared map[string]string, services map[string]map[string]string) 
 type serviceEnv struct {
 	Name string
 	Vars []string
+}
+
+// ordersHeld is how many orders the database dsn holds: 0 when it does not
+// exist or has no orders table yet.
+func ordersHeld(ctx context.Context, dsn string) (int64, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return 0, err
+	}
+	admin := cfg.Copy()
+	admin.Database = "postgres"
+	c, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return 0, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	var exists bool
+	err = c.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_database WHERE datname = $1", cfg.Database).Scan(&exists)
+	c.Close(context.WithoutCancel(ctx))
+	if err != nil || !exists {
+		return 0, err
+	}
+	db, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("connect to %s: %w", pgdb.Redact(dsn), err)
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	var table bool
+	if err := db.QueryRow(ctx, "SELECT to_regclass('orders') IS NOT NULL").Scan(&table); err != nil || !table {
+		return 0, err
+	}
+	var n int64
+	err = db.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n)
+	return n, err
 }

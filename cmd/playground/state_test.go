@@ -113,8 +113,9 @@ func TestThePlaygroundKeepsItsStateAcrossARestart(t *testing.T) {
 	first.stop()
 
 	second := startPlayground(t, opts)
-	if !strings.Contains(second.banner.String(), "State            resumed from "+opts.state) {
-		t.Fatalf("the second banner does not say it resumed:\n%s", second.banner)
+	if !strings.Contains(second.banner.String(), "State            resumed from "+opts.state) ||
+		!strings.Contains(second.banner.String(), "the databases held 1 orders, kept") {
+		t.Fatalf("the second banner does not say it resumed, and the order the databases held:\n%s", second.banner)
 	}
 	for _, url := range []string{api + "/orders/" + old, consumer + "/orders/" + old} {
 		if st, body := httpDo(t, "GET", url, "", true); st != 200 || !strings.Contains(body, `"status":"paid"`) {
