@@ -253,6 +253,21 @@ func (w *watch) resetOutOfRange(ctx context.Context, r *kafka.Reader, bounds []k
 		read[p] = o
 	}
 	w.mu.Unlock()
+	// The bounds were read before the offsets above: records written and
+	// consumed in between would make an offset look past its partition's
+	// end. Ends only grow, so the ends read now, after, are the ones to
+	// compare with.
+	if fresh, err := kafkalog.Offsets(ctx, w.client, cfg.Topic); err == nil {
+		now := make(map[int]kafkalog.Bounds, len(fresh))
+		for _, b := range fresh {
+			now[b.Partition] = b
+		}
+		for i, b := range bounds {
+			if f, ok := now[b.Partition]; ok {
+				bounds[i] = f
+			}
+		}
+	}
 	rejoin := false
 	for _, b := range bounds {
 		had, ok := committed[b.Partition]
