@@ -60,15 +60,7 @@ func main() {
 	}
 	scs := chaos.Scenarios
 	if *scenario != "" {
-		scs = nil
-		for _, n := range strings.Split(*scenario, ",") {
-			s, ok := chaos.ScenarioNamed(strings.TrimSpace(n))
-			if !ok {
-				fmt.Fprintf(os.Stderr, "chaos: no scenario %q; there are %s\n", n, strings.Join(names, ", "))
-				os.Exit(2)
-			}
-			scs = append(scs, s)
-		}
+		scs = pick(*scenario, "scenario", names, chaos.ScenarioNamed)
 	}
 	var damage []chaos.Corruption
 	switch *corrupt {
@@ -76,14 +68,7 @@ func main() {
 	case "all":
 		damage = chaos.Corruptions
 	default:
-		for _, n := range strings.Split(*corrupt, ",") {
-			c, ok := chaos.CorruptionNamed(strings.TrimSpace(n))
-			if !ok {
-				fmt.Fprintf(os.Stderr, "chaos: no corruption %q; there are %s, or all\n", n, strings.Join(corruptions, ", "))
-				os.Exit(2)
-			}
-			damage = append(damage, c)
-		}
+		damage = pick(*corrupt, "corruption", append(corruptions, "all"), chaos.CorruptionNamed)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -134,4 +119,19 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("\nall %d scenarios passed (seed %d)\n", len(results), *seed)
+}
+
+// pick is the items a comma-separated list names; a name that is none of
+// them ends the command, listing the choices.
+func pick[T any](list, what string, choices []string, named func(string) (T, bool)) []T {
+	var out []T
+	for _, n := range strings.Split(list, ",") {
+		v, ok := named(strings.TrimSpace(n))
+		if !ok {
+			fmt.Fprintf(os.Stderr, "chaos: no %s %q; there are %s\n", what, n, strings.Join(choices, ", "))
+			os.Exit(2)
+		}
+		out = append(out, v)
+	}
+	return out
 }

@@ -276,3 +276,42 @@ func TestAClusterFromARelativeDirStartsAndRestarts(t *testing.T) {
 	}
 	exec(t, c.URL, "SELECT 1")
 }
+
+// A server that will not start is reported with the end of its log and
+// where the log is, not with pg_ctl's "could not start server" alone.
+func TestAClusterThatWillNotStartQuotesItsLog(t *testing.T) {
+	base, err := os.MkdirTemp("", "orders-broken-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil { // the postgres user reaches it when root runs this
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "cluster")
+	ctx := context.Background()
+	c, err := devstack.StartCluster(ctx, t.Logf, dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.OpenFile(filepath.Join(dir, "data", "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conf.WriteString("\nshared_buffers = 'not a size'\n"); err != nil {
+		t.Fatal(err)
+	}
+	conf.Close()
+	_, err = devstack.StartCluster(ctx, t.Logf, dir, false)
+	if err == nil {
+		t.Fatal("a cluster with a broken postgresql.conf started")
+	}
+	for _, want := range []string{filepath.Join(dir, "log"), "shared_buffers"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+}
